@@ -1,0 +1,120 @@
+/**
+ * Plain typed configuration values, produced once by the loader (src/config/load.ts) from YAML validated with
+ * zod. The core works on these only: every rate is bytes per second, every size bytes, every duration
+ * milliseconds, every address a canonical string.
+ */
+
+export type AtLimitPolicy = 'reject' | 'replace_oldest';
+
+/** Bytes per second; null means unlimited. */
+export type Bandwidth = number | null;
+
+export interface TunnelNetworks {
+  /** e.g. "198.18.0.0/16"; the gateway takes the first usable address unless `ipv4_gateway` says otherwise. */
+  readonly ipv4: { readonly cidr: string; readonly gateway: string } | null;
+  readonly ipv6: { readonly cidr: string; readonly gateway: string } | null;
+}
+
+export interface SessionLimits {
+  readonly maxSessionsPerUser: number;
+  readonly maxTotalSessions: number;
+  readonly idleTimeoutMs: number;
+  /** Maximum lifetime of a session; null means no limit. */
+  readonly sessionTimeoutMs: number | null;
+  readonly atLimit: AtLimitPolicy;
+}
+
+export interface QuotaConfig {
+  readonly bytes: number;
+  readonly period: 'day' | 'month';
+  /** What happens when spent: disconnect and refuse, or throttle to `throttleRate` (bytes/s). */
+  readonly action: 'disconnect' | 'throttle';
+  readonly throttleRate: number | null;
+}
+
+export interface UserConfig {
+  readonly name: string;
+  /** Self-describing scrypt hash, see src/config/password.ts. */
+  readonly passwordHash: string;
+  readonly bandwidth: Bandwidth;
+  /** Bucket depth in bytes; null means the default (see bucket.defaultBurst). */
+  readonly burst: number | null;
+  /** Own session limit; null means the server default. */
+  readonly maxSessions: number | null;
+  /** Addresses reserved for this user alone (canonical strings, IPv4 and/or IPv6). */
+  readonly staticAddresses: readonly string[];
+  readonly disabled: boolean;
+  readonly quota: QuotaConfig | null;
+}
+
+export interface TlsConfig {
+  /** PEM paths; null means use (and renew) the generated CA and certificate in the data directory. */
+  readonly certFile: string | null;
+  readonly keyFile: string | null;
+}
+
+export interface AdminConfig {
+  readonly enabled: boolean;
+  readonly listen: string;
+  readonly port: number;
+  /** Bearer token; null means no token and therefore no admin API. */
+  readonly token: string | null;
+}
+
+export interface HistoryConfig {
+  readonly enabled: boolean;
+  /** Days to keep rows; 0 keeps forever. */
+  readonly retentionDays: number;
+  readonly flushIntervalMs: number;
+  readonly batchSize: number;
+}
+
+export interface ServerConfig {
+  /** Absolute path of the file this came from, or "<defaults>". */
+  readonly source: string;
+  readonly listen: string;
+  readonly port: number;
+  readonly tls: TlsConfig;
+  readonly tunName: string;
+  readonly networks: TunnelNetworks;
+  readonly mtu: number;
+  readonly dns: readonly string[];
+  /** CIDRs pushed to clients to route through the tunnel. */
+  readonly routes: readonly string[];
+  readonly defaultBandwidth: Bandwidth;
+  readonly limits: SessionLimits;
+  readonly keepaliveIntervalMs: number;
+  /** Longest a packet may wait in the shaping queue before it is dropped. */
+  readonly shapingDelayMs: number;
+  /** Per-session send queue bound, in packets. */
+  readonly sendQueuePackets: number;
+  readonly allowClientToClient: boolean;
+  readonly transports: { readonly h2: boolean; readonly h3: 'auto' | 'off' };
+  readonly authAttempts: { readonly perSourcePerMinute: number };
+  readonly dataDir: string;
+  readonly admin: AdminConfig;
+  readonly history: HistoryConfig;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /** Path of the users file, if users live in their own file. */
+  readonly usersFile: string | null;
+  readonly users: readonly UserConfig[];
+}
+
+export interface ClientConfig {
+  readonly source: string;
+  /** https://host:port/ of the gateway. */
+  readonly server: string;
+  readonly user: string;
+  readonly password: string;
+  readonly transport: 'auto' | 'h3' | 'h2';
+  /** PEM path of the CA to trust, or null. */
+  readonly caFile: string | null;
+  /** SHA-256 hashes (hex) of server certificates to pin, for certificates valid 14 days or less. */
+  readonly pinnedCertHashes: readonly string[];
+  readonly tunName: string;
+  readonly setDns: boolean;
+  readonly reconnect: { readonly initialMs: number; readonly maxMs: number; readonly maxAttempts: number | null };
+  /** How many keepalive intervals without an answer mean the path is dead. */
+  readonly deadAfterMissedKeepalives: number;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+}

@@ -1,0 +1,84 @@
+/**
+ * The narrow interface between the gateway (or client) and the tunnel transport (after wireguard-go's
+ * conn.Bind). Implementations: WebTransport over HTTP/2 and HTTP/3 (src/transport/webtransport-*.ts) and an
+ * in-memory pair for unit tests (src/transport/memory.ts). The gateway never sees the WebTransport library.
+ */
+import type { ControlMessage } from './control.js';
+
+export type TransportKind = 'h2' | 'h3' | 'memory';
+
+/** Receives IP packets from the peer. Buffers are valid only during the call. */
+export interface PacketReceiver {
+  onPacket(data: Buffer, offset: number, length: number): void;
+  /** End of one received datagram (a batch of packets): where per-batch bookkeeping goes. */
+  onBatchEnd(): void;
+}
+
+export interface CloseInfo {
+  /** One of the session end reasons (src/gateway/session.ts) or a transport-level reason. */
+  readonly reason: string;
+  readonly message?: string;
+}
+
+export interface TunnelStats {
+  datagramsSent: number;
+  datagramsReceived: number;
+  /** Packets dropped because the bounded send queue was full. */
+  queueDrops: number;
+  /** Datagrams or control messages that could not be decoded (dropped). */
+  malformed: number;
+}
+
+export interface TunnelConnection {
+  readonly kind: TransportKind;
+  /** "ip:port" of the peer as seen by this side. */
+  readonly peer: string;
+  readonly stats: TunnelStats;
+  /**
+   * Queue one IP packet for sending (copied; the caller may reuse its buffer). Packets are coalesced into
+   * datagrams. Returns false when the bounded send queue is full: the packet was dropped and counted.
+   */
+  sendPacket(data: Uint8Array, offset: number, length: number): boolean;
+  /** Hand queued packets to the wire; called at the end of every batch. */
+  flush(): void;
+  setReceiver(receiver: PacketReceiver): void;
+  setControlHandler(handler: (message: ControlMessage) => void): void;
+  sendControl(message: ControlMessage): void;
+  /** Close with a reason sent to the peer first (best effort). Idempotent. */
+  close(info: CloseInfo): void;
+  /** Settles once when the connection is gone, whoever closed it; never rejects. */
+  readonly closed: Promise<CloseInfo>;
+}
+
+/** What the gateway learns about an incoming session request before any session state exists. */
+export interface ConnectRequest {
+  readonly user: string;
+  readonly password: string;
+  /** Source address of the request (no port), for per-source throttling. */
+  readonly sourceAddress: string;
+  readonly peer: string;
+  /** Addresses the client held before (reconnect), a hint only. */
+  readonly previousAddresses: readonly string[];
+  readonly clientVersion: string;
+  readonly transport: TransportKind;
+}
+
+export type AdmissionResult =
+  | { readonly ok: true; readonly user: string }
+  | { readonly ok: false; readonly status: 401 | 403 | 429 | 503; readonly code: string; readonly message: string };
+
+/** Called in the request callback, before the session is accepted. */
+export type Admission = (request: ConnectRequest) => Promise<AdmissionResult>;
+
+export interface AcceptedConnection {
+  readonly connection: TunnelConnection;
+  readonly request: ConnectRequest;
+}
+
+export interface TunnelListener {
+  readonly kinds: readonly TransportKind[];
+  /** Sessions that passed admission and are open. */
+  onConnection(handler: (accepted: AcceptedConnection) => void): void;
+  /** Stop accepting and close the listener (existing connections are closed by their owners). */
+  close(): Promise<void>;
+}

@@ -1,0 +1,41 @@
+/**
+ * The narrow interface the gateway and the client need from a TUN device (after wireguard-go's tun.Device).
+ * Two implementations: LinuxTun (native addon, src/tun/linux.ts) and MemoryTun (in-memory double, src/tun/memory.ts).
+ *
+ * Packets are raw IP (no packet-info header). Reads arrive as batches: one Buffer holding `count` packets,
+ * packet i at offset `i * stride` with length `lengths[i]`. The batch and its buffers are reused: they are
+ * valid only during the handler call.
+ */
+export interface TunBatch {
+  readonly data: Buffer;
+  readonly lengths: Uint32Array;
+  readonly stride: number;
+  count: number;
+}
+
+export type TunBatchHandler = (batch: TunBatch) => void;
+
+export interface TunDevice {
+  readonly name: string;
+  readonly mtu: number;
+  /** Start delivering batches to `handler` (one handler; a second call replaces it). */
+  onBatch(handler: TunBatchHandler): void;
+  /** Write one packet; returns false if the kernel refused it (e.g. queue full), which callers count as a drop. */
+  write(data: Uint8Array, offset: number, length: number): boolean;
+  /** Stop reading and close the device. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface TunAddress {
+  /** "198.18.0.1/16" or "2001:db8::1/64" */
+  readonly cidr: string;
+}
+
+export interface TunSettings {
+  readonly name: string;
+  readonly mtu: number;
+  readonly addresses: readonly TunAddress[];
+  /** CIDRs routed into the device. */
+  readonly routes: readonly string[];
+  readonly txQueueLen?: number;
+}
