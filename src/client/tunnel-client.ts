@@ -1,0 +1,254 @@
+/**
+ * The client: connect and authenticate, take the assignment, bring up the TUN, forward, keep alive, and
+ * reconnect with backoff when the path dies or the gateway goes away — until stopped, or until the gateway
+ * says something that retrying cannot fix (bad password, disabled user), which ends the client with a
+ * clear error.
+ *
+ *   connect ──► assign ──► TUN up (kept across reconnects unless the assignment changes) ──► forward
+ *      ▲                                                                                     │ closed / dead path
+ *      └──────────────── backoff (exponential, jittered) ◄───────────────────────────────────┘
+ */
+import type { Logger } from 'pino';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import type { ClientConfig } from '../config/types.js';
+import { QuicgateError, isQuicgateError } from '../errors.js';
+import type { AssignControl, ControlMessage } from '../transport/control.js';
+import type { CloseInfo, TunnelConnection } from '../transport/types.js';
+import type { TunDevice, TunSettings } from '../tun/device.js';
+import { Backoff } from './backoff.js';
+import { ClientForwarder } from './client-forwarder.js';
+import { KeepaliveMonitor } from './keepalive.js';
+
+/** Close reasons after which reconnecting cannot help. */
+const FINAL_REASONS = new Set(['auth_failed', 'user_disabled', 'user_removed']);
+
+export interface ConnectParams {
+  readonly config: ClientConfig;
+  readonly previousAddresses: readonly string[];
+  readonly logger: Logger;
+}
+
+export interface ClientParts {
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly connect: (params: ConnectParams) => Promise<TunnelConnection>;
+  readonly openTun: (settings: TunSettings) => Promise<TunDevice>;
+  /** Optional system changes per assignment (DNS, host route to the gateway); returns an undo. */
+  readonly applySystem?: (assignment: AssignControl) => Promise<() => Promise<void>>;
+  /** How long to wait for the assignment after the session opens. */
+  readonly assignTimeoutMs?: number;
+}
+
+export type ClientState =
+  | { readonly kind: 'connecting'; readonly attempt: number }
+  | { readonly kind: 'up'; readonly assignment: AssignControl; readonly since: number }
+  | { readonly kind: 'waiting'; readonly attempt: number; readonly delayMs: number; readonly lastError: string }
+  | { readonly kind: 'stopped'; readonly error: QuicgateError | null };
+
+export class TunnelClient {
+  state: ClientState = { kind: 'connecting', attempt: 0 };
+  readonly forwarder = new ClientForwarder();
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly backoff: Backoff;
+  private connection: TunnelConnection | null = null;
+  private tun: TunDevice | null = null;
+  private tunKey = '';
+  private undoSystem: (() => Promise<void>) | null = null;
+  private addresses: string[] = [];
+  private stopRequested = false;
+  private wake: (() => void) | null = null;
+  private readonly listeners = new Set<(state: ClientState) => void>();
+
+  constructor(
+    private readonly config: ClientConfig,
+    private readonly parts: ClientParts,
+  ) {
+    this.clock = parts.clock ?? systemClock;
+    this.logger = parts.logger;
+    this.backoff = new Backoff(config.reconnect);
+  }
+
+  onStateChange(listener: (state: ClientState) => void): void {
+    this.listeners.add(listener);
+  }
+
+  /** Runs until stop() or a final rejection; resolves with the final error (null after stop()). */
+  async run(): Promise<QuicgateError | null> {
+    let finalError: QuicgateError | null = null;
+    while (!this.stopRequested) {
+      this.setState({ kind: 'connecting', attempt: this.backoff.attempts });
+      let lastError = '';
+      try {
+        const info = await this.connectOnce();
+        if (FINAL_REASONS.has(info.reason)) {
+          finalError = new QuicgateError('QG_ERR_REJECTED', `gateway closed the session: ${info.reason}${info.message ? ` (${info.message})` : ''}`, {
+            details: { reason: info.reason, retry: false },
+          });
+          break;
+        }
+        lastError = `session closed: ${info.reason}`;
+        this.logger.warn({ reason: info.reason, message: info.message }, 'session closed');
+      } catch (err) {
+        if (isQuicgateError(err, 'QG_ERR_REJECTED') && err.details?.retry === false) {
+          finalError = err;
+          break;
+        }
+        lastError = err instanceof Error ? err.message : String(err);
+        this.logger.warn({ err: lastError }, 'connect failed');
+      }
+      if (this.stopRequested) break;
+      if (this.backoff.exhausted) {
+        finalError = new QuicgateError('QG_ERR_CONNECT_FAILED', `giving up after ${this.backoff.attempts} attempts: ${lastError}`);
+        break;
+      }
+      const delayMs = this.backoff.next();
+      this.setState({ kind: 'waiting', attempt: this.backoff.attempts, delayMs, lastError });
+      this.logger.info({ delayMs: Math.round(delayMs), attempt: this.backoff.attempts }, 'reconnecting');
+      await this.sleep(delayMs);
+    }
+    await this.teardown();
+    this.setState({ kind: 'stopped', error: finalError });
+    return finalError;
+  }
+
+  /** Close the session cleanly (the gateway frees its state at once) and end run(). */
+  async stop(): Promise<void> {
+    this.stopRequested = true;
+    this.connection?.close({ reason: 'client_closed', message: 'client stopped' });
+    this.wake?.();
+  }
+
+  private async connectOnce(): Promise<CloseInfo> {
+    const connection = await this.parts.connect({
+      config: this.config,
+      previousAddresses: this.addresses,
+      logger: this.logger,
+    });
+    this.connection = connection;
+    let monitor: KeepaliveMonitor | null = null;
+    try {
+      if (this.stopRequested) {
+        connection.close({ reason: 'client_closed', message: 'client stopped' });
+        return await connection.closed;
+      }
+      const assignment = await this.awaitAssignment(connection);
+      await this.bringUpTun(assignment);
+      this.addresses = [assignment.ipv4?.address, assignment.ipv6?.address].filter((a): a is string => !!a);
+      this.forwarder.setConnection(connection);
+      monitor = new KeepaliveMonitor(
+        this.clock,
+        connection,
+        assignment.keepaliveMs,
+        this.config.deadAfterMissedKeepalives,
+        (silentForMs) => connection.close({ reason: 'connection_lost', message: `no answer for ${Math.round(silentForMs)} ms` }),
+      );
+      const m = monitor;
+      this.forwarder.onHeard = () => {
+        m.lastHeard = this.clock.now();
+      };
+      connection.setControlHandler((message) => this.onControl(message, m));
+      monitor.start();
+      this.backoff.reset();
+      this.setState({ kind: 'up', assignment, since: this.clock.wallNow() });
+      this.logger.info(
+        { ipv4: assignment.ipv4?.address, ipv6: assignment.ipv6?.address, transport: connection.kind, session: assignment.sessionId },
+        'tunnel up',
+      );
+      return await connection.closed;
+    } finally {
+      monitor?.stop();
+      this.forwarder.setConnection(null);
+      this.forwarder.onHeard = () => {};
+      this.connection = null;
+      connection.close({ reason: 'client_closed' });
+    }
+  }
+
+  private onControl(message: ControlMessage, monitor: KeepaliveMonitor): void {
+    if (message.type === 'keepalive_ack') monitor.acknowledged(message.t);
+    else if (message.type === 'keepalive') this.connection?.sendControl({ type: 'keepalive_ack', t: message.t });
+  }
+
+  private awaitAssignment(connection: TunnelConnection): Promise<AssignControl> {
+    const timeoutMs = this.parts.assignTimeoutMs ?? 10_000;
+    return new Promise<AssignControl>((resolve, reject) => {
+      let timer: TimerHandle | null = null;
+      const settle = (fn: () => void): void => {
+        timer?.cancel();
+        timer = null;
+        fn();
+      };
+      timer = this.clock.setTimeout(() => {
+        settle(() => reject(new QuicgateError('QG_ERR_PROTOCOL', `no assignment from the gateway within ${timeoutMs} ms`)));
+        connection.close({ reason: 'error', message: 'no assignment' });
+      }, timeoutMs);
+      connection.setControlHandler((message) => {
+        if (message.type === 'assign') settle(() => resolve(message));
+        else if (message.type === 'close') {
+          settle(() =>
+            reject(
+              new QuicgateError('QG_ERR_REJECTED', `gateway refused the session: ${message.reason}${message.message ? ` (${message.message})` : ''}`, {
+                details: { reason: message.reason, retry: message.retry },
+              }),
+            ),
+          );
+        }
+      });
+      void connection.closed.then((info) =>
+        settle(() => reject(new QuicgateError('QG_ERR_CONNECT_FAILED', `session closed before assignment: ${info.reason}`))),
+      );
+    });
+  }
+
+  private async bringUpTun(assignment: AssignControl): Promise<void> {
+    const settings = clientTunSettings(this.config, assignment);
+    const key = JSON.stringify(settings);
+    if (this.tun !== null && key === this.tunKey) return;
+    await this.closeTun();
+    this.tun = await this.parts.openTun(settings);
+    this.tunKey = key;
+    this.forwarder.setTun(this.tun);
+    if (this.parts.applySystem) this.undoSystem = await this.parts.applySystem(assignment);
+  }
+
+  private async closeTun(): Promise<void> {
+    const undo = this.undoSystem;
+    this.undoSystem = null;
+    await undo?.().catch((err: unknown) => this.logger.warn({ err }, 'undoing system settings failed'));
+    const tun = this.tun;
+    this.tun = null;
+    this.forwarder.setTun(null);
+    await tun?.close();
+  }
+
+  private async teardown(): Promise<void> {
+    await this.closeTun();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.clock.setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        timer.cancel();
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
+  private setState(state: ClientState): void {
+    this.state = state;
+    for (const listener of this.listeners) listener(state);
+  }
+}
+
+export function clientTunSettings(config: ClientConfig, assignment: AssignControl): TunSettings {
+  const addresses = [];
+  if (assignment.ipv4) addresses.push({ cidr: `${assignment.ipv4.address}/${assignment.ipv4.prefix}` });
+  if (assignment.ipv6) addresses.push({ cidr: `${assignment.ipv6.address}/${assignment.ipv6.prefix}` });
+  return { name: config.tunName, mtu: assignment.mtu, addresses, routes: [...assignment.routes], txQueueLen: 4096 };
+}

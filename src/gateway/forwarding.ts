@@ -1,0 +1,73 @@
+/**
+ * The data plane of the gateway: one TUN, a route table of live peers, and the two pipelines
+ * (outbound.ts: TUN → tunnel, inbound.ts: tunnel → TUN). attach()/detach() run at connect and disconnect;
+ * everything per packet happens inside the pipelines.
+ */
+import type { Clock } from '../clock.js';
+import type { TunDevice } from '../tun/device.js';
+import { newDropCounters, type DropCounters } from './drops.js';
+import { InboundReceiver } from './inbound.js';
+import { OutboundPipeline } from './outbound.js';
+import { TunnelPeer } from './peer.js';
+import { RouteTable } from './route-table.js';
+import type { Session } from './session.js';
+
+export interface ForwarderOptions {
+  readonly tun: TunDevice;
+  readonly clock: Clock;
+  readonly shapingDelayMs: number;
+  readonly allowClientToClient: boolean;
+}
+
+export class Forwarder {
+  readonly drops: DropCounters = newDropCounters();
+  readonly routes = new RouteTable();
+  private readonly peers = new Map<string, TunnelPeer>();
+  private readonly outbound: OutboundPipeline;
+
+  constructor(private readonly options: ForwarderOptions) {
+    this.outbound = new OutboundPipeline(this.routes, this.drops, options.clock, options.shapingDelayMs);
+    options.tun.onBatch(this.outbound.handleBatch);
+  }
+
+  get peerCount(): number {
+    return this.peers.size;
+  }
+
+  /** Route the session's addresses to it and start taking its packets. */
+  attach(session: Session): TunnelPeer {
+    const peer = new TunnelPeer(session);
+    this.peers.set(session.id, peer);
+    this.routes.add(peer);
+    session.connection.setReceiver(
+      new InboundReceiver(peer, {
+        clock: this.options.clock,
+        tun: this.options.tun,
+        routes: this.routes,
+        drops: this.drops,
+        shapingDelayMs: this.options.shapingDelayMs,
+        allowClientToClient: this.options.allowClientToClient,
+      }),
+    );
+    return peer;
+  }
+
+  /** Unroute and drop queued packets; a no-op for unknown sessions. */
+  detach(session: Session): void {
+    const peer = this.peers.get(session.id);
+    if (peer === undefined) return;
+    this.peers.delete(session.id);
+    this.routes.remove(peer);
+    peer.close();
+    session.connection.setReceiver(DISCARD);
+  }
+
+  /** Packets waiting in shaping queues, over all peers (for metrics). */
+  shapedPending(): number {
+    let n = 0;
+    for (const peer of this.peers.values()) n += peer.outboundPending + peer.inboundPending;
+    return n;
+  }
+}
+
+const DISCARD = { onPacket() {}, onBatchEnd() {} };

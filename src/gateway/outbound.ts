@@ -1,0 +1,99 @@
+/**
+ * Outbound pipeline: TUN → tunnel (gateway to client).
+ *
+ *   TUN batch ──► check IP header ──► destination → peer (RouteTable) ──► user's shared bucket
+ *        │              │ bad: drop malformed        │ none: drop no_route      │ over: shape ≤ delay, else drop
+ *        │                                                                     ▼
+ *        └────────────── end of batch: flush every touched connection ◄── connection.sendPacket (coalesced)
+ *
+ * Per packet: no allocation, no promise, no log line, no registry lookup. Activity stamp and counters of the
+ * session are plain stores.
+ */
+import type { Clock } from '../clock.js';
+import type { TunBatch } from '../tun/device.js';
+import { checkIpPacket, ipv4Destination } from '../packet/ip.js';
+import type { DropCounters } from './drops.js';
+import { newShaper, type TunnelPeer } from './peer.js';
+import type { RouteTable } from './route-table.js';
+import { shapeOrDrop, type ShaperSink } from './shaper.js';
+
+export class OutboundPipeline {
+  private batchNumber = 0;
+  private readonly touched: TunnelPeer[] = [];
+  private touchedCount = 0;
+
+  constructor(
+    private readonly routes: RouteTable,
+    private readonly drops: DropCounters,
+    private readonly clock: Clock,
+    private readonly shapingDelayMs: number,
+  ) {}
+
+  /** TunBatchHandler; bound once so the TUN can call it directly. */
+  readonly handleBatch = (batch: TunBatch): void => {
+    const now = this.clock.now();
+    const mark = ++this.batchNumber;
+    const { data, lengths, stride, count } = batch;
+    for (let i = 0; i < count; i++) {
+      const offset = i * stride;
+      const length = lengths[i]!;
+      const version = checkIpPacket(data, offset, length);
+      let peer: TunnelPeer | undefined;
+      if (version === 4) peer = this.routes.lookupV4(ipv4Destination(data, offset));
+      else if (version === 6) peer = this.routes.lookupV6Destination(data, offset);
+      else {
+        this.drops.malformed++;
+        continue;
+      }
+      if (peer === undefined) {
+        this.drops.no_route++;
+        continue;
+      }
+      this.forward(peer, data, offset, length, now);
+      if (peer.batchMark !== mark) {
+        peer.batchMark = mark;
+        this.touched[this.touchedCount++] = peer;
+      }
+    }
+    for (let i = 0; i < this.touchedCount; i++) {
+      const peer = this.touched[i]!;
+      peer.session.connection.flush();
+      peer.session.lastActivity = now;
+    }
+    this.touchedCount = 0;
+  };
+
+  private forward(peer: TunnelPeer, data: Buffer, offset: number, length: number, now: number): void {
+    const session = peer.session;
+    const bucket = session.bucket;
+    if (bucket !== null) {
+      const queued = peer.outboundPending;
+      if (queued !== 0 || !bucket.tryConsume(length, now)) {
+        const shaper = (peer.outShaper ??= newShaper(this.clock, this.shapingDelayMs, session, this.sinkFor(peer)));
+        shapeOrDrop(bucket, shaper, data, offset, length, now, this.shapingDelayMs, this.drops);
+        return;
+      }
+    }
+    if (session.connection.sendPacket(data, offset, length)) {
+      session.counters.bytesOut += length;
+      session.counters.packetsOut++;
+    } else this.drops.queue_full++;
+  }
+
+  // Made once per peer when it first needs shaping (the shaper keeps it).
+  private sinkFor(peer: TunnelPeer): ShaperSink {
+    const { connection, counters } = peer.session;
+    const drops = this.drops;
+    return {
+      send(data, offset, length) {
+        if (connection.sendPacket(data, offset, length)) {
+          counters.bytesOut += length;
+          counters.packetsOut++;
+        } else drops.queue_full++;
+      },
+      flush() {
+        connection.flush();
+      },
+    };
+  }
+}

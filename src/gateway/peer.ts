@@ -1,0 +1,56 @@
+/**
+ * Per-session forwarding state: the session's addresses as words for allocation-free comparison, its shaping
+ * queues (created on first use), and bookkeeping for per-batch work. Built once at connect.
+ */
+import type { Clock } from '../clock.js';
+import { ipv4ToWord, ipv6ToWords } from '../packet/ip.js';
+import type { Session } from './session.js';
+import { ShapingQueue, type ShaperSink } from './shaper.js';
+
+const MIN_SHAPER_BYTES = 256 * 1024;
+const MAX_SHAPER_BYTES = 16 * 1024 * 1024;
+
+export class TunnelPeer {
+  readonly hasV4: boolean;
+  readonly v4: number;
+  readonly hasV6: boolean;
+  readonly v6: Int32Array;
+  /** Next peer whose IPv6 address has the same low word (route table chain). */
+  nextV6: TunnelPeer | null = null;
+  /** Batch number in which this peer was last touched by the outbound path. */
+  batchMark = 0;
+  /** Shaping queues, created by the pipelines on first use. */
+  outShaper: ShapingQueue | null = null;
+  inShaper: ShapingQueue | null = null;
+
+  constructor(readonly session: Session) {
+    this.hasV4 = session.ipv4 !== null;
+    this.v4 = session.ipv4 === null ? 0 : ipv4ToWord(session.ipv4);
+    this.hasV6 = session.ipv6 !== null;
+    this.v6 = new Int32Array(session.ipv6 === null ? [0, 0, 0, 0] : ipv6ToWords(session.ipv6));
+  }
+
+  /** Pending shaped packets outbound (0 when no queue exists yet). */
+  get outboundPending(): number {
+    return this.outShaper === null ? 0 : this.outShaper.pending;
+  }
+
+  get inboundPending(): number {
+    return this.inShaper === null ? 0 : this.inShaper.pending;
+  }
+
+  close(): void {
+    this.outShaper?.close();
+    this.inShaper?.close();
+    this.outShaper = null;
+    this.inShaper = null;
+  }
+}
+
+/** A shaping queue sized for the session's current rate and the shaping delay. */
+export function newShaper(clock: Clock, delayMs: number, session: Session, sink: ShaperSink): ShapingQueue {
+  const rate = session.bucket?.rate ?? 0;
+  // Room for twice the bytes the delay allows at the current rate, so a raised limit still fits.
+  const bytes = Math.min(MAX_SHAPER_BYTES, Math.max(MIN_SHAPER_BYTES, Math.ceil(rate * (delayMs / 1000) * 2)));
+  return new ShapingQueue(clock, sink, bytes, Math.max(64, Math.ceil(bytes / 64)));
+}

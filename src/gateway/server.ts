@@ -1,0 +1,174 @@
+/**
+ * The gateway: ties config, address pool, user registry, session manager, TUN, tunnel listener and the
+ * forwarding path together, and owns their order of start and stop. Parts are injected so that unit tests run
+ * the same wiring over an in-memory TUN and transport.
+ */
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
+import type { ServerConfig } from '../config/types.js';
+import { isQuicgateError } from '../errors.js';
+import type { ControlMessage } from '../transport/control.js';
+import type { AcceptedConnection, Admission, TunnelListener } from '../transport/types.js';
+import type { TunDevice, TunSettings } from '../tun/device.js';
+import { Forwarder } from './forwarding.js';
+import { AddressPool } from './pool.js';
+import { UserRegistry } from './registry.js';
+import type { EndReason, RejectReason, Session } from './session.js';
+import { SessionManager } from './sessions.js';
+import { buildAssignment } from './tunnel-assignment.js';
+
+export interface ListenRequest {
+  readonly config: ServerConfig;
+  readonly admission: Admission;
+  readonly logger: Logger;
+}
+
+export interface GatewayParts {
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly openTun: (settings: TunSettings) => Promise<TunDevice>;
+  readonly listen: (request: ListenRequest) => Promise<TunnelListener>;
+}
+
+export class Gateway {
+  readonly pool: AddressPool;
+  readonly registry: UserRegistry;
+  readonly sessions: SessionManager;
+  private forwarder: Forwarder | null = null;
+  private tun: TunDevice | null = null;
+  private listener: TunnelListener | null = null;
+  private stopping: Promise<void> | null = null;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+
+  private constructor(
+    private config: ServerConfig,
+    private readonly parts: GatewayParts,
+  ) {
+    this.clock = parts.clock ?? systemClock;
+    this.logger = parts.logger;
+    this.pool = new AddressPool(config);
+    this.registry = new UserRegistry({ clock: this.clock });
+    this.sessions = new SessionManager({
+      config,
+      pool: this.pool,
+      registry: this.registry,
+      clock: this.clock,
+      logger: this.logger,
+    });
+  }
+
+  static async start(config: ServerConfig, parts: GatewayParts): Promise<Gateway> {
+    const gateway = new Gateway(config, parts);
+    try {
+      await gateway.open();
+    } catch (err) {
+      await gateway.stop('error');
+      throw err;
+    }
+    return gateway;
+  }
+
+  get currentConfig(): ServerConfig {
+    return this.config;
+  }
+
+  get drops(): Readonly<Record<string, number>> {
+    return this.forwarder?.drops ?? {};
+  }
+
+  get listenerKinds(): readonly string[] {
+    return this.listener?.kinds ?? [];
+  }
+
+  private async open(): Promise<void> {
+    const { config } = this;
+    this.tun = await this.parts.openTun(gatewayTunSettings(config));
+    this.forwarder = new Forwarder({
+      tun: this.tun,
+      clock: this.clock,
+      shapingDelayMs: config.shapingDelayMs,
+      allowClientToClient: config.allowClientToClient,
+    });
+    const forwarder = this.forwarder;
+    this.sessions.onClosed((session) => forwarder.detach(session));
+    this.sessions.start();
+    this.listener = await this.parts.listen({
+      config,
+      admission: (request) => this.sessions.authenticate(request),
+      logger: this.logger,
+    });
+    this.listener.onConnection((accepted) => this.accept(accepted));
+    this.logger.info(
+      { tun: this.tun.name, listen: `${config.listen}:${config.port}`, transports: this.listener.kinds },
+      'gateway up',
+    );
+  }
+
+  private accept({ connection, request }: AcceptedConnection): void {
+    if (this.stopping !== null || this.forwarder === null) {
+      connection.close({ reason: 'server_shutdown', message: 'gateway is shutting down' });
+      return;
+    }
+    let session: Session;
+    try {
+      session = this.sessions.open(connection, request);
+    } catch (err) {
+      const reason: RejectReason | 'error' = isQuicgateError(err, 'QG_ERR_POOL_EXHAUSTED')
+        ? 'pool_exhausted'
+        : isQuicgateError(err, 'QG_ERR_USER_LIMIT')
+          ? 'user_limit'
+          : isQuicgateError(err, 'QG_ERR_SERVER_LIMIT')
+            ? 'server_limit'
+            : 'error';
+      const message = err instanceof Error ? err.message : String(err);
+      if (reason === 'error') this.logger.error({ err, user: request.user }, 'session open failed');
+      connection.sendControl({ type: 'close', reason, message, retry: true });
+      connection.close({ reason, message });
+      return;
+    }
+    this.forwarder.attach(session);
+    connection.setControlHandler((message) => this.onControl(session, message));
+    connection.sendControl(buildAssignment(this.config, session));
+  }
+
+  private onControl(session: Session, message: ControlMessage): void {
+    switch (message.type) {
+      case 'keepalive':
+        this.sessions.touch(session);
+        session.connection.sendControl({ type: 'keepalive_ack', t: message.t });
+        return;
+      case 'close':
+        // The client is leaving; its transport close follows, which ends the session as client_closed.
+        session.connection.close({ reason: 'client_closed', message: message.message ?? 'client closed' });
+        return;
+      default:
+        // assign/keepalive_ack are gateway-to-client only: ignore them from a client.
+        return;
+    }
+  }
+
+  /** Close every session with `reason`, stop listening and close the TUN. Idempotent. */
+  stop(reason: EndReason = 'server_shutdown'): Promise<void> {
+    this.stopping ??= (async () => {
+      this.sessions.closeAll(reason);
+      this.sessions.stop();
+      const listener = this.listener;
+      this.listener = null;
+      await listener?.close().catch((err: unknown) => this.logger.warn({ err }, 'listener close failed'));
+      const tun = this.tun;
+      this.tun = null;
+      await tun?.close().catch((err: unknown) => this.logger.warn({ err }, 'tun close failed'));
+      this.logger.info({ reason }, 'gateway stopped');
+    })();
+    return this.stopping;
+  }
+}
+
+export function gatewayTunSettings(config: ServerConfig): TunSettings {
+  const addresses = [];
+  for (const net of [config.networks.ipv4, config.networks.ipv6]) {
+    if (net !== null) addresses.push({ cidr: `${net.gateway}/${net.cidr.slice(net.cidr.lastIndexOf('/') + 1)}` });
+  }
+  return { name: config.tunName, mtu: config.mtu, addresses, routes: [], txQueueLen: 4096 };
+}
