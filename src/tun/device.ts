@@ -39,3 +39,23 @@ export interface TunSettings {
   readonly routes: readonly string[];
   readonly txQueueLen?: number;
 }
+
+/** Packets per read batch: enough to amortise the JS call (see /work/shared/notes/tun.md), small enough for cache. */
+export const DEFAULT_TUN_BATCH_SIZE = 64;
+
+/** Slot size for packets of at most `mtu` bytes: headroom, rounded to a cache line. */
+export function tunStride(mtu: number): number {
+  return Math.ceil((mtu + 64) / 64) * 64;
+}
+
+/** An empty batch with the layout both TunDevice implementations fill (one Buffer, `maxPackets` slots). */
+export function createTunBatch(mtu: number, maxPackets: number = DEFAULT_TUN_BATCH_SIZE): TunBatch {
+  const stride = tunStride(mtu);
+  return { data: Buffer.alloc(stride * maxPackets), lengths: new Uint32Array(maxPackets), stride, count: 0 };
+}
+
+/** Packet `index` of a batch, as a view into the batch buffer (valid only during the handler call). */
+export function tunPacket(batch: TunBatch, index: number): Buffer {
+  const start = index * batch.stride;
+  return batch.data.subarray(start, start + (batch.lengths[index] ?? 0));
+}

@@ -1,0 +1,352 @@
+// quicgate TUN addon: the few syscalls Node cannot do fast on a TUN fd (libuv treats it as a FILE).
+//
+// Flow:
+//   new Tun(name)       open /dev/net/tun (O_NONBLOCK|O_CLOEXEC), TUNSETIFF IFF_TUN|IFF_NO_PI -> kernel name
+//   startReading(...)   JS hands over ONE Buffer + Uint32Array once; uv_poll watches the fd for readability
+//   OnReadable          drain up to lengths.length packets into the Buffer at fixed stride, then one JS call
+//                       onPackets(count); onPackets(-errno) once if reading fails for good (polling stopped)
+//   write / writeBatch  write(2) per packet; returns errno (0 = ok) / number of packets accepted
+//   close()             stop + close the uv_poll handle BEFORE closing the fd; idempotent
+//
+// The library pins itself in memory (RTLD_NODELETE): a worker that ends with a device open unloads its addons
+// before libuv runs the pending uv_close callback, which lives in this library.
+//
+// A JS exception thrown by onPackets is surfaced as an uncaught exception (napi_fatal_exception), like any
+// other async callback; native state stays consistent and reading continues if the process survives.
+
+#include <napi.h>
+#include <uv.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+namespace {
+
+Napi::Error ErrnoError(Napi::Env env, const char* syscall, int err) {
+  std::string message = std::string(syscall) + ": " + std::strerror(err);
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("errno", Napi::Number::New(env, err));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  return error;
+}
+
+class Tun : public Napi::ObjectWrap<Tun> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Tun",
+                       {
+                           InstanceAccessor<&Tun::GetName>("name"),
+                           InstanceAccessor<&Tun::GetFd>("fd"),
+                           InstanceMethod<&Tun::StartReading>("startReading"),
+                           InstanceMethod<&Tun::StopReading>("stopReading"),
+                           InstanceMethod<&Tun::Write>("write"),
+                           InstanceMethod<&Tun::WriteBatch>("writeBatch"),
+                           InstanceMethod<&Tun::Close>("close"),
+                       });
+  }
+
+  explicit Tun(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tun>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) {
+      Napi::TypeError::New(env, "Tun(name): name must be a string").ThrowAsJavaScriptException();
+      return;
+    }
+    std::string requested = info[0].As<Napi::String>().Utf8Value();
+    if (requested.size() >= IFNAMSIZ) {
+      ErrnoError(env, "TUNSETIFF", ENAMETOOLONG).ThrowAsJavaScriptException();
+      return;
+    }
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+      ErrnoError(env, "open /dev/net/tun", errno).ThrowAsJavaScriptException();
+      return;
+    }
+    struct ifreq ifr;
+    std::memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    std::memcpy(ifr.ifr_name, requested.data(), requested.size());
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+      int err = errno;
+      ::close(fd);
+      ErrnoError(env, "ioctl TUNSETIFF", err).ThrowAsJavaScriptException();
+      return;
+    }
+    fd_ = fd;
+    name_ = std::string(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
+    napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
+  }
+
+  ~Tun() override {
+    Release();
+    delete asyncContext_;
+  }
+
+ private:
+  // The environment is going away (process exit, worker end) while the device is open: drop the handle and
+  // fd without touching JS references, which the environment frees itself.
+  static void OnEnvCleanup(void* arg) {
+    auto* self = static_cast<Tun*>(arg);
+    self->env_tearing_down_ = true;
+    self->Release();
+  }
+
+  static void OnReadable(uv_poll_t* handle, int status, int events) {
+    if (handle->data != nullptr) static_cast<Tun*>(handle->data)->DrainAndDeliver(handle, status);
+  }
+
+  Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+
+  // startReading(data: Uint8Array, lengths: Uint32Array, stride: number, onPackets: (count) => void)
+  Napi::Value StartReading(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0) {
+      ErrnoError(env, "startReading", EBADF).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (poll_ != nullptr) {
+      Napi::Error::New(env, "startReading: already reading").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (info.Length() < 4 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber() ||
+        !info[3].IsFunction()) {
+      Napi::TypeError::New(env, "startReading(data, lengths, stride, onPackets): bad arguments")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::TypedArray dataArray = info[0].As<Napi::TypedArray>();
+    Napi::TypedArray lengthsArray = info[1].As<Napi::TypedArray>();
+    if (dataArray.TypedArrayType() != napi_uint8_array || lengthsArray.TypedArrayType() != napi_uint32_array) {
+      Napi::TypeError::New(env, "startReading: data must be a Uint8Array and lengths a Uint32Array")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Uint8Array data = info[0].As<Napi::Uint8Array>();
+    Napi::Uint32Array lengths = info[1].As<Napi::Uint32Array>();
+    int64_t stride = info[2].As<Napi::Number>().Int64Value();
+    size_t maxBatch = lengths.ElementLength();
+    if (stride <= 0 || maxBatch == 0 || data.ByteLength() < static_cast<size_t>(stride) * maxBatch) {
+      Napi::RangeError::New(env, "startReading: need stride > 0, lengths.length > 0, data >= stride * lengths.length")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+      Napi::Error::New(env, "startReading: no event loop").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    auto* poll = new uv_poll_t;
+    int rc = uv_poll_init(loop, poll, fd_);
+    if (rc == 0) rc = uv_poll_start(poll, UV_READABLE, OnReadable);
+    if (rc != 0) {
+      uv_close(reinterpret_cast<uv_handle_t*>(poll), OnPollClosed);
+      ErrnoError(env, "uv_poll_start", -rc).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    poll->data = this;
+    poll_ = poll;
+
+    // References keep the buffers (whose memory we write into) and the callback alive while reading.
+    dataRef_ = Napi::Persistent(info[0].As<Napi::Object>());
+    lengthsRef_ = Napi::Persistent(info[1].As<Napi::Object>());
+    onPackets_ = Napi::Persistent(info[3].As<Napi::Function>());
+    data_ = data.Data();
+    lengths_ = lengths.Data();
+    stride_ = static_cast<size_t>(stride);
+    maxBatch_ = maxBatch;
+    if (asyncContext_ == nullptr) asyncContext_ = new Napi::AsyncContext(env, "QuicgateTunRead", Value());
+    Ref();  // not collectable while the poll handle points at us
+    return env.Undefined();
+  }
+
+  Napi::Value StopReading(const Napi::CallbackInfo& info) {
+    StopPolling();
+    return info.Env().Undefined();
+  }
+
+  // write(data: Uint8Array, offset: number, length: number): errno (0 = written)
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const uint8_t* base = nullptr;
+    size_t byteLength = 0;
+    if (!Uint8Arg(info, 0, &base, &byteLength) || info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) {
+      Napi::TypeError::New(env, "write(data: Uint8Array, offset: number, length: number)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int64_t offset = info[1].As<Napi::Number>().Int64Value();
+    int64_t length = info[2].As<Napi::Number>().Int64Value();
+    if (offset < 0 || length <= 0 || static_cast<uint64_t>(offset + length) > byteLength) {
+      Napi::RangeError::New(env, "write: offset/length outside data").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, WriteOne(base + offset, static_cast<size_t>(length)));
+  }
+
+  // writeBatch(data: Uint8Array, lengths: Uint32Array, stride: number, count: number): packets accepted.
+  // Refused packets are skipped (they are drops); the loop stays in C to save one JS->C crossing per packet.
+  Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const uint8_t* base = nullptr;
+    size_t byteLength = 0;
+    if (!Uint8Arg(info, 0, &base, &byteLength) || info.Length() < 4 || !info[1].IsTypedArray() ||
+        info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array || !info[2].IsNumber() ||
+        !info[3].IsNumber()) {
+      Napi::TypeError::New(env, "writeBatch(data: Uint8Array, lengths: Uint32Array, stride: number, count: number)")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Uint32Array lengths = info[1].As<Napi::Uint32Array>();
+    int64_t stride = info[2].As<Napi::Number>().Int64Value();
+    int64_t count = info[3].As<Napi::Number>().Int64Value();
+    if (stride <= 0 || count < 0 || static_cast<uint64_t>(count) > lengths.ElementLength()) {
+      Napi::RangeError::New(env, "writeBatch: bad stride or count").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uint32_t accepted = 0;
+    for (int64_t i = 0; i < count; i++) {
+      uint64_t start = static_cast<uint64_t>(i * stride);
+      uint32_t length = lengths[static_cast<size_t>(i)];
+      if (length == 0 || length > static_cast<uint64_t>(stride) || start + length > byteLength) continue;
+      if (WriteOne(base + start, length) == 0) accepted++;
+    }
+    return Napi::Number::New(env, accepted);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  static bool Uint8Arg(const Napi::CallbackInfo& info, size_t index, const uint8_t** base, size_t* byteLength) {
+    if (info.Length() <= index || !info[index].IsTypedArray()) return false;
+    if (info[index].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) return false;
+    Napi::Uint8Array array = info[index].As<Napi::Uint8Array>();
+    *base = array.Data();
+    *byteLength = array.ByteLength();
+    return true;
+  }
+
+  int WriteOne(const uint8_t* packet, size_t length) {
+    if (fd_ < 0) return EBADF;
+    for (;;) {
+      ssize_t n = ::write(fd_, packet, length);
+      if (n >= 0) return 0;
+      if (errno != EINTR) return errno;
+    }
+  }
+
+  void DrainAndDeliver(uv_poll_t* handle, int status) {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (status < 0) {
+      StopPolling();
+      Deliver(status);  // libuv status is -errno on Unix
+      return;
+    }
+    size_t count = 0;
+    int readError = 0;
+    while (count < maxBatch_) {
+      ssize_t n = ::read(fd_, data_ + count * stride_, stride_);
+      if (n > 0) {
+        lengths_[count++] = static_cast<uint32_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) readError = errno;
+      break;
+    }
+    if (count > 0) Deliver(static_cast<int32_t>(count));
+    // The handler may have stopped (or restarted) reading; only report for the poll that is still ours.
+    if (readError != 0 && poll_ == handle) {
+      StopPolling();
+      Deliver(-readError);
+    }
+  }
+
+  void Deliver(int32_t value) {
+    if (onPackets_.IsEmpty()) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    Napi::Function onPackets = onPackets_.Value();  // a local handle survives a Reset() inside the call
+    onPackets.MakeCallback(Value(), {Napi::Number::New(env, value)}, *asyncContext_);
+    if (env.IsExceptionPending()) {
+      Napi::Error error = env.GetAndClearPendingException();
+      napi_fatal_exception(env, error.Value());
+    }
+  }
+
+  static void OnPollClosed(uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); }
+
+  void StopPolling() {
+    if (poll_ == nullptr) return;
+    uv_poll_t* poll = poll_;
+    poll_ = nullptr;
+    poll->data = nullptr;
+    uv_poll_stop(poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll), OnPollClosed);
+    data_ = nullptr;
+    lengths_ = nullptr;
+    if (!env_tearing_down_) {
+      dataRef_.Reset();
+      lengthsRef_.Reset();
+      // Keep onPackets_ until the next start: Deliver(-errno) right after StopPolling still needs it.
+      Unref();
+    }
+  }
+
+  // Stop polling first, then close the fd (libuv must not watch a closed fd).
+  void Release() {
+    StopPolling();
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+      if (!env_tearing_down_) napi_remove_env_cleanup_hook(Env(), OnEnvCleanup, this);
+    }
+    if (!env_tearing_down_ && !onPackets_.IsEmpty() && poll_ == nullptr) {
+      // Safe even inside Deliver: Deliver holds its own local handle to the function.
+      onPackets_.Reset();
+    }
+  }
+
+  int fd_ = -1;
+  std::string name_;
+  uv_poll_t* poll_ = nullptr;
+  uint8_t* data_ = nullptr;
+  uint32_t* lengths_ = nullptr;
+  size_t stride_ = 0;
+  size_t maxBatch_ = 0;
+  bool env_tearing_down_ = false;
+  Napi::ObjectReference dataRef_;
+  Napi::ObjectReference lengthsRef_;
+  Napi::FunctionReference onPackets_;
+  Napi::AsyncContext* asyncContext_ = nullptr;
+};
+
+void PinLibrary() {
+  static std::atomic<bool> pinned{false};  // workers may load the addon concurrently
+  if (pinned.exchange(true)) return;
+  Dl_info self;
+  if (dladdr(reinterpret_cast<void*>(&PinLibrary), &self) != 0 && self.dli_fname != nullptr) {
+    dlopen(self.dli_fname, RTLD_LAZY | RTLD_NODELETE);  // the handle is deliberately never closed
+  }
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  PinLibrary();
+  exports.Set("Tun", Tun::Define(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(quicgate_tun, Init)

@@ -1,0 +1,130 @@
+/**
+ * In-memory TunDevice for unit tests. inject() plays the kernel: it fills the same reused batch layout as
+ * LinuxTun (one Buffer at fixed stride + lengths, at most batchSize packets per handler call) and calls the
+ * handler synchronously, so a throwing handler throws out of inject(). Packets injected before onBatch() wait
+ * and are delivered on a microtask after it, like packets queued in the kernel. After each call the used slots
+ * are overwritten with POISON_BYTE, so a handler that keeps a view past its call sees garbage, as it would
+ * with the real device.
+ */
+import { QuicgateError } from '../errors.js';
+import { createTunBatch, DEFAULT_TUN_BATCH_SIZE } from './device.js';
+import type { TunBatch, TunBatchHandler, TunDevice } from './device.js';
+
+export const POISON_BYTE = 0xee;
+
+export interface MemoryTunOptions {
+  readonly name?: string;
+  readonly mtu?: number;
+  readonly batchSize?: number;
+}
+
+/** Return true to make write() of this packet fail (a drop), as if the kernel refused it. */
+export type WriteRefusal = (packet: Uint8Array) => boolean;
+
+export class MemoryTun implements TunDevice {
+  readonly name: string;
+  readonly mtu: number;
+  /** Copies of every packet written and accepted, in order. */
+  readonly written: Uint8Array[] = [];
+  /** Packets refused because of refuseWrite. */
+  writeDrops = 0;
+  /** Failure injection: when set and it returns true, write() returns false and nothing is recorded. */
+  refuseWrite: WriteRefusal | undefined;
+  private readonly batch: TunBatch;
+  private readonly waiting: Uint8Array[] = [];
+  private handler: TunBatchHandler | undefined;
+  private closed = false;
+
+  constructor(options: MemoryTunOptions = {}) {
+    this.name = options.name ?? 'memtun0';
+    this.mtu = options.mtu ?? 1400;
+    this.batch = createTunBatch(this.mtu, options.batchSize ?? DEFAULT_TUN_BATCH_SIZE);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  onBatch(handler: TunBatchHandler): void {
+    if (this.closed) throw new QuicgateError('QG_ERR_CLOSED', `TUN ${this.name} is closed`);
+    const first = this.handler === undefined;
+    this.handler = handler;
+    if (first && this.waiting.length > 0) queueMicrotask(() => this.flushWaiting());
+  }
+
+  /**
+   * Delivers packets as the kernel would: in batches of at most batchSize, each in the reused buffer.
+   * Returns the number of handler calls made (0 if no handler yet: the packets wait for onBatch).
+   */
+  inject(packets: readonly Uint8Array[]): number {
+    if (this.closed) throw new QuicgateError('QG_ERR_CLOSED', `TUN ${this.name} is closed`);
+    for (const packet of packets) {
+      if (packet.length === 0 || packet.length > this.mtu) {
+        throw new RangeError(`packet of ${packet.length} bytes does not fit MTU ${this.mtu}`);
+      }
+    }
+    if (this.handler === undefined) {
+      this.waiting.push(...packets.map((p) => Uint8Array.from(p)));
+      return 0;
+    }
+    return this.deliver(packets);
+  }
+
+  write(data: Uint8Array, offset: number, length: number): boolean {
+    if (offset < 0 || length <= 0 || offset + length > data.length) {
+      throw new RangeError('write: offset/length outside data');
+    }
+    const packet = data.subarray(offset, offset + length);
+    if (this.closed || this.refuseWrite?.(packet) === true) {
+      this.writeDrops++;
+      return false;
+    }
+    this.written.push(Uint8Array.from(packet));
+    return true;
+  }
+
+  /** Same contract as LinuxTun.writeBatch: returns how many packets were accepted. */
+  writeBatch(batch: TunBatch): number {
+    let accepted = 0;
+    for (let i = 0; i < batch.count; i++) {
+      if (this.write(batch.data, i * batch.stride, batch.lengths[i] ?? 0)) accepted++;
+    }
+    return accepted;
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    this.handler = undefined;
+    this.waiting.length = 0;
+    return Promise.resolve();
+  }
+
+  private flushWaiting(): void {
+    if (this.closed || this.handler === undefined) return;
+    this.deliver(this.waiting.splice(0));
+  }
+
+  private deliver(packets: readonly Uint8Array[]): number {
+    const batch = this.batch;
+    const capacity = batch.lengths.length;
+    let calls = 0;
+    for (let first = 0; first < packets.length; first += capacity) {
+      const handler = this.handler;
+      if (this.closed || handler === undefined) break; // the handler closed the device
+      const count = Math.min(capacity, packets.length - first);
+      for (let i = 0; i < count; i++) {
+        const packet = packets[first + i]!;
+        batch.data.set(packet, i * batch.stride);
+        batch.lengths[i] = packet.length;
+      }
+      batch.count = count;
+      calls++;
+      try {
+        handler(batch);
+      } finally {
+        batch.data.fill(POISON_BYTE, 0, count * batch.stride);
+      }
+    }
+    return calls;
+  }
+}
