@@ -1,6 +1,6 @@
 /**
  * The narrow interface between the gateway (or client) and the tunnel transport (after wireguard-go's
- * conn.Bind). Implementations: WebTransport over HTTP/2 and HTTP/3 (src/transport/webtransport-*.ts) and an
+ * conn.Bind). Implementations: WebTransport over HTTP/2 and HTTP/3 (src/transport/wt-server.ts, wt-client.ts, wt-connection.ts) and an
  * in-memory pair for unit tests (src/transport/memory.ts). The gateway never sees the WebTransport library.
  */
 import type { ControlMessage } from './control.js';
@@ -18,6 +18,11 @@ export interface CloseInfo {
   /** One of the session end reasons (src/gateway/session.ts) or a transport-level reason. */
   readonly reason: string;
   readonly message?: string;
+  /**
+   * Whether the client should reconnect. Sent in the `close` message; when omitted the transport derives it
+   * from the reason (false for admin_kill, user_removed, quota_exceeded, replaced, user_disabled, auth_failed).
+   */
+  readonly retry?: boolean;
 }
 
 export interface TunnelStats {

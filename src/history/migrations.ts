@@ -1,0 +1,117 @@
+/**
+ * Schema migrations: an ordered list, each applied once in its own transaction and recorded in
+ * schema_migrations. Append new entries; never edit a released one.
+ */
+import type Database from 'better-sqlite3';
+import { QuicgateError } from '../errors.js';
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'sessions and rejections',
+    sql: `
+      CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        ipv4 TEXT,
+        ipv6 TEXT,
+        peer TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        duration_ms INTEGER,
+        bytes_in INTEGER NOT NULL DEFAULT 0,
+        packets_in INTEGER NOT NULL DEFAULT 0,
+        bytes_out INTEGER NOT NULL DEFAULT 0,
+        packets_out INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+        close_reason TEXT,
+        close_message TEXT,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX sessions_user ON sessions (user, started_at);
+      CREATE INDEX sessions_started_at ON sessions (started_at);
+      CREATE INDEX sessions_status ON sessions (status);
+      CREATE TABLE rejections (
+        id INTEGER PRIMARY KEY,
+        user TEXT,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX rejections_at ON rejections (at);
+      CREATE INDEX rejections_user ON rejections (user, at);
+    `,
+  },
+  {
+    version: 2,
+    name: 'hourly traffic and quota usage',
+    sql: `
+      CREATE TABLE traffic_hourly (
+        user TEXT NOT NULL,
+        hour_ms INTEGER NOT NULL,
+        bytes_in INTEGER NOT NULL,
+        bytes_out INTEGER NOT NULL,
+        PRIMARY KEY (user, hour_ms)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX traffic_hourly_hour ON traffic_hourly (hour_ms);
+      CREATE TABLE quota_usage (
+        user TEXT NOT NULL,
+        period_key TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (user, period_key)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
+];
+
+export interface MigrationResult {
+  readonly from: number;
+  readonly to: number;
+}
+
+export function schemaVersion(db: Database.Database): number {
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT',
+  );
+  const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
+  return row.v ?? 0;
+}
+
+/** Applies every migration newer than the database's version, in order. Idempotent. */
+export function applyMigrations(
+  db: Database.Database,
+  wallNowMs: number,
+  migrations: readonly Migration[] = MIGRATIONS,
+): MigrationResult {
+  for (let i = 1; i < migrations.length; i++) {
+    if (migrations[i]!.version <= migrations[i - 1]!.version) {
+      throw new QuicgateError('QG_ERR_HISTORY', 'history migrations are not in increasing version order');
+    }
+  }
+  const from = schemaVersion(db);
+  const latest = migrations.at(-1)?.version ?? 0;
+  if (from > latest) {
+    throw new QuicgateError(
+      'QG_ERR_HISTORY',
+      `history database has schema version ${from}, newer than this quicgate knows (${latest})`,
+      { details: { from, latest } },
+    );
+  }
+  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  for (const m of migrations) {
+    if (m.version <= from) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      record.run(m.version, m.name, wallNowMs);
+    }).immediate();
+  }
+  return { from, to: Math.max(from, latest) };
+}

@@ -1,0 +1,174 @@
+/**
+ * Read queries for the admin API and CLI. Rows coming out of the file are parsed with zod: the file is an
+ * edge (older versions, manual edits), and these run on the admin path, not the forwarding path.
+ */
+import type Database from 'better-sqlite3';
+import { z } from 'zod';
+import { END_REASONS, REJECT_REASONS } from '../gateway/session.js';
+import type { HistoryStats, RejectionRow, SessionHistoryRow, UserTraffic, UserUsage } from './records.js';
+
+const HOUR_MS = 3_600_000;
+const int = z.number().int();
+const count = int.nonnegative();
+
+export const recentSessionsQuery = z.object({
+  user: z.string().min(1).optional(),
+  limit: int.min(1).max(10_000),
+  sinceMs: int.optional(),
+});
+export type RecentSessionsQuery = z.input<typeof recentSessionsQuery>;
+
+export const statsQuery = z.object({
+  windowHours: int.min(1).max(24 * 366),
+  topUsers: int.min(1).max(1000).default(10),
+});
+export type StatsQuery = z.input<typeof statsQuery>;
+
+export const recentRejectionsQuery = z.object({ limit: int.min(1).max(10_000), sinceMs: int.optional() });
+export type RecentRejectionsQuery = z.input<typeof recentRejectionsQuery>;
+
+const sessionRow = z
+  .object({
+    id: z.string(),
+    user: z.string(),
+    ipv4: z.string().nullable(),
+    ipv6: z.string().nullable(),
+    peer: z.string(),
+    transport: z.string(),
+    started_at: int,
+    ended_at: int.nullable(),
+    duration_ms: int.nullable(),
+    bytes_in: count,
+    packets_in: count,
+    bytes_out: count,
+    packets_out: count,
+    status: z.enum(['open', 'closed']),
+    close_reason: z.enum(END_REASONS).nullable(),
+    close_message: z.string().nullable(),
+    updated_at: int,
+  })
+  .transform(
+    (r): SessionHistoryRow => ({
+      id: r.id,
+      user: r.user,
+      ipv4: r.ipv4,
+      ipv6: r.ipv6,
+      peer: r.peer,
+      transport: r.transport,
+      startedAt: r.started_at,
+      endedAt: r.ended_at,
+      durationMs: r.duration_ms,
+      bytesIn: r.bytes_in,
+      packetsIn: r.packets_in,
+      bytesOut: r.bytes_out,
+      packetsOut: r.packets_out,
+      status: r.status,
+      closeReason: r.close_reason,
+      closeMessage: r.close_message,
+      updatedAt: r.updated_at,
+    }),
+  );
+
+const rejectionRow = z.object({
+  user: z.string().nullable(),
+  source: z.string(),
+  reason: z.enum(REJECT_REASONS),
+  at: int,
+});
+
+export function recentSessions(db: Database.Database, query: RecentSessionsQuery): SessionHistoryRow[] {
+  const q = recentSessionsQuery.parse(query);
+  const rows = db
+    .prepare(
+      `SELECT * FROM sessions
+       WHERE (@user IS NULL OR user = @user) AND started_at >= @since
+       ORDER BY started_at DESC, id LIMIT @limit`,
+    )
+    .all({ user: q.user ?? null, since: q.sinceMs ?? Number.MIN_SAFE_INTEGER, limit: q.limit });
+  return z.array(sessionRow).parse(rows);
+}
+
+export function recentRejections(db: Database.Database, query: RecentRejectionsQuery): RejectionRow[] {
+  const q = recentRejectionsQuery.parse(query);
+  const rows = db
+    .prepare('SELECT user, source, reason, at FROM rejections WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?')
+    .all(q.sinceMs ?? Number.MIN_SAFE_INTEGER, q.limit);
+  return z.array(rejectionRow).parse(rows);
+}
+
+export function windowStats(db: Database.Database, query: StatsQuery, wallNowMs: number): HistoryStats {
+  const q = statsQuery.parse(query);
+  const sinceMs = Math.floor(wallNowMs - q.windowHours * HOUR_MS);
+  const fromHour = Math.floor(sinceMs / HOUR_MS) * HOUR_MS;
+
+  const started = z
+    .object({ n: count })
+    .parse(db.prepare('SELECT COUNT(*) AS n FROM sessions WHERE started_at >= ?').get(sinceMs));
+  const traffic = z
+    .object({ bytes_in: count, bytes_out: count })
+    .parse(
+      db
+        .prepare(
+          'SELECT COALESCE(SUM(bytes_in), 0) AS bytes_in, COALESCE(SUM(bytes_out), 0) AS bytes_out FROM traffic_hourly WHERE hour_ms >= ?',
+        )
+        .get(fromHour),
+    );
+  const top = z.array(z.object({ user: z.string(), bytes_in: count, bytes_out: count })).parse(
+    db
+      .prepare(
+        `SELECT user, SUM(bytes_in) AS bytes_in, SUM(bytes_out) AS bytes_out FROM traffic_hourly
+         WHERE hour_ms >= ? GROUP BY user ORDER BY SUM(bytes_in) + SUM(bytes_out) DESC, user LIMIT ?`,
+      )
+      .all(fromHour, q.topUsers),
+  );
+  const rejections = z.array(z.object({ reason: z.enum(REJECT_REASONS), n: count })).parse(
+    db.prepare('SELECT reason, COUNT(*) AS n FROM rejections WHERE at >= ? GROUP BY reason').all(sinceMs),
+  );
+  const topUsers: UserTraffic[] = top.map((t) => ({ user: t.user, bytesIn: t.bytes_in, bytesOut: t.bytes_out }));
+  return {
+    windowHours: q.windowHours,
+    sinceMs,
+    sessionsStarted: started.n,
+    bytesIn: traffic.bytes_in,
+    bytesOut: traffic.bytes_out,
+    topUsers,
+    rejectionsByReason: Object.fromEntries(rejections.map((r) => [r.reason, r.n])),
+  };
+}
+
+const usageRow = z.object({
+  sessions: count,
+  open_sessions: count,
+  bytes_in: count,
+  packets_in: count,
+  bytes_out: count,
+  packets_out: count,
+  first_started_at: int.nullable(),
+  last_started_at: int.nullable(),
+});
+
+/** All-time totals of the user's stored sessions (open ones as of their last flush). */
+export function userUsage(db: Database.Database, user: string): UserUsage {
+  const r = usageRow.parse(
+    db
+      .prepare(
+        `SELECT COUNT(*) AS sessions, COALESCE(SUM(status = 'open'), 0) AS open_sessions,
+           COALESCE(SUM(bytes_in), 0) AS bytes_in, COALESCE(SUM(packets_in), 0) AS packets_in,
+           COALESCE(SUM(bytes_out), 0) AS bytes_out, COALESCE(SUM(packets_out), 0) AS packets_out,
+           MIN(started_at) AS first_started_at, MAX(started_at) AS last_started_at
+         FROM sessions WHERE user = ?`,
+      )
+      .get(user),
+  );
+  return {
+    user,
+    sessions: r.sessions,
+    openSessions: r.open_sessions,
+    bytesIn: r.bytes_in,
+    packetsIn: r.packets_in,
+    bytesOut: r.bytes_out,
+    packetsOut: r.packets_out,
+    firstStartedAt: r.first_started_at,
+    lastStartedAt: r.last_started_at,
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * Plain record and result types of the session history. The gateway maps its Session objects onto these, so
+ * the store does not depend on the gateway. All times are wall-clock milliseconds since the epoch.
+ */
+import type { EndReason, RejectReason, TrafficCounters } from '../gateway/session.js';
+
+export interface SessionStartRecord {
+  readonly id: string;
+  readonly user: string;
+  readonly ipv4: string | null;
+  readonly ipv6: string | null;
+  /** "ip:port" of the client. */
+  readonly peer: string;
+  readonly transport: string;
+  readonly startedAt: number;
+}
+
+export interface SessionEndRecord {
+  readonly id: string;
+  readonly endedAt: number;
+  readonly reason: EndReason;
+  readonly message: string | null;
+  /** Final counters; copied when recorded. */
+  readonly counters: Readonly<TrafficCounters>;
+}
+
+export interface RejectionRecord {
+  /** The user name the client claimed, null when it sent none. */
+  readonly user: string | null;
+  /** Source address of the attempt ("ip" or "ip:port"). */
+  readonly source: string;
+  readonly reason: RejectReason;
+  readonly at: number;
+}
+
+/** One live session's counters; a gateway Session satisfies this structurally. */
+export interface CounterSnapshot {
+  readonly id: string;
+  readonly counters: Readonly<TrafficCounters>;
+}
+
+/** Returns the live sessions' counters; called once per flush, off the forwarding path. */
+export type SnapshotProvider = () => Iterable<CounterSnapshot>;
+
+export interface HistoryHealth {
+  /** Open and writing normally. */
+  readonly ok: boolean;
+  /** Writes are failing; records wait in a bounded queue and are retried with backoff. */
+  readonly degraded: boolean;
+  readonly lastError: string | null;
+  /** Records (and quota increments) waiting to be written. */
+  readonly pending: number;
+  /** Records dropped since start because the queue was full (or the store closed). */
+  readonly dropped: number;
+}
+
+export type HistoryStartupEvent =
+  | { readonly kind: 'created'; readonly path: string }
+  | { readonly kind: 'migrated'; readonly from: number; readonly to: number }
+  | { readonly kind: 'corrupt_moved_aside'; readonly reason: string; readonly movedTo: readonly string[] }
+  | { readonly kind: 'crash_recovered'; readonly sessions: number };
+
+/** Reported after every successful write transaction (for metrics). */
+export interface FlushReport {
+  readonly records: number;
+  readonly snapshots: number;
+  readonly quotaUpdates: number;
+  readonly durationMs: number;
+}
+
+export type SessionStatus = 'open' | 'closed';
+
+export interface SessionHistoryRow {
+  readonly id: string;
+  readonly user: string;
+  readonly ipv4: string | null;
+  readonly ipv6: string | null;
+  readonly peer: string;
+  readonly transport: string;
+  readonly startedAt: number;
+  readonly endedAt: number | null;
+  readonly durationMs: number | null;
+  readonly bytesIn: number;
+  readonly packetsIn: number;
+  readonly bytesOut: number;
+  readonly packetsOut: number;
+  readonly status: SessionStatus;
+  readonly closeReason: EndReason | null;
+  readonly closeMessage: string | null;
+  /** Wall time the row was last written (counters flush, end). */
+  readonly updatedAt: number;
+}
+
+export interface RejectionRow {
+  readonly user: string | null;
+  readonly source: string;
+  readonly reason: RejectReason;
+  readonly at: number;
+}
+
+export interface UserTraffic {
+  readonly user: string;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
+export interface HistoryStats {
+  readonly windowHours: number;
+  /** Start of the window (wall ms). Traffic is counted per whole UTC hour from the hour containing this. */
+  readonly sinceMs: number;
+  readonly sessionsStarted: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** Highest bytesIn + bytesOut first. */
+  readonly topUsers: readonly UserTraffic[];
+  readonly rejectionsByReason: Readonly<Partial<Record<RejectReason, number>>>;
+}
+
+export interface UserUsage {
+  readonly user: string;
+  readonly sessions: number;
+  readonly openSessions: number;
+  readonly bytesIn: number;
+  readonly packetsIn: number;
+  readonly bytesOut: number;
+  readonly packetsOut: number;
+  readonly firstStartedAt: number | null;
+  readonly lastStartedAt: number | null;
+}

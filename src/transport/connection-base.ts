@@ -1,0 +1,186 @@
+/**
+ * What every TunnelConnection does the same way, whatever carries it: the bounded send queue, datagram
+ * decoding into the receiver, the control channel (newline-delimited JSON, malformed lines dropped and
+ * counted, messages held until a handler is set) and the close protocol (send `close` with the reason first,
+ * then end the transport; `closed` settles once with the peer's reason when it sent one).
+ *
+ * Hot path: sendPacket -> SendQueue; receiveDatagram -> DatagramDecoder -> receiver.onPacket* -> onBatchEnd.
+ */
+import { MAX_CONTROL_MESSAGE_BYTES, encodeControl, parseControlLine, type CloseControl, type ControlMessage } from './control.js';
+import { DatagramDecoder } from './framing.js';
+import { SendQueue, type DatagramWire } from './send-queue.js';
+import type { CloseInfo, PacketReceiver, TransportKind, TunnelConnection, TunnelStats } from './types.js';
+
+/** Close reasons after which the peer should not reconnect on its own. */
+const NO_RETRY_REASONS: ReadonlySet<string> = new Set(['admin_kill', 'user_removed', 'quota_exceeded', 'replaced', 'user_disabled', 'auth_failed']);
+/** Control messages kept until a handler is set; more are dropped (the peer misbehaves). */
+const MAX_HELD_CONTROL_MESSAGES = 32;
+
+const ignoreReceiver: PacketReceiver = { onPacket() {}, onBatchEnd() {} };
+
+export function defaultRetry(reason: string): boolean {
+  return !NO_RETRY_REASONS.has(reason);
+}
+
+export function closeMessageFor(info: CloseInfo): CloseControl {
+  const message: CloseControl = { type: 'close', reason: info.reason.slice(0, 64), retry: info.retry ?? defaultRetry(info.reason) };
+  if (info.message !== undefined) message.message = info.message.slice(0, 512);
+  return message;
+}
+
+export function closeInfoFrom(message: CloseControl): CloseInfo {
+  return message.message === undefined
+    ? { reason: message.reason, retry: message.retry }
+    : { reason: message.reason, message: message.message, retry: message.retry };
+}
+
+export interface ConnectionBaseOptions {
+  readonly kind: TransportKind;
+  readonly peer: string;
+  readonly sendQueuePackets: number;
+  readonly maxDatagramBytes: number;
+}
+
+export abstract class ConnectionBase implements TunnelConnection {
+  readonly kind: TransportKind;
+  readonly peer: string;
+  readonly stats: TunnelStats = { datagramsSent: 0, datagramsReceived: 0, queueDrops: 0, malformed: 0 };
+  readonly closed: Promise<CloseInfo>;
+  protected readonly sendQueue: SendQueue;
+  private readonly decoder = new DatagramDecoder();
+  private receiver: PacketReceiver = ignoreReceiver;
+  private controlHandler: ((message: ControlMessage) => void) | undefined;
+  private heldControl: ControlMessage[] = [];
+  private peerClose: CloseInfo | undefined;
+  private closing = false;
+  private settled = false;
+  private resolveClosed!: (info: CloseInfo) => void;
+  private partialLine = '';
+  private discardingLine = false;
+  private readonly textDecoder = new TextDecoder();
+
+  protected constructor(options: ConnectionBaseOptions, wire: DatagramWire) {
+    this.kind = options.kind;
+    this.peer = options.peer;
+    this.closed = new Promise<CloseInfo>((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    this.sendQueue = new SendQueue({
+      limitPackets: options.sendQueuePackets,
+      maxDatagramBytes: options.maxDatagramBytes,
+      stats: this.stats,
+      wire,
+    });
+  }
+
+  /** Whether close() was called or the transport ended. */
+  get isClosing(): boolean {
+    return this.closing || this.settled;
+  }
+
+  sendPacket(data: Uint8Array, offset: number, length: number): boolean {
+    return this.sendQueue.sendPacket(data, offset, length);
+  }
+
+  flush(): void {
+    this.sendQueue.flush();
+  }
+
+  setReceiver(receiver: PacketReceiver): void {
+    this.receiver = receiver;
+  }
+
+  setControlHandler(handler: (message: ControlMessage) => void): void {
+    this.controlHandler = handler;
+    const held = this.heldControl;
+    this.heldControl = [];
+    for (const message of held) handler(message);
+  }
+
+  sendControl(message: ControlMessage): void {
+    if (this.isClosing) return;
+    this.writeControlLine(encodeControl(message));
+  }
+
+  close(info: CloseInfo): void {
+    if (this.isClosing) return;
+    this.closing = true;
+    this.flush();
+    const message = closeMessageFor(info);
+    this.writeControlLine(encodeControl(message));
+    this.shutdown(message);
+    this.finish(closeInfoFrom(message));
+  }
+
+  /** Transport-specific: write one encoded control line (ends in "\n"). */
+  protected abstract writeControlLine(line: string): void;
+  /** Transport-specific: end the transport after the close message was queued. */
+  protected abstract shutdown(message: CloseControl): void;
+  /** Transport-specific: release resources once closed (timers, readers). */
+  protected abstract dispose(): void;
+
+  /** A datagram arrived: deliver its packets, then end the batch. */
+  protected receiveDatagram(datagram: Buffer, offset: number, length: number): void {
+    if (this.settled) return;
+    this.stats.datagramsReceived++;
+    const receiver = this.receiver;
+    if (this.decoder.decode(datagram, offset, length, receiver)) receiver.onBatchEnd();
+    else this.stats.malformed++;
+  }
+
+  /** Bytes of the control stream arrived (any chunking). */
+  protected receiveControlBytes(chunk: Uint8Array): void {
+    let text = this.textDecoder.decode(chunk, { stream: true });
+    for (;;) {
+      const newline = text.indexOf('\n');
+      if (newline < 0) break;
+      const line = this.partialLine + text.slice(0, newline);
+      text = text.slice(newline + 1);
+      this.partialLine = '';
+      if (this.discardingLine) {
+        this.discardingLine = false;
+        continue;
+      }
+      this.receiveControlLine(line);
+    }
+    if (this.discardingLine) return;
+    this.partialLine += text;
+    if (this.partialLine.length > MAX_CONTROL_MESSAGE_BYTES) {
+      // An endless line must not grow memory: drop it up to its newline and count it once.
+      this.partialLine = '';
+      this.discardingLine = true;
+      this.stats.malformed++;
+    }
+  }
+
+  protected receiveControlLine(line: string): void {
+    if (line.length === 0) return;
+    const parsed = parseControlLine(line);
+    if (!parsed.ok) {
+      this.stats.malformed++;
+      return;
+    }
+    const message = parsed.message;
+    if (message.type === 'close') this.peerClose ??= closeInfoFrom(message);
+    if (this.controlHandler) this.controlHandler(message);
+    else if (this.heldControl.length < MAX_HELD_CONTROL_MESSAGES) this.heldControl.push(message);
+  }
+
+  /** The peer's close reason carried out of band (e.g. in the WebTransport close capsule). */
+  protected notePeerClose(info: CloseInfo): void {
+    this.peerClose ??= info;
+  }
+
+  /** The transport is gone; `fallback` is used when the peer told no reason. */
+  protected transportEnded(fallback: CloseInfo): void {
+    this.finish(this.peerClose ?? fallback);
+  }
+
+  private finish(info: CloseInfo): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.sendQueue.close();
+    this.dispose();
+    this.resolveClosed(info);
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * Datagram codec of the tunnel: several IP packets per datagram, and packets that do not fit one datagram
+ * split into fragments. Hand-written: the format is ours and must not allocate per packet.
+ *
+ * Wire format: a datagram is a sequence of records that fills it exactly, nothing else.
+ *   whole packet  [u16 BE length L (1..0x7fff)][L bytes]
+ *   fragment      [u16 BE 0x8000|L (L >= 1)][u16 BE packet id][u8 index][u8 count (>= 2)][L bytes]
+ * A length of 0, a length past the end, bad fragment numbers or trailing bytes make the whole datagram
+ * malformed: nothing of it is delivered. Fragments of one packet are sent in order and reassembled only in
+ * order (one packet at a time); a gap drops that packet (loss on the unreliable path, never corruption).
+ *
+ * Flow (encode): add() writes records straight into a slab; a datagram that is full (or flushed by seal())
+ * is handed to the sink as a view into the slab. Slab memory is never reused, only replaced, so a view may
+ * stay queued in the transport. Flow (decode): validate all record headers, then deliver offset views.
+ */
+
+export const RECORD_HEADER_BYTES = 2;
+export const FRAGMENT_HEADER_BYTES = 6;
+/** Largest payload of one record (15-bit length). */
+export const MAX_RECORD_PAYLOAD = 0x7fff;
+/** Largest IP packet accepted (IPv4/IPv6 total length without jumbograms). */
+export const MAX_PACKET_BYTES = 0xffff;
+/** The HTTP/2 path silently drops datagrams over 16384 bytes; stay well below. */
+export const H2_MAX_DATAGRAM_BYTES = 16000;
+/** Below this a datagram cannot carry a useful fragment. */
+export const MIN_DATAGRAM_BYTES = FRAGMENT_HEADER_BYTES + 16;
+const MAX_FRAGMENTS = 255;
+const FRAGMENT_FLAG = 0x8000;
+const DEFAULT_SLAB_BYTES = 1 << 20;
+
+/** Receives a sealed datagram and the number of packets that start in it (for queue accounting). */
+export type DatagramSink = (datagram: Buffer, packets: number) => void;
+
+export class DatagramEncoder {
+  private maxDatagram: number;
+  private readonly slabBytes: number;
+  private slab: Buffer;
+  private start = 0;
+  private pos = 0;
+  private packetsInOpen = 0;
+  private nextFragmentId = 0;
+
+  constructor(
+    maxDatagramBytes: number,
+    private readonly sink: DatagramSink,
+    slabBytes = DEFAULT_SLAB_BYTES,
+  ) {
+    this.maxDatagram = checkDatagramSize(maxDatagramBytes);
+    this.slabBytes = Math.max(slabBytes, this.maxDatagram);
+    this.slab = Buffer.allocUnsafe(this.slabBytes);
+  }
+
+  get maxDatagramBytes(): number {
+    return this.maxDatagram;
+  }
+
+  /** Packets written into the datagram that is not sealed yet. */
+  get openPackets(): number {
+    return this.packetsInOpen;
+  }
+
+  /** Change the datagram limit (e.g. the QUIC path's maxDatagramSize); seals what is open first. */
+  setMaxDatagramBytes(bytes: number): void {
+    if (bytes === this.maxDatagram) return;
+    this.seal();
+    this.maxDatagram = checkDatagramSize(bytes);
+    if (this.slab.length < this.maxDatagram) {
+      this.slab = Buffer.allocUnsafe(Math.max(this.slabBytes, this.maxDatagram));
+      this.start = this.pos = 0;
+    }
+  }
+
+  /** Encode one packet; false (nothing written) when its length is 0 or above MAX_PACKET_BYTES. */
+  add(data: Uint8Array, offset: number, length: number): boolean {
+    if (length <= 0 || length > MAX_PACKET_BYTES) return false;
+    if (length <= MAX_RECORD_PAYLOAD && RECORD_HEADER_BYTES + length <= this.maxDatagram) {
+      this.reserve(RECORD_HEADER_BYTES + length);
+      this.slab.writeUInt16BE(length, this.pos);
+      this.slab.set(data.subarray(offset, offset + length), this.pos + RECORD_HEADER_BYTES);
+      this.pos += RECORD_HEADER_BYTES + length;
+      this.packetsInOpen++;
+      return true;
+    }
+    return this.addFragmented(data, offset, length);
+  }
+
+  /** Hand the open datagram (if any) to the sink. */
+  seal(): void {
+    if (this.pos === this.start) return;
+    const datagram = this.slab.subarray(this.start, this.pos);
+    const packets = this.packetsInOpen;
+    this.start = this.pos;
+    this.packetsInOpen = 0;
+    this.sink(datagram, packets);
+  }
+
+  private addFragmented(data: Uint8Array, offset: number, length: number): boolean {
+    const chunk = Math.min(MAX_RECORD_PAYLOAD, this.maxDatagram - FRAGMENT_HEADER_BYTES);
+    const count = Math.ceil(length / chunk);
+    if (count > MAX_FRAGMENTS) return false;
+    const id = this.nextFragmentId;
+    this.nextFragmentId = (id + 1) & 0xffff;
+    for (let index = 0; index < count; index++) {
+      const from = index * chunk;
+      const size = Math.min(chunk, length - from);
+      this.reserve(FRAGMENT_HEADER_BYTES + size);
+      const slab = this.slab;
+      slab.writeUInt16BE(FRAGMENT_FLAG | size, this.pos);
+      slab.writeUInt16BE(id, this.pos + 2);
+      slab[this.pos + 4] = index;
+      slab[this.pos + 5] = count;
+      slab.set(data.subarray(offset + from, offset + from + size), this.pos + FRAGMENT_HEADER_BYTES);
+      this.pos += FRAGMENT_HEADER_BYTES + size;
+      if (index === 0) this.packetsInOpen++;
+    }
+    return true;
+  }
+
+  /** Make room for `bytes` in the open datagram: seal it when full, start a new slab when needed. */
+  private reserve(bytes: number): void {
+    if (this.pos - this.start + bytes > this.maxDatagram) this.seal();
+    if (this.pos === this.start && this.slab.length - this.pos < this.maxDatagram) {
+      this.slab = Buffer.allocUnsafe(this.slabBytes);
+      this.start = this.pos = 0;
+    }
+  }
+}
+
+function checkDatagramSize(bytes: number): number {
+  if (!Number.isInteger(bytes) || bytes < MIN_DATAGRAM_BYTES) {
+    throw new RangeError(`datagram size ${bytes} is below ${MIN_DATAGRAM_BYTES}`);
+  }
+  return bytes;
+}
+
+export interface DecodedPacketTarget {
+  onPacket(data: Buffer, offset: number, length: number): void;
+}
+
+export class DatagramDecoder {
+  /** Fragmented packets dropped because a fragment was missing or out of order. */
+  fragmentGaps = 0;
+  private reassembly: Buffer | undefined;
+  private fragmentId = -1;
+  private fragmentNext = 0;
+  private fragmentCount = 0;
+  private fragmentBytes = 0;
+
+  /**
+   * Deliver the packets of one datagram (views into `datagram`, valid during the call only).
+   * Returns false, delivering nothing, when the datagram is malformed.
+   */
+  decode(datagram: Buffer, offset: number, length: number, target: DecodedPacketTarget): boolean {
+    if (!isWellFormed(datagram, offset, length)) return false;
+    const end = offset + length;
+    let pos = offset;
+    while (pos < end) {
+      const header = datagram.readUInt16BE(pos);
+      if ((header & FRAGMENT_FLAG) === 0) {
+        target.onPacket(datagram, pos + RECORD_HEADER_BYTES, header);
+        pos += RECORD_HEADER_BYTES + header;
+      } else {
+        const size = header & MAX_RECORD_PAYLOAD;
+        this.onFragment(datagram, pos, size, target);
+        pos += FRAGMENT_HEADER_BYTES + size;
+      }
+    }
+    return true;
+  }
+
+  private onFragment(datagram: Buffer, pos: number, size: number, target: DecodedPacketTarget): void {
+    const id = datagram.readUInt16BE(pos + 2);
+    const index = datagram[pos + 4]!;
+    const count = datagram[pos + 5]!;
+    if (index === 0) {
+      if (this.fragmentNext !== 0) this.fragmentGaps++;
+      this.fragmentId = id;
+      this.fragmentCount = count;
+      this.fragmentBytes = 0;
+    } else if (id !== this.fragmentId || index !== this.fragmentNext || count !== this.fragmentCount) {
+      if (this.fragmentNext !== 0) this.fragmentGaps++;
+      this.fragmentNext = 0;
+      return;
+    }
+    if (this.fragmentBytes + size > MAX_PACKET_BYTES) {
+      this.fragmentGaps++;
+      this.fragmentNext = 0;
+      return;
+    }
+    this.reassembly ??= Buffer.allocUnsafe(MAX_PACKET_BYTES);
+    datagram.copy(this.reassembly, this.fragmentBytes, pos + FRAGMENT_HEADER_BYTES, pos + FRAGMENT_HEADER_BYTES + size);
+    this.fragmentBytes += size;
+    this.fragmentNext = index + 1;
+    if (this.fragmentNext === count) {
+      this.fragmentNext = 0;
+      target.onPacket(this.reassembly, 0, this.fragmentBytes);
+    }
+  }
+}
+
+/** Every record header is sane and the records fill the datagram exactly. */
+function isWellFormed(datagram: Buffer, offset: number, length: number): boolean {
+  if (length <= 0 || offset < 0 || offset + length > datagram.length) return false;
+  const end = offset + length;
+  let pos = offset;
+  while (pos < end) {
+    if (pos + RECORD_HEADER_BYTES > end) return false;
+    const header = datagram.readUInt16BE(pos);
+    if ((header & FRAGMENT_FLAG) === 0) {
+      if (header === 0) return false;
+      pos += RECORD_HEADER_BYTES + header;
+    } else {
+      const size = header & MAX_RECORD_PAYLOAD;
+      if (size === 0 || pos + FRAGMENT_HEADER_BYTES > end) return false;
+      const index = datagram[pos + 4]!;
+      const count = datagram[pos + 5]!;
+      if (count < 2 || index >= count) return false;
+      pos += FRAGMENT_HEADER_BYTES + size;
+    }
+  }
+  return pos === end;
+}

@@ -1,0 +1,114 @@
+/**
+ * How a client presents itself when it opens the WebTransport session, both ends of it.
+ * HTTP/2: request headers `authorization: Basic`, `x-quicgate-previous`, `x-quicgate-version` (sent through
+ * the patched client option `headers`). HTTP/3: the native client cannot add headers, so the same fields go
+ * in the query `?qg=<base64url JSON>` of the CONNECT path (TLS protects both; neither is logged).
+ * A refusal carries its code and message in `x-quicgate-error` / `x-quicgate-message` response headers
+ * (HTTP/2; on HTTP/3 only the status arrives).
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import type { ConnectRequest } from './types.js';
+import type { WtRequestEvent } from './wt-lib.js';
+
+export const TUNNEL_PATH = '/quicgate';
+export const ERROR_HEADER = 'x-quicgate-error';
+export const MESSAGE_HEADER = 'x-quicgate-message';
+const PREVIOUS_HEADER = 'x-quicgate-previous';
+const VERSION_HEADER = 'x-quicgate-version';
+const QUERY_PARAM = 'qg';
+/** How long the server waits for the client's control stream after accepting the session. */
+export const CONTROL_STREAM_TIMEOUT_MS = 10_000;
+
+export interface Credentials {
+  readonly user: string;
+  readonly password: string;
+  readonly previousAddresses: readonly string[];
+  readonly clientVersion: string;
+}
+
+const CredentialsSchema = z.object({
+  user: z.string().min(1).max(128),
+  password: z.string().max(1024),
+  previousAddresses: z.array(z.string().max(64).refine((a) => isIP(a) !== 0, 'not an IP address')).max(4),
+  clientVersion: z.string().max(64),
+});
+
+export function credentialHeaders(credentials: Credentials): Record<string, string> {
+  const basic = Buffer.from(`${credentials.user}:${credentials.password}`, 'utf8').toString('base64');
+  const headers: Record<string, string> = { authorization: `Basic ${basic}`, [VERSION_HEADER]: credentials.clientVersion };
+  if (credentials.previousAddresses.length > 0) headers[PREVIOUS_HEADER] = credentials.previousAddresses.join(',');
+  return headers;
+}
+
+export function credentialPath(credentials: Credentials): string {
+  const json = JSON.stringify({ u: credentials.user, p: credentials.password, a: credentials.previousAddresses, v: credentials.clientVersion });
+  return `${TUNNEL_PATH}?${QUERY_PARAM}=${Buffer.from(json, 'utf8').toString('base64url')}`;
+}
+
+export type ParsedConnect =
+  | { readonly ok: true; readonly request: ConnectRequest }
+  | { readonly ok: false; readonly status: 401 | 404; readonly code: string; readonly message: string };
+
+/** Read the credentials of a CONNECT request; never throws. */
+export function parseConnectRequest(event: WtRequestEvent, transport: 'h2' | 'h3'): ParsedConnect {
+  const peer = event.peerAddress ?? 'unknown';
+  const rawPath = single(event.header[':path']) ?? '';
+  const url = new URL(rawPath, 'https://gateway.invalid');
+  if (url.pathname !== TUNNEL_PATH) return { ok: false, status: 404, code: 'QG_ERR_PROTOCOL', message: 'unknown path' };
+  const raw = fromHeaders(event.header) ?? fromQuery(url.searchParams.get(QUERY_PARAM));
+  const parsed = CredentialsSchema.safeParse(raw);
+  if (!parsed.success) return { ok: false, status: 401, code: 'QG_ERR_AUTH_FAILED', message: 'missing or malformed credentials' };
+  return {
+    ok: true,
+    request: {
+      user: parsed.data.user,
+      password: parsed.data.password,
+      sourceAddress: sourceOf(peer),
+      peer,
+      previousAddresses: parsed.data.previousAddresses,
+      clientVersion: parsed.data.clientVersion,
+      transport,
+    },
+  };
+}
+
+function fromHeaders(header: WtRequestEvent['header']): unknown {
+  const authorization = single(header.authorization);
+  if (authorization === undefined) return undefined;
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(authorization.trim());
+  if (!match) return { user: '' };
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return { user: '' };
+  const previous = single(header[PREVIOUS_HEADER]);
+  return {
+    user: decoded.slice(0, colon),
+    password: decoded.slice(colon + 1),
+    previousAddresses: previous ? previous.split(',').map((a) => a.trim()).filter((a) => a !== '') : [],
+    clientVersion: single(header[VERSION_HEADER]) ?? '',
+  };
+}
+
+function fromQuery(value: string | null): unknown {
+  if (value === null) return undefined;
+  try {
+    const raw = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as { u?: unknown; p?: unknown; a?: unknown; v?: unknown };
+    return { user: raw.u, password: raw.p, previousAddresses: raw.a ?? [], clientVersion: raw.v ?? '' };
+  } catch {
+    return undefined;
+  }
+}
+
+function single(value: string | readonly string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : value?.[0];
+}
+
+/** "198.51.100.7:4433" -> "198.51.100.7"; "[2001:db8::1]:4433" or "2001:db8::1:4433" -> "2001:db8::1". */
+export function sourceOf(peer: string): string {
+  const bracketed = /^\[([^\]]+)\]:\d+$/.exec(peer);
+  if (bracketed) return bracketed[1]!;
+  const colon = peer.lastIndexOf(':');
+  const address = colon > 0 ? peer.slice(0, colon) : peer;
+  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+}

@@ -1,0 +1,149 @@
+/**
+ * The boundary to @fails-components/webtransport: narrow types for the parts we use, a lazy loader (so that
+ * code which never opens a WebTransport session never loads it), and the one reach into its internals that
+ * the drain-aware sender needs. Behaviour we rely on that only exists through patches/ is marked "patched".
+ */
+import { Duplex } from 'node:stream';
+import type { ReadableStream, WritableStream } from 'node:stream/web';
+
+export interface WtCloseInfo {
+  readonly closeCode?: number;
+  readonly reason?: string;
+}
+
+export interface WtBidiStream {
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly writable: WritableStream<Uint8Array>;
+}
+
+export interface WtDatagrams {
+  readonly readable: ReadableStream<Uint8Array>;
+  createWritable(): WritableStream<Uint8Array>;
+  readonly maxDatagramSize: number;
+}
+
+/** What a server session (HttpWTSession) and a client WebTransport have in common. */
+export interface WtSession {
+  readonly ready: Promise<void>;
+  readonly closed: Promise<WtCloseInfo>;
+  readonly datagrams: WtDatagrams;
+  readonly incomingBidirectionalStreams: ReadableStream<WtBidiStream>;
+  createBidirectionalStream(): Promise<WtBidiStream>;
+  close(info?: { closeCode?: number; reason?: string }): void;
+}
+
+export interface WtServerSession extends WtSession {
+  readonly peerAddress: string | undefined;
+  readonly userData: unknown;
+}
+
+export interface WtClient extends WtSession {
+  /** The library's session object behind the WebTransport facade. */
+  readonly sessionint: unknown;
+}
+
+export interface WtHash {
+  readonly algorithm: 'sha-256';
+  readonly value: Uint8Array;
+}
+
+export interface WtClientOptions {
+  readonly forceReliable?: boolean;
+  readonly requireUnreliable?: boolean;
+  readonly serverCertificateHashes?: readonly WtHash[];
+  /** patched: PEM CA(s) for the HTTP/2 client's TLS verification. */
+  readonly ca?: string;
+  /** patched: extra request headers of the HTTP/2 CONNECT request. */
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly quicConnectTimeout?: number;
+  readonly webTransportConnectTimeout?: number;
+}
+
+export interface WtRequestEvent {
+  readonly header: Readonly<Record<string, string | readonly string[] | undefined>>;
+  /** patched: "address:port" of the peer. */
+  readonly peerAddress?: string;
+}
+
+export interface WtRequestResult {
+  readonly status: number;
+  readonly path: string;
+  readonly userData?: unknown;
+  /** patched: extra response headers of a refusal (HTTP/2). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface WtServerOptions {
+  readonly port: number;
+  readonly host: string;
+  readonly secret: string;
+  readonly cert: string;
+  readonly privKey: string;
+  readonly defaultDatagramsReadableMode?: 'bytes';
+}
+
+export interface WtServer {
+  readonly ready: Promise<unknown>;
+  readonly closed: Promise<unknown>;
+  startServer(): void;
+  stopServer(): void;
+  address(): { port: number; host: string } | null;
+  setRequestCallback(callback: (event: WtRequestEvent) => Promise<WtRequestResult>): void;
+  sessionStream(path: string): ReadableStream<WtServerSession>;
+  updateCert(cert: string, privKey: string, http2only: boolean): void;
+}
+
+export interface WtLibrary {
+  readonly Http2Server: new (options: WtServerOptions) => WtServer;
+  readonly Http3Server: new (options: WtServerOptions) => WtServer;
+  readonly WebTransport: new (url: string, options: WtClientOptions) => WtClient;
+  readonly quicheLoaded: Promise<unknown>;
+}
+
+/** What a refused session's error carries (patched: status and headers of the HTTP response). */
+export interface WtHandshakeError {
+  readonly status: number | undefined;
+  readonly headers: Readonly<Record<string, unknown>> | undefined;
+  /** The underlying connect error, e.g. a TLS verification failure (patched). */
+  readonly cause: unknown;
+}
+
+let loading: Promise<WtLibrary> | undefined;
+
+export function loadWebTransportLibrary(): Promise<WtLibrary> {
+  loading ??= import('@fails-components/webtransport').then((mod: unknown) => {
+    const lib = mod as Partial<Record<keyof WtLibrary, unknown>>;
+    if (
+      typeof lib.Http2Server !== 'function' ||
+      typeof lib.Http3Server !== 'function' ||
+      typeof lib.WebTransport !== 'function' ||
+      !(lib.quicheLoaded instanceof Promise)
+    ) {
+      throw new Error('@fails-components/webtransport does not export the expected API');
+    }
+    return mod as WtLibrary;
+  });
+  return loading;
+}
+
+export function readHandshakeError(err: unknown): WtHandshakeError {
+  if (typeof err !== 'object' || err === null) return { status: undefined, headers: undefined, cause: undefined };
+  const fields = err as { status?: unknown; headers?: unknown; cause?: unknown };
+  const status = typeof fields.status === 'number' ? fields.status : typeof fields.status === 'string' ? Number(fields.status) : undefined;
+  const headers = typeof fields.headers === 'object' && fields.headers !== null ? (fields.headers as Record<string, unknown>) : undefined;
+  return { status: Number.isFinite(status) ? status : undefined, headers, cause: fields.cause };
+}
+
+/**
+ * The HTTP/2 stream that carries an HTTP/2 WebTransport session, found through the library's internals
+ * (session.objint.stream). The datagram writer has no backpressure (it queues without bound when HTTP/2 is
+ * blocked), so the sender watches this stream's writableNeedDrain / 'drain' instead. Null on HTTP/3 or when
+ * the internals changed; the caller then falls back to the writer's own readiness.
+ */
+export function findHttp2SessionStream(session: unknown): Duplex | null {
+  if (typeof session !== 'object' || session === null) return null;
+  const objint = (session as { objint?: unknown }).objint;
+  if (typeof objint !== 'object' || objint === null) return null;
+  const stream = (objint as { stream?: unknown }).stream;
+  return stream instanceof Duplex ? stream : null;
+}

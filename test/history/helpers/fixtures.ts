@@ -1,0 +1,69 @@
+/** Shared test setup: a temp data dir, a FakeClock, a pino logger that keeps its lines. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { pino, type Logger } from 'pino';
+import { FakeClock } from '../../../src/clock.js';
+import type { HistoryConfig } from '../../../src/config/types.js';
+import type { SessionStartRecord } from '../../../src/history/records.js';
+import { HistoryStore, type HistoryStoreOptions } from '../../../src/history/store.js';
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+export function captureLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
+  return { logger, lines };
+}
+
+export function tempDir(): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'qg-history-'));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export const baseConfig: HistoryConfig = { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100 };
+
+export function openStore(
+  dataDir: string,
+  clock: FakeClock,
+  overrides: Partial<Omit<HistoryStoreOptions, 'dataDir' | 'clock' | 'config'>> & { config?: Partial<HistoryConfig> } = {},
+): { store: HistoryStore; lines: LogLine[] } {
+  const { logger, lines } = captureLogger();
+  const store = HistoryStore.open({
+    logger,
+    ...overrides,
+    dataDir,
+    clock,
+    config: { ...baseConfig, ...overrides.config },
+  });
+  return { store, lines };
+}
+
+export function startRecord(id: string, user: string, startedAt: number, n = 1): SessionStartRecord {
+  return {
+    id,
+    user,
+    ipv4: `198.18.0.${n + 1}`,
+    ipv6: `2001:db8::${n + 1}`,
+    peer: `192.0.2.${n}:4433`,
+    transport: 'h2',
+    startedAt,
+  };
+}
+
+/** Reads the file through its own connection, as an operator would. */
+export function rawRows<T>(file: string, sql: string, ...params: unknown[]): T[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare(sql).all(...params) as T[];
+  } finally {
+    db.close();
+  }
+}
+
+export { FakeClock };

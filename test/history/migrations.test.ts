@@ -1,0 +1,67 @@
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isQuicgateError } from '../../src/errors.js';
+import { MIGRATIONS, applyMigrations, schemaVersion, type Migration } from '../../src/history/migrations.js';
+
+describe('applyMigrations', () => {
+  let db: Database.Database;
+  beforeEach(() => {
+    db = new Database(':memory:');
+  });
+  afterEach(() => db.close());
+
+  const tables = (): string[] =>
+    (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map(
+      (r) => r.name,
+    );
+
+  it('applies every migration in order and records each version', () => {
+    const result = applyMigrations(db, 1234);
+    const latest = MIGRATIONS.at(-1)!.version;
+    expect(result).toEqual({ from: 0, to: latest });
+    expect(tables()).toEqual(['quota_usage', 'rejections', 'schema_migrations', 'sessions', 'traffic_hourly']);
+    const rows = db.prepare('SELECT version, applied_at FROM schema_migrations ORDER BY version').all();
+    expect(rows).toEqual(MIGRATIONS.map((m) => ({ version: m.version, applied_at: 1234 })));
+    const indexes = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>).map((r) => r.name);
+    expect(indexes).toEqual(expect.arrayContaining(['sessions_user', 'sessions_started_at', 'sessions_status', 'rejections_at']));
+  });
+
+  it('is idempotent: a second run changes nothing', () => {
+    applyMigrations(db, 1);
+    const latest = schemaVersion(db);
+    expect(applyMigrations(db, 2)).toEqual({ from: latest, to: latest });
+    expect(db.prepare('SELECT COUNT(*) AS n FROM schema_migrations').get()).toEqual({ n: MIGRATIONS.length });
+  });
+
+  it('upgrades an older schema by applying only the newer migrations', () => {
+    applyMigrations(db, 1, MIGRATIONS.slice(0, 1));
+    expect(schemaVersion(db)).toBe(1);
+    expect(tables()).not.toContain('quota_usage');
+    expect(applyMigrations(db, 2)).toEqual({ from: 1, to: 2 });
+    expect(tables()).toContain('quota_usage');
+  });
+
+  it('rolls a failing migration back and keeps the earlier ones', () => {
+    const broken: Migration[] = [
+      ...MIGRATIONS,
+      { version: 99, name: 'broken', sql: 'CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);' },
+    ];
+    expect(() => applyMigrations(db, 1, broken)).toThrow(/nowhere/);
+    expect(schemaVersion(db)).toBe(MIGRATIONS.at(-1)!.version);
+    expect(tables()).not.toContain('half');
+  });
+
+  it('refuses a database newer than it knows, and an unordered list', () => {
+    applyMigrations(db, 1, [...MIGRATIONS, { version: 50, name: 'future', sql: 'SELECT 1' }]);
+    let caught: unknown;
+    try {
+      applyMigrations(db, 1);
+    } catch (err) {
+      caught = err;
+    }
+    expect(isQuicgateError(caught, 'QG_ERR_HISTORY')).toBe(true);
+
+    const unordered = [MIGRATIONS[1]!, MIGRATIONS[0]!];
+    expect(() => applyMigrations(new Database(':memory:'), 1, unordered)).toThrow(/increasing/);
+  });
+});
