@@ -36,6 +36,7 @@ export interface UserConfig {
   readonly name: string;
   /** Self-describing scrypt hash, see src/config/password.ts. */
   readonly passwordHash: string;
+  /** Resolved by the loader: the user's own limit, else the server default; null = unlimited. */
   readonly bandwidth: Bandwidth;
   /** Bucket depth in bytes; null means the default (see bucket.defaultBurst). */
   readonly burst: number | null;

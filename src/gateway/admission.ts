@@ -1,0 +1,119 @@
+/**
+ * Per-source throttle of connection and authentication attempts (before any password work is done).
+ *
+ *   admit(source) ─► key (IPv4 address, or IPv6 /64) ─► Bottleneck.Group limiter for that key
+ *     reservoir left ─► job runs at once ─► true
+ *     reservoir empty ─► highWater 0 + OVERFLOW drops the job at once (never queued) ─► false, logged once/window
+ *   every window (clock interval): all per-source limiters are dropped, so budgets refill and idle sources
+ *   leave no state behind.
+ *
+ * bottleneck fits here (a few attempts per second, async is fine); it does not fit the per-packet path (see
+ * bucket.ts and bench/bucket-vs-bottleneck.ts). The window runs on the injectable Clock rather than
+ * bottleneck's own reservoir refresh, which would start a real 250 ms heartbeat timer for every source.
+ */
+import Bottleneck from 'bottleneck';
+import { Address6 } from 'ip-address';
+import type { Logger } from 'pino';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+
+export const DEFAULT_WINDOW_MS = 60_000;
+
+export interface AdmissionThrottleOptions {
+  /** Attempts allowed per source per window; 0 turns throttling off. */
+  readonly perSourcePerMinute: number;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Length of a budget window (tests and tuning); one minute by default. */
+  readonly windowMs?: number;
+}
+
+const IPV4_MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
+
+/**
+ * The throttling key of a source address: an IPv4 address as is (also when IPv4-mapped), an IPv6 address by
+ * its /64, since one client usually owns a whole /64 and could otherwise rotate addresses inside it.
+ */
+export function sourceKey(address: string): string {
+  const mapped = IPV4_MAPPED.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!address.includes(':')) return address;
+  try {
+    return `${new Address6(`${address.replace(/%.*$/, '')}/64`).startAddress().correctForm()}/64`;
+  } catch {
+    return address;
+  }
+}
+
+const admitted = (): Promise<true> => Promise.resolve(true);
+
+export class AdmissionThrottle {
+  private readonly group: Bottleneck.Group;
+  private readonly logger: Logger;
+  private readonly windowMs: number;
+  private limit: number;
+  /** Sources already logged as throttled in the current window. */
+  private readonly loggedThisWindow = new Set<string>();
+  private readonly timer: TimerHandle;
+  private throttledCount = 0;
+
+  constructor(options: AdmissionThrottleOptions) {
+    this.logger = options.logger;
+    this.windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
+    this.limit = Math.max(0, Math.floor(options.perSourcePerMinute));
+    this.group = new Bottleneck.Group(this.limiterOptions());
+    this.timer = (options.clock ?? systemClock).setInterval(() => this.newWindow(), this.windowMs);
+  }
+
+  /** True when the attempt is within the source's budget (and counted); false when it is throttled. */
+  async admit(sourceAddress: string): Promise<boolean> {
+    if (this.limit === 0) return true;
+    const key = sourceKey(sourceAddress);
+    try {
+      return await this.group.key(key).schedule({ weight: 1 }, admitted);
+    } catch (err) {
+      if (!(err instanceof Bottleneck.BottleneckError)) throw err;
+      this.throttledCount++;
+      if (!this.loggedThisWindow.has(key)) {
+        this.loggedThisWindow.add(key);
+        this.logger.warn(
+          { source: key, limit: this.limit, windowMs: this.windowMs },
+          'too many connection attempts from this source; further ones are refused until the window ends',
+        );
+      }
+      return false;
+    }
+  }
+
+  /** New budget per source; applies from the next window (budgets already started keep theirs). */
+  setLimit(perSourcePerMinute: number): void {
+    this.limit = Math.max(0, Math.floor(perSourcePerMinute));
+    this.group.updateSettings(this.limiterOptions());
+  }
+
+  /** Sources with a limiter in the current window. */
+  get trackedSources(): number {
+    return this.group.keys().length;
+  }
+
+  /** Attempts refused since start. */
+  get throttled(): number {
+    return this.throttledCount;
+  }
+
+  close(): void {
+    this.timer.cancel();
+    this.newWindow();
+  }
+
+  private newWindow(): void {
+    this.loggedThisWindow.clear();
+    for (const key of this.group.keys()) {
+      this.group.deleteKey(key).catch((err: unknown) => this.logger.error({ err, source: key }, 'could not drop a throttle limiter'));
+    }
+  }
+
+  private limiterOptions(): Bottleneck.ConstructorOptions {
+    // highWater 0 with OVERFLOW: a job that cannot run at once is dropped, never queued.
+    return { reservoir: this.limit, highWater: 0, strategy: Bottleneck.strategy.OVERFLOW, maxConcurrent: null, minTime: 0 };
+  }
+}

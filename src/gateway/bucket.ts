@@ -1,0 +1,119 @@
+/**
+ * Token bucket for one user's bandwidth, shared by all of the user's sessions and both directions.
+ *
+ * Flow per check (all O(1), synchronous, no allocation):
+ *   refill(now): tokens += elapsed ms × rate/ms, capped at burst  ──►  compare with the packet's bytes
+ *   tryConsume: pay now or refuse  |  delayFor: ms until it could pay  |  consume: pay now, into debt if need be
+ *
+ * Tokens are bytes, so a 60-byte packet costs exactly 60. The balance may go negative (debt) for packets the
+ * shaper already accepted; debt is paid back by the refill, which keeps the long-run rate exact.
+ * A packet larger than the burst may go once the bucket is full (it then leaves debt), so it never deadlocks.
+ */
+// Written by hand: rate-limit libraries (bottleneck, limiter) are promise-based and allocate per call; the
+// per-packet path needs a synchronous, allocation-free check (see bench/bucket-vs-bottleneck.ts).
+import { systemClock, type Clock } from '../clock.js';
+import { QuicgateError } from '../errors.js';
+
+/** Smallest default burst: room for a few full-size packets at any rate. */
+export const MIN_DEFAULT_BURST = 64 * 1024;
+/** The default burst covers this much time at the full rate: short, so a limit holds over short intervals too. */
+export const DEFAULT_BURST_SECONDS = 0.05;
+
+/** Default bucket depth in bytes for a rate in bytes per second: max(64 KiB, rate × 50 ms). */
+export function defaultBurst(rate: number): number {
+  return Math.max(MIN_DEFAULT_BURST, Math.ceil(rate * DEFAULT_BURST_SECONDS));
+}
+
+// Bytes. Float rounding of (delayFor × rate) must not refuse a packet at exactly its due time.
+const ROUNDING_SLACK = 1e-6;
+
+function checkRate(rate: number, burst: number | null | undefined): void {
+  if (!Number.isFinite(rate) || rate <= 0) {
+    throw new QuicgateError('QG_ERR_CONFIG_INVALID', `bucket rate must be a positive number of bytes/s, got ${rate}`);
+  }
+  if (burst !== null && burst !== undefined && (!Number.isFinite(burst) || burst <= 0)) {
+    throw new QuicgateError('QG_ERR_CONFIG_INVALID', `bucket burst must be a positive number of bytes, got ${burst}`);
+  }
+}
+
+export class TokenBucket {
+  // Numeric fields start as numbers, never undefined: a field that once held undefined stays "tagged" in V8
+  // and every fractional store then allocates a heap number.
+  private ratePerMs = 0;
+  private rateBytesPerSecond = 0;
+  private depth = 0;
+  /** Bytes that may go now; negative while in debt. */
+  private tokens = 0;
+  /** Monotonic ms of the last refill. */
+  private last = 0;
+  private readonly clock: Clock;
+
+  /** `rate` in bytes/s; `burst` in bytes (null: defaultBurst(rate)). Starts full. */
+  constructor(rate: number, burst: number | null = null, clock: Clock = systemClock) {
+    checkRate(rate, burst);
+    this.clock = clock;
+    this.rateBytesPerSecond = rate;
+    this.ratePerMs = rate / 1000;
+    this.depth = burst ?? defaultBurst(rate);
+    this.tokens = this.depth;
+    this.last = clock.now();
+  }
+
+  /** Bytes per second. */
+  get rate(): number {
+    return this.rateBytesPerSecond;
+  }
+
+  /** Bucket depth in bytes. */
+  get burst(): number {
+    return this.depth;
+  }
+
+  /** Bytes that may go now (negative while in debt). */
+  available(now: number = this.clock.now()): number {
+    this.refill(now);
+    return this.tokens;
+  }
+
+  /** May `bytes` go now? Consumes them on yes. */
+  tryConsume(bytes: number, now: number = this.clock.now()): boolean {
+    this.refill(now);
+    if (this.tokens + ROUNDING_SLACK < (bytes < this.depth ? bytes : this.depth)) return false;
+    this.tokens -= bytes;
+    return true;
+  }
+
+  /** Milliseconds until `bytes` may go (0 if now). Consumes nothing. */
+  delayFor(bytes: number, now: number = this.clock.now()): number {
+    this.refill(now);
+    const missing = (bytes < this.depth ? bytes : this.depth) - this.tokens;
+    return missing <= ROUNDING_SLACK ? 0 : missing / this.ratePerMs;
+  }
+
+  /** Charge `bytes` unconditionally (into debt if need be), for packets already accepted for shaping. */
+  consume(bytes: number, now: number = this.clock.now()): void {
+    this.refill(now);
+    this.tokens -= bytes;
+  }
+
+  /**
+   * Change the limit of a live bucket without resetting it: time so far is credited at the old rate, any debt
+   * stays, the balance is capped at the new burst. `burst` omitted or null: defaultBurst(rate).
+   */
+  setRate(rate: number, burst: number | null = null, now: number = this.clock.now()): void {
+    checkRate(rate, burst);
+    this.refill(now);
+    this.rateBytesPerSecond = rate;
+    this.ratePerMs = rate / 1000;
+    this.depth = burst ?? defaultBurst(rate);
+    if (this.tokens > this.depth) this.tokens = this.depth;
+  }
+
+  private refill(now: number): void {
+    // A batch may pass a timestamp slightly older than the last one; time never runs backwards here.
+    if (now <= this.last) return;
+    const tokens = this.tokens + (now - this.last) * this.ratePerMs;
+    this.tokens = tokens < this.depth ? tokens : this.depth;
+    this.last = now;
+  }
+}

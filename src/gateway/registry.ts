@@ -1,0 +1,146 @@
+/**
+ * Per-user registry: user → live connection ids and ONE shared token bucket.
+ *
+ * Used at connect, disconnect and reload only, never on the per-packet path: every session holds a direct
+ * reference to its user's bucket (Session.bucket), so forwarding does no lookups.
+ *
+ *   add(user, id, limit)   first connection creates the bucket (null when unlimited); later ones get the same object
+ *   remove(id)             last connection of the user drops the bucket
+ *   setUserLimit(...)      changes the live bucket in place (setRate), or creates/drops it when limited↔unlimited
+ */
+import { systemClock, type Clock } from '../clock.js';
+import type { Bandwidth, UserConfig } from '../config/types.js';
+import { TokenBucket } from './bucket.js';
+
+export interface UserLimit {
+  /** Bytes per second, null for unlimited. */
+  readonly bandwidth: Bandwidth;
+  /** Bucket depth in bytes, null for defaultBurst(bandwidth). */
+  readonly burst: number | null;
+}
+
+/** A user's limit: their own bandwidth, else the server default; their own burst. */
+/** The loader already merged the server default into `bandwidth` (null = unlimited), so this is the user's own. */
+export function effectiveLimit(user: Pick<UserConfig, 'bandwidth' | 'burst'>): UserLimit {
+  return { bandwidth: user.bandwidth, burst: user.burst };
+}
+
+interface UserEntry {
+  readonly connections: Set<string>;
+  bucket: TokenBucket | null;
+}
+
+export interface Removal {
+  readonly user: string;
+  /** True when this was the user's last connection (their bucket is dropped). */
+  readonly lastOfUser: boolean;
+}
+
+export class UserRegistry {
+  private readonly users = new Map<string, UserEntry>();
+  private readonly userOf = new Map<string, string>();
+
+  private readonly clock: Clock;
+
+  constructor(options: { readonly clock?: Clock } = {}) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /**
+   * Register a connection; returns the user's shared bucket (the same object for all their connections), or
+   * null when the user is unlimited. `limit` is used only when this is the user's first connection. Adding an
+   * id that is already registered returns the current bucket and changes nothing.
+   */
+  add(user: string, connectionId: string, limit: UserLimit): TokenBucket | null {
+    const owner = this.userOf.get(connectionId);
+    if (owner !== undefined) return this.users.get(owner)?.bucket ?? null;
+    let entry = this.users.get(user);
+    if (entry === undefined) {
+      entry = { connections: new Set(), bucket: this.newBucket(limit) };
+      this.users.set(user, entry);
+    }
+    entry.connections.add(connectionId);
+    this.userOf.set(connectionId, user);
+    return entry.bucket;
+  }
+
+  /** Unregister a connection; null (and nothing changes) when the id is unknown. */
+  remove(connectionId: string): Removal | null {
+    const user = this.userOf.get(connectionId);
+    if (user === undefined) return null;
+    this.userOf.delete(connectionId);
+    const entry = this.users.get(user);
+    if (entry === undefined) return { user, lastOfUser: true };
+    entry.connections.delete(connectionId);
+    if (entry.connections.size > 0) return { user, lastOfUser: false };
+    this.users.delete(user);
+    return { user, lastOfUser: true };
+  }
+
+  /** Unregister all connections of a user; returns their ids (empty for an unknown user). */
+  removeUser(user: string): string[] {
+    const entry = this.users.get(user);
+    if (entry === undefined) return [];
+    const ids = [...entry.connections];
+    for (const id of ids) this.userOf.delete(id);
+    this.users.delete(user);
+    return ids;
+  }
+
+  /**
+   * Apply a changed limit to a connected user at once. Limited → limited: the same bucket, setRate in place.
+   * Limited ↔ unlimited: a new bucket or null, which the caller must put on the user's sessions. Returns the
+   * user's bucket after the change (null for unlimited or for a user with no connections).
+   */
+  setUserLimit(user: string, bandwidth: Bandwidth, burst: number | null): TokenBucket | null {
+    const entry = this.users.get(user);
+    if (entry === undefined) return null;
+    if (bandwidth === null) entry.bucket = null;
+    else if (entry.bucket === null) entry.bucket = this.newBucket({ bandwidth, burst });
+    else entry.bucket.setRate(bandwidth, burst);
+    return entry.bucket;
+  }
+
+  bucketOf(user: string): TokenBucket | null {
+    return this.users.get(user)?.bucket ?? null;
+  }
+
+  /** Connection ids of a user, oldest first (insertion order). */
+  connectionsOf(user: string): ReadonlySet<string> {
+    return this.users.get(user)?.connections ?? EMPTY;
+  }
+
+  userOfConnection(connectionId: string): string | undefined {
+    return this.userOf.get(connectionId);
+  }
+
+  has(user: string): boolean {
+    return this.users.has(user);
+  }
+
+  /** Users with at least one connection. */
+  get userCount(): number {
+    return this.users.size;
+  }
+
+  get connectionCount(): number {
+    return this.userOf.size;
+  }
+
+  userNames(): IterableIterator<string> {
+    return this.users.keys();
+  }
+
+  /** Number of live buckets (users that are connected and limited). */
+  get bucketCount(): number {
+    let count = 0;
+    for (const entry of this.users.values()) if (entry.bucket !== null) count++;
+    return count;
+  }
+
+  private newBucket(limit: UserLimit): TokenBucket | null {
+    return limit.bandwidth === null ? null : new TokenBucket(limit.bandwidth, limit.burst, this.clock);
+  }
+}
+
+const EMPTY: ReadonlySet<string> = new Set();

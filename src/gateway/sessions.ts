@@ -1,0 +1,425 @@
+/**
+ * Session manager: who may connect, the live sessions, their limits and timeouts, and the one way they end.
+ *
+ *   authenticate(request)  throttle(source) ─► verifyPassword (unknown user: decoy hash, same timing)
+ *                          ─► disabled ─► per-user limit (policy reject) ─► total limit ─► { ok }
+ *   open(conn, request)    re-check limits (replace_oldest ends the oldest with 'replaced') ─► pool.allocate
+ *                          ─► registry.add (the user's shared bucket) ─► watch conn.closed ─► onOpened
+ *   end(session, reason)   once per session: state closed ─► conn.close({reason}) ─► finally: pool.release,
+ *                          registry.remove (last one drops the bucket), forget, count ─► onClosed
+ *   checker (clock interval, start()/stop()): idle_timeout / session_timeout ─► end()
+ *
+ * Rejections are counted by RejectReason and reported to onRejected; every end is counted by EndReason.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { verifyPassword } from '../config/password.js';
+import type { Bandwidth, ServerConfig, SessionLimits, UserConfig } from '../config/types.js';
+import { QuicgateError, isQuicgateError, type ErrorCode } from '../errors.js';
+import type { AdmissionResult, ConnectRequest, TunnelConnection } from '../transport/types.js';
+import { AdmissionThrottle } from './admission.js';
+import { AddressPool, type PoolStats } from './pool.js';
+import { UserRegistry, effectiveLimit } from './registry.js';
+import { END_REASONS, REJECT_REASONS, newCounters, type EndReason, type RejectReason, type Session } from './session.js';
+
+/** How often the background checker looks for idle and expired sessions. */
+export const DEFAULT_CHECK_INTERVAL_MS = 1000;
+
+/** The server-wide values a reload may change for sessions. */
+export interface SessionDefaults {
+  readonly defaultBandwidth: Bandwidth;
+  readonly limits: SessionLimits;
+}
+
+export interface SessionManagerOptions {
+  readonly config: ServerConfig;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Session ids; random UUIDs by default. */
+  readonly newId?: () => string;
+  /** Defaults: built from config.networks / config.users, config.authAttempts. */
+  readonly pool?: AddressPool;
+  readonly registry?: UserRegistry;
+  readonly throttle?: AdmissionThrottle;
+  readonly checkIntervalMs?: number;
+}
+
+export type OpenedListener = (session: Session) => void;
+export type ClosedListener = (session: Session, reason: EndReason, message: string | undefined) => void;
+export type RejectedListener = (user: string, source: string, reason: RejectReason) => void;
+
+export interface SessionStats {
+  readonly sessions: number;
+  /** Users with at least one live session. */
+  readonly users: number;
+  readonly perUser: Readonly<Record<string, number>>;
+  /** Sessions opened since start. */
+  readonly opened: number;
+  readonly rejections: Readonly<Record<RejectReason, number>>;
+  readonly ended: Readonly<Record<EndReason, number>>;
+  readonly pool: PoolStats;
+}
+
+interface RejectInfo {
+  readonly status: 401 | 403 | 429 | 503;
+  readonly error: ErrorCode;
+  readonly message: string;
+}
+
+const REJECTIONS: Record<RejectReason, RejectInfo> = {
+  auth_failed: { status: 401, error: 'QG_ERR_AUTH_FAILED', message: 'unknown user or wrong password' },
+  user_disabled: { status: 403, error: 'QG_ERR_USER_DISABLED', message: 'this user is disabled' },
+  user_limit: { status: 429, error: 'QG_ERR_USER_LIMIT', message: 'this user has reached their session limit' },
+  server_limit: { status: 503, error: 'QG_ERR_SERVER_LIMIT', message: 'the gateway has reached its session limit' },
+  throttled: { status: 429, error: 'QG_ERR_THROTTLED', message: 'too many attempts from this address; try again later' },
+  pool_exhausted: { status: 503, error: 'QG_ERR_POOL_EXHAUSTED', message: 'no tunnel address is free' },
+  quota_exceeded: { status: 403, error: 'QG_ERR_QUOTA_EXCEEDED', message: "this user's data quota is spent" },
+};
+
+function zeroCounts<K extends string>(keys: readonly K[]): Record<K, number> {
+  return Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
+}
+
+type LimitVerdict = { readonly reject: 'user_limit' | 'server_limit' } | { readonly reject: null; readonly replace: number };
+
+export class SessionManager {
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly newId: () => string;
+  readonly pool: AddressPool;
+  readonly registry: UserRegistry;
+  readonly throttle: AdmissionThrottle;
+  private users: Map<string, UserConfig>;
+  private defaults: SessionDefaults;
+  private readonly sessions = new Map<string, Session>();
+  private readonly rejections = zeroCounts(REJECT_REASONS);
+  private readonly ended = zeroCounts(END_REASONS);
+  private openedCount = 0;
+  private readonly openedListeners: OpenedListener[] = [];
+  private readonly closedListeners: ClosedListener[] = [];
+  private readonly rejectedListeners: RejectedListener[] = [];
+  private readonly checkIntervalMs: number;
+  private checker: TimerHandle | null = null;
+  private shutDown = false;
+
+  constructor(options: SessionManagerOptions) {
+    const { config } = options;
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger;
+    this.newId = options.newId ?? randomUUID;
+    this.pool = options.pool ?? new AddressPool(config);
+    this.registry = options.registry ?? new UserRegistry({ clock: this.clock });
+    this.throttle =
+      options.throttle ??
+      new AdmissionThrottle({ perSourcePerMinute: config.authAttempts.perSourcePerMinute, clock: this.clock, logger: this.logger });
+    this.users = new Map(config.users.map((u) => [u.name, u]));
+    this.defaults = { defaultBandwidth: config.defaultBandwidth, limits: config.limits };
+    this.checkIntervalMs = options.checkIntervalMs ?? DEFAULT_CHECK_INTERVAL_MS;
+  }
+
+  /** Start the background checker that ends idle and over-age sessions. Idempotent. */
+  start(): void {
+    if (this.checker === null && !this.shutDown) this.checker = this.clock.setInterval(() => this.expire(), this.checkIntervalMs);
+  }
+
+  /** Stop the checker (sessions stay; see closeAll). Idempotent; start() resumes. */
+  stop(): void {
+    this.checker?.cancel();
+    this.checker = null;
+  }
+
+  // ── admission ──────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Decide whether a session request may proceed. Never throws for a refused request. */
+  async authenticate(request: ConnectRequest): Promise<AdmissionResult> {
+    if (!(await this.throttle.admit(request.sourceAddress))) return this.refuse(request, 'throttled');
+    const user = this.users.get(request.user);
+    // Unknown users go through scrypt too (decoy hash), so the answer and its timing match a wrong password.
+    const passwordOk = await verifyPassword(request.password, user?.passwordHash ?? null);
+    if (user === undefined || !passwordOk) return this.refuse(request, 'auth_failed');
+    if (user.disabled) return this.refuse(request, 'user_disabled');
+    const verdict = this.checkLimits(user);
+    if (verdict.reject !== null) return this.refuse(request, verdict.reject);
+    return { ok: true, user: user.name };
+  }
+
+  /**
+   * Create the session for an authenticated connection. Re-checks the limits (they may have changed since
+   * authenticate); throws QuicgateError (QG_ERR_AUTH_FAILED, QG_ERR_USER_DISABLED, QG_ERR_USER_LIMIT,
+   * QG_ERR_SERVER_LIMIT, QG_ERR_POOL_EXHAUSTED, QG_ERR_CLOSED) and records the rejection; on a throw nothing is
+   * kept and the caller closes the connection.
+   */
+  open(connection: TunnelConnection, request: ConnectRequest): Session {
+    if (this.shutDown) throw new QuicgateError('QG_ERR_CLOSED', 'the session manager is shut down');
+    const user = this.users.get(request.user);
+    if (user === undefined) throw this.refusal(request, 'auth_failed');
+    if (user.disabled) throw this.refusal(request, 'user_disabled');
+    const verdict = this.checkLimits(user);
+    if (verdict.reject !== null) throw this.refusal(request, verdict.reject);
+    for (let i = 0; i < verdict.replace; i++) {
+      const oldest = this.oldestSessionOf(user.name);
+      if (oldest !== undefined) this.end(oldest, 'replaced', 'replaced by a newer session of the same user');
+    }
+
+    let allocation;
+    try {
+      allocation = this.pool.allocate(user.name, request.previousAddresses);
+    } catch (err) {
+      if (isQuicgateError(err, 'QG_ERR_POOL_EXHAUSTED')) this.recordRejection(request, 'pool_exhausted');
+      throw err;
+    }
+    const id = this.newId();
+    const now = this.clock.now();
+    let bucket;
+    try {
+      if (this.sessions.has(id)) throw new Error(`session id generator repeated an id: ${id}`);
+      bucket = this.registry.add(user.name, id, effectiveLimit(user));
+    } catch (err) {
+      this.pool.release(allocation);
+      throw err;
+    }
+    const session: Session = {
+      id,
+      user: user.name,
+      connection,
+      transport: request.transport,
+      peer: request.peer,
+      ipv4: allocation.ipv4,
+      ipv6: allocation.ipv6,
+      startedAt: this.clock.wallNow(),
+      startedMono: now,
+      lastActivity: now,
+      bucket,
+      counters: newCounters(),
+      state: { kind: 'open' },
+    };
+    this.sessions.set(id, session);
+    this.openedCount++;
+    connection.closed.then(
+      (info) => this.end(session, 'client_closed', info.message ?? info.reason),
+      (err: unknown) => this.end(session, 'error', err instanceof Error ? err.message : String(err)),
+    );
+    this.logger.info(
+      { session: id, user: user.name, peer: request.peer, transport: request.transport, ipv4: allocation.ipv4, ipv6: allocation.ipv6 },
+      'session opened',
+    );
+    this.emit(this.openedListeners, (fn) => fn(session));
+    return session;
+  }
+
+  // ── the one end path ───────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * End a session: closes the transport with the reason, then releases its addresses, registry entry and
+   * (if it was the user's last) bucket. Runs once per session; later calls (a racing close or timeout)
+   * return false and change nothing.
+   */
+  end(session: Session, reason: EndReason, message?: string): boolean {
+    if (session.state.kind === 'closed' || this.sessions.get(session.id) !== session) return false;
+    session.state = { kind: 'closed', reason, message, endedAt: this.clock.wallNow() };
+    try {
+      session.connection.close(message === undefined ? { reason } : { reason, message });
+    } catch (err) {
+      this.logger.warn({ err, session: session.id }, 'closing the transport failed; releasing the session anyway');
+    } finally {
+      this.sessions.delete(session.id);
+      this.registry.remove(session.id);
+      this.pool.release(session);
+      this.ended[reason]++;
+      this.logger.info(
+        { session: session.id, user: session.user, reason, message, bytesIn: session.counters.bytesIn, bytesOut: session.counters.bytesOut },
+        'session ended',
+      );
+      this.emit(this.closedListeners, (fn) => fn(session, reason, message));
+    }
+    return true;
+  }
+
+  /** A keepalive (or any sign of life outside the packet path) keeps the session from idling out. */
+  touch(session: Session): void {
+    session.lastActivity = this.clock.now();
+  }
+
+  /** End the session with that id; throws QG_ERR_SESSION_NOT_FOUND when none is live. */
+  kill(id: string, reason: EndReason = 'admin_kill', message?: string): Session {
+    const session = this.sessions.get(id);
+    if (session === undefined) throw new QuicgateError('QG_ERR_SESSION_NOT_FOUND', `no live session has id ${id}`, { details: { id } });
+    this.end(session, reason, message);
+    return session;
+  }
+
+  /** End all sessions of a user; returns how many ended (0 for a user without sessions). */
+  killUser(name: string, reason: EndReason = 'admin_kill', message?: string): number {
+    let count = 0;
+    for (const session of this.sessionsOf(name)) if (this.end(session, reason, message)) count++;
+    return count;
+  }
+
+  /** Shutdown: end every session, stop the checker and the throttle's timer; open() refuses afterwards. */
+  closeAll(reason: EndReason = 'server_shutdown', message?: string): number {
+    this.shutDown = true;
+    this.stop();
+    this.throttle.close();
+    let count = 0;
+    for (const session of [...this.sessions.values()]) if (this.end(session, reason, message)) count++;
+    return count;
+  }
+
+  // ── reload ─────────────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Apply a reloaded user list. Static addresses are validated first (throws QG_ERR_ADDRESS_UNAVAILABLE and
+   * changes nothing). Then: removed or disabled users' sessions end with 'user_removed'; a changed bandwidth
+   * applies to connected users at once (setRate on the shared bucket; sessions repointed when a user goes
+   * limited ↔ unlimited); session limits apply to new sessions.
+   */
+  applyUsers(users: readonly UserConfig[], defaults: SessionDefaults): void {
+    this.pool.updateStatic(users);
+    this.users = new Map(users.map((u) => [u.name, u]));
+    this.defaults = defaults;
+    for (const name of [...this.registry.userNames()]) {
+      const user = this.users.get(name);
+      if (user === undefined || user.disabled) {
+        this.killUser(name, 'user_removed', user === undefined ? 'user removed from config' : 'user disabled');
+        continue;
+      }
+      const limit = effectiveLimit(user);
+      const before = this.registry.bucketOf(name);
+      const after = this.registry.setUserLimit(name, limit.bandwidth, limit.burst);
+      if (after !== before) for (const session of this.sessionsOf(name)) session.bucket = after;
+    }
+  }
+
+  // ── listeners ──────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Returns a function that removes the listener. Listener exceptions are logged, never propagated. */
+  onOpened(fn: OpenedListener): () => void {
+    return addListener(this.openedListeners, fn);
+  }
+
+  onClosed(fn: ClosedListener): () => void {
+    return addListener(this.closedListeners, fn);
+  }
+
+  onRejected(fn: RejectedListener): () => void {
+    return addListener(this.rejectedListeners, fn);
+  }
+
+  // ── queries ────────────────────────────────────────────────────────────────────────────────────────────
+
+  get(id: string): Session | undefined {
+    return this.sessions.get(id);
+  }
+
+  /** Live sessions, oldest first (a snapshot). */
+  list(): Session[] {
+    return [...this.sessions.values()];
+  }
+
+  /** Live sessions of a user, oldest first (a snapshot). */
+  sessionsOf(name: string): Session[] {
+    const result: Session[] = [];
+    for (const id of this.registry.connectionsOf(name)) {
+      const session = this.sessions.get(id);
+      if (session !== undefined) result.push(session);
+    }
+    return result;
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  stats(): SessionStats {
+    const perUser: Record<string, number> = {};
+    for (const name of this.registry.userNames()) {
+      Object.defineProperty(perUser, name, { value: this.registry.connectionsOf(name).size, enumerable: true, writable: true, configurable: true });
+    }
+    return {
+      sessions: this.sessions.size,
+      users: this.registry.userCount,
+      perUser,
+      opened: this.openedCount,
+      rejections: { ...this.rejections },
+      ended: { ...this.ended },
+      pool: this.pool.stats(),
+    };
+  }
+
+  /** End idle and over-age sessions now (the background checker calls this). */
+  expire(): number {
+    const now = this.clock.now();
+    const { idleTimeoutMs, sessionTimeoutMs } = this.defaults.limits;
+    let count = 0;
+    for (const session of [...this.sessions.values()]) {
+      if (sessionTimeoutMs !== null && sessionTimeoutMs > 0 && now - session.startedMono >= sessionTimeoutMs) {
+        if (this.end(session, 'session_timeout', `session reached its maximum lifetime of ${sessionTimeoutMs} ms`)) count++;
+      } else if (idleTimeoutMs > 0 && now - session.lastActivity >= idleTimeoutMs) {
+        if (this.end(session, 'idle_timeout', `no packets or keepalives for ${idleTimeoutMs} ms`)) count++;
+      }
+    }
+    return count;
+  }
+
+  // ── internals ──────────────────────────────────────────────────────────────────────────────────────────
+
+  private checkLimits(user: UserConfig): LimitVerdict {
+    const { limits } = this.defaults;
+    const max = user.maxSessions ?? limits.maxSessionsPerUser;
+    const count = this.registry.connectionsOf(user.name).size;
+    let replace = 0;
+    if (count >= max) {
+      if (limits.atLimit === 'reject' || max <= 0) return { reject: 'user_limit' };
+      replace = count - max + 1;
+    }
+    // Replacing keeps the total the same, so only a net new session has to fit under the total limit.
+    if (replace === 0 && this.sessions.size >= limits.maxTotalSessions) return { reject: 'server_limit' };
+    return { reject: null, replace };
+  }
+
+  private oldestSessionOf(name: string): Session | undefined {
+    for (const id of this.registry.connectionsOf(name)) {
+      const session = this.sessions.get(id);
+      if (session !== undefined) return session;
+    }
+    return undefined;
+  }
+
+  private refuse(request: ConnectRequest, reason: RejectReason): AdmissionResult {
+    this.recordRejection(request, reason);
+    const info = REJECTIONS[reason];
+    return { ok: false, status: info.status, code: reason, message: info.message };
+  }
+
+  private refusal(request: ConnectRequest, reason: RejectReason): QuicgateError {
+    this.recordRejection(request, reason);
+    const info = REJECTIONS[reason];
+    return new QuicgateError(info.error, info.message, { details: { reason, user: request.user } });
+  }
+
+  private recordRejection(request: ConnectRequest, reason: RejectReason): void {
+    this.rejections[reason]++;
+    // Throttled attempts are logged once per window by the throttle; logging each would let a flood fill the log.
+    if (reason !== 'throttled') this.logger.info({ user: request.user, source: request.sourceAddress, reason }, 'session refused');
+    this.emit(this.rejectedListeners, (fn) => fn(request.user, request.sourceAddress, reason));
+  }
+
+  private emit<F>(listeners: readonly F[], call: (fn: F) => void): void {
+    for (const fn of listeners) {
+      try {
+        call(fn);
+      } catch (err) {
+        this.logger.error({ err }, 'a session listener threw; ignored');
+      }
+    }
+  }
+}
+
+function addListener<F>(list: F[], fn: F): () => void {
+  list.push(fn);
+  return () => {
+    const i = list.indexOf(fn);
+    if (i >= 0) list.splice(i, 1);
+  };
+}
