@@ -206,10 +206,11 @@ export class TunnelClient {
     const key = JSON.stringify(settings);
     if (this.tun !== null && key === this.tunKey) return;
     await this.closeTun();
+    // System settings first: the host route to the gateway must be read before tunnel routes exist.
+    if (this.parts.applySystem) this.undoSystem = await this.parts.applySystem(assignment);
     this.tun = await this.parts.openTun(settings);
     this.tunKey = key;
     this.forwarder.setTun(this.tun);
-    if (this.parts.applySystem) this.undoSystem = await this.parts.applySystem(assignment);
   }
 
   private async closeTun(): Promise<void> {
@@ -250,5 +251,13 @@ export function clientTunSettings(config: ClientConfig, assignment: AssignContro
   const addresses = [];
   if (assignment.ipv4) addresses.push({ cidr: `${assignment.ipv4.address}/${assignment.ipv4.prefix}` });
   if (assignment.ipv6) addresses.push({ cidr: `${assignment.ipv6.address}/${assignment.ipv6.prefix}` });
-  return { name: config.tunName, mtu: assignment.mtu, addresses, routes: [...assignment.routes], txQueueLen: 4096 };
+  return { name: config.tunName, mtu: assignment.mtu, addresses, routes: assignment.routes.flatMap(splitDefault), txQueueLen: 4096 };
+}
+
+// A default route is installed as two halves, more specific than the existing default, which stays in place
+// (and comes back by itself when the TUN goes away).
+function splitDefault(route: string): string[] {
+  if (route === '0.0.0.0/0') return ['0.0.0.0/1', '128.0.0.0/1'];
+  if (route === '::/0') return ['::/1', '8000::/1'];
+  return [route];
 }

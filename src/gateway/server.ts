@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
 import type { ServerConfig } from '../config/types.js';
-import { isQuicgateError } from '../errors.js';
+import { QuicgateError, isQuicgateError } from '../errors.js';
 import type { ControlMessage } from '../transport/control.js';
 import type { AcceptedConnection, Admission, TunnelListener } from '../transport/types.js';
 import type { TunDevice, TunSettings } from '../tun/device.js';
@@ -16,6 +16,14 @@ import { UserRegistry } from './registry.js';
 import type { EndReason, RejectReason, Session } from './session.js';
 import { SessionManager } from './sessions.js';
 import { buildAssignment } from './tunnel-assignment.js';
+
+export interface ReloadSummary {
+  readonly bandwidthChanged: readonly string[];
+  readonly usersRemoved: readonly string[];
+  readonly sessionsClosed: number;
+  /** Settings that differ in the new config but apply only after a restart. */
+  readonly needRestart: readonly string[];
+}
 
 export interface ListenRequest {
   readonly config: ServerConfig;
@@ -146,6 +154,49 @@ export class Gateway {
         // assign/keepalive_ack are gateway-to-client only: ignore them from a client.
         return;
     }
+  }
+
+  /**
+   * Apply a re-read config: changed bandwidths go to live shared buckets at once, removed or disabled users'
+   * sessions close (`user_removed`), session limits apply to new sessions. What cannot change without a
+   * restart (listen address, tunnel networks, MTU, TUN name) is kept and reported. On any error the running
+   * config stays (QG_ERR_RELOAD_FAILED).
+   */
+  reload(next: ServerConfig): ReloadSummary {
+    const before = this.config;
+    const restartOnly = (['listen', 'port', 'mtu', 'tunName', 'dataDir'] as const).filter((k) => before[k] !== next[k]);
+    if (JSON.stringify(before.networks) !== JSON.stringify(next.networks)) restartOnly.push('networks' as never);
+    const oldUsers = new Map(before.users.map((u) => [u.name, u]));
+    const liveBefore = this.sessions.size;
+    try {
+      this.sessions.applyUsers(next.users, { defaultBandwidth: next.defaultBandwidth, limits: next.limits });
+    } catch (err) {
+      throw new QuicgateError('QG_ERR_RELOAD_FAILED', `reload refused: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    this.sessions.throttle.setLimit(next.authAttempts.perSourcePerMinute);
+    this.config = {
+      ...next,
+      listen: before.listen,
+      port: before.port,
+      mtu: before.mtu,
+      tunName: before.tunName,
+      dataDir: before.dataDir,
+      networks: before.networks,
+    };
+    const names = new Set(next.users.map((u) => u.name));
+    const summary: ReloadSummary = {
+      bandwidthChanged: next.users
+        .filter((u) => oldUsers.has(u.name) && (oldUsers.get(u.name)!.bandwidth !== u.bandwidth || oldUsers.get(u.name)!.burst !== u.burst))
+        .map((u) => u.name),
+      usersRemoved: [
+        ...[...oldUsers.keys()].filter((n) => !names.has(n)),
+        ...next.users.filter((u) => u.disabled && !oldUsers.get(u.name)?.disabled).map((u) => u.name),
+      ],
+      sessionsClosed: Math.max(0, liveBefore - this.sessions.size),
+      needRestart: restartOnly,
+    };
+    if (restartOnly.length > 0) this.logger.warn({ keys: restartOnly }, 'these settings change only with a restart');
+    return summary;
   }
 
   /** Close every session with `reason`, stop listening and close the TUN. Idempotent. */

@@ -1,0 +1,30 @@
+/**
+ * How the CLI ends: a one-line reason on stderr and an exit code a script can tell apart.
+ *   1 runtime failure, 2 bad usage or config, 3 refused by the gateway for good (bad password, disabled user).
+ */
+import { isQuicgateError } from '../errors.js';
+
+export const EXIT_RUNTIME = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_REJECTED = 3;
+
+export function exitCodeFor(err: unknown): number {
+  if (isQuicgateError(err)) {
+    if (err.code === 'QG_ERR_CONFIG_INVALID' || err.code === 'QG_ERR_CONFIG_NOT_FOUND' || err.code === 'QG_ERR_UNIT_INVALID') {
+      return EXIT_USAGE;
+    }
+    if (err.code === 'QG_ERR_REJECTED') return EXIT_REJECTED;
+  }
+  return EXIT_RUNTIME;
+}
+
+/** The message for a person: the code first (for grepping), then what went wrong. */
+export function describeFailure(err: unknown): string {
+  if (isQuicgateError(err)) return `${err.code}: ${err.message}`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function fail(err: unknown): never {
+  process.stderr.write(`quicgate: ${describeFailure(err)}\n`);
+  process.exit(exitCodeFor(err));
+}

@@ -1,0 +1,71 @@
+/**
+ * `quicgate server`: validate config, open the TUN, serve, and stay up until SIGTERM/SIGINT, which close
+ * every session with a reason before exiting cleanly. SIGHUP re-reads config and users (live reload).
+ */
+import { loadServerConfig } from '../config/load.js';
+import { Gateway } from '../gateway/server.js';
+import { prepareServerTls } from '../gateway/server-tls.js';
+import { createLogger } from '../log.js';
+import { LinuxTun } from '../tun/linux.js';
+import { detectHttp3 } from '../transport/http3.js';
+import { createTunnelListener } from '../transport/wt-server.js';
+
+export interface ServerCommandOptions {
+  readonly config?: string;
+}
+
+export async function runServer(options: ServerCommandOptions): Promise<void> {
+  const configPath = options.config ?? null;
+  const config = await loadServerConfig(configPath);
+  const logger = createLogger({ level: config.logLevel });
+  logger.info({ config: config.source, users: config.users.length }, 'config loaded');
+  const http3 = config.transports.h3 === 'off' ? { available: false as const, reason: 'turned off in config' } : await detectHttp3();
+  const tls = await prepareServerTls(config, logger);
+  const gateway = await Gateway.start(config, {
+    logger,
+    openTun: (settings) => LinuxTun.open(settings),
+    listen: async ({ admission }) => {
+      const listener = await createTunnelListener({
+        host: config.listen,
+        port: config.port,
+        cert: tls.certPem,
+        key: tls.keyPem,
+        admission,
+        sendQueuePackets: config.sendQueuePackets,
+        logger,
+        http3: http3.available ? 'auto' : 'off',
+      });
+      tls.onRenewed((certPem, keyPem) => listener.updateCertificate(certPem, keyPem));
+      logger.info(
+        { http3: listener.kinds.includes('h3'), reason: http3.available ? listener.http3Unavailable : http3.reason },
+        listener.kinds.includes('h3') ? 'serving HTTP/3 and HTTP/2' : 'serving HTTP/2 only',
+      );
+      return listener;
+    },
+  });
+  if (tls.caFile !== null) logger.info({ ca: tls.caFile, pin: tls.pin }, 'clients verify the gateway with this CA (or pin)');
+
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    tls.stop();
+    gateway.stop('server_shutdown').then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  process.on('SIGHUP', () => {
+    loadServerConfig(configPath)
+      .then((next) => logger.info(gateway.reload(next), 'config reloaded'))
+      .catch((err: unknown) =>
+        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'reload refused; the running config stays'),
+      );
+  });
+}
