@@ -43,7 +43,12 @@ export interface SessionManagerOptions {
   readonly registry?: UserRegistry;
   readonly throttle?: AdmissionThrottle;
   readonly checkIntervalMs?: number;
+  /** Extra admission rule (e.g. a spent data quota), consulted after the password and disabled checks. */
+  readonly admissionCheck?: AdmissionCheck;
 }
+
+/** Returns the reason to refuse the user, or null to let the other checks decide. */
+export type AdmissionCheck = (user: UserConfig) => RejectReason | null;
 
 export type OpenedListener = (session: Session) => void;
 export type ClosedListener = (session: Session, reason: EndReason, message: string | undefined) => void;
@@ -102,6 +107,7 @@ export class SessionManager {
   private readonly checkIntervalMs: number;
   private checker: TimerHandle | null = null;
   private shutDown = false;
+  private admissionCheck: AdmissionCheck | null;
 
   constructor(options: SessionManagerOptions) {
     const { config } = options;
@@ -116,6 +122,12 @@ export class SessionManager {
     this.users = new Map(config.users.map((u) => [u.name, u]));
     this.defaults = { defaultBandwidth: config.defaultBandwidth, limits: config.limits };
     this.checkIntervalMs = options.checkIntervalMs ?? DEFAULT_CHECK_INTERVAL_MS;
+    this.admissionCheck = options.admissionCheck ?? null;
+  }
+
+  /** Install (or with null remove) the extra admission rule; the Gateway builds this manager, so it is settable. */
+  setAdmissionCheck(check: AdmissionCheck | null): void {
+    this.admissionCheck = check;
   }
 
   /** Start the background checker that ends idle and over-age sessions. Idempotent. */
@@ -139,6 +151,8 @@ export class SessionManager {
     const passwordOk = await verifyPassword(request.password, user?.passwordHash ?? null);
     if (user === undefined || !passwordOk) return this.refuse(request, 'auth_failed');
     if (user.disabled) return this.refuse(request, 'user_disabled');
+    const extra = this.admissionCheck?.(user) ?? null;
+    if (extra !== null) return this.refuse(request, extra);
     const verdict = this.checkLimits(user);
     if (verdict.reject !== null) return this.refuse(request, verdict.reject);
     return { ok: true, user: user.name };
@@ -227,8 +241,20 @@ export class SessionManager {
       this.registry.remove(session.id);
       this.pool.release(session);
       this.ended[reason]++;
+      const pool = this.pool.stats();
       this.logger.info(
-        { session: session.id, user: session.user, reason, message, bytesIn: session.counters.bytesIn, bytesOut: session.counters.bytesOut },
+        {
+          session: session.id,
+          user: session.user,
+          reason,
+          message,
+          bytesIn: session.counters.bytesIn,
+          bytesOut: session.counters.bytesOut,
+          // What the release left behind, for operators (and the end-to-end tests) to see it is all freed.
+          userSessionsLeft: this.registry.connectionsOf(session.user).size,
+          userBucketLive: this.registry.bucketOf(session.user) !== null,
+          addressesInUse: (pool.ipv4?.inUse ?? 0) + (pool.ipv6?.inUse ?? 0),
+        },
         'session ended',
       );
       this.emit(this.closedListeners, (fn) => fn(session, reason, message));

@@ -1,0 +1,192 @@
+/**
+ * Running the real `quicgate` CLI (compiled, bin/quicgate.js) inside test namespaces, and reading its JSON
+ * log lines to know when it is up, what it did, and why it stopped.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { hashPassword } from '../../../src/config/password.js';
+import type { Topology } from './netns.js';
+
+export const BIN = resolve(import.meta.dirname, '../../../bin/quicgate.js');
+
+export interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly [key: string]: unknown;
+}
+
+/** A started quicgate process with its parsed log. */
+export class QuicgateProcess {
+  readonly lines: LogLine[] = [];
+  readonly stderrText: string[] = [];
+  private readonly waiters = new Set<() => void>();
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(readonly child: ChildProcess, readonly label: string) {
+    let buffer = '';
+    const onData = (chunk: Buffer): void => {
+      buffer += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const text = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        this.stderrText.push(text);
+        if (process.env.QG_E2E_VERBOSE) process.stderr.write(`[${label}] ${text}\n`);
+        try {
+          const parsed = JSON.parse(text) as LogLine;
+          if (typeof parsed.msg === 'string') this.lines.push(parsed);
+        } catch {
+          /* not a log line (e.g. the one-line failure reason) */
+        }
+        for (const w of this.waiters) w();
+      }
+    };
+    child.stderr?.on('data', onData);
+    child.stdout?.on('data', onData);
+    this.exited = new Promise((resolveExit) => {
+      child.once('exit', (code, signal) => {
+        for (const w of this.waiters) w();
+        resolveExit({ code, signal });
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Resolves with the first log line (at or after index `from`) that matches; rejects on timeout or exit. */
+  waitFor(match: (line: LogLine) => boolean, timeoutMs = 20_000, from = 0): Promise<LogLine> {
+    return new Promise((resolveLine, reject) => {
+      const check = (): boolean => {
+        const hit = this.lines.slice(from).find(match);
+        if (hit) {
+          done();
+          resolveLine(hit);
+          return true;
+        }
+        if (!this.running) {
+          done();
+          reject(new Error(`${this.label} exited before the awaited log line; last output:\n${this.stderrText.slice(-15).join('\n')}`));
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${this.label}: awaited log line not seen within ${timeoutMs} ms; last output:\n${this.stderrText.slice(-15).join('\n')}`));
+      }, timeoutMs);
+      const waiter = (): void => void check();
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+      };
+      this.waiters.add(waiter);
+      check();
+    });
+  }
+
+  waitForMsg(msg: string, timeoutMs?: number, from = 0): Promise<LogLine> {
+    return this.waitFor((l) => l.msg === msg, timeoutMs, from);
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.child.kill(sig);
+  }
+}
+
+export interface TestUser {
+  readonly name: string;
+  readonly password: string;
+  readonly bandwidth: string;
+  readonly maxSessions?: number;
+}
+
+/** A temporary directory with server config, users file and data dir; removed by cleanup(). */
+export class GatewayFiles {
+  readonly dir = mkdtempSync(join(tmpdir(), 'qg-e2e-'));
+  readonly serverFile = join(this.dir, 'server.yaml');
+  readonly usersFile = join(this.dir, 'users.yaml');
+  readonly dataDir = join(this.dir, 'data');
+  private hashes = new Map<string, string>();
+
+  async writeUsers(users: readonly TestUser[]): Promise<void> {
+    const lines = ['users:'];
+    for (const u of users) {
+      let hash = this.hashes.get(u.name + u.password);
+      if (hash === undefined) {
+        hash = await hashPassword(u.password, { ln: 10, r: 8, p: 1 });
+        this.hashes.set(u.name + u.password, hash);
+      }
+      lines.push(`  - name: ${u.name}`, `    password_hash: "${hash}"`, `    bandwidth: ${u.bandwidth}`);
+      if (u.maxSessions !== undefined) lines.push(`    max_sessions: ${u.maxSessions}`);
+    }
+    writeFileSync(this.usersFile, `${lines.join('\n')}\n`);
+  }
+
+  writeServer(yaml: string): void {
+    writeFileSync(this.serverFile, `${yaml.trim()}\nusers_file: ${this.usersFile}\ndata_dir: ${this.dataDir}\n`);
+  }
+
+  clientFile(name: string, yaml: string): string {
+    const file = join(this.dir, `client-${name}.yaml`);
+    writeFileSync(file, `${yaml.trim()}\n`);
+    return file;
+  }
+
+  get caFile(): string {
+    return join(this.dataDir, 'ca.pem');
+  }
+
+  cleanup(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function startGateway(topo: Topology, files: GatewayFiles): QuicgateProcess {
+  return new QuicgateProcess(topo.spawn(topo.server, process.execPath, [BIN, 'server', '--config', files.serverFile]), 'gateway');
+}
+
+export function startClient(topo: Topology, ns: string, configFile: string, label: string): QuicgateProcess {
+  return new QuicgateProcess(topo.spawn(ns, process.execPath, [BIN, 'client', '--config', configFile]), label);
+}
+
+export interface IperfResult {
+  /** Receiver-side rate, bits per second. */
+  readonly receivedBps: number;
+  readonly sentBps: number;
+}
+
+/** Runs iperf3 client `args` in `ns` against an iperf3 server that `serverNs` starts for this one test. */
+export async function iperf(
+  topo: Topology,
+  serverNs: string,
+  clientNs: string,
+  bind: string,
+  port: number,
+  args: readonly string[],
+): Promise<IperfResult> {
+  const server = topo.spawn(serverNs, 'iperf3', ['-s', '-1', '-B', bind, '-p', String(port)]);
+  try {
+    await new Promise((r) => setTimeout(r, 400));
+    const seconds = Number(args[args.indexOf('-t') + 1] ?? 10);
+    const { stdout } = await topo.exec(clientNs, 'iperf3', ['-c', bind, '-p', String(port), '-J', ...args], (seconds + 20) * 1000);
+    const report = JSON.parse(stdout) as { end: { sum_received?: { bits_per_second: number }; sum_sent?: { bits_per_second: number } } };
+    return {
+      receivedBps: report.end.sum_received?.bits_per_second ?? 0,
+      sentBps: report.end.sum_sent?.bits_per_second ?? 0,
+    };
+  } finally {
+    server.kill('SIGKILL');
+  }
+}
+
+export function mbit(bps: number): number {
+  return bps / 1e6;
+}

@@ -1,0 +1,200 @@
+/**
+ * The tunnel for real: a gateway and three clients in network namespaces made here, the real CLI, a real TUN
+ * on each end, real ping and iperf3 through the tunnel. Runs as root; fails (never skips) when it cannot.
+ *
+ *   qge-…-s   gateway  192.0.2.1    tunnel 198.18.0.1 / 2001:db8:1::1
+ *   qge-…-c1  bob (unlimited)        192.0.2.11
+ *   qge-…-c2  alice #1 (20 Mbit/s)   192.0.2.12
+ *   qge-…-c3  alice #2 (same user)   192.0.2.13
+ */
+import { resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeStaleNamespaces, requireNetnsSupport, Topology } from './helpers/netns.js';
+import { GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser } from './helpers/quicgate.js';
+
+const GW4 = '198.18.0.1';
+const GW6 = '2001:db8:1::1';
+const USERS: TestUser[] = [
+  { name: 'alice', password: 'alice-pw', bandwidth: '20 Mbit/s', maxSessions: 2 },
+  { name: 'bob', password: 'bob-pw', bandwidth: 'unlimited' },
+];
+const SERVER_YAML = `
+listen: { address: 192.0.2.1, port: 4433 }
+tunnel:
+  ipv4: { network: 198.18.0.0/16 }
+  ipv6: { network: "2001:db8:1::/64" }
+limits:
+  max_sessions_per_user: 4
+  idle_timeout: 4s
+  at_limit: reject
+keepalive_interval: 1s
+log_level: info
+`;
+
+let topo: Topology;
+let files: GatewayFiles;
+let gateway: QuicgateProcess;
+const clients: Record<string, QuicgateProcess> = {};
+
+function clientYaml(user: string, password: string, tun = 'qgc0', reconnect = '{ initial: 300ms, max: 2s }'): string {
+  return `
+server: https://192.0.2.1:4433/
+user: ${user}
+password: ${password}
+transport: h2
+ca_file: ${files.caFile}
+tun_name: ${tun}
+reconnect: ${reconnect}
+dead_after_missed_keepalives: 3
+`;
+}
+
+async function startNamedClient(key: string, ns: string, user: TestUser, tun = 'qgc0', reconnect?: string): Promise<QuicgateProcess> {
+  const file = files.clientFile(key, clientYaml(user.name, user.password, tun, reconnect));
+  const proc = startClient(topo, ns, file, key);
+  clients[key] = proc;
+  return proc;
+}
+
+beforeAll(async () => {
+  await requireNetnsSupport();
+  await removeStaleNamespaces();
+  topo = await Topology.create(3);
+  files = new GatewayFiles();
+  await files.writeUsers(USERS);
+  files.writeServer(SERVER_YAML);
+  gateway = startGateway(topo, files);
+  await gateway.waitForMsg('gateway up');
+  const bob = await startNamedClient('bob', topo.clients[0]!, USERS[1]!);
+  const alice1 = await startNamedClient('alice1', topo.clients[1]!, USERS[0]!);
+  await Promise.all([bob.waitForMsg('tunnel up'), alice1.waitForMsg('tunnel up')]);
+}, 90_000);
+
+afterAll(async () => {
+  await topo?.destroy();
+  files?.cleanup();
+});
+
+describe('tunnel end to end (HTTP/2, dual stack)', () => {
+  it('carries ping over IPv4 and IPv6 from two clients', async () => {
+    for (const ns of [topo.clients[0]!, topo.clients[1]!]) {
+      const v4 = await topo.exec(ns, 'ping', ['-c', '5', '-i', '0.2', '-W', '2', GW4]);
+      expect(v4.stdout).toMatch(/5 received/);
+      const v6 = await topo.exec(ns, 'ping', ['-6', '-c', '5', '-i', '0.2', '-W', '2', GW6]);
+      expect(v6.stdout).toMatch(/5 received/);
+    }
+  });
+
+  it('carries iperf3 TCP both directions for an unlimited user', async () => {
+    const up = await iperf(topo, topo.server, topo.clients[0]!, GW4, 5201, ['-t', '4']);
+    const down = await iperf(topo, topo.server, topo.clients[0]!, GW4, 5201, ['-t', '4', '-R']);
+    expect(mbit(up.receivedBps)).toBeGreaterThan(50);
+    expect(mbit(down.receivedBps)).toBeGreaterThan(50);
+  });
+
+  it('holds a 20 Mbit/s user to 20 Mbit/s ± 10% over 10 s', async () => {
+    const up = await iperf(topo, topo.server, topo.clients[1]!, GW4, 5202, ['-t', '10']);
+    expect(mbit(up.receivedBps)).toBeGreaterThan(18);
+    expect(mbit(up.receivedBps)).toBeLessThan(22);
+  });
+
+  it('holds the same user on two connections to 20 Mbit/s in total, and leaves an unlimited user alone', async () => {
+    const alice2 = await startNamedClient('alice2', topo.clients[2]!, USERS[0]!);
+    await alice2.waitForMsg('tunnel up');
+    const [a1, a2, bob] = await Promise.all([
+      iperf(topo, topo.server, topo.clients[1]!, GW4, 5202, ['-t', '10']),
+      iperf(topo, topo.server, topo.clients[2]!, GW4, 5203, ['-t', '10']),
+      iperf(topo, topo.server, topo.clients[0]!, GW4, 5201, ['-t', '10']),
+    ]);
+    const alice = mbit(a1.receivedBps + a2.receivedBps);
+    expect(alice).toBeGreaterThan(18);
+    expect(alice).toBeLessThan(22);
+    // Both of alice's connections got a share of the one bucket.
+    expect(mbit(a1.receivedBps)).toBeGreaterThan(2);
+    expect(mbit(a2.receivedBps)).toBeGreaterThan(2);
+    expect(mbit(bob.receivedBps)).toBeGreaterThan(3 * alice);
+  });
+
+  it("refuses the user's third connection at max_sessions 2 with a clear reason", async () => {
+    const third = await startNamedClient('alice3', topo.clients[0]!, USERS[0]!, 'qgc9', '{ initial: 300ms, max: 2s, max_attempts: 0 }');
+    const { code } = await third.exited;
+    expect(code).not.toBe(0);
+    expect(third.stderrText.join('\n')).toMatch(/user_limit|QG_ERR_USER_LIMIT/);
+    await gateway.waitFor((l) => l.msg === 'session refused' && l.reason === 'user_limit' && l.user === 'alice');
+  });
+
+  it("applies a changed limit to a connected user's live sessions on reload, without reconnecting", async () => {
+    const opened = gateway.lines.filter((l) => l.msg === 'session opened').length;
+    await files.writeUsers([{ ...USERS[0]!, bandwidth: '8 Mbit/s' }, USERS[1]!]);
+    const mark = gateway.lines.length;
+    gateway.signal('SIGHUP');
+    const reloaded = await gateway.waitForMsg('config reloaded', 10_000, mark);
+    expect(reloaded.bandwidthChanged).toEqual(['alice']);
+    const up = await iperf(topo, topo.server, topo.clients[1]!, GW4, 5202, ['-t', '6']);
+    expect(mbit(up.receivedBps)).toBeGreaterThan(8 * 0.9);
+    expect(mbit(up.receivedBps)).toBeLessThan(8 * 1.1);
+    expect(gateway.lines.filter((l) => l.msg === 'session opened').length).toBe(opened);
+  });
+
+  it('frees address, registry entry and bucket of a SIGKILLed client within the idle timeout', async () => {
+    const victim = clients.alice2!;
+    const mark = gateway.lines.length;
+    const killedAt = Date.now();
+    victim.signal('SIGKILL');
+    await victim.exited;
+    const ended = await gateway.waitFor((l) => l.msg === 'session ended' && l.user === 'alice', 10_000, mark);
+    expect(Date.now() - killedAt).toBeLessThan(4000 + 2000);
+    // alice still has her first connection: the bucket stays, the address of the killed one is free.
+    expect(ended.userSessionsLeft).toBe(1);
+    expect(ended.userBucketLive).toBe(true);
+    expect(ended.addressesInUse).toBe(4); // bob + alice1, one IPv4 and one IPv6 each
+  });
+
+  it('never lets a packet with a forged source address reach the gateway side', async () => {
+    const listener = topo.spawn(topo.server, process.execPath, [PROBE, 'listen', GW4, '9999']);
+    const received: { from: string; text: string }[] = [];
+    listener.stdout!.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) {
+        const parsed = JSON.parse(line) as { from?: string; text?: string };
+        if (parsed.from) received.push({ from: parsed.from, text: parsed.text ?? '' });
+      }
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const bobNs = topo.clients[0]!;
+    await topo.exec(bobNs, 'ip', ['addr', 'add', '198.18.99.99/32', 'dev', 'lo']);
+    await topo.exec(bobNs, process.execPath, [PROBE, 'send', '198.18.99.99', GW4, '9999', '10']);
+    await topo.exec(bobNs, process.execPath, [PROBE, 'send', '198.18.0.2', GW4, '9999', '3']).catch(() => undefined);
+    const bobAddress = (clients.bob!.lines.find((l) => l.msg === 'tunnel up')?.ipv4 as string) ?? '';
+    await topo.exec(bobNs, process.execPath, [PROBE, 'send', bobAddress, GW4, '9999', '3']);
+    await new Promise((r) => setTimeout(r, 500));
+    listener.kill('SIGKILL');
+    expect(received.filter((r) => r.from === '198.18.99.99')).toEqual([]);
+    expect(received.filter((r) => r.from === bobAddress).length).toBe(3);
+  });
+
+  it('brings clients back by themselves after a gateway restart, with their addresses', async () => {
+    const bobAddress = clients.bob!.lines.find((l) => l.msg === 'tunnel up')?.ipv4;
+    gateway.signal('SIGTERM');
+    const { code } = await gateway.exited;
+    expect(code).toBe(0);
+    expect(gateway.lines.some((l) => l.msg === 'session ended' && l.reason === 'server_shutdown')).toBe(true);
+    const mark = clients.bob!.lines.length;
+    gateway = startGateway(topo, files);
+    await gateway.waitForMsg('gateway up');
+    const again = await clients.bob!.waitFor((l) => l.msg === 'tunnel up', 20_000, mark);
+    expect(again.ipv4).toBe(bobAddress);
+    const ping = await topo.exec(topo.clients[0]!, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', GW4]);
+    expect(ping.stdout).toMatch(/3 received/);
+  });
+
+  it('closes the session at once when a client stops on SIGTERM', async () => {
+    const mark = gateway.lines.length;
+    clients.bob!.signal('SIGTERM');
+    const { code } = await clients.bob!.exited;
+    expect(code).toBe(0);
+    const ended = await gateway.waitFor((l) => l.msg === 'session ended' && l.user === 'bob', 3000, mark);
+    expect(ended.reason).toBe('client_closed');
+  });
+});
+
+const PROBE = resolve(import.meta.dirname, 'helpers/udp-probe.mjs');
