@@ -172,6 +172,26 @@ describe('tunnel end to end (HTTP/2, dual stack)', () => {
     expect(received.filter((r) => r.from === bobAddress).length).toBe(3);
   });
 
+  it('ends a silent session by idle timeout on the gateway, and the client detects the dead path and comes back', async () => {
+    const ns = topo.clients[1]!;
+    const alice1 = clients.alice1!;
+    const gwMark = gateway.lines.length;
+    const clientMark = alice1.lines.length;
+    await topo.exec(ns, 'ip', ['link', 'set', 'qgv0', 'down']);
+    const cutAt = Date.now();
+    const ended = await gateway.waitFor((l) => l.msg === 'session ended' && l.user === 'alice', 15_000, gwMark);
+    expect(ended.reason).toBe('idle_timeout');
+    expect(Date.now() - cutAt).toBeLessThan(4000 + 3000);
+    expect(ended.userSessionsLeft).toBe(0);
+    expect(ended.userBucketLive).toBe(false);
+    const lost = await alice1.waitFor((l) => l.msg === 'session closed', 15_000, clientMark);
+    expect(lost.reason).toBe('connection_lost');
+    await topo.exec(ns, 'ip', ['link', 'set', 'qgv0', 'up']);
+    await alice1.waitFor((l) => l.msg === 'tunnel up', 20_000, clientMark);
+    const ping = await topo.exec(ns, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', GW4]);
+    expect(ping.stdout).toMatch(/3 received/);
+  });
+
   it('brings clients back by themselves after a gateway restart, with their addresses', async () => {
     const bobAddress = clients.bob!.lines.find((l) => l.msg === 'tunnel up')?.ipv4;
     gateway.signal('SIGTERM');
