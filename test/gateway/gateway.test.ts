@@ -1,0 +1,215 @@
+/**
+ * The end-to-end scenarios that need no kernel, over the in-memory TUN and transport, for several config
+ * variants (dual stack, IPv4 only, IPv6 only): the real Gateway, SessionManager, forwarding pipelines and
+ * shaping; only the TUN and the WebTransport session are doubles.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/clock.js';
+import type { ServerConfig, TunnelNetworks } from '../../src/config/types.js';
+import { serverConfig, testPasswordHash, userConfig, sessionLimits } from '../support/config-fixture.js';
+import { startMemoryGateway, nextControl, type MemoryGateway } from '../support/memory-gateway.js';
+import { ipv4Packet, ipv6Packet } from '../support/packets.js';
+
+const V4 = { cidr: '198.18.0.0/24', gateway: '198.18.0.1' };
+const V6 = { cidr: '2001:db8:1::/64', gateway: '2001:db8:1::1' };
+const VARIANTS: { name: string; networks: TunnelNetworks }[] = [
+  { name: 'dual stack', networks: { ipv4: V4, ipv6: V6 } },
+  { name: 'IPv4 only', networks: { ipv4: V4, ipv6: null } },
+  { name: 'IPv6 only', networks: { ipv4: null, ipv6: V6 } },
+];
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+async function until(cond: () => boolean, what: string, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (cond()) return;
+    await tick();
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+let running: MemoryGateway | null = null;
+afterEach(async () => {
+  await running?.gateway.stop();
+  running = null;
+});
+
+async function setup(overrides: Partial<ServerConfig>, clock?: FakeClock): Promise<MemoryGateway> {
+  const users = [
+    userConfig('alice', { passwordHash: await testPasswordHash('a'), bandwidth: 1_000_000 }),
+    userConfig('bob', { passwordHash: await testPasswordHash('b') }),
+  ];
+  running = await startMemoryGateway(serverConfig({ users, ...overrides }), clock);
+  return running;
+}
+
+async function connect(g: MemoryGateway, user: string, password: string) {
+  const result = await g.listener.connect({ user, password });
+  if (!result.ok) throw new Error(`refused: ${result.result.ok ? '' : result.result.code}`);
+  const client = result.client;
+  const assign = await nextControl(client, 'assign');
+  const received: Buffer[] = [];
+  client.setReceiver({ onPacket: (d, o, l) => void received.push(Buffer.from(d.subarray(o, o + l))), onBatchEnd() {} });
+  return { client, assign, received };
+}
+
+/** A packet from `src` to the gateway, in the family of `src`. */
+function packetFrom(src: string, dst: string, size = 100): Buffer {
+  return src.includes(':') ? ipv6Packet(src, dst, size) : ipv4Packet(src, dst, size);
+}
+
+describe.each(VARIANTS)('gateway over in-memory parts ($name)', ({ networks }) => {
+  const gw = (): string => (networks.ipv4 ? V4.gateway : V6.gateway);
+  const own = (a: { ipv4: { address: string } | null; ipv6: { address: string } | null }): string =>
+    (networks.ipv4 ? a.ipv4!.address : a.ipv6!.address);
+
+  it('assigns addresses of the configured families and forwards both ways', async () => {
+    const g = await setup({ networks });
+    const { client, assign, received } = await connect(g, 'bob', 'b');
+    expect(assign.ipv4 !== null).toBe(networks.ipv4 !== null);
+    expect(assign.ipv6 !== null).toBe(networks.ipv6 !== null);
+    expect(assign.mtu).toBe(1400);
+    const up = packetFrom(own(assign), gw());
+    client.sendPacket(up, 0, up.length);
+    client.flush();
+    await until(() => g.tun.written.length === 1, 'TUN write');
+    expect(Buffer.from(g.tun.written[0]!)).toEqual(up);
+    const down = packetFrom(gw(), own(assign));
+    g.tun.inject([down]);
+    await until(() => received.length === 1, 'client receive');
+    expect(received[0]).toEqual(down);
+    const session = g.gateway.sessions.list()[0]!;
+    expect(session.counters).toMatchObject({ bytesIn: up.length, packetsIn: 1, bytesOut: down.length, packetsOut: 1 });
+  });
+
+  it('drops forged sources, malformed packets and unknown destinations, and counts each', async () => {
+    const g = await setup({ networks });
+    const { client, assign } = await connect(g, 'bob', 'b');
+    const forged = packetFrom(networks.ipv4 ? '198.18.0.99' : '2001:db8:1::99', gw());
+    const garbage = Buffer.from([0x45, 0, 0]);
+    for (const p of [forged, garbage]) client.sendPacket(p, 0, p.length);
+    client.flush();
+    g.tun.inject([packetFrom(gw(), networks.ipv4 ? '198.18.0.200' : '2001:db8:1::200')]);
+    await until(() => g.gateway.drops.spoofed === 1 && g.gateway.drops.malformed === 1, 'drop counters');
+    expect(g.gateway.drops.no_route).toBe(1);
+    expect(g.tun.written).toHaveLength(0);
+    void assign;
+  });
+
+  it('keeps clients apart unless allow_client_to_client', async () => {
+    for (const allow of [false, true]) {
+      const g = await setup({ networks, allowClientToClient: allow });
+      const a = await connect(g, 'bob', 'b');
+      const b = await connect(g, 'bob', 'b');
+      const p = packetFrom(own(a.assign), own(b.assign));
+      a.client.sendPacket(p, 0, p.length);
+      a.client.flush();
+      if (allow) await until(() => g.tun.written.length === 1, 'TUN write');
+      else await until(() => g.gateway.drops.client_to_client === 1, 'client_to_client drop');
+      expect(g.tun.written.length).toBe(allow ? 1 : 0);
+      await g.gateway.stop();
+    }
+  });
+
+  it('answers keepalives and refreshes activity', async () => {
+    const clock = new FakeClock();
+    const g = await setup({ networks }, clock);
+    const { client } = await connect(g, 'bob', 'b');
+    const session = g.gateway.sessions.list()[0]!;
+    clock.advance(5000);
+    const ack = nextControl(client, 'keepalive_ack');
+    client.sendControl({ type: 'keepalive', t: 42 });
+    expect((await ack).t).toBe(42);
+    expect(session.lastActivity).toBe(5000);
+  });
+});
+
+describe('gateway session policy over in-memory parts', () => {
+  it('replaces the oldest session at the per-user limit when so configured', async () => {
+    const g = await setup({ limits: sessionLimits({ maxSessionsPerUser: 2, atLimit: 'replace_oldest' }) });
+    const first = await connect(g, 'bob', 'b');
+    await connect(g, 'bob', 'b');
+    const third = await connect(g, 'bob', 'b');
+    expect((await first.client.closed).reason).toBe('replaced');
+    expect(g.gateway.sessions.list().map((s) => s.ipv4)).toContain(third.assign.ipv4!.address);
+    expect(g.gateway.sessions.size).toBe(2);
+  });
+
+  it('refuses the third session with user_limit when the policy is reject', async () => {
+    const g = await setup({ limits: sessionLimits({ maxSessionsPerUser: 2 }) });
+    await connect(g, 'bob', 'b');
+    await connect(g, 'bob', 'b');
+    const third = await g.listener.connect({ user: 'bob', password: 'b' });
+    expect(third.ok).toBe(false);
+    if (!third.ok && !third.result.ok) expect([third.result.status, third.result.code]).toEqual([429, 'user_limit']);
+  });
+
+  it('gives a reconnecting user their previous address back', async () => {
+    const g = await setup({});
+    const first = await connect(g, 'bob', 'b');
+    const address = first.assign.ipv4!.address;
+    first.client.close({ reason: 'client_closed' });
+    await until(() => g.gateway.sessions.size === 0, 'session end');
+    await connect(g, 'alice', 'a'); // someone else connects in between
+    const again = await connect(g, 'bob', 'b');
+    expect(again.assign.ipv4!.address).toBe(address);
+  });
+});
+
+describe('per-user limit over in-memory parts (fake clock)', () => {
+  /** Offers `offeredRate` bytes/s toward the given addresses for `seconds` of fake time. */
+  async function offer(g: MemoryGateway, clock: FakeClock, targets: string[], offeredRate: number, seconds: number): Promise<void> {
+    const stepMs = 5;
+    const packetSize = 1000;
+    const perStep = Math.round((offeredRate * stepMs) / 1000 / packetSize / targets.length);
+    for (let t = 0; t < (seconds * 1000) / stepMs; t++) {
+      // Packets of both flows interleaved in one batch, as the kernel queues them.
+      g.tun.inject(Array.from({ length: perStep * targets.length }, (_, i) => ipv4Packet('198.18.0.1', targets[i % targets.length]!, packetSize - 20)));
+      clock.advance(stepMs);
+      await tick();
+    }
+  }
+
+  it('holds one user to the configured rate, byte-exact within one burst, and drops the excess as rate_limit', async () => {
+    const clock = new FakeClock();
+    const g = await setup({}, clock);
+    const { assign } = await connect(g, 'alice', 'a');
+    const session = g.gateway.sessions.list()[0]!;
+    await offer(g, clock, [assign.ipv4!.address], 2_000_000, 10);
+    const burst = session.bucket!.burst;
+    expect(session.counters.bytesOut).toBeGreaterThanOrEqual(10 * 1_000_000 - 1000);
+    expect(session.counters.bytesOut).toBeLessThanOrEqual(10 * 1_000_000 + burst + 1000);
+    expect(g.gateway.drops.rate_limit).toBeGreaterThan(0);
+  });
+
+  it('shares one bucket between two sessions of the same user: the total, not each, is held', async () => {
+    const clock = new FakeClock();
+    const g = await setup({}, clock);
+    const a = await connect(g, 'alice', 'a');
+    const b = await connect(g, 'alice', 'a');
+    const [s1, s2] = g.gateway.sessions.list();
+    expect(s1!.bucket).toBe(s2!.bucket);
+    await offer(g, clock, [a.assign.ipv4!.address, b.assign.ipv4!.address], 4_000_000, 10);
+    const total = s1!.counters.bytesOut + s2!.counters.bytesOut;
+    expect(total).toBeGreaterThanOrEqual(10 * 1_000_000 - 2000);
+    expect(total).toBeLessThanOrEqual(10 * 1_000_000 + s1!.bucket!.burst + 2000);
+    expect(Math.min(s1!.counters.bytesOut, s2!.counters.bytesOut)).toBeGreaterThan(3_000_000);
+  });
+
+  it('applies a reload that changes the limit to the live bucket at once', async () => {
+    const clock = new FakeClock();
+    const g = await setup({}, clock);
+    const { assign } = await connect(g, 'alice', 'a');
+    const session = g.gateway.sessions.list()[0]!;
+    const bucket = session.bucket!;
+    const current = g.gateway.currentConfig;
+    g.gateway.reload({ ...current, users: current.users.map((u) => (u.name === 'alice' ? { ...u, bandwidth: 250_000 } : u)) });
+    expect(session.bucket).toBe(bucket);
+    expect(bucket.rate).toBe(250_000);
+    const before = session.counters.bytesOut;
+    await offer(g, clock, [assign.ipv4!.address], 1_000_000, 8);
+    const sent = session.counters.bytesOut - before;
+    expect(sent).toBeGreaterThanOrEqual(8 * 250_000 - 1000);
+    expect(sent).toBeLessThanOrEqual(8 * 250_000 + bucket.burst + 1000);
+  });
+});
+
