@@ -41,7 +41,7 @@ export function buildProgram(): Command {
     .description('create (or show) the private CA and a short-lived server certificate in the data directory')
     .option('-c, --config <file>', 'server config, for the data directory and names')
     .option('--data-dir <dir>', 'data directory (overrides the config)')
-    .option('--name <host>', 'extra DNS name or IP address for the certificate; repeatable', collect, [])
+    .option('--name <host>', 'extra DNS name or IP address for this certificate (put it in tls.names so renewals keep it); repeatable', collect, [])
     .option('--renew', 'issue a new server certificate even if the current one is still valid')
     .action((opts: CertCliOptions) => runCert(opts).catch(fail));
 

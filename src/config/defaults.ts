@@ -104,6 +104,7 @@ export function resolveServerConfig(file: ServerFile, ctx: ServerResolveContext)
     tls: {
       certFile: file.tls?.cert_file == null ? null : relative(file.tls.cert_file),
       keyFile: file.tls?.key_file == null ? null : relative(file.tls.key_file),
+      names: file.tls?.names ?? [],
     },
     tunName: t.name ?? d.tunName,
     networks: {

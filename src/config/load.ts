@@ -96,7 +96,15 @@ export function parseYamlSource(text: string, file: string): { source: YamlSourc
     const message = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
     return { file, path: '', line: pos?.line ?? null, column: pos?.col ?? null, message: `YAML syntax error: ${message}` };
   });
-  const value: unknown = issues.length === 0 ? (doc.toJS({ maxAliasCount: 100 }) ?? {}) : {};
+  let value: unknown = {};
+  if (issues.length === 0) {
+    try {
+      value = doc.toJS({ maxAliasCount: 100 }) ?? {};
+    } catch (err) {
+      // e.g. "Excessive alias count" (an alias bomb): a config problem, not a crash.
+      issues.push({ file, path: '', line: null, column: null, message: `YAML cannot be read: ${err instanceof Error ? err.message : String(err)}` });
+    }
+  }
   if (issues.length === 0 && (typeof value !== 'object' || Array.isArray(value))) {
     issues.push({ file, path: '', line: 1, column: 1, message: `expected a mapping of keys at the top level, got ${describeValue(value)}` });
   }

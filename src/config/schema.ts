@@ -176,7 +176,13 @@ export type UsersFile = z.output<typeof UsersFileSchema>;
 
 export const ServerFileSchema = z.strictObject({
   listen: z.strictObject({ address: ipAddress.optional(), port: port.optional() }).optional(),
-  tls: z.strictObject({ cert_file: path.nullable().optional(), key_file: path.nullable().optional() }).optional(),
+  tls: z
+    .strictObject({
+      cert_file: path.nullable().optional(),
+      key_file: path.nullable().optional(),
+      names: z.array(z.string().min(1).max(253)).optional(),
+    })
+    .optional(),
   tunnel: z
     .strictObject({
       name: interfaceName.optional(),

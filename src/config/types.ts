@@ -52,6 +52,8 @@ export interface TlsConfig {
   /** PEM paths; null means use (and renew) the generated CA and certificate in the data directory. */
   readonly certFile: string | null;
   readonly keyFile: string | null;
+  /** Extra DNS names / IP addresses for the generated server certificate (public names of the gateway). */
+  readonly names: readonly string[];
 }
 
 export interface AdminConfig {

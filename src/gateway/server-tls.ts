@@ -25,7 +25,7 @@ export interface ServerTls {
 }
 
 export function certificateNames(config: ServerConfig): string[] {
-  const names = new Set<string>(['localhost', '127.0.0.1', '::1', hostname()]);
+  const names = new Set<string>(['localhost', '127.0.0.1', '::1', hostname(), ...config.tls.names]);
   if (config.listen !== '0.0.0.0' && config.listen !== '::') names.add(config.listen);
   for (const addrs of Object.values(networkInterfaces())) {
     for (const a of addrs ?? []) if (!a.address.startsWith('fe80')) names.add(a.address);

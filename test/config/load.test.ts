@@ -31,7 +31,7 @@ describe('await loadServerConfig() without a file', () => {
     expect(c.allowClientToClient).toBe(false);
     expect(c.dataDir).toBe(resolve('data'));
     expect(c.admin).toEqual({ enabled: false, listen: '127.0.0.1', port: 9090, token: null });
-    expect(c.tls).toEqual({ certFile: null, keyFile: null });
+    expect(c.tls).toEqual({ certFile: null, keyFile: null, names: [] });
     expect(c.usersFile).toBeNull();
     expect(c.users.map((u) => u.name)).toEqual(['alice', 'bob', 'carol', 'dave']);
     expect(EXAMPLE_USERS_FILE).toMatch(/config\/users\.example\.yaml$/);
@@ -92,7 +92,7 @@ ${users('alice')}`);
     expect(c.history).toEqual({ enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 50 });
     expect(c.logLevel).toBe('debug');
     expect(c.dataDir).toBe(fixture('state'));
-    expect(c.tls).toEqual({ certFile: fixture('cert.pem'), keyFile: '/etc/qg/key.pem' });
+    expect(c.tls).toEqual({ certFile: fixture('cert.pem'), keyFile: '/etc/qg/key.pem', names: [] });
     // A user without bandwidth gets the server default.
     expect(c.users[0]).toMatchObject({ name: 'alice', bandwidth: 1_250_000, burst: null, maxSessions: null, disabled: false, quota: null });
   });

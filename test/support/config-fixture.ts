@@ -45,7 +45,7 @@ export function serverConfig(overrides: Partial<ServerConfig> = {}): ServerConfi
     source: '<test>',
     listen: '127.0.0.1',
     port: 4433,
-    tls: { certFile: null, keyFile: null },
+    tls: { certFile: null, keyFile: null, names: [] },
     tunName: 'qg-test0',
     networks: {
       ipv4: { cidr: '198.18.0.0/24', gateway: '198.18.0.1' },
