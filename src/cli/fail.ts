@@ -10,7 +10,7 @@ export const EXIT_REJECTED = 3;
 
 export function exitCodeFor(err: unknown): number {
   if (isQuicgateError(err)) {
-    if (err.code === 'QG_ERR_CONFIG_INVALID' || err.code === 'QG_ERR_CONFIG_NOT_FOUND' || err.code === 'QG_ERR_UNIT_INVALID') {
+    if (['QG_ERR_CONFIG_INVALID', 'QG_ERR_CONFIG_NOT_FOUND', 'QG_ERR_UNIT_INVALID', 'QG_ERR_ADDRESS_UNAVAILABLE'].includes(err.code)) {
       return EXIT_USAGE;
     }
     if (err.code === 'QG_ERR_REJECTED') return EXIT_REJECTED;

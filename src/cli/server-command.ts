@@ -3,6 +3,7 @@
  * every session with a reason before exiting cleanly. SIGHUP re-reads config and users (live reload).
  */
 import { loadServerConfig } from '../config/load.js';
+import { attachOperatorSurface } from '../gateway/operator.js';
 import { Gateway } from '../gateway/server.js';
 import { prepareServerTls } from '../gateway/server-tls.js';
 import { createLogger } from '../log.js';
@@ -45,13 +46,21 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   });
   if (tls.caFile !== null) logger.info({ ca: tls.caFile, pin: tls.pin }, 'clients verify the gateway with this CA (or pin)');
 
+  const reload = async () => {
+    const summary = gateway.reload(await loadServerConfig(configPath));
+    logger.info(summary, 'config reloaded');
+    return summary;
+  };
+  const surface = await attachOperatorSurface(gateway, { config, logger, reload, tunUp: () => gateway.tunOpen });
+
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
     tls.stop();
-    gateway.stop('server_shutdown').then(
+    // The surface stops the gateway first (every session ends with a reason), then flushes the history.
+    surface.stop().then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
@@ -62,10 +71,8 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
   process.on('SIGHUP', () => {
-    loadServerConfig(configPath)
-      .then((next) => logger.info(gateway.reload(next), 'config reloaded'))
-      .catch((err: unknown) =>
-        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'reload refused; the running config stays'),
-      );
+    reload().catch((err: unknown) =>
+      logger.error({ err: err instanceof Error ? err.message : String(err) }, 'reload refused; the running config stays'),
+    );
   });
 }

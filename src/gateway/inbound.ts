@@ -102,6 +102,11 @@ export class InboundReceiver implements PacketReceiver {
     this.sink.send(data, offset, length);
   }
 
+  /** A datagram that does not decode is a bad item of this client's too: counted with the gateway's drops. */
+  onMalformed(): void {
+    this.options.drops.malformed++;
+  }
+
   onBatchEnd(): void {
     this.peer.session.lastActivity = this.batchNow < 0 ? this.options.clock.now() : this.batchNow;
     this.batchNow = -1;

@@ -85,6 +85,11 @@ export class Gateway {
     return this.forwarder?.drops ?? {};
   }
 
+  /** Whether the TUN device is open (for health). */
+  get tunOpen(): boolean {
+    return this.tun !== null;
+  }
+
   get listenerKinds(): readonly string[] {
     return this.listener?.kinds ?? [];
   }

@@ -323,7 +323,7 @@ describe('users list', () => {
 
 describe('with a server config', () => {
   const serverYaml = (extra: string): string =>
-    `tunnel:\n  ipv4:\n    network: 10.9.0.0/24\n  ipv6: null\ndefault_bandwidth: 5 Mbit/s\nlimits:\n  max_sessions_per_user: 7\n${extra}`;
+    `tunnel:\n  ipv4:\n    network: 198.19.0.0/24\n  ipv6: null\ndefault_bandwidth: 5 Mbit/s\nlimits:\n  max_sessions_per_user: 7\n${extra}`;
 
   it("edits the config's users_file (via $QUICGATE_CONFIG too) with its default bandwidth", async () => {
     const config = join(dir, 'server.yaml');
@@ -342,18 +342,18 @@ describe('with a server config', () => {
   it('refuses static addresses the gateway would refuse', async () => {
     const config = join(dir, 'server.yaml');
     writeFileSync(config, serverYaml('users_file: users.yaml\n'));
-    expectSuccess(await addUser('max', 'password-123', '--config', config, '--static', '10.9.0.5'));
+    expectSuccess(await addUser('max', 'password-123', '--config', config, '--static', '198.19.0.5'));
 
     for (const [address, why] of [
       ['198.18.0.10', 'outside the tunnel network'],
-      ['10.9.0.1', 'the gateway address'],
-      ['10.9.0.5', 'already reserved for user "max"'],
+      ['198.19.0.1', 'the gateway address'],
+      ['198.19.0.5', 'already reserved for user "max"'],
       ['2001:db8::5', 'no IPv6 network'],
     ] as const) {
       const stdin = new FakeTerminal();
       const io = testIo({ stdin });
       await run(io, 'users', 'add', 'ned', '--config', config, '--static', address);
-      expect(expectFailure(io, 'QG_ERR_ADDRESS_UNAVAILABLE', EXIT_RUNTIME)).toContain(why);
+      expect(expectFailure(io, 'QG_ERR_ADDRESS_UNAVAILABLE', EXIT_USAGE)).toContain(why);
       expect(stdin.rawModes).toEqual([]);
     }
     expect((await loadUsersFile(usersFile)).map((u) => u.name)).toEqual(['max']);

@@ -254,7 +254,7 @@ users:
     ['tunnel: { mtu: 9001 }', 'tunnel.mtu', 'expected a number <= 9000'],
     ['tunnel: { ipv6: null, mtu: 500 }', 'tunnel.mtu', 'expected a number >= 576'],
     ["tunnel: { ipv6: null, routes: ['::/0'] }", 'tunnel.routes[0]', 'route ::/0 is IPv6 but the tunnel has no IPv6 network'],
-    ['tunnel: { routes: [10.1.2.3/8] }', 'tunnel.routes[0]', 'host bits set; the network is 10.0.0.0/8'],
+    ['tunnel: { routes: [198.18.2.3/15] }', 'tunnel.routes[0]', 'host bits set; the network is 198.18.0.0/15'],
     ['tunnel: { dns: [dns.example] }', 'tunnel.dns[0]', 'expected an IPv4 or IPv6 address'],
     ['tunnel: { name: this-name-is-too-long }', 'tunnel.name', 'interface name of 1 to 15'],
     ['limits: { idle_timeout: 10s }', 'limits.idle_timeout', 'expected more than keepalive_interval (15s), got 10s'],

@@ -98,7 +98,7 @@ describe('AddressPool', () => {
     expect(pool.allocate('carol', ['198.18.0.2']).ipv4).not.toBe('198.18.0.2');
     expect(pool.allocate('bob', ['198.18.0.2']).ipv4).toBe('198.18.0.2');
     // Hints outside the network, the gateway, or garbage are ignored.
-    expect(pool.allocate('dave', ['10.0.0.1', '198.18.0.1', 'nonsense']).ipv4).not.toBe('198.18.0.1');
+    expect(pool.allocate('dave', ['198.19.0.1', '198.18.0.1', 'nonsense']).ipv4).not.toBe('198.18.0.1');
   });
 
   it('reuses released addresses oldest first once the never-used ones are gone', () => {
@@ -163,7 +163,7 @@ describe('AddressPool', () => {
 
   it('updateStatic validates everything before changing anything', () => {
     const pool = newPool(dual, [{ name: 'bob', staticAddresses: ['198.18.0.2'] }]);
-    expect(codeOf(() => pool.updateStatic([{ name: 'x', staticAddresses: ['10.1.1.1'] }]))).toBe('QG_ERR_ADDRESS_UNAVAILABLE');
+    expect(codeOf(() => pool.updateStatic([{ name: 'x', staticAddresses: ['198.19.1.1'] }]))).toBe('QG_ERR_ADDRESS_UNAVAILABLE');
     expect(codeOf(() => pool.updateStatic([{ name: 'x', staticAddresses: ['198.18.0.1'] }]))).toBe('QG_ERR_ADDRESS_UNAVAILABLE');
     expect(
       codeOf(() =>

@@ -445,7 +445,7 @@ describe('SessionManager.applyUsers (reload)', () => {
   it('refuses a reload with a bad static address and keeps the running users', async () => {
     const h = harness({ users: [user('alice')] });
     const a = await h.connect('alice');
-    expect(codeOf(() => h.manager.applyUsers([user('bob', { staticAddresses: ['10.9.9.9'] })], { defaultBandwidth: null, limits: sessionLimits() }))).toBe(
+    expect(codeOf(() => h.manager.applyUsers([user('bob', { staticAddresses: ['198.19.9.9'] })], { defaultBandwidth: null, limits: sessionLimits() }))).toBe(
       'QG_ERR_ADDRESS_UNAVAILABLE',
     );
     expect(a.session.state.kind).toBe('open');

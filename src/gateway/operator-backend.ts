@@ -1,0 +1,354 @@
+/**
+ * The AdminBackend over a running Gateway: typed views for the admin API and plain numbers for the metrics
+ * exporter, computed on request from the session manager, the registry, the pool, the forwarder's drop
+ * counters, the history and the quota enforcer. Two small timers of its own (Clock): the rate sampler and the
+ * ledger eviction. Nothing here runs per packet.
+ */
+import type { Logger } from 'pino';
+import type {
+  AdminBackend,
+  HealthView,
+  MetricsSnapshot,
+  ReloadResult,
+  SessionView,
+  StatsView,
+  UserView,
+} from '../admin/backend.js';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import type { UserConfig } from '../config/types.js';
+import { QuicgateError, isQuicgateError } from '../errors.js';
+import type { HistoryStore } from '../history/index.js';
+import type { TransportKind } from '../transport/types.js';
+import { defaultBurst } from './bucket.js';
+import type { QuotaEnforcer } from './quota.js';
+import { RateSampler } from './rate-sampler.js';
+import type { Gateway } from './server.js';
+import type { EndReason, Session } from './session.js';
+import { UsageLedger } from './usage-ledger.js';
+
+export interface GatewayBackendOptions {
+  readonly gateway: Gateway;
+  /** Null when history is disabled or could not be opened (then `historyError` says why). */
+  readonly history: HistoryStore | null;
+  readonly historyError?: string | null;
+  readonly quota?: QuotaEnforcer | null;
+  /** Re-read and apply the configuration (the caller's loader + gateway.reload). */
+  readonly reload: () => Promise<ReloadResult>;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** How long a user's ended sessions stay in the per-user metrics after their last session. Default 10 min. */
+  readonly ledgerRetainMs?: number;
+  readonly sampleIntervalMs?: number;
+  /** Whether the TUN device is up; the Gateway does not expose it, so by default: the gateway is serving. */
+  readonly tunUp?: () => boolean;
+}
+
+type EndedListener = (ended: { readonly durationSeconds: number; readonly reason: EndReason }) => void;
+
+const TOP_USERS = 10;
+
+export class GatewayBackend implements AdminBackend {
+  readonly sampler: RateSampler;
+  readonly ledger: UsageLedger;
+  private readonly gateway: Gateway;
+  private readonly history: HistoryStore | null;
+  private readonly historyError: string | null;
+  private readonly quota: QuotaEnforcer | null;
+  private readonly reloadFn: () => Promise<ReloadResult>;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly tunUp: () => boolean;
+  private readonly startedMono: number;
+  private readonly endedListeners = new Set<EndedListener>();
+  private readonly offClosed: () => void;
+  private readonly evictTimer: TimerHandle;
+
+  constructor(options: GatewayBackendOptions) {
+    this.gateway = options.gateway;
+    this.history = options.history;
+    this.historyError = options.historyError ?? null;
+    this.quota = options.quota ?? null;
+    this.reloadFn = options.reload;
+    this.logger = options.logger;
+    this.clock = options.clock ?? systemClock;
+    this.tunUp = options.tunUp ?? (() => this.gateway.listenerKinds.length > 0);
+    this.startedMono = this.clock.now();
+    const sessions = this.gateway.sessions;
+    this.sampler = new RateSampler({ clock: this.clock, sessions: () => sessions.list(), intervalMs: options.sampleIntervalMs });
+    this.ledger = new UsageLedger({ clock: this.clock, retainMs: options.ledgerRetainMs });
+    this.sampler.start();
+    this.offClosed = sessions.onClosed((session, reason) => {
+      this.ledger.addEnded(session.user, session.counters);
+      const durationSeconds = Math.max(0, (this.clock.now() - session.startedMono) / 1000);
+      for (const listener of this.endedListeners) {
+        try {
+          listener({ durationSeconds, reason });
+        } catch (err) {
+          this.logger.error({ err }, 'a session-ended listener threw; ignored');
+        }
+      }
+    });
+    // Eviction also runs without scrapes, so a gateway nobody scrapes does not grow the ledger without bound.
+    this.evictTimer = this.clock.setInterval(() => this.evict(), Math.min(60_000, Math.max(1000, this.ledger.retainMs / 10)));
+  }
+
+  /** Cancel the timers and listeners (the operator surface calls this on stop). Idempotent. */
+  close(): void {
+    this.sampler.stop();
+    this.evictTimer.cancel();
+    this.offClosed();
+    this.endedListeners.clear();
+  }
+
+  // ── sessions ───────────────────────────────────────────────────────────────────────────────────────
+
+  listSessions(): SessionView[] {
+    return this.gateway.sessions.list().map((s) => this.sessionView(s));
+  }
+
+  getSession(id: string): SessionView | null {
+    const session = this.gateway.sessions.get(id);
+    return session === undefined ? null : this.sessionView(session);
+  }
+
+  killSession(id: string): boolean {
+    const session = this.gateway.sessions.get(id);
+    if (session === undefined) return false;
+    this.logger.info({ session: id, user: session.user }, 'admin: session killed');
+    return this.gateway.sessions.end(session, 'admin_kill', 'closed by the administrator');
+  }
+
+  killUserSessions(name: string): number | null {
+    if (this.userConfig(name) === undefined) return null;
+    const closed = this.gateway.sessions.killUser(name, 'admin_kill', 'closed by the administrator');
+    this.logger.info({ user: name, closed }, "admin: user's sessions killed");
+    return closed;
+  }
+
+  // ── users and stats ────────────────────────────────────────────────────────────────────────────────
+
+  getUser(name: string): UserView | null {
+    const user = this.userConfig(name);
+    if (user === undefined) return null;
+    const live = this.gateway.sessions.sessionsOf(name);
+    const views = live.map((s) => this.sessionView(s));
+    return {
+      name,
+      disabled: user.disabled,
+      bandwidth: user.bandwidth,
+      burst: user.bandwidth === null ? null : (user.burst ?? defaultBurst(user.bandwidth)),
+      rateIn: views.reduce((a, v) => a + v.rateIn, 0),
+      rateOut: views.reduce((a, v) => a + v.rateOut, 0),
+      maxSessions: user.maxSessions ?? this.gateway.currentConfig.limits.maxSessionsPerUser,
+      sessions: views,
+      usage: this.usageOf(name, live),
+      quota: this.quota?.view(user) ?? null,
+    };
+  }
+
+  stats(windowHours: number): StatsView {
+    const sessionStats = this.gateway.sessions.stats();
+    const base = { windowHours, activeSessions: sessionStats.sessions, activeUsers: sessionStats.users };
+    const history = this.readableHistory();
+    if (history !== null) {
+      try {
+        const h = history.stats({ windowHours, topUsers: TOP_USERS });
+        return {
+          ...base,
+          sessionsInWindow: h.sessionsStarted,
+          bytesInWindow: { in: h.bytesIn, out: h.bytesOut },
+          topUsers: h.topUsers.map((u) => ({ user: u.user, bytes: u.bytesIn + u.bytesOut })),
+          rejections: h.rejectionsByReason,
+        };
+      } catch (err) {
+        this.logger.warn({ err: errorText(err) }, 'history stats unavailable; answering from memory');
+      }
+    }
+    // From memory: what this process has seen (since start; ended sessions until evicted), whatever the window.
+    const traffic = this.userTraffic();
+    let bytesIn = 0;
+    let bytesOut = 0;
+    for (const t of traffic.values()) {
+      bytesIn += t.bytesIn;
+      bytesOut += t.bytesOut;
+    }
+    const topUsers = [...traffic]
+      .map(([user, t]) => ({ user, bytes: t.bytesIn + t.bytesOut }))
+      .sort((a, b) => b.bytes - a.bytes || a.user.localeCompare(b.user))
+      .slice(0, TOP_USERS);
+    return {
+      ...base,
+      sessionsInWindow: sessionStats.opened,
+      bytesInWindow: { in: bytesIn, out: bytesOut },
+      topUsers,
+      rejections: nonZero(sessionStats.rejections),
+    };
+  }
+
+  /** The contract's errors: an invalid new config becomes QG_ERR_RELOAD_FAILED with the loader's message. */
+  async reload(): Promise<ReloadResult> {
+    let result: ReloadResult;
+    try {
+      result = await this.reloadFn();
+    } catch (err) {
+      if (isQuicgateError(err, 'QG_ERR_CONFIG_INVALID') || isQuicgateError(err, 'QG_ERR_UNIT_INVALID')) {
+        throw new QuicgateError('QG_ERR_RELOAD_FAILED', err.message, { cause: err });
+      }
+      throw err;
+    }
+    // Only the documented fields (gateway.reload's summary carries more, e.g. needRestart, which is logged).
+    return { bandwidthChanged: result.bandwidthChanged, usersRemoved: result.usersRemoved, sessionsClosed: result.sessionsClosed };
+  }
+
+  // ── health and metrics ─────────────────────────────────────────────────────────────────────────────
+
+  health(): HealthView {
+    const tun = this.tunUp() ? 'ok' : 'down';
+    const listener = this.gateway.listenerKinds.length > 0 ? 'ok' : 'down';
+    const { state: history, error: historyError } = this.historyState();
+    return {
+      status: tun === 'ok' && listener === 'ok' && history !== 'degraded' ? 'ok' : 'degraded',
+      uptimeSeconds: Math.floor((this.clock.now() - this.startedMono) / 1000),
+      checks: { tun, listener, history, historyError },
+    };
+  }
+
+  metrics(): MetricsSnapshot {
+    const stats = this.gateway.sessions.stats();
+    const byTransport: Partial<Record<TransportKind, number>> = {};
+    for (const s of this.gateway.sessions.list()) byTransport[s.transport] = (byTransport[s.transport] ?? 0) + 1;
+    this.evict();
+    const users = [...this.userTraffic()].map(([user, t]) => ({
+      user,
+      bytesIn: t.bytesIn,
+      bytesOut: t.bytesOut,
+      packetsIn: t.packetsIn,
+      packetsOut: t.packetsOut,
+      quotaUsed: this.quota?.used(user) ?? null,
+    }));
+    const health = this.history?.health();
+    const historyEnabled = this.gateway.currentConfig.history.enabled;
+    return {
+      activeSessions: stats.sessions,
+      sessionsStarted: stats.opened,
+      sessionsEnded: stats.ended,
+      rejections: stats.rejections,
+      drops: { ...this.gateway.drops },
+      poolFree: { ipv4: stats.pool.ipv4?.free ?? null, ipv6: stats.pool.ipv6?.free ?? null },
+      liveBuckets: this.gateway.registry.bucketCount,
+      sessionsByTransport: byTransport,
+      users,
+      historyDegraded: health === undefined ? historyEnabled : health.degraded,
+      historyPending: health?.pending ?? 0,
+    };
+  }
+
+  onSessionEnded(listener: EndedListener): () => void {
+    this.endedListeners.add(listener);
+    return () => void this.endedListeners.delete(listener);
+  }
+
+  // ── internals ──────────────────────────────────────────────────────────────────────────────────────
+
+  private sessionView(s: Session): SessionView {
+    const rate = this.sampler.rateOf(s.id);
+    return {
+      id: s.id,
+      user: s.user,
+      ipv4: s.ipv4,
+      ipv6: s.ipv6,
+      peer: s.peer,
+      transport: s.transport,
+      startedAt: new Date(s.startedAt).toISOString(),
+      // lastActivity is monotonic; map it onto the wall clock through the session's start.
+      lastActivityAt: new Date(s.startedAt + (s.lastActivity - s.startedMono)).toISOString(),
+      bytesIn: s.counters.bytesIn,
+      bytesOut: s.counters.bytesOut,
+      packetsIn: s.counters.packetsIn,
+      packetsOut: s.counters.packetsOut,
+      rateIn: Math.round(rate.in),
+      rateOut: Math.round(rate.out),
+    };
+  }
+
+  /** All-time usage: the history (flushed first, so live sessions are in it exactly once), else memory. */
+  private usageOf(name: string, live: readonly Session[]): UserView['usage'] {
+    const history = this.readableHistory();
+    if (history !== null) {
+      try {
+        const u = history.userUsage(name);
+        return { sessions: u.sessions, bytesIn: u.bytesIn, bytesOut: u.bytesOut };
+      } catch (err) {
+        this.logger.warn({ err: errorText(err), user: name }, 'history usage unavailable; answering from memory');
+      }
+    }
+    const ended = this.ledger.get(name);
+    let bytesIn = ended?.bytesIn ?? 0;
+    let bytesOut = ended?.bytesOut ?? 0;
+    for (const s of live) {
+      bytesIn += s.counters.bytesIn;
+      bytesOut += s.counters.bytesOut;
+    }
+    return { sessions: (ended?.sessions ?? 0) + live.length, bytesIn, bytesOut };
+  }
+
+  /**
+   * The history, flushed so that queued starts/ends and the live counters are in the file, when it is
+   * healthy; null otherwise (a degraded store's file lags behind and would mix with live counters twice).
+   */
+  private readableHistory(): HistoryStore | null {
+    const history = this.history;
+    // While degraded, a flush per request would be one more failing write; the store retries on its own.
+    if (history === null || !history.health().ok) return null;
+    history.flush();
+    return history.health().ok ? history : null;
+  }
+
+  /** Per user: ended sessions in the ledger plus live sessions. */
+  private userTraffic(): Map<string, { bytesIn: number; bytesOut: number; packetsIn: number; packetsOut: number }> {
+    const out = new Map<string, { bytesIn: number; bytesOut: number; packetsIn: number; packetsOut: number }>();
+    for (const user of this.ledger.users()) {
+      const t = this.ledger.get(user);
+      if (t !== undefined) out.set(user, { bytesIn: t.bytesIn, bytesOut: t.bytesOut, packetsIn: t.packetsIn, packetsOut: t.packetsOut });
+    }
+    for (const s of this.gateway.sessions.list()) {
+      let t = out.get(s.user);
+      if (t === undefined) {
+        t = { bytesIn: 0, bytesOut: 0, packetsIn: 0, packetsOut: 0 };
+        out.set(s.user, t);
+      }
+      t.bytesIn += s.counters.bytesIn;
+      t.bytesOut += s.counters.bytesOut;
+      t.packetsIn += s.counters.packetsIn;
+      t.packetsOut += s.counters.packetsOut;
+    }
+    return out;
+  }
+
+  private evict(): void {
+    const sessions = this.gateway.sessions;
+    const evicted = this.ledger.evict((user) => sessions.sessionsOf(user).length > 0);
+    if (evicted.length > 0) this.logger.debug({ users: evicted }, 'per-user metrics forgotten');
+  }
+
+  private historyState(): { state: HealthView['checks']['history']; error: string | null } {
+    if (!this.gateway.currentConfig.history.enabled && this.history === null) return { state: 'disabled', error: null };
+    if (this.history === null) return { state: 'degraded', error: this.historyError ?? 'history could not be opened' };
+    const h = this.history.health();
+    return { state: h.ok ? 'ok' : 'degraded', error: h.lastError };
+  }
+
+  private userConfig(name: string): UserConfig | undefined {
+    return this.gateway.currentConfig.users.find((u) => u.name === name);
+  }
+}
+
+function nonZero<K extends string>(counts: Readonly<Record<K, number>>): Partial<Record<K, number>> {
+  const out: Partial<Record<K, number>> = {};
+  for (const key of Object.keys(counts) as K[]) if (counts[key] > 0) out[key] = counts[key];
+  return out;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

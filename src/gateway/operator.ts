@@ -1,0 +1,137 @@
+/**
+ * The operator surface of a running gateway, wired in one call:
+ *
+ *   history (config.history.enabled; cannot open ─► logged, run without it, health degraded)
+ *     ─► recorder (session starts/ends/rejections, live counters per flush)
+ *   quota enforcer (Clock interval) ─► SessionManager admission check
+ *   GatewayBackend ─► MetricsExporter ─► admin HTTP server (only with admin.token)
+ *
+ * stop(): admin server closed, gateway stopped (its sessions end and are recorded), timers cancelled, then the
+ * history flushed and closed, in that order.
+ */
+import type { Logger } from 'pino';
+import type { ReloadResult } from '../admin/backend.js';
+import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { systemClock, type Clock } from '../clock.js';
+import type { ServerConfig } from '../config/types.js';
+import { HistoryStore } from '../history/index.js';
+import { MetricsExporter, type MetricsExporterOptions } from '../metrics/exporter.js';
+import { attachHistoryRecorder, type HistoryRecorder } from './history-recorder.js';
+import { GatewayBackend } from './operator-backend.js';
+import { QuotaEnforcer } from './quota.js';
+import type { Gateway } from './server.js';
+
+export interface OperatorOptions {
+  /** The config the gateway was started with (history, admin and dataDir are read from it). */
+  readonly config: ServerConfig;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Re-read the config files and apply them (loadServerConfig + gateway.reload); used by POST /api/reload. */
+  readonly reload: () => Promise<ReloadResult>;
+  /** How long per-user metrics outlive a user's last session. Default 10 minutes. */
+  readonly ledgerRetainMs?: number;
+  readonly metrics?: MetricsExporterOptions;
+  /** Whether the TUN device is up (see GatewayBackendOptions.tunUp). */
+  readonly tunUp?: () => boolean;
+}
+
+export interface OperatorSurface {
+  readonly backend: GatewayBackend;
+  /** Null when history is disabled or could not be opened. */
+  readonly history: HistoryStore | null;
+  readonly quota: QuotaEnforcer;
+  readonly metrics: MetricsExporter;
+  /** The admin API's bound port; null when it is not running (disabled or no token). */
+  readonly adminPort: number | null;
+  /** Stop everything in order (also stops the gateway so its sessions' ends are recorded). Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Settings read once at start; a reload that changes them only takes effect after a restart. */
+const RESTART_ONLY = ['admin', 'history'] as const;
+
+export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOptions): Promise<OperatorSurface> {
+  const { config, logger } = opts;
+  const clock = opts.clock ?? systemClock;
+
+  let history: HistoryStore | null = null;
+  let historyError: string | null = null;
+  if (config.history.enabled) {
+    try {
+      history = HistoryStore.open({ dataDir: config.dataDir, config: config.history, clock, logger });
+    } catch (err) {
+      historyError = err instanceof Error ? err.message : String(err);
+      logger.error({ err: historyError, dataDir: config.dataDir }, 'history could not be opened; running without it (degraded)');
+    }
+  }
+  const recorder: HistoryRecorder | null = history === null ? null : attachHistoryRecorder(gateway.sessions, history, clock);
+
+  const quota = new QuotaEnforcer({
+    sessions: gateway.sessions,
+    registry: gateway.registry,
+    config: () => gateway.currentConfig,
+    history,
+    clock,
+    logger,
+  });
+  gateway.sessions.setAdmissionCheck(quota.admissionCheck);
+  quota.start();
+
+  const backend = new GatewayBackend({
+    gateway,
+    history,
+    historyError,
+    quota,
+    logger,
+    clock,
+    ledgerRetainMs: opts.ledgerRetainMs,
+    tunUp: opts.tunUp,
+    reload: async () => {
+      const before = gateway.currentConfig;
+      const result = await opts.reload();
+      const after = gateway.currentConfig;
+      const changed = RESTART_ONLY.filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
+      if (changed.length > 0) logger.warn({ keys: changed }, 'these settings change only with a restart');
+      // gateway.reload resets every bucket to its configured limit: put quota throttles back now, not next tick.
+      quota.tick();
+      return result;
+    },
+  });
+  const metrics = new MetricsExporter(backend, opts.metrics);
+
+  let admin: AdminServer | null;
+  try {
+    admin = await startAdminServer({ config: config.admin, backend, metrics, logger });
+  } catch (err) {
+    // A configured admin API that cannot listen (port taken) is a startup error, not something to hide.
+    gateway.sessions.setAdmissionCheck(null);
+    quota.stop();
+    metrics.close();
+    backend.close();
+    recorder?.detach();
+    history?.close();
+    throw err;
+  }
+
+  let stopping: Promise<void> | null = null;
+  return {
+    backend,
+    history,
+    quota,
+    metrics,
+    adminPort: admin?.port ?? null,
+    stop() {
+      stopping ??= (async () => {
+        await admin?.close();
+        // Sessions end while the recorder still listens, so every end reaches the history before it closes.
+        await gateway.stop('server_shutdown');
+        quota.stop();
+        metrics.close();
+        backend.close();
+        recorder?.detach();
+        history?.close();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,252 @@
+/**
+ * Data quotas: bytes per day or month per user, both directions together, kept in the history database so a
+ * restart does not reset them.
+ *
+ *   every intervalMs (Clock):  deltas of live sessions' counters since the last tick (+ final deltas of
+ *     sessions that ended meanwhile) ─► history.addQuotaUsage(user, periodKey) and the cached `used`
+ *     ─► spent?  disconnect: killUser('quota_exceeded'), admission refuses until the period ends
+ *                throttle:   the user's shared bucket set to the throttle rate until the period rolls over
+ *   period rolled over / quota raised or removed by a reload ─► configured limit restored
+ *
+ * The config is read on every tick (gateway.currentConfig), so a reload that changes a quota applies at the
+ * next tick, whichever way the reload came. Without a history the usage is counted in memory only.
+ */
+import type { Logger } from 'pino';
+import type { QuotaView } from '../admin/backend.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import type { QuotaConfig, ServerConfig, UserConfig } from '../config/types.js';
+import { periodKey, type HistoryStore } from '../history/index.js';
+import { effectiveLimit, type UserRegistry } from './registry.js';
+import type { RejectReason, Session } from './session.js';
+import type { SessionManager } from './sessions.js';
+
+export const DEFAULT_QUOTA_INTERVAL_MS = 1000;
+
+export interface QuotaEnforcerOptions {
+  readonly sessions: SessionManager;
+  readonly registry: UserRegistry;
+  /** The running config; read on every tick so reloads apply. */
+  readonly config: () => ServerConfig;
+  readonly history: Pick<HistoryStore, 'addQuotaUsage' | 'quotaUsage'> | null;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly intervalMs?: number;
+}
+
+interface QuotaState {
+  readonly period: QuotaConfig['period'];
+  readonly key: string;
+  /** Bytes used in the period as far as counted (history value at load plus what we added since). */
+  used: number;
+  /** False while the stored usage could not be read; retried every tick. */
+  loaded: boolean;
+  /** Our throttle is on the user's bucket. */
+  throttled: boolean;
+  /** "quota spent" was logged for this period. */
+  announced: boolean;
+}
+
+export class QuotaEnforcer {
+  private readonly opts: QuotaEnforcerOptions;
+  private readonly states = new Map<string, QuotaState>();
+  /** Bytes (in + out) of each live session already counted. */
+  private readonly counted = new Map<string, number>();
+  /** Final deltas of sessions that ended since the last tick, per user. */
+  private readonly endedDeltas = new Map<string, number>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private timer: TimerHandle | null = null;
+  /** Users by name, rebuilt when a reload swaps the config object. */
+  private usersOf: { readonly config: ServerConfig; readonly byName: ReadonlyMap<string, UserConfig> } | null = null;
+
+  constructor(options: QuotaEnforcerOptions) {
+    this.opts = options;
+    this.unsubscribe.push(
+      options.sessions.onClosed((s) => {
+        const delta = total(s) - (this.counted.get(s.id) ?? 0);
+        this.counted.delete(s.id);
+        if (delta > 0) this.endedDeltas.set(s.user, (this.endedDeltas.get(s.user) ?? 0) + delta);
+      }),
+      // The registry gives a user's first session a bucket at the configured rate: throttle it before any packet.
+      options.sessions.onOpened((s) => {
+        const user = this.userConfig(s.user);
+        const quota = user?.quota;
+        if (user === undefined || quota == null || quota.action !== 'throttle') return;
+        const state = this.stateFor(user, quota);
+        if (state.throttled || this.usedNow(user.name, state) >= quota.bytes) this.throttle(user, quota);
+      }),
+    );
+  }
+
+  /** Start the tick timer. Idempotent. */
+  start(): void {
+    this.timer ??= this.opts.clock.setInterval(() => this.tick(), this.opts.intervalMs ?? DEFAULT_QUOTA_INTERVAL_MS);
+  }
+
+  /** Stop the timer and the listeners. A throttle in force stays on the buckets (the gateway is going down). */
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = null;
+    for (const off of this.unsubscribe.splice(0)) off();
+  }
+
+  /** For SessionManager.setAdmissionCheck: refuses users whose disconnect quota is spent this period. */
+  readonly admissionCheck = (user: UserConfig): RejectReason | null => {
+    const quota = user.quota;
+    if (quota === null || quota.action !== 'disconnect') return null;
+    return this.usedNow(user.name, this.stateFor(user, quota)) >= quota.bytes ? 'quota_exceeded' : null;
+  };
+
+  /** Count, store and enforce (the timer calls this; a reload may call it to apply at once). */
+  tick(): void {
+    const deltas = new Map(this.endedDeltas);
+    this.endedDeltas.clear();
+    for (const s of this.opts.sessions.list()) {
+      const now = total(s);
+      const delta = now - (this.counted.get(s.id) ?? 0);
+      if (delta <= 0) continue;
+      this.counted.set(s.id, now);
+      deltas.set(s.user, (deltas.get(s.user) ?? 0) + delta);
+    }
+
+    const withQuota = new Set<string>();
+    for (const user of this.opts.config().users) {
+      const quota = user.quota;
+      if (quota === null) continue;
+      withQuota.add(user.name);
+      const state = this.stateFor(user, quota);
+      if (!state.loaded) this.reload(user.name, state);
+      const delta = deltas.get(user.name) ?? 0;
+      if (delta > 0) {
+        this.opts.history?.addQuotaUsage(user.name, state.key, delta);
+        state.used += delta;
+      }
+      this.enforce(user, quota, state);
+    }
+    // A user whose quota (or whole entry) a reload removed: lift our throttle, forget the state.
+    for (const [name, state] of this.states) {
+      if (withQuota.has(name)) continue;
+      const user = this.userConfig(name);
+      if (state.throttled && user !== undefined) this.restore(user);
+      this.states.delete(name);
+    }
+  }
+
+  /** The quota as shown by the API (used includes bytes not yet counted by a tick); null without a quota. */
+  view(user: UserConfig): QuotaView | null {
+    const quota = user.quota;
+    if (quota === null) return null;
+    const state = this.stateFor(user, quota);
+    const used = this.usedNow(user.name, state);
+    return {
+      bytes: quota.bytes,
+      period: quota.period,
+      periodKey: state.key,
+      used,
+      remaining: Math.max(0, quota.bytes - used),
+      action: quota.action,
+      exceeded: used >= quota.bytes,
+    };
+  }
+
+  /** Bytes used in the current period, for metrics; null when the user has no quota. */
+  used(name: string): number | null {
+    const user = this.userConfig(name);
+    if (user?.quota == null) return null;
+    return this.usedNow(name, this.stateFor(user, user.quota));
+  }
+
+  // ── internals ──────────────────────────────────────────────────────────────────────────────────────
+
+  private enforce(user: UserConfig, quota: QuotaConfig, state: QuotaState): void {
+    const spent = state.used >= quota.bytes;
+    const throttleRate = quota.action === 'throttle' ? quota.throttleRate : null;
+    if (!spent || throttleRate === null) {
+      if (state.throttled) this.restore(user);
+    }
+    if (!spent) return;
+    if (!state.announced) {
+      state.announced = true;
+      this.opts.logger.warn({ user: user.name, period: state.key, used: state.used, quota: quota.bytes, action: quota.action }, 'data quota spent');
+    }
+    // The loader requires a rate with `throttle`; should one be missing, disconnecting is the safe side.
+    if (throttleRate === null) {
+      this.opts.sessions.killUser(user.name, 'quota_exceeded', `data quota of ${quota.bytes} bytes for ${state.key} is spent`);
+    } else {
+      this.throttle(user, quota);
+    }
+  }
+
+  /** Put the throttle on the user's shared bucket (idempotent; also re-applies after a reload reset it). */
+  private throttle(user: UserConfig, quota: QuotaConfig): void {
+    const state = this.states.get(user.name);
+    if (state === undefined || quota.throttleRate === null) return;
+    state.throttled = true;
+    // Throttling never raises a limit that is already lower.
+    const rate = user.bandwidth === null ? quota.throttleRate : Math.min(user.bandwidth, quota.throttleRate);
+    const bucket = this.opts.registry.bucketOf(user.name);
+    if (bucket !== null && bucket.rate === rate) return;
+    // Burst null: the default depth for the throttled rate, not the (larger) configured one.
+    this.setLimit(user.name, rate, null);
+    this.opts.logger.info({ user: user.name, rate }, 'data quota spent: user throttled');
+  }
+
+  private restore(user: UserConfig): void {
+    const state = this.states.get(user.name);
+    if (state !== undefined) state.throttled = false;
+    const limit = effectiveLimit(user);
+    this.setLimit(user.name, limit.bandwidth, limit.burst);
+    this.opts.logger.info({ user: user.name, bandwidth: limit.bandwidth }, 'quota throttle lifted: configured limit restored');
+  }
+
+  /** registry.setUserLimit, repointing the sessions when the bucket object changes (as applyUsers does). */
+  private setLimit(name: string, bandwidth: number | null, burst: number | null): void {
+    const before = this.opts.registry.bucketOf(name);
+    const after = this.opts.registry.setUserLimit(name, bandwidth, burst);
+    if (after !== before) for (const s of this.opts.sessions.sessionsOf(name)) s.bucket = after;
+  }
+
+  /** The user's state for the current period; a new period (or period kind) starts from the stored usage. */
+  private stateFor(user: UserConfig, quota: QuotaConfig): QuotaState {
+    const key = periodKey(quota.period, this.opts.clock.wallNow());
+    const current = this.states.get(user.name);
+    if (current !== undefined && current.key === key && current.period === quota.period) return current;
+    const state: QuotaState = { period: quota.period, key, used: 0, loaded: false, throttled: current?.throttled ?? false, announced: false };
+    this.states.set(user.name, state);
+    this.reload(user.name, state);
+    // The old period's throttle ends with it (enforce() puts it back if the new period is spent already).
+    if (state.throttled && !(state.used >= quota.bytes && quota.action === 'throttle')) this.restore(user);
+    return state;
+  }
+
+  /** Read the stored usage (which includes what we added, written or not). Keeps counting in memory if it fails. */
+  private reload(name: string, state: QuotaState): void {
+    const history = this.opts.history;
+    if (history === null) {
+      state.loaded = true;
+      return;
+    }
+    try {
+      state.used = history.quotaUsage(name, state.key);
+      state.loaded = true;
+    } catch (err) {
+      this.opts.logger.warn({ user: name, err: err instanceof Error ? err.message : String(err) }, 'quota usage unreadable; counting in memory until it is');
+    }
+  }
+
+  /** Counted usage plus the bytes of live sessions since the last tick. */
+  private usedNow(name: string, state: QuotaState): number {
+    let used = state.used + (this.endedDeltas.get(name) ?? 0);
+    for (const s of this.opts.sessions.sessionsOf(name)) used += Math.max(0, total(s) - (this.counted.get(s.id) ?? 0));
+    return used;
+  }
+
+  private userConfig(name: string): UserConfig | undefined {
+    const config = this.opts.config();
+    if (this.usersOf?.config !== config) this.usersOf = { config, byName: new Map(config.users.map((u) => [u.name, u])) };
+    return this.usersOf.byName.get(name);
+  }
+}
+
+function total(s: Session): number {
+  return s.counters.bytesIn + s.counters.bytesOut;
+}

@@ -1,0 +1,190 @@
+/**
+ * A real Gateway over a MemoryTun and in-memory tunnel connections, with the operator surface attached: the
+ * test "connects" clients through the gateway's own admission, pushes packets through the TUN and the client
+ * side of each pair, and talks to the admin API over real HTTP. Not a test file itself (no .test.ts).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { ReloadResult } from '../../src/admin/backend.js';
+import { FakeClock } from '../../src/clock.js';
+import type { ServerConfig } from '../../src/config/types.js';
+import { attachOperatorSurface, type OperatorSurface } from '../../src/gateway/operator.js';
+import { Gateway } from '../../src/gateway/server.js';
+import type { Session } from '../../src/gateway/session.js';
+import { createMemoryPair, type MemoryPair } from '../../src/transport/memory.js';
+import type { AcceptedConnection, Admission, AdmissionResult, ConnectRequest, TransportKind, TunnelListener } from '../../src/transport/types.js';
+import { MemoryTun } from '../../src/tun/memory.js';
+import { serverConfig, sessionLimits } from '../support/config-fixture.js';
+import { captureLog, type CapturedLog } from '../support/log-capture.js';
+import { ipv4Packet } from '../support/packets.js';
+
+export const TOKEN = 'operator-test-token-0123456789';
+export const REMOTE = '203.0.113.9';
+
+/** A TunnelListener whose connections the test makes: admission as the real listener runs it, then accept. */
+export class TestListener implements TunnelListener {
+  readonly kinds: readonly TransportKind[] = ['h2', 'h3'];
+  closed = false;
+  private handler: ((accepted: AcceptedConnection) => void) | null = null;
+  private port = 50_000;
+
+  constructor(private readonly admission: Admission) {}
+
+  onConnection(handler: (accepted: AcceptedConnection) => void): void {
+    this.handler = handler;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  async connect(user: string, password: string, transport: TransportKind = 'h2'): Promise<{ pair: MemoryPair } | { refused: AdmissionResult }> {
+    const pair = createMemoryPair({ clientPeer: `192.0.2.7:${this.port++}` });
+    const request: ConnectRequest = {
+      user,
+      password,
+      sourceAddress: '192.0.2.7',
+      peer: pair.server.peer,
+      previousAddresses: [],
+      clientVersion: 'test',
+      transport,
+    };
+    const result = await this.admission(request);
+    if (!result.ok) return { refused: result };
+    if (this.handler === null) throw new Error('gateway did not register a connection handler');
+    this.handler({ connection: pair.server, request });
+    return { pair };
+  }
+}
+
+export interface Harness {
+  readonly clock: FakeClock;
+  readonly log: CapturedLog;
+  readonly dataDir: string;
+  readonly gateway: Gateway;
+  readonly tun: MemoryTun;
+  readonly listener: TestListener;
+  readonly surface: OperatorSurface;
+  /** Base URL of the admin API. */
+  readonly base: string;
+  /** Connect and return the client side and the gateway's session; throws when refused. */
+  connect(user: string, transport?: TransportKind): Promise<{ pair: MemoryPair; session: Session }>;
+  /** Client → gateway: a packet of `total` bytes from the session's address, through the memory link to the TUN. */
+  sendFromClient(pair: MemoryPair, session: Session, total: number): Promise<void>;
+  /** Gateway → client: a packet of `total` bytes injected into the TUN for the session's address. */
+  sendToClient(session: Session, total: number): Promise<void>;
+  call(pathname: string, init?: RequestInit & { token?: string | null }): Promise<Response>;
+  /** Rows of the history file, through a connection of its own. */
+  rows<T>(sql: string, ...params: unknown[]): T[];
+  /** Stop the surface (and the gateway) and remove the data dir. */
+  cleanup(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  readonly config?: Partial<ServerConfig>;
+  readonly clock?: FakeClock;
+  readonly dataDir?: string;
+  readonly reload?: (gateway: Gateway) => Promise<ReloadResult>;
+  readonly ledgerRetainMs?: number;
+}
+
+export const settle = async (rounds = 3): Promise<void> => {
+  for (let i = 0; i < rounds; i++) await new Promise((resolve) => setImmediate(resolve));
+};
+
+export function tempDataDir(): string {
+  return mkdtempSync(path.join(os.tmpdir(), 'qg-operator-'));
+}
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const clock = options.clock ?? new FakeClock();
+  const log = captureLog('info');
+  const dataDir = options.dataDir ?? tempDataDir();
+  const config = serverConfig({
+    dataDir,
+    limits: sessionLimits({ idleTimeoutMs: 0 }),
+    admin: { enabled: true, listen: '127.0.0.1', port: 0, token: TOKEN },
+    history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100 },
+    ...options.config,
+  });
+  let tun: MemoryTun | null = null;
+  let listener: TestListener | null = null;
+  const gateway = await Gateway.start(config, {
+    logger: log.logger,
+    clock,
+    openTun: async (s) => (tun = new MemoryTun({ name: s.name, mtu: s.mtu })),
+    listen: async ({ admission }) => (listener = new TestListener(admission)),
+  });
+  const surface = await attachOperatorSurface(gateway, {
+    config,
+    logger: log.logger,
+    clock,
+    reload: options.reload === undefined ? async () => ({ bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0 }) : () => options.reload!(gateway),
+    ledgerRetainMs: options.ledgerRetainMs,
+    metrics: { defaultMetrics: false },
+  });
+  if (tun === null || listener === null) throw new Error('gateway did not open its parts');
+  const theTun: MemoryTun = tun;
+  const theListener: TestListener = listener;
+  const base = `http://127.0.0.1:${surface.adminPort ?? 0}`;
+  const file = path.join(dataDir, 'history.sqlite');
+
+  return {
+    clock,
+    log,
+    dataDir,
+    gateway,
+    tun: theTun,
+    listener: theListener,
+    surface,
+    base,
+    async connect(user, transport = 'h2') {
+      const outcome = await theListener.connect(user, `pw-${user}`, transport);
+      if ('refused' in outcome) throw new Error(`refused: ${JSON.stringify(outcome.refused)}`);
+      const session = gateway.sessions.list().find((s) => s.connection === outcome.pair.server);
+      if (session === undefined) throw new Error('no session for the connection');
+      return { pair: outcome.pair, session };
+    },
+    async sendFromClient(pair, session, total) {
+      const packet = ipv4Packet(session.ipv4 ?? '', REMOTE, total - 20);
+      pair.client.sendPacket(packet, 0, packet.length);
+      pair.client.flush();
+      await settle();
+    },
+    async sendToClient(session, total) {
+      theTun.inject([ipv4Packet(REMOTE, session.ipv4 ?? '', total - 20)]);
+      await settle();
+    },
+    call(pathname, init = {}) {
+      const { token = TOKEN, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (token !== null) headers.set('Authorization', `Bearer ${token}`);
+      return fetch(`${base}${pathname}`, { ...rest, headers });
+    },
+    rows<T>(sql: string, ...params: unknown[]): T[] {
+      const db = new Database(file, { readonly: true });
+      try {
+        return db.prepare(sql).all(...params) as T[];
+      } finally {
+        db.close();
+      }
+    },
+    async cleanup() {
+      await surface.stop();
+      if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Prometheus text → "name{labels}" → value. */
+export function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
