@@ -1,0 +1,218 @@
+/**
+ * The reconnecting client over in-memory parts: a scripted gateway (server side of createMemoryPair), a
+ * MemoryTun for the client's TUN, and a FakeClock for keepalives and backoff.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/clock.js';
+import { TunnelClient, clientTunSettings } from '../../src/client/tunnel-client.js';
+import type { ClientConfig } from '../../src/config/types.js';
+import { QuicgateError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log.js';
+import type { AssignControl, ControlMessage } from '../../src/transport/control.js';
+import { createMemoryPair, type MemoryPair } from '../../src/transport/memory.js';
+import type { TunSettings } from '../../src/tun/device.js';
+import { MemoryTun } from '../../src/tun/memory.js';
+import { ipv4Packet } from '../support/packets.js';
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (cond()) return;
+    await tick();
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const CONFIG: ClientConfig = {
+  source: '<test>',
+  server: 'https://192.0.2.1:4433/',
+  user: 'alice',
+  password: 'pw',
+  transport: 'h2',
+  caFile: null,
+  pinnedCertHashes: [],
+  tunName: 'qgc0',
+  setDns: false,
+  reconnect: { initialMs: 1000, maxMs: 8000, maxAttempts: null },
+  deadAfterMissedKeepalives: 3,
+  logLevel: 'info',
+};
+
+function assignment(address = '198.18.0.7'): AssignControl {
+  return {
+    type: 'assign',
+    sessionId: 's1',
+    ipv4: { address, prefix: 16, gateway: '198.18.0.1' },
+    ipv6: null,
+    mtu: 1400,
+    dns: [],
+    routes: ['0.0.0.0/0', '198.19.0.0/16'],
+    keepaliveMs: 1000,
+  };
+}
+
+/** A scripted gateway: each connect() makes a pair and lets the test decide how the server side behaves. */
+class ScriptedGateway {
+  readonly pairs: MemoryPair[] = [];
+  readonly requests: { previousAddresses: readonly string[] }[] = [];
+  readonly controls: ControlMessage[][] = [];
+  refuse: QuicgateError | null = null;
+  answerKeepalives = true;
+  address = '198.18.0.7';
+
+  connect = async ({ previousAddresses }: { previousAddresses: readonly string[] }) => {
+    this.requests.push({ previousAddresses });
+    if (this.refuse) throw this.refuse;
+    const pair = createMemoryPair();
+    const seen: ControlMessage[] = [];
+    this.pairs.push(pair);
+    this.controls.push(seen);
+    pair.server.setControlHandler((m) => {
+      seen.push(m);
+      if (m.type === 'keepalive' && this.answerKeepalives) pair.server.sendControl({ type: 'keepalive_ack', t: m.t });
+    });
+    pair.server.sendControl(assignment(this.address));
+    return pair.client;
+  };
+}
+
+let client: TunnelClient | null = null;
+afterEach(async () => {
+  await client?.stop();
+  client = null;
+});
+
+function makeClient(gw: ScriptedGateway, clock: FakeClock, config: ClientConfig = CONFIG) {
+  const tuns: { settings: TunSettings; tun: MemoryTun }[] = [];
+  client = new TunnelClient(config, {
+    logger: silentLogger(),
+    clock,
+    connect: gw.connect,
+    openTun: async (settings) => {
+      const tun = new MemoryTun({ name: settings.name, mtu: settings.mtu });
+      tuns.push({ settings, tun });
+      return tun;
+    },
+  });
+  const done = client.run();
+  return { client, tuns, done };
+}
+
+describe('TunnelClient', () => {
+  it('brings up the TUN from the assignment, with a default route split in halves, and forwards both ways', async () => {
+    const gw = new ScriptedGateway();
+    const { client: c, tuns } = makeClient(gw, new FakeClock());
+    await until(() => c.state.kind === 'up', 'tunnel up');
+    expect(tuns).toHaveLength(1);
+    expect(tuns[0]!.settings).toMatchObject({ name: 'qgc0', mtu: 1400, addresses: [{ cidr: '198.18.0.7/16' }] });
+    expect(tuns[0]!.settings.routes).toEqual(['0.0.0.0/1', '128.0.0.0/1', '198.19.0.0/16']);
+    const received: Buffer[] = [];
+    gw.pairs[0]!.server.setReceiver({ onPacket: (d, o, l) => void received.push(Buffer.from(d.subarray(o, o + l))), onBatchEnd() {} });
+    const up = ipv4Packet('198.18.0.7', '198.18.0.1');
+    tuns[0]!.tun.inject([up]);
+    await until(() => received.length === 1, 'packet at the gateway');
+    expect(received[0]).toEqual(up);
+    const down = ipv4Packet('198.18.0.1', '198.18.0.7');
+    gw.pairs[0]!.server.sendPacket(down, 0, down.length);
+    gw.pairs[0]!.server.flush();
+    await until(() => tuns[0]!.tun.written.length === 1, 'packet in the TUN');
+    expect(Buffer.from(tuns[0]!.tun.written[0]!)).toEqual(down);
+  });
+
+  it('sends keepalives at the interval, detects a dead path after the missed limit, and reconnects with its address', async () => {
+    const clock = new FakeClock();
+    const gw = new ScriptedGateway();
+    const { client: c, tuns } = makeClient(gw, clock);
+    await until(() => c.state.kind === 'up', 'tunnel up');
+    clock.advance(1000);
+    await until(() => gw.controls[0]!.some((m) => m.type === 'keepalive'), 'keepalive');
+    gw.answerKeepalives = false;
+    clock.advance(1000);
+    clock.advance(1000);
+    clock.advance(1000);
+    await until(() => c.state.kind === 'waiting', 'dead path noticed');
+    expect(c.state.kind === 'waiting' && c.state.lastError).toMatch(/connection_lost/);
+    gw.answerKeepalives = true;
+    clock.advance(1000); // first backoff is at most 1 s
+    await until(() => c.state.kind === 'up' && gw.pairs.length === 2, 'reconnected');
+    expect(gw.requests[1]!.previousAddresses).toEqual(['198.18.0.7']);
+    expect(tuns).toHaveLength(1); // same assignment: the TUN stays up across the reconnect
+  });
+
+  it('backs off exponentially while the gateway is unreachable, and resets after a success', async () => {
+    const clock = new FakeClock();
+    const gw = new ScriptedGateway();
+    gw.refuse = new QuicgateError('QG_ERR_CONNECT_FAILED', 'connection refused');
+    const delays: number[] = [];
+    const { client: c } = makeClient(gw, clock);
+    c.onStateChange((s) => {
+      if (s.kind === 'waiting') delays.push(s.delayMs);
+    });
+    for (let i = 0; i < 5; i++) {
+      await until(() => delays.length === i + 1, `attempt ${i + 1}`);
+      clock.advance(delays[i]!);
+    }
+    // equal jitter: each delay within [ceiling/2, ceiling] with ceilings 1, 2, 4, 8, 8 s
+    [1000, 2000, 4000, 8000, 8000].forEach((ceiling, i) => {
+      expect(delays[i]).toBeGreaterThanOrEqual(ceiling / 2);
+      expect(delays[i]).toBeLessThanOrEqual(ceiling);
+    });
+    gw.refuse = null;
+    await until(() => c.state.kind === 'up', 'up after the gateway returns');
+  });
+
+  it('stops with a clear error, without retrying, when the gateway refuses for good', async () => {
+    const gw = new ScriptedGateway();
+    gw.refuse = new QuicgateError('QG_ERR_REJECTED', 'unknown user or wrong password', { details: { status: 401, reason: 'QG_ERR_AUTH_FAILED', retry: false } });
+    const { done } = makeClient(gw, new FakeClock());
+    const error = await done;
+    expect(error?.code).toBe('QG_ERR_REJECTED');
+    expect(gw.requests).toHaveLength(1);
+  });
+
+  it('stops when the gateway closes the session with a final reason (user removed)', async () => {
+    const gw = new ScriptedGateway();
+    const { client: c, done } = makeClient(gw, new FakeClock());
+    await until(() => c.state.kind === 'up', 'tunnel up');
+    gw.pairs[0]!.server.close({ reason: 'user_removed', message: 'user removed from config' });
+    const error = await done;
+    expect(error?.code).toBe('QG_ERR_REJECTED');
+    expect(error?.message).toMatch(/user_removed/);
+    expect(gw.requests).toHaveLength(1);
+  });
+
+  it('gives up after max_attempts failed attempts', async () => {
+    const clock = new FakeClock();
+    const gw = new ScriptedGateway();
+    gw.refuse = new QuicgateError('QG_ERR_CONNECT_FAILED', 'connection refused');
+    const { client: c, done } = makeClient(gw, clock, { ...CONFIG, reconnect: { initialMs: 100, maxMs: 100, maxAttempts: 2 } });
+    c.onStateChange((s) => {
+      if (s.kind === 'waiting') queueMicrotask(() => clock.advance(s.delayMs));
+    });
+    const error = await done;
+    expect(error?.code).toBe('QG_ERR_CONNECT_FAILED');
+    expect(error?.message).toMatch(/giving up after 2 attempts/);
+    expect(gw.requests).toHaveLength(3);
+  });
+
+  it('closes the session cleanly on stop(): the gateway sees client_closed', async () => {
+    const gw = new ScriptedGateway();
+    const { client: c, done } = makeClient(gw, new FakeClock());
+    await until(() => c.state.kind === 'up', 'tunnel up');
+    await c.stop();
+    expect(await done).toBeNull();
+    expect((await gw.pairs[0]!.server.closed).reason).toBe('client_closed');
+    client = null;
+  });
+
+  it('maps the assignment to TUN settings for both families', () => {
+    const a = { ...assignment(), ipv6: { address: '2001:db8:1::7', prefix: 64, gateway: '2001:db8:1::1' }, routes: ['::/0'] };
+    expect(clientTunSettings(CONFIG, a)).toEqual({
+      name: 'qgc0',
+      mtu: 1400,
+      addresses: [{ cidr: '198.18.0.7/16' }, { cidr: '2001:db8:1::7/64' }],
+      routes: ['::/1', '8000::/1'],
+      txQueueLen: 4096,
+    });
+  });
+});
