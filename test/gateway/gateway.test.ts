@@ -43,9 +43,9 @@ async function setup(overrides: Partial<ServerConfig>, clock?: FakeClock): Promi
 }
 
 async function connect(g: MemoryGateway, user: string, password: string) {
-  const result = await g.listener.connect({ user, password });
-  if (!result.ok) throw new Error(`refused: ${result.result.ok ? '' : result.result.code}`);
-  const client = result.client;
+  const result = await g.listener.connect(user, password);
+  if ('refused' in result) throw new Error(`refused: ${JSON.stringify(result.refused)}`);
+  const client = result.pair.client;
   const assign = await nextControl(client, 'assign');
   const received: Buffer[] = [];
   client.setReceiver({ onPacket: (d, o, l) => void received.push(Buffer.from(d.subarray(o, o + l))), onBatchEnd() {} });
@@ -138,9 +138,8 @@ describe('gateway session policy over in-memory parts', () => {
     const g = await setup({ limits: sessionLimits({ maxSessionsPerUser: 2 }) });
     await connect(g, 'bob', 'b');
     await connect(g, 'bob', 'b');
-    const third = await g.listener.connect({ user: 'bob', password: 'b' });
-    expect(third.ok).toBe(false);
-    if (!third.ok && !third.result.ok) expect([third.result.status, third.result.code]).toEqual([429, 'user_limit']);
+    const third = await g.listener.connect('bob', 'b');
+    expect(third).toMatchObject({ refused: { ok: false, status: 429, code: 'user_limit' } });
   });
 
   it('gives a reconnecting user their previous address back', async () => {

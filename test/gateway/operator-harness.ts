@@ -19,45 +19,10 @@ import { MemoryTun } from '../../src/tun/memory.js';
 import { serverConfig, sessionLimits } from '../support/config-fixture.js';
 import { captureLog, type CapturedLog } from '../support/log-capture.js';
 import { ipv4Packet } from '../support/packets.js';
+import { MemoryListener } from '../support/memory-gateway.js';
 
 export const TOKEN = 'operator-test-token-0123456789';
 export const REMOTE = '203.0.113.9';
-
-/** A TunnelListener whose connections the test makes: admission as the real listener runs it, then accept. */
-export class TestListener implements TunnelListener {
-  readonly kinds: readonly TransportKind[] = ['h2', 'h3'];
-  closed = false;
-  private handler: ((accepted: AcceptedConnection) => void) | null = null;
-  private port = 50_000;
-
-  constructor(private readonly admission: Admission) {}
-
-  onConnection(handler: (accepted: AcceptedConnection) => void): void {
-    this.handler = handler;
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-  }
-
-  async connect(user: string, password: string, transport: TransportKind = 'h2'): Promise<{ pair: MemoryPair } | { refused: AdmissionResult }> {
-    const pair = createMemoryPair({ clientPeer: `192.0.2.7:${this.port++}` });
-    const request: ConnectRequest = {
-      user,
-      password,
-      sourceAddress: '192.0.2.7',
-      peer: pair.server.peer,
-      previousAddresses: [],
-      clientVersion: 'test',
-      transport,
-    };
-    const result = await this.admission(request);
-    if (!result.ok) return { refused: result };
-    if (this.handler === null) throw new Error('gateway did not register a connection handler');
-    this.handler({ connection: pair.server, request });
-    return { pair };
-  }
-}
 
 export interface Harness {
   readonly clock: FakeClock;
@@ -65,7 +30,7 @@ export interface Harness {
   readonly dataDir: string;
   readonly gateway: Gateway;
   readonly tun: MemoryTun;
-  readonly listener: TestListener;
+  readonly listener: MemoryListener;
   readonly surface: OperatorSurface;
   /** Base URL of the admin API. */
   readonly base: string;
@@ -110,12 +75,12 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     ...options.config,
   });
   let tun: MemoryTun | null = null;
-  let listener: TestListener | null = null;
+  let listener: MemoryListener | null = null;
   const gateway = await Gateway.start(config, {
     logger: log.logger,
     clock,
     openTun: async (s) => (tun = new MemoryTun({ name: s.name, mtu: s.mtu })),
-    listen: async ({ admission }) => (listener = new TestListener(admission)),
+    listen: async ({ admission }) => (listener = new MemoryListener(admission)),
   });
   const surface = await attachOperatorSurface(gateway, {
     config,
@@ -127,7 +92,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   });
   if (tun === null || listener === null) throw new Error('gateway did not open its parts');
   const theTun: MemoryTun = tun;
-  const theListener: TestListener = listener;
+  const theListener: MemoryListener = listener;
   const base = `http://127.0.0.1:${surface.adminPort ?? 0}`;
   const file = path.join(dataDir, 'history.sqlite');
 
@@ -141,7 +106,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     surface,
     base,
     async connect(user, transport = 'h2') {
-      const outcome = await theListener.connect(user, `pw-${user}`, transport);
+      const outcome = await theListener.connect(user, `pw-${user}`, { transport });
       if ('refused' in outcome) throw new Error(`refused: ${JSON.stringify(outcome.refused)}`);
       const session = gateway.sessions.list().find((s) => s.connection === outcome.pair.server);
       if (session === undefined) throw new Error('no session for the connection');

@@ -12,7 +12,8 @@ import { Gateway } from '../../src/gateway/server.js';
 import type { CloseInfo } from '../../src/transport/types.js';
 import { MemoryTun } from '../../src/tun/memory.js';
 import { serverConfig, testPasswordHash, userConfig } from '../support/config-fixture.js';
-import { TestListener, samples, settle, startHarness, tempDataDir, type Harness } from './operator-harness.js';
+import { samples, settle, startHarness, tempDataDir, type Harness } from './operator-harness.js';
+import { MemoryListener } from '../support/memory-gateway.js';
 
 const MINUTE = 60_000;
 let hashes: Record<string, string> = {};
@@ -314,12 +315,12 @@ describe('admin server startup', () => {
     const clock = new FakeClock();
     const dataDir = tempDataDir();
     const config = serverConfig({ dataDir, users: [user('alice')], history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100 } });
-    let listener: TestListener | null = null;
+    let listener: MemoryListener | null = null;
     const gateway = await Gateway.start(config, {
       logger: silentLogger(),
       clock,
       openTun: async (s) => new MemoryTun({ name: s.name, mtu: s.mtu }),
-      listen: async ({ admission }) => (listener = new TestListener(admission)),
+      listen: async ({ admission }) => (listener = new MemoryListener(admission)),
     });
     const surface = await attachOperatorSurface(gateway, {
       config,

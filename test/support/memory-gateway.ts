@@ -14,15 +14,17 @@ import type {
   Admission,
   AdmissionResult,
   ConnectRequest,
+  TransportKind,
   TunnelConnection,
   TunnelListener,
 } from '../../src/transport/types.js';
 import { MemoryTun } from '../../src/tun/memory.js';
 
 export class MemoryListener implements TunnelListener {
-  readonly kinds = ['memory'] as const;
-  private handler: ((accepted: AcceptedConnection) => void) | null = null;
+  readonly kinds: readonly TransportKind[] = ['h2', 'h3'];
   closed = false;
+  private handler: ((accepted: AcceptedConnection) => void) | null = null;
+  private port = 50_000;
 
   constructor(private readonly admission: Admission) {}
 
@@ -30,27 +32,32 @@ export class MemoryListener implements TunnelListener {
     this.handler = handler;
   }
 
-  /** Run admission; on success hand the server side to the gateway and return the pair. */
-  async connect(request: Partial<ConnectRequest> & { user: string; password: string }): Promise<
-    { ok: true; pair: MemoryPair; client: TunnelConnection } | { ok: false; result: AdmissionResult }
-  > {
-    const full: ConnectRequest = {
-      sourceAddress: '192.0.2.11',
-      peer: '192.0.2.11:40000',
-      previousAddresses: [],
-      clientVersion: 'test',
-      transport: 'memory',
-      ...request,
-    };
-    const result = await this.admission(full);
-    if (!result.ok) return { ok: false, result };
-    const pair = createMemoryPair({ clientPeer: full.peer });
-    this.handler?.({ connection: pair.server, request: full });
-    return { ok: true, pair, client: pair.client };
-  }
-
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /** Run the gateway's admission as the real listener does; on success hand the server side to the gateway. */
+  async connect(
+    user: string,
+    password: string,
+    options: { transport?: TransportKind; previousAddresses?: readonly string[]; sourceAddress?: string } = {},
+  ): Promise<{ pair: MemoryPair } | { refused: AdmissionResult }> {
+    const source = options.sourceAddress ?? '192.0.2.7';
+    const pair = createMemoryPair({ clientPeer: `${source}:${this.port++}` });
+    const request: ConnectRequest = {
+      user,
+      password,
+      sourceAddress: source,
+      peer: pair.server.peer,
+      previousAddresses: options.previousAddresses ?? [],
+      clientVersion: 'test',
+      transport: options.transport ?? 'h2',
+    };
+    const result = await this.admission(request);
+    if (!result.ok) return { refused: result };
+    if (this.handler === null) throw new Error('gateway did not register a connection handler');
+    this.handler({ connection: pair.server, request });
+    return { pair };
   }
 }
 
