@@ -39,6 +39,8 @@ export interface ConnectionBaseOptions {
   readonly peer: string;
   readonly sendQueuePackets: number;
   readonly maxDatagramBytes: number;
+  /** Bytes the wire wants free before each datagram (see DatagramEncoder); default 0. */
+  readonly headroom?: number;
 }
 
 export abstract class ConnectionBase implements TunnelConnection {
@@ -70,6 +72,7 @@ export abstract class ConnectionBase implements TunnelConnection {
       maxDatagramBytes: options.maxDatagramBytes,
       stats: this.stats,
       wire,
+      headroom: options.headroom ?? 0,
     });
   }
 
@@ -125,7 +128,10 @@ export abstract class ConnectionBase implements TunnelConnection {
     this.stats.datagramsReceived++;
     const receiver = this.receiver;
     if (this.decoder.decode(datagram, offset, length, receiver)) receiver.onBatchEnd();
-    else this.stats.malformed++;
+    else {
+      this.stats.malformed++;
+      receiver.onMalformed?.();
+    }
   }
 
   /** Bytes of the control stream arrived (any chunking). */

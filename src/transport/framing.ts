@@ -39,14 +39,21 @@ export class DatagramEncoder {
   private pos = 0;
   private packetsInOpen = 0;
   private nextFragmentId = 0;
+  private readonly headroom: number;
 
+  /**
+   * `headroom`: bytes kept free in the slab right before every datagram, for the transport to put its own
+   * framing there (the HTTP/2 path writes its capsule header in place, so one write carries the capsule).
+   */
   constructor(
     maxDatagramBytes: number,
     private readonly sink: DatagramSink,
     slabBytes = DEFAULT_SLAB_BYTES,
+    headroom = 0,
   ) {
     this.maxDatagram = checkDatagramSize(maxDatagramBytes);
-    this.slabBytes = Math.max(slabBytes, this.maxDatagram);
+    this.headroom = headroom;
+    this.slabBytes = Math.max(slabBytes, this.maxDatagram + headroom);
     this.slab = Buffer.allocUnsafe(this.slabBytes);
   }
 
@@ -64,8 +71,8 @@ export class DatagramEncoder {
     if (bytes === this.maxDatagram) return;
     this.seal();
     this.maxDatagram = checkDatagramSize(bytes);
-    if (this.slab.length < this.maxDatagram) {
-      this.slab = Buffer.allocUnsafe(Math.max(this.slabBytes, this.maxDatagram));
+    if (this.slab.length < this.maxDatagram + this.headroom) {
+      this.slab = Buffer.allocUnsafe(Math.max(this.slabBytes, this.maxDatagram + this.headroom));
       this.start = this.pos = 0;
     }
   }
@@ -116,12 +123,19 @@ export class DatagramEncoder {
     return true;
   }
 
-  /** Make room for `bytes` in the open datagram: seal it when full, start a new slab when needed. */
+  /**
+   * Make room for `bytes` in the open datagram: seal it when full; when a new datagram opens, start a new slab
+   * if the rest of this one cannot hold a full datagram, and skip the headroom.
+   */
   private reserve(bytes: number): void {
     if (this.pos - this.start + bytes > this.maxDatagram) this.seal();
-    if (this.pos === this.start && this.slab.length - this.pos < this.maxDatagram) {
-      this.slab = Buffer.allocUnsafe(this.slabBytes);
-      this.start = this.pos = 0;
+    if (this.pos === this.start) {
+      if (this.slab.length - this.pos < this.maxDatagram + this.headroom) {
+        this.slab = Buffer.allocUnsafe(Math.max(this.slabBytes, this.maxDatagram + this.headroom));
+        this.pos = 0;
+      }
+      this.pos += this.headroom;
+      this.start = this.pos;
     }
   }
 }

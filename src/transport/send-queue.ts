@@ -16,6 +16,9 @@ export interface DatagramWire {
   write(datagram: Buffer): void;
   /** Call `onWritable` once when canWrite() may have become true again. */
   waitWritable(onWritable: () => void): void;
+  /** Optional: called around a run of write() calls so the wire can hand them down in one go. */
+  cork?(): void;
+  uncork?(): void;
 }
 
 export interface SendQueueOptions {
@@ -23,6 +26,8 @@ export interface SendQueueOptions {
   readonly maxDatagramBytes: number;
   readonly stats: TunnelStats;
   readonly wire: DatagramWire;
+  /** Bytes the wire wants free before each datagram (DatagramEncoder headroom); default 0. */
+  readonly headroom?: number;
 }
 
 export class SendQueue {
@@ -37,9 +42,15 @@ export class SendQueue {
   private sealedPackets = 0;
   private waiting = false;
   private closed = false;
+  /** Datagrams sealed before flush() (full ones, mid-batch) are written corked; flush() uncorks. */
+  private corked = false;
   private readonly onWritable = (): void => {
     this.waiting = false;
     this.pump();
+    if (this.corked) {
+      this.corked = false;
+      this.wire.uncork?.();
+    }
   };
 
   constructor(options: SendQueueOptions) {
@@ -49,7 +60,7 @@ export class SendQueue {
     this.limit = options.limitPackets;
     this.stats = options.stats;
     this.wire = options.wire;
-    this.encoder = new DatagramEncoder(options.maxDatagramBytes, (datagram, packets) => this.enqueue(datagram, packets));
+    this.encoder = new DatagramEncoder(options.maxDatagramBytes, (datagram, packets) => this.enqueue(datagram, packets), undefined, options.headroom ?? 0);
   }
 
   /** Packets accepted but not yet handed to the wire. */
@@ -77,6 +88,10 @@ export class SendQueue {
   flush(): void {
     if (this.closed) return;
     this.encoder.seal();
+    if (this.corked) {
+      this.corked = false;
+      this.wire.uncork?.();
+    }
   }
 
   /** Forget everything queued; later calls are no-ops. */
@@ -101,6 +116,12 @@ export class SendQueue {
   private pump(): void {
     while (this.size > 0 && !this.closed) {
       if (!this.wire.canWrite()) {
+        if (this.corked) {
+          // What waits corked must go down before waiting: the wire drains only what it was handed.
+          this.corked = false;
+          this.wire.uncork?.();
+          if (this.wire.canWrite()) continue;
+        }
         if (!this.waiting) {
           this.waiting = true;
           this.wire.waitWritable(this.onWritable);
@@ -113,6 +134,10 @@ export class SendQueue {
       this.head = (this.head + 1) % this.ring.length;
       this.size--;
       this.stats.datagramsSent++;
+      if (!this.corked && this.wire.cork !== undefined) {
+        this.corked = true;
+        this.wire.cork();
+      }
       this.wire.write(datagram);
     }
   }

@@ -41,6 +41,59 @@ export interface WtConnectionOptions {
   readonly clock?: Clock;
 }
 
+/** DATAGRAM capsule (RFC 9297) header: type 0x00, then the length as a 2-byte varint (valid for < 16384). */
+const CAPSULE_HEADER_BYTES = 3;
+const MAX_CAPSULE_PAYLOAD = 16383;
+
+/**
+ * HTTP/2 fast path: each sealed datagram goes down as one DATAGRAM capsule in ONE write on the HTTP/2 stream
+ * under the session: the header is written into the encoder's headroom right before the datagram, so there
+ * is no header allocation, no second write and no WritableStream promise per datagram. Runs of datagrams are
+ * corked into one writev. Back pressure is the stream's own writableNeedDrain / 'drain'.
+ */
+class H2CapsuleWire implements DatagramWire {
+  constructor(private readonly stream: Duplex) {}
+
+  canWrite(): boolean {
+    return !this.stream.writableNeedDrain;
+  }
+
+  write(datagram: Buffer): void {
+    const length = datagram.length;
+    const stream = this.stream;
+    if (!stream.writable || datagram.byteOffset < CAPSULE_HEADER_BYTES || length > MAX_CAPSULE_PAYLOAD) return;
+    const capsule = Buffer.from(datagram.buffer, datagram.byteOffset - CAPSULE_HEADER_BYTES, length + CAPSULE_HEADER_BYTES);
+    capsule[0] = 0x00;
+    capsule[1] = 0x40 | (length >> 8);
+    capsule[2] = length & 0xff;
+    stream.write(capsule);
+  }
+
+  waitWritable(onWritable: () => void): void {
+    this.stream.once('drain', onWritable);
+  }
+
+  cork(): void {
+    this.stream.cork();
+  }
+
+  uncork(): void {
+    this.stream.uncork();
+  }
+}
+
+/** The library's HTTP/2 session object behind a server session or a client WebTransport (internals). */
+interface Http2SessionInternals {
+  stream?: unknown;
+  jsobj?: { onDatagramReceived?: (args: { datagram: Uint8Array }) => void };
+}
+
+function http2Internals(session: WtSession): Http2SessionInternals | null {
+  const s = session as unknown as { objint?: unknown; sessionint?: { objint?: unknown } };
+  const objint = s.objint ?? s.sessionint?.objint;
+  return typeof objint === 'object' && objint !== null ? (objint as Http2SessionInternals) : null;
+}
+
 class WtDatagramWire implements DatagramWire {
   constructor(
     private readonly writer: WritableStreamDefaultWriter<Uint8Array>,
@@ -72,19 +125,22 @@ export class WebTransportConnection extends ConnectionBase {
   private readonly clock: Clock;
 
   static open(options: WtConnectionOptions): WebTransportConnection {
+    if (options.kind === 'h2' && options.drainStream !== null && process.env.QUICGATE_H2_FASTPATH !== '0') {
+      return new WebTransportConnection(options, new H2CapsuleWire(options.drainStream), CAPSULE_HEADER_BYTES);
+    }
     const writer = options.session.datagrams.createWritable().getWriter();
-    return new WebTransportConnection(options, new WtDatagramWire(writer, options.drainStream));
+    return new WebTransportConnection(options, new WtDatagramWire(writer, options.drainStream), 0);
   }
 
-  private constructor(options: WtConnectionOptions, wire: WtDatagramWire) {
+  private constructor(options: WtConnectionOptions, wire: DatagramWire, headroom: number) {
     const maxDatagramBytes = options.kind === 'h2' ? H2_MAX_DATAGRAM_BYTES : h3DatagramBytes(options.session);
-    super({ kind: options.kind, peer: options.peer, sendQueuePackets: options.sendQueuePackets, maxDatagramBytes }, wire);
+    super({ kind: options.kind, peer: options.peer, sendQueuePackets: options.sendQueuePackets, maxDatagramBytes, headroom }, wire);
     this.session = options.session;
     this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
     this.controlWriter = options.controlStream.writable.getWriter();
     this.controlWriter.closed.then(undefined, noop);
-    void this.readDatagrams();
+    if (!this.interceptH2Datagrams(options)) void this.readDatagrams();
     void this.readControl(options.controlStream);
     this.session.closed.then(
       (info) => this.onSessionClosed(info.reason ?? '', info.closeCode),
@@ -127,6 +183,24 @@ export class WebTransportConnection extends ConnectionBase {
     if (parsed?.ok && parsed.message.type === 'close') this.notePeerClose(closeInfoFrom(parsed.message));
     const detail = reason === '' ? `session ended (code ${closeCode ?? 'none'})` : reason.slice(0, 200);
     this.transportEnded({ reason: 'connection_lost', message: detail });
+  }
+
+  /**
+   * HTTP/2 fast path in: the library's capsule parser hands each DATAGRAM capsule to its session object's
+   * onDatagramReceived, which queues it into a ReadableStream (a promise per datagram for the reader).
+   * Replacing that method on this one session object delivers the view straight into the decoder (it is
+   * consumed synchronously). False (use the reader) when the internals are not as expected.
+   */
+  private interceptH2Datagrams(options: WtConnectionOptions): boolean {
+    if (options.kind !== 'h2' || process.env.QUICGATE_H2_FASTPATH === '0') return false;
+    const jsobj = http2Internals(options.session)?.jsobj;
+    if (jsobj === undefined || typeof jsobj.onDatagramReceived !== 'function') return false;
+    jsobj.onDatagramReceived = (args: { datagram: Uint8Array }): void => {
+      const value = args.datagram;
+      if (value.byteLength === 0) return;
+      this.receiveDatagram(Buffer.from(value.buffer, value.byteOffset, value.byteLength), 0, value.byteLength);
+    };
+    return true;
   }
 
   private async readDatagrams(): Promise<void> {

@@ -1,0 +1,196 @@
+/**
+ * bench/limits.ts - do per-user bandwidth limits hold, and what do they cost in latency?
+ *
+ *   sudo npx tsx bench/limits.ts                 (needs: npm run build, iperf3, ping; root)
+ *   LIMITS="1 10 100" DUR=5 SHAPING_DELAY_MS=50 sudo -E npx tsx bench/limits.ts
+ *
+ * One gateway namespace, three client namespaces: alice (limited) twice, bob (limited to BOB_MBIT, 5 Mbit/s)
+ * once. Per limit L (Mbit/s, set for alice by editing the users file + SIGHUP):
+ *   tcp1      one TCP flow alice#1 -> gateway
+ *   tcp1_down one TCP flow gateway -> alice#1 (-R)
+ *   tcp4      four TCP flows on two connections of alice (2 + 2 streams, at the same time)
+ *   udp2x     a UDP flood at 2 x L from alice#1
+ * For each: achieved / configured rate (receiver side, whole run), the worst 1 s window after the first
+ * (receiver-side iperf3 intervals, summed over alice's flows: goal <= +5 %), alice's ping RTT during the load
+ * (median / p95 / max; goal: at most shaping delay + 5 ms), and during tcp4 and udp2x bob's ping and bob's own
+ * TCP rate / his limit (goal: unaffected, ~1.0).
+ * Prints one line per case and a PASS/MISS per goal. Bounded: about (4 cases x DUR + 4 s) per limit.
+ */
+import { GW4, median, pingRtts, quantile, sleep, Topology, type Proc } from './lib/netns.js';
+
+const LIMITS = (process.env.LIMITS ?? '1 10 100').split(/\s+/).filter(Boolean).map(Number);
+const DUR = Number(process.env.DUR ?? 5);
+const DELAY_MS = Number(process.env.SHAPING_DELAY_MS ?? 50);
+const BOB_MBIT = Number(process.env.BOB_MBIT ?? 5);
+const MAX_TIME = Number(process.env.MAX_TIME ?? 600);
+
+if (process.getuid?.() !== 0) {
+  console.error('limits.ts: run as root (namespaces, TUN)');
+  process.exit(2);
+}
+const watchdog = setTimeout(() => {
+  console.error(`limits.ts: watchdog: MAX_TIME=${MAX_TIME}s reached`);
+  process.exit(3);
+}, MAX_TIME * 1000);
+watchdog.unref();
+
+interface IperfInterval {
+  sum: { bits_per_second: number; seconds: number };
+}
+interface IperfJson {
+  end: { sum_received?: { bits_per_second: number }; sum?: { bits_per_second: number; lost_percent?: number } };
+  server_output_json?: { intervals: IperfInterval[]; end: { sum?: { bits_per_second: number; lost_percent?: number }; sum_received?: { bits_per_second: number } } };
+  intervals: IperfInterval[];
+}
+
+const topo = new Topology('l', 3);
+const [nsA1, nsA2, nsB] = topo.clients as [string, string, string];
+
+function usersFor(aliceMbit: number): Promise<string> {
+  return topo.writeUsers([
+    { name: 'alice', bandwidth: `${aliceMbit} Mbit/s`, maxSessions: 2 },
+    { name: 'bob', bandwidth: `${BOB_MBIT} Mbit/s` },
+  ]);
+}
+
+function iperf(ns: string, port: number, args: string[]): Proc {
+  return topo.spawn(ns, 'iperf3', ['-c', GW4, '-p', String(port), '-t', String(DUR), '-J', '--get-server-output', ...args], `iperf3:${port}`);
+}
+
+async function result(p: Proc): Promise<IperfJson | undefined> {
+  const text = await p.output();
+  try {
+    return JSON.parse(text) as IperfJson;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Receiver-side per-second rates (bit/s): the server's intervals for uploads, the client's for -R. */
+function receiverIntervals(j: IperfJson | undefined, reverse: boolean): number[] {
+  if (j === undefined) return [];
+  const iv = reverse ? j.intervals : (j.server_output_json?.intervals ?? []);
+  return iv.map((i) => i.sum.bits_per_second);
+}
+
+function receiverRate(j: IperfJson | undefined, reverse: boolean, udp: boolean): number {
+  if (j === undefined) return NaN;
+  if (udp) {
+    // Receiver side of an upload flood: the server's intervals (its end summary has no received sum).
+    const iv = j.server_output_json?.intervals ?? [];
+    const secs = iv.reduce((a, i) => a + i.sum.seconds, 0);
+    return secs > 0 ? iv.reduce((a, i) => a + i.sum.bits_per_second * i.sum.seconds, 0) / secs : NaN;
+  }
+  return reverse ? (j.end.sum_received?.bits_per_second ?? NaN) : (j.server_output_json?.end.sum_received?.bits_per_second ?? j.end.sum_received?.bits_per_second ?? NaN);
+}
+
+function ping(ns: string, seconds: number): Proc {
+  const count = Math.max(3, Math.floor((seconds - 1.5) / 0.1));
+  return topo.spawn(ns, 'ping', ['-n', '-i', '0.1', '-c', String(count), '-W', '2', GW4], 'ping');
+}
+
+function sumSeries(series: number[][]): number[] {
+  const n = Math.min(...series.map((s) => s.length));
+  return Array.from({ length: Number.isFinite(n) ? n : 0 }, (_, i) => series.reduce((a, s) => a + s[i]!, 0));
+}
+
+const rows: string[] = [];
+let misses = 0;
+function verdict(ok: boolean): string {
+  if (!ok) misses++;
+  return ok ? 'PASS' : 'MISS';
+}
+
+async function runCase(limit: number, name: string): Promise<void> {
+  const L = limit * 1e6;
+  const alice: Proc[] = [];
+  let reverse = false;
+  let udp = false;
+  if (name === 'tcp1') alice.push(iperf(nsA1, 5301, []));
+  else if (name === 'tcp1_down') {
+    reverse = true;
+    alice.push(iperf(nsA1, 5301, ['-R']));
+  } else if (name === 'tcp4') alice.push(iperf(nsA1, 5301, ['-P', '2']), iperf(nsA2, 5302, ['-P', '2']));
+  else {
+    udp = true;
+    alice.push(iperf(nsA1, 5301, ['-u', '-b', `${2 * limit}M`, '-l', '1200']));
+  }
+  const withBob = name === 'tcp4' || name === 'udp2x';
+  await sleep(700);
+  const alicePing = ping(nsA1, DUR - 0.7);
+  const bobPing = withBob ? ping(nsB, DUR - 0.7) : undefined;
+  const bobIperf = withBob ? topo.spawn(nsB, 'iperf3', ['-c', GW4, '-p', '5303', '-t', String(DUR - 1), '-J', '--get-server-output'], 'bob') : undefined;
+  const results = await Promise.all(alice.map(result));
+  const rate = results.reduce((a, j) => a + receiverRate(j, reverse, udp), 0);
+  const windows = sumSeries(results.map((j) => receiverIntervals(j, reverse))).slice(1).filter((_, i, a) => i < a.length - (reverse ? 0 : 0));
+  // The last interval can be a partial second: keep only full ones.
+  const full = results[0] === undefined ? [] : (reverse ? results[0].intervals : (results[0].server_output_json?.intervals ?? [])).slice(1).map((i) => i.sum.seconds);
+  const winMax = Math.max(...windows.filter((_, i) => (full[i] ?? 1) > 0.9));
+  const rtts = pingRtts(await alicePing.output());
+  let bobText = '';
+  if (bobIperf !== undefined && bobPing !== undefined) {
+    const bj = await result(bobIperf);
+    const brate = receiverRate(bj, false, false);
+    const brtt = pingRtts(await bobPing.output());
+    const ratio = (brate / (BOB_MBIT * 1e6)) * (1400 / 1348);
+    bobText = `  | bob: rate/limit ${ratio.toFixed(3)} [${verdict(ratio > 0.9 && ratio < 1.05)}], ping median ${median(brtt).toFixed(2)} ms max ${Math.max(...brtt).toFixed(1)} ms`;
+  }
+  // The bucket counts IP bytes (both directions); iperf3 counts payload. IP/payload: TCP over MTU 1400 with
+  // timestamps 1400/1348, UDP -l 1200: 1228/1200. Judged on the IP rate; the payload ratio is shown too.
+  const ipScale = udp ? 1228 / 1200 : 1400 / 1348;
+  const goodput = rate / L;
+  const ratio = goodput * ipScale;
+  const worst = (winMax / L) * ipScale;
+  const rttMed = median(rtts);
+  const rttP95 = quantile(rtts, 0.95);
+  const okRate = ratio > 0.95 && ratio < 1.05;
+  // A flood at 2x is expected to be cut to the limit; the goal on the rate is for all cases.
+  const line =
+    `limit ${String(limit).padStart(3)} Mbit/s ${name.padEnd(9)} IP rate/limit ${ratio.toFixed(3)} (payload ${goodput.toFixed(3)}) [${verdict(okRate)}]` +
+    `  worst 1s window ${worst.toFixed(3)} [${verdict(worst <= 1.05)}]` +
+    `  ping RTT median ${rttMed.toFixed(1)} p95 ${rttP95.toFixed(1)} max ${Math.max(...rtts).toFixed(1)} ms [${verdict(rttP95 <= DELAY_MS + 5)}]` +
+    bobText;
+  console.log(line);
+  rows.push(line);
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  topo.build();
+  await usersFor(LIMITS[0] ?? 10);
+  const gw = await topo.startGateway(`
+listen: { address: 192.0.2.1, port: 4433 }
+tunnel:
+  ipv4: { network: 198.18.0.0/15, gateway: ${GW4} }
+  ipv6: null
+shaping_delay: ${DELAY_MS}ms
+log_level: info
+history: { enabled: false }
+`);
+  await Promise.all([topo.startClient(nsA1, 'alice', 'alice1'), topo.startClient(nsA2, 'alice', 'alice2'), topo.startClient(nsB, 'bob', 'bob')]);
+  for (const port of [5301, 5302, 5303]) topo.spawn(topo.server, 'iperf3', ['-s', '-J', '-B', GW4, '-p', String(port)], `iperf3-s:${port}`);
+  await sleep(500);
+  const idle = pingRtts(topo.exec(nsA1, 'ping', ['-n', '-i', '0.1', '-c', '10', GW4]));
+  console.log(`# ${new Date().toISOString()} DUR=${DUR}s shaping_delay=${DELAY_MS}ms bob=${BOB_MBIT} Mbit/s; idle ping alice median ${median(idle).toFixed(2)} ms`);
+  console.log('# goals: IP rate/limit within 0.95..1.05, worst 1 s window (after the first) <= 1.05, ping RTT p95 <= shaping delay + 5 ms, bob rate/limit 0.9..1.05');
+  console.log('# note: one bucket per user carries both directions; a ping under load can wait up to the shaping delay each way');
+  for (const limit of LIMITS) {
+    await usersFor(limit);
+    const mark = gw.lines.length;
+    gw.child.kill('SIGHUP');
+    await gw.waitFor(/"config reloaded"/, 10_000, mark);
+    await sleep(300);
+    for (const name of ['tcp1', 'tcp1_down', 'tcp4', 'udp2x']) await runCase(limit, name);
+  }
+  console.log(`# ${misses === 0 ? 'all goals met' : `${misses} goal(s) missed`}; ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error('limits.ts failed:', err);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    topo.destroySync();
+    process.exit();
+  });
