@@ -31,6 +31,8 @@ const DEFAULT_SLAB_BYTES = 1 << 20;
 /** Receives a sealed datagram and the number of packets that start in it (for queue accounting). */
 export type DatagramSink = (datagram: Buffer, packets: number) => void;
 
+const EMPTY_SLAB = Buffer.alloc(0);
+
 export class DatagramEncoder {
   private maxDatagram: number;
   private readonly slabBytes: number;
@@ -54,7 +56,8 @@ export class DatagramEncoder {
     this.maxDatagram = checkDatagramSize(maxDatagramBytes);
     this.headroom = headroom;
     this.slabBytes = Math.max(slabBytes, this.maxDatagram + headroom);
-    this.slab = Buffer.allocUnsafe(this.slabBytes);
+    // The slab comes with the first packet (reserve()): an idle session holds no send buffer.
+    this.slab = EMPTY_SLAB;
   }
 
   get maxDatagramBytes(): number {
@@ -72,7 +75,7 @@ export class DatagramEncoder {
     this.seal();
     this.maxDatagram = checkDatagramSize(bytes);
     if (this.slab.length < this.maxDatagram + this.headroom) {
-      this.slab = Buffer.allocUnsafe(Math.max(this.slabBytes, this.maxDatagram + this.headroom));
+      this.slab = EMPTY_SLAB;
       this.start = this.pos = 0;
     }
   }
