@@ -50,7 +50,9 @@ export function formatPath(path: ConfigPath): string {
 
 export function formatIssue(issue: ConfigIssue): string {
   const where = issue.line === null ? issue.file : `${issue.file}:${issue.line}:${issue.column ?? 1}`;
-  return issue.path === '' ? `${where}: ${issue.message}` : `${where}: ${issue.path}: ${issue.message}`;
+  // One line per problem, also when a quoted value has line breaks (e.g. a YAML block scalar).
+  const message = issue.message.replace(/\r/g, '\\r').replace(/\n/g, '\\n');
+  return issue.path === '' ? `${where}: ${message}` : `${where}: ${issue.path}: ${message}`;
 }
 
 /** The error thrown for any invalid config: message lists every problem, details.issues has them typed. */

@@ -52,21 +52,28 @@ export function isPasswordHash(encoded: string): boolean {
   return parsePasswordHash(encoded) !== null;
 }
 
-// A fixed hash that no password matches, checked for unknown users so that a wrong user name and a wrong
-// password take the same time.
-let decoyHash: ParsedHash | null = null;
-function decoy(): ParsedHash {
-  decoyHash ??= { params: DEFAULT_SCRYPT, salt: Buffer.alloc(16, 7), key: Buffer.alloc(KEY_LENGTH, 0) };
-  return decoyHash;
+// Fixed hashes that no password matches, checked for unknown users so that a wrong user name and a wrong
+// password take the same time. One per parameter set: the decoy must cost what the real users' hashes cost.
+const decoys = new Map<string, ParsedHash>();
+function decoy(params: ScryptParams): ParsedHash {
+  const id = `${params.ln},${params.r},${params.p}`;
+  let hash = decoys.get(id);
+  if (hash === undefined) {
+    hash = { params, salt: Buffer.alloc(16, 7), key: Buffer.alloc(KEY_LENGTH, 0) };
+    decoys.set(id, hash);
+  }
+  return hash;
 }
 
 /**
  * Constant-time check of a password against an encoded hash. `encoded === null` (unknown user) still runs
- * scrypt with default parameters and returns false.
+ * scrypt and returns false: with the parameters of `decoyLike` (pass a configured user's hash, so that an
+ * unknown name costs what a wrong password costs), else the default parameters.
  */
-export async function verifyPassword(password: string, encoded: string | null): Promise<boolean> {
-  const parsed = (encoded === null ? null : parsePasswordHash(encoded)) ?? decoy();
+export async function verifyPassword(password: string, encoded: string | null, decoyLike: string | null = null): Promise<boolean> {
+  const real = encoded === null ? null : parsePasswordHash(encoded);
+  const parsed = real ?? decoy((decoyLike === null ? null : parsePasswordHash(decoyLike))?.params ?? DEFAULT_SCRYPT);
   const key = await scryptAsync(password, parsed.salt, parsed.key.length, parsed.params);
   const match = timingSafeEqual(key, parsed.key);
-  return match && encoded !== null && parsed !== decoyHash;
+  return match && real !== null;
 }

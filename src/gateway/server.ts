@@ -48,6 +48,8 @@ export class Gateway {
   private stopping: Promise<void> | null = null;
   private readonly clock: Clock;
   private readonly logger: Logger;
+  /** When each session was last sent a keepalive_ack (see onControl). */
+  private readonly lastKeepaliveAck = new WeakMap<Session, number>();
 
   private constructor(
     private config: ServerConfig,
@@ -147,10 +149,18 @@ export class Gateway {
 
   private onControl(session: Session, message: ControlMessage): void {
     switch (message.type) {
-      case 'keepalive':
+      case 'keepalive': {
         this.sessions.touch(session);
+        // One event loop serves every client: a keepalive flood must not buy a control-stream write per line
+        // (it cut another client's throughput to 57% in test/e2e/hostile.test.ts). At most one ack per quarter
+        // interval per session; an honest client sends one keepalive per interval.
+        const now = this.clock.now();
+        const last = this.lastKeepaliveAck.get(session);
+        if (last !== undefined && now - last < this.config.keepaliveIntervalMs / 4) return;
+        this.lastKeepaliveAck.set(session, now);
         session.connection.sendControl({ type: 'keepalive_ack', t: message.t });
         return;
+      }
       case 'close':
         // The client is leaving; its transport close follows, which ends the session as client_closed.
         session.connection.close({ reason: 'client_closed', message: message.message ?? 'client closed' });

@@ -148,7 +148,9 @@ export class SessionManager {
     if (!(await this.throttle.admit(request.sourceAddress))) return this.refuse(request, 'throttled');
     const user = this.users.get(request.user);
     // Unknown users go through scrypt too (decoy hash), so the answer and its timing match a wrong password.
-    const passwordOk = await verifyPassword(request.password, user?.passwordHash ?? null);
+    // The decoy costs what a configured user's hash costs (hash parameters vary, e.g. older users).
+    const decoyLike = user === undefined ? (this.users.values().next().value?.passwordHash ?? null) : null;
+    const passwordOk = await verifyPassword(request.password, user?.passwordHash ?? null, decoyLike);
     if (user === undefined || !passwordOk) return this.refuse(request, 'auth_failed');
     if (user.disabled) return this.refuse(request, 'user_disabled');
     const extra = this.admissionCheck?.(user) ?? null;

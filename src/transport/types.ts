@@ -12,6 +12,8 @@ export interface PacketReceiver {
   onPacket(data: Buffer, offset: number, length: number): void;
   /** End of one received datagram (a batch of packets): where per-batch bookkeeping goes. */
   onBatchEnd(): void;
+  /** A datagram could not be decoded and was dropped whole (also counted in TunnelStats.malformed). */
+  onMalformed?(): void;
 }
 
 export interface CloseInfo {
