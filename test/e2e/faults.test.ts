@@ -16,9 +16,9 @@ import { existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeStaleNamespaces, requireNetnsSupport, Topology } from './helpers/netns.js';
+import type { Topology } from './helpers/netns.js';
 import { adminRequest, footprint, HostileClient, metricSamples, prng, sleep } from './helpers/hostile-ops.js';
-import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess, type TestUser } from './helpers/quicgate.js';
+import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed } from './helpers/quicgate.js';
 
 const CYCLES = Number(process.env.QG_FAULT_CYCLES ?? 100);
 const SEED = Number(process.env.QG_FAULT_SEED ?? Date.now() % 1_000_000);
@@ -119,14 +119,7 @@ function openedIds(proc: QuicgateProcess, user?: string): string[] {
 }
 
 beforeAll(async () => {
-  await requireNetnsSupport();
-  await removeStaleNamespaces();
-  topo = await Topology.create(LANES);
-  files = new GatewayFiles();
-  await files.writeUsers(USERS);
-  files.writeServer(SERVER_YAML);
-  gateway = startGateway(topo, files);
-  await gateway.waitForMsg('gateway up');
+  ({ topo, files, gateway } = await startTestbed(LANES, USERS, SERVER_YAML));
   const health = await admin('GET', '/healthz');
   if (health.status !== 200) throw new Error(`gateway not healthy at start: ${JSON.stringify(health)}`);
 }, 90_000);

@@ -13,8 +13,8 @@
  */
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeStaleNamespaces, requireNetnsSupport, Topology } from './helpers/netns.js';
-import { GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser } from './helpers/quicgate.js';
+import type { Topology } from './helpers/netns.js';
+import { GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed } from './helpers/quicgate.js';
 
 const HOSTILE = resolve(import.meta.dirname, 'helpers/hostile-client.mjs');
 const ADMIN = resolve(import.meta.dirname, 'helpers/hostile-admin.mjs');
@@ -91,14 +91,7 @@ function median(values: readonly number[]): number {
 }
 
 beforeAll(async () => {
-  await requireNetnsSupport();
-  await removeStaleNamespaces();
-  topo = await Topology.create(4);
-  files = new GatewayFiles();
-  await files.writeUsers(USERS);
-  files.writeServer(SERVER_YAML);
-  gateway = startGateway(topo, files);
-  await gateway.waitForMsg('gateway up');
+  ({ topo, files, gateway } = await startTestbed(4, USERS, SERVER_YAML));
   good = startClient(topo, topo.clients[1]!, files.clientFile('good', clientYaml('good', 'good-pw')), 'good');
   await good.waitForMsg('tunnel up');
 }, 90_000);

@@ -9,8 +9,8 @@
  */
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeStaleNamespaces, requireNetnsSupport, Topology } from './helpers/netns.js';
-import { BIN, GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser } from './helpers/quicgate.js';
+import type { Topology } from './helpers/netns.js';
+import { BIN, GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed } from './helpers/quicgate.js';
 
 const GW4 = '198.18.0.1';
 const ADMIN_TOKEN = 'e2e-admin-token-0123456789';
@@ -60,14 +60,7 @@ async function startNamedClient(key: string, ns: string, user: TestUser, tun = '
 }
 
 beforeAll(async () => {
-  await requireNetnsSupport();
-  await removeStaleNamespaces();
-  topo = await Topology.create(3);
-  files = new GatewayFiles();
-  await files.writeUsers(USERS);
-  files.writeServer(SERVER_YAML);
-  gateway = startGateway(topo, files);
-  await gateway.waitForMsg('gateway up');
+  ({ topo, files, gateway } = await startTestbed(3, USERS, SERVER_YAML));
   const bob = await startNamedClient('bob', topo.clients[0]!, USERS[1]!);
   const alice1 = await startNamedClient('alice1', topo.clients[1]!, USERS[0]!);
   await Promise.all([bob.waitForMsg('tunnel up'), alice1.waitForMsg('tunnel up')]);

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { hashPassword } from '../../../src/config/password.js';
-import type { Topology } from './netns.js';
+import { removeStaleNamespaces, requireNetnsSupport, Topology } from './netns.js';
 
 export const BIN = resolve(import.meta.dirname, '../../../bin/quicgate.js');
 
@@ -189,4 +189,26 @@ export async function iperf(
 
 export function mbit(bps: number): number {
   return bps / 1e6;
+}
+
+export interface Testbed {
+  readonly topo: Topology;
+  readonly files: GatewayFiles;
+  readonly gateway: QuicgateProcess;
+}
+
+/**
+ * The common start of every end-to-end file: check the machine can run it (fail, never skip), clear stale
+ * namespaces, build the topology, write config and users, and start the gateway until it logs "gateway up".
+ */
+export async function startTestbed(clientCount: number, users: readonly TestUser[], serverYaml: string): Promise<Testbed> {
+  await requireNetnsSupport();
+  await removeStaleNamespaces();
+  const topo = await Topology.create(clientCount);
+  const files = new GatewayFiles();
+  await files.writeUsers(users);
+  files.writeServer(serverYaml);
+  const gateway = startGateway(topo, files);
+  await gateway.waitForMsg('gateway up');
+  return { topo, files, gateway };
 }
