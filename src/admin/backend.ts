@@ -75,6 +75,8 @@ export interface ReloadResult {
   readonly bandwidthChanged: readonly string[];
   readonly usersRemoved: readonly string[];
   readonly sessionsClosed: number;
+  /** Settings that differ in the new config but apply only after a restart (listen address, networks, ...). */
+  readonly needRestart: readonly string[];
 }
 
 /** Plain numbers the metrics exporter reads on scrape. */

@@ -155,6 +155,7 @@ export const OPENAPI_DOCUMENT = {
           bandwidthChanged: { type: 'array', items: { type: 'string' } },
           usersRemoved: { type: 'array', items: { type: 'string' } },
           sessionsClosed: { type: 'integer' },
+          needRestart: { type: 'array', items: { type: 'string' }, description: 'settings that apply only after a restart' },
         },
       },
     },

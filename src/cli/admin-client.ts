@@ -148,14 +148,14 @@ export const StatsViewSchema: z.ZodType<StatsView> = z.object({
   rejections: counts,
 });
 
-/** The reload answer; `needRestart` (settings that change only with a restart) when the gateway reports it. */
-export type ReloadAnswer = ReloadResult & { readonly needRestart?: readonly string[] };
+/** The reload answer, with `needRestart`: settings that change only with a restart. */
+export type ReloadAnswer = ReloadResult;
 
 export const ReloadAnswerSchema: z.ZodType<ReloadAnswer> = z.object({
   bandwidthChanged: z.array(z.string()),
   usersRemoved: z.array(z.string()),
   sessionsClosed: z.number(),
-  needRestart: z.array(z.string()).optional(),
+  needRestart: z.array(z.string()),
 });
 
 const SessionListSchema = z.object({ sessions: z.array(SessionViewSchema) });

@@ -196,8 +196,12 @@ export class GatewayBackend implements AdminBackend {
       }
       throw err;
     }
-    // Only the documented fields (gateway.reload's summary carries more, e.g. needRestart, which is logged).
-    return { bandwidthChanged: result.bandwidthChanged, usersRemoved: result.usersRemoved, sessionsClosed: result.sessionsClosed };
+    return {
+      bandwidthChanged: result.bandwidthChanged,
+      usersRemoved: result.usersRemoved,
+      sessionsClosed: result.sessionsClosed,
+      needRestart: result.needRestart,
+    };
   }
 
   // ── health and metrics ─────────────────────────────────────────────────────────────────────────────

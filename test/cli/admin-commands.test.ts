@@ -165,10 +165,10 @@ describe('stats and reload', () => {
   });
 
   it('reloads and says what changed, or why it was refused', async () => {
-    backend.reloadOutcome = { bandwidthChanged: ['alice'], usersRemoved: ['mallory'], sessionsClosed: 1 };
+    backend.reloadOutcome = { bandwidthChanged: ['alice'], usersRemoved: ['mallory'], sessionsClosed: 1, needRestart: ['networks'] };
     let io = await admin(['reload', ...conn()]);
     expectSuccess(io);
-    expect(io.out()).toBe('configuration reloaded; bandwidth changed for alice; users removed or disabled: mallory; 1 session closed\n');
+    expect(io.out()).toBe('configuration reloaded; bandwidth changed for alice; users removed or disabled: mallory; 1 session closed; changed but only applied after a restart: networks\n');
     backend.reloadOutcome = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: ['port', 'networks'] } as ReloadResult;
     io = await admin(['reload', ...conn()]);
     expect(io.out()).toBe('configuration reloaded; changed but only applied after a restart: port, networks\n');

@@ -240,7 +240,7 @@ describe('operator surface over a running gateway', () => {
 });
 
 describe('reload', () => {
-  it('answers the three documented fields; an invalid config is a 409 QG_ERR_RELOAD_FAILED with the message', async () => {
+  it('answers what changed and what needs a restart; an invalid config is a 409 QG_ERR_RELOAD_FAILED with the message', async () => {
     let fail = false;
     h = await startHarness({
       config: { users: [user('alice')] },
@@ -251,7 +251,7 @@ describe('reload', () => {
     });
     await h.connect('alice');
     const ok = await h.call('/api/reload', { method: 'POST' });
-    expect(await ok.json()).toEqual({ bandwidthChanged: [], usersRemoved: ['alice'], sessionsClosed: 1 });
+    expect(await ok.json()).toEqual({ bandwidthChanged: [], usersRemoved: ['alice'], sessionsClosed: 1, needRestart: [] });
     fail = true;
     const bad = await h.call('/api/reload', { method: 'POST' });
     expect(bad.status).toBe(409);
@@ -326,7 +326,7 @@ describe('admin server startup', () => {
       config,
       logger: silentLogger(),
       clock,
-      reload: async () => ({ bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0 }),
+      reload: async () => ({ bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [] }),
       metrics: { defaultMetrics: false },
     });
     try {
