@@ -162,8 +162,10 @@ describe('TokenBucket', () => {
       return passed;
     };
     const measured = measureAllocationQuietest(checks, 1_000_000);
-    expect(measured.collections).toBe(0);
-    expect(measured.heapDelta).toBeLessThan(64 * 1024);
+    // Allocating even 16 bytes per call would be 48 MB here: several scavenges and a large heap delta. The
+    // runner's own background work in this worker can add a collection or a few MB, never that.
+    expect(measured.collections).toBeLessThanOrEqual(1);
+    expect(measured.heapDelta / 1_000_000).toBeLessThan(8);
 
     // The same measurement does see a loop that allocates one small array per call.
     let sink: unknown = null;
@@ -171,6 +173,6 @@ describe('TokenBucket', () => {
       for (let i = 0; i < n; i++) sink = [i];
       return sink === null ? 0 : 1;
     };
-    expect(measureAllocationQuietest(allocating, 1_000_000).collections).toBeGreaterThan(0);
+    expect(measureAllocationQuietest(allocating, 1_000_000).collections).toBeGreaterThan(1);
   });
 });
