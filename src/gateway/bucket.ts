@@ -46,6 +46,11 @@ export class TokenBucket {
   private tokens = 0;
   /** Monotonic ms of the last refill. */
   private last = 0;
+  /**
+   * Shaping queues of this user (any session, either direction) holding packets now; kept by the queues so
+   * each can take a fair share of the shaping budget. A plain counter: not part of the bucket's arithmetic.
+   */
+  activeQueues = 0;
   private readonly clock: Clock;
 
   /** `rate` in bytes/s; `burst` in bytes (null: defaultBurst(rate)). Starts full. */

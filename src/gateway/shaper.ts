@@ -28,6 +28,10 @@ export class ShapingQueue {
   private writePos = 0;
   private timer: TimerHandle | null = null;
   private lastRelease = 0;
+  /** Bytes waiting, for the fair-share check. */
+  private bytesQueued = 0;
+  /** The bucket whose activeQueues this queue counts itself in while non-empty (a reload may swap buckets). */
+  private countedOn: TokenBucket | null = null;
   private closed = false;
   private readonly drainBound = (): void => this.drain();
 
@@ -46,6 +50,10 @@ export class ShapingQueue {
     return this.count;
   }
 
+  get queuedBytes(): number {
+    return this.bytesQueued;
+  }
+
   /** Release time of the last queued packet, for keeping order. */
   get tailRelease(): number {
     return this.count === 0 ? 0 : this.lastRelease;
@@ -57,8 +65,8 @@ export class ShapingQueue {
     return this.placeFor(length) >= 0;
   }
 
-  /** Copy a packet in; the caller checked hasRoom() and charged the bucket. */
-  enqueue(data: Buffer, offset: number, length: number, releaseAt: number): void {
+  /** Copy a packet in; the caller checked hasRoom() and charged `bucket`. */
+  enqueue(data: Buffer, offset: number, length: number, releaseAt: number, bucket: TokenBucket | null = null): void {
     const ring = (this.ring ??= Buffer.allocUnsafe(this.capacityBytes));
     const at = this.placeFor(length);
     if (at < 0) return;
@@ -70,7 +78,12 @@ export class ShapingQueue {
     this.releaseAt[slot] = release;
     this.lastRelease = release;
     this.writePos = at + length;
+    if (this.count === 0 && bucket !== null) {
+      bucket.activeQueues++;
+      this.countedOn = bucket;
+    }
     this.count++;
+    this.bytesQueued += length;
     if (this.timer === null) this.arm();
   }
 
@@ -80,7 +93,14 @@ export class ShapingQueue {
     this.timer?.cancel();
     this.timer = null;
     this.count = 0;
+    this.bytesQueued = 0;
+    this.uncount();
     this.ring = null;
+  }
+
+  private uncount(): void {
+    if (this.countedOn !== null) this.countedOn.activeQueues--;
+    this.countedOn = null;
   }
 
   // Where a packet of `length` bytes would be written: contiguous, wrapping to 0 when the end is too short.
@@ -111,10 +131,12 @@ export class ShapingQueue {
       this.sink.send(this.ring, this.offsets[this.head]!, length);
       this.head = (this.head + 1) % this.capacityPackets;
       this.count--;
+      this.bytesQueued -= length;
       sent++;
     }
     if (this.count === 0) {
       this.writePos = 0;
+      this.uncount();
     }
     if (sent > 0) this.sink.flush();
     this.arm();
@@ -124,7 +146,9 @@ export class ShapingQueue {
 /**
  * The slow path of both pipelines, for a packet the bucket cannot pay for now (or that must queue behind
  * others): charge it into debt and queue it until the bucket has recovered, unless that would take longer
- * than the shaping delay (drop `rate_limit`) or the queue is full (drop `queue_full`).
+ * than the shaping delay (drop `rate_limit`) or the queue is full (drop `queue_full`). While several queues
+ * of the same user hold packets, each may hold at most its share of the delay's worth of bytes, so one
+ * session (or direction) cannot take the whole budget from the others.
  */
 export function shapeOrDrop(
   bucket: TokenBucket,
@@ -145,6 +169,13 @@ export function shapeOrDrop(
     drops.rate_limit++;
     return;
   }
+  if (shaper.pending > 0 && bucket.activeQueues > 1) {
+    const share = (bucket.rate * maxDelayMs) / 1000 / bucket.activeQueues;
+    if (shaper.queuedBytes + length > share) {
+      drops.rate_limit++;
+      return;
+    }
+  }
   bucket.consume(length, now);
-  shaper.enqueue(data, offset, length, now + delay);
+  shaper.enqueue(data, offset, length, now + delay, bucket);
 }

@@ -156,13 +156,15 @@ describe('gateway session policy over in-memory parts', () => {
 
 describe('per-user limit over in-memory parts (fake clock)', () => {
   /** Offers `offeredRate` bytes/s toward the given addresses for `seconds` of fake time. */
-  async function offer(g: MemoryGateway, clock: FakeClock, targets: string[], offeredRate: number, seconds: number): Promise<void> {
+  async function offer(g: MemoryGateway, clock: FakeClock, targets: string[], offeredRate: number, seconds: number, interleave = true): Promise<void> {
     const stepMs = 5;
     const packetSize = 1000;
     const perStep = Math.round((offeredRate * stepMs) / 1000 / packetSize / targets.length);
     for (let t = 0; t < (seconds * 1000) / stepMs; t++) {
       // Packets of both flows interleaved in one batch, as the kernel queues them.
-      g.tun.inject(Array.from({ length: perStep * targets.length }, (_, i) => ipv4Packet('198.18.0.1', targets[i % targets.length]!, packetSize - 20)));
+      const n = perStep * targets.length;
+      const pick = (i: number): string => (interleave ? targets[i % targets.length]! : targets[Math.floor(i / perStep)]!);
+      g.tun.inject(Array.from({ length: n }, (_, i) => ipv4Packet('198.18.0.1', pick(i), packetSize - 20)));
       clock.advance(stepMs);
       await tick();
     }
@@ -192,6 +194,18 @@ describe('per-user limit over in-memory parts (fake clock)', () => {
     expect(total).toBeGreaterThanOrEqual(10 * 1_000_000 - 2000);
     expect(total).toBeLessThanOrEqual(10 * 1_000_000 + s1!.bucket!.burst + 2000);
     expect(Math.min(s1!.counters.bytesOut, s2!.counters.bytesOut)).toBeGreaterThan(3_000_000);
+  });
+
+  it("gives each session of the user a share when one session's packets always arrive first", async () => {
+    const clock = new FakeClock();
+    const g = await setup({}, clock);
+    const a = await connect(g, 'alice', 'a');
+    const b = await connect(g, 'alice', 'a');
+    const [s1, s2] = g.gateway.sessions.list();
+    await offer(g, clock, [a.assign.ipv4!.address, b.assign.ipv4!.address], 4_000_000, 10, false);
+    const total = s1!.counters.bytesOut + s2!.counters.bytesOut;
+    expect(total).toBeLessThanOrEqual(10 * 1_000_000 + s1!.bucket!.burst + 2000);
+    expect(Math.min(s1!.counters.bytesOut, s2!.counters.bytesOut)).toBeGreaterThan(0.3 * total);
   });
 
   it('applies a reload that changes the limit to the live bucket at once', async () => {

@@ -76,3 +76,25 @@ describe('ShapingQueue', () => {
     expect(q.hasRoom(1)).toBe(false);
   });
 });
+
+describe('ShapingQueue and the bucket it charges', () => {
+  it('counts itself as an active queue of the bucket while it holds packets, and stops at drain or close', async () => {
+    const { TokenBucket } = await import('../../src/gateway/bucket.js');
+    const clock = new FakeClock();
+    const bucket = new TokenBucket(1_000_000, null, clock);
+    const rec = recorder();
+    const a = new ShapingQueue(clock, rec.sink(clock), 1024, 16);
+    const b = new ShapingQueue(clock, rec.sink(clock), 1024, 16);
+    a.enqueue(Buffer.alloc(10), 0, 10, 5, bucket);
+    a.enqueue(Buffer.alloc(10), 0, 10, 6, bucket);
+    expect(bucket.activeQueues).toBe(1);
+    expect(a.queuedBytes).toBe(20);
+    b.enqueue(Buffer.alloc(10), 0, 10, 50, bucket);
+    expect(bucket.activeQueues).toBe(2);
+    clock.advance(10);
+    expect(bucket.activeQueues).toBe(1);
+    expect(a.queuedBytes).toBe(0);
+    b.close();
+    expect(bucket.activeQueues).toBe(0);
+  });
+});
