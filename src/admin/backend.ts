@@ -2,6 +2,7 @@
  * What the admin API and the metrics exporter need from a running gateway: plain typed views, computed on
  * request (never per packet). The gateway implements this (src/gateway/operator-backend.ts); tests use a fake.
  */
+import type { ReloadSummary } from '../gateway/server.js';
 import type { EndReason, RejectReason } from '../gateway/session.js';
 import type { TransportKind } from '../transport/types.js';
 
@@ -71,13 +72,8 @@ export interface HealthView {
   };
 }
 
-export interface ReloadResult {
-  readonly bandwidthChanged: readonly string[];
-  readonly usersRemoved: readonly string[];
-  readonly sessionsClosed: number;
-  /** Settings that differ in the new config but apply only after a restart (listen address, networks, ...). */
-  readonly needRestart: readonly string[];
-}
+/** What a reload changed: the gateway's own summary (Gateway.reload). */
+export type ReloadResult = ReloadSummary;
 
 /** Plain numbers the metrics exporter reads on scrape. */
 export interface MetricsSnapshot {

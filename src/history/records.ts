@@ -70,20 +70,10 @@ export interface FlushReport {
 
 export type SessionStatus = 'open' | 'closed';
 
-export interface SessionHistoryRow {
-  readonly id: string;
-  readonly user: string;
-  readonly ipv4: string | null;
-  readonly ipv6: string | null;
-  readonly peer: string;
-  readonly transport: string;
-  readonly startedAt: number;
+/** A session's row: what was recorded at its start, its counters as last written, and how it ended. */
+export interface SessionHistoryRow extends SessionStartRecord, Readonly<TrafficCounters> {
   readonly endedAt: number | null;
   readonly durationMs: number | null;
-  readonly bytesIn: number;
-  readonly packetsIn: number;
-  readonly bytesOut: number;
-  readonly packetsOut: number;
   readonly status: SessionStatus;
   readonly closeReason: EndReason | null;
   readonly closeMessage: string | null;

@@ -41,6 +41,7 @@ import {
 } from './queries.js';
 import { periodKey, storedQuotaUsage, type QuotaPeriod } from './quota.js';
 import type {
+  CounterSnapshot,
   FlushReport,
   HistoryHealth,
   HistoryStartupEvent,
@@ -57,7 +58,6 @@ import { applyRetention } from './retention.js';
 import {
   BatchStatements,
   LiveSessions,
-  copyCounters,
   writeBatch,
   type Batch,
   type QueuedRecord,
@@ -457,10 +457,10 @@ export class HistoryStore {
     }, this.retryDelayMs);
   }
 
-  private collectSnapshots(): Array<{ id: string; counters: TrafficCounters }> {
+  private collectSnapshots(): CounterSnapshot[] {
     if (this.snapshotProvider === null) return [];
     try {
-      const out: Array<{ id: string; counters: TrafficCounters }> = [];
+      const out: CounterSnapshot[] = [];
       for (const s of this.snapshotProvider()) out.push({ id: s.id, counters: cleanCounters(s.counters) });
       return out;
     } catch (err) {
@@ -508,13 +508,13 @@ function toInt(n: number): number {
   return Number.isFinite(n) ? Math.trunc(n) : 0;
 }
 
+/** A copy with whole, non-negative numbers (what the columns hold). */
 function cleanCounters(c: Readonly<TrafficCounters>): TrafficCounters {
-  const copy = copyCounters(c);
   return {
-    bytesIn: Math.max(0, toInt(copy.bytesIn)),
-    packetsIn: Math.max(0, toInt(copy.packetsIn)),
-    bytesOut: Math.max(0, toInt(copy.bytesOut)),
-    packetsOut: Math.max(0, toInt(copy.packetsOut)),
+    bytesIn: Math.max(0, toInt(c.bytesIn)),
+    packetsIn: Math.max(0, toInt(c.packetsIn)),
+    bytesOut: Math.max(0, toInt(c.bytesOut)),
+    packetsOut: Math.max(0, toInt(c.packetsOut)),
   };
 }
 

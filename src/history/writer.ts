@@ -7,8 +7,8 @@
  *   → on commit only: remember what was written (LiveSessions) so deltas never count twice.
  */
 import type Database from 'better-sqlite3';
-import type { TrafficCounters } from '../gateway/session.js';
-import type { RejectionRecord, SessionEndRecord, SessionStartRecord } from './records.js';
+import { newCounters, type TrafficCounters } from '../gateway/session.js';
+import type { CounterSnapshot, RejectionRecord, SessionEndRecord, SessionStartRecord } from './records.js';
 
 export type QueuedRecord =
   | { readonly kind: 'start'; readonly record: SessionStartRecord }
@@ -24,7 +24,7 @@ export interface QuotaIncrement {
 export interface Batch {
   readonly records: readonly QueuedRecord[];
   /** Values copied at flush time. */
-  readonly snapshots: ReadonlyArray<{ readonly id: string; readonly counters: TrafficCounters }>;
+  readonly snapshots: readonly CounterSnapshot[];
   readonly quota: readonly QuotaIncrement[];
   /** Live sessions to insert again (after switching to a fresh file). */
   readonly reseed: readonly SessionStartRecord[];
@@ -131,14 +131,14 @@ export function writeBatch(st: BatchStatements, batch: Batch, live: LiveSessions
     .transaction(() => {
       for (const start of batch.reseed) {
         st.insertSession.run(start);
-        if (lookup(start.id) === undefined) staged.set(start.id, { start, written: zeroCounters() });
+        if (lookup(start.id) === undefined) staged.set(start.id, { start, written: newCounters() });
       }
       for (const item of batch.records) {
         switch (item.kind) {
           case 'start': {
             const r = item.record;
             st.insertSession.run(r);
-            if (lookup(r.id) === undefined) staged.set(r.id, { start: r, written: zeroCounters() });
+            if (lookup(r.id) === undefined) staged.set(r.id, { start: r, written: newCounters() });
             break;
           }
           case 'end': {
@@ -166,12 +166,4 @@ export function writeBatch(st: BatchStatements, batch: Batch, live: LiveSessions
     })
     .immediate();
   live.apply(staged);
-}
-
-export function copyCounters(c: Readonly<TrafficCounters>): TrafficCounters {
-  return { bytesIn: c.bytesIn, packetsIn: c.packetsIn, bytesOut: c.bytesOut, packetsOut: c.packetsOut };
-}
-
-function zeroCounters(): TrafficCounters {
-  return { bytesIn: 0, packetsIn: 0, bytesOut: 0, packetsOut: 0 };
 }

@@ -13,15 +13,8 @@ import { createMemoryPair, type MemoryPair } from '../../src/transport/memory.js
 import type { TunSettings } from '../../src/tun/device.js';
 import { MemoryTun } from '../../src/tun/memory.js';
 import { ipv4Packet } from '../support/packets.js';
+import { until } from '../support/wait.js';
 
-const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (cond()) return;
-    await tick();
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 const CONFIG: ClientConfig = {
   source: '<test>',

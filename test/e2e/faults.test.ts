@@ -18,7 +18,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Topology } from './helpers/netns.js';
 import { adminRequest, footprint, HostileClient, metricSamples, prng, sleep } from './helpers/hostile-ops.js';
-import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed } from './helpers/quicgate.js';
+import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed, GATEWAY_URL } from './helpers/quicgate.js';
 
 const CYCLES = Number(process.env.QG_FAULT_CYCLES ?? 100);
 const SEED = Number(process.env.QG_FAULT_SEED ?? Date.now() % 1_000_000);
@@ -51,7 +51,7 @@ let files: GatewayFiles;
 let gateway: QuicgateProcess;
 
 const admin = (method: string, path: string) => adminRequest(topo, TOKEN, method, path);
-const url = 'https://192.0.2.1:4433/';
+const url = GATEWAY_URL;
 const dbFile = (): string => join(files.dataDir, 'history.sqlite');
 
 async function metrics(): Promise<string> {
@@ -73,19 +73,6 @@ async function waitUntil(what: string, cond: () => Promise<boolean> | boolean, t
     if (Date.now() > deadline) throw new Error(`timed out (${timeoutMs} ms) waiting for ${what}`);
     await sleep(200);
   }
-}
-
-function clientYaml(user: string): string {
-  return `
-server: ${url}
-user: ${user}
-password: ${user}-pw
-transport: h2
-ca_file: ${files.caFile}
-tun_name: qgc0
-reconnect: { initial: 300ms, max: 2s }
-dead_after_missed_keepalives: 3
-`;
 }
 
 interface SessionRow {
@@ -124,10 +111,7 @@ beforeAll(async () => {
   if (health.status !== 200) throw new Error(`gateway not healthy at start: ${JSON.stringify(health)}`);
 }, 90_000);
 
-afterAll(async () => {
-  await topo?.destroy();
-  files?.cleanup();
-});
+afterAll(() => stopTestbed({ topo, files }));
 
 describe('faults', () => {
   it(
@@ -217,7 +201,7 @@ describe('faults', () => {
 
   it('brings every client back within its backoff after a restart under load, and the history keeps every session with its end', async () => {
     const names = ['alice', 'bob', 'carol'] as const;
-    const clients = names.map((name, i) => startClient(topo, topo.clients[i]!, files.clientFile(name, clientYaml(name)), name));
+    const clients = names.map((name, i) => startClient(topo, topo.clients[i]!, files.clientConfig(name, name, `${name}-pw`), name));
     await Promise.all(clients.map((c) => c.waitForMsg('tunnel up', 20_000)));
 
     for (const how of ['SIGTERM', 'SIGKILL'] as const) {
@@ -265,7 +249,7 @@ describe('faults', () => {
   });
 
   it('keeps forwarding while the history database is locked or corrupt, reports degraded health, and writes the rows after recovery', async () => {
-    const pinger = startClient(topo, topo.clients[0]!, files.clientFile('alice', clientYaml('alice')), 'alice-db');
+    const pinger = startClient(topo, topo.clients[0]!, files.clientConfig('alice', 'alice', 'alice-pw'), 'alice-db');
     await pinger.waitForMsg('tunnel up', 20_000);
 
     // 1. Another writer holds the database lock: writes fail (busy), records queue, health degrades.

@@ -14,7 +14,7 @@
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Topology } from './helpers/netns.js';
-import { GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed } from './helpers/quicgate.js';
+import { GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed } from './helpers/quicgate.js';
 
 const HOSTILE = resolve(import.meta.dirname, 'helpers/hostile-client.mjs');
 const ADMIN = resolve(import.meta.dirname, 'helpers/hostile-admin.mjs');
@@ -44,19 +44,6 @@ let topo: Topology;
 let files: GatewayFiles;
 let gateway: QuicgateProcess;
 let good: QuicgateProcess;
-
-function clientYaml(user: string, password: string): string {
-  return `
-server: https://192.0.2.1:4433/
-user: ${user}
-password: ${password}
-transport: h2
-ca_file: ${files.caFile}
-tun_name: qgc0
-reconnect: { initial: 300ms, max: 2s }
-dead_after_missed_keepalives: 3
-`;
-}
 
 interface LoginOutcome {
   readonly attempt: number;
@@ -92,14 +79,11 @@ function median(values: readonly number[]): number {
 
 beforeAll(async () => {
   ({ topo, files, gateway } = await startTestbed(4, USERS, SERVER_YAML));
-  good = startClient(topo, topo.clients[1]!, files.clientFile('good', clientYaml('good', 'good-pw')), 'good');
+  good = startClient(topo, topo.clients[1]!, files.clientConfig('good', 'good', 'good-pw'), 'good');
   await good.waitForMsg('tunnel up');
 }, 90_000);
 
-afterAll(async () => {
-  await topo?.destroy();
-  files?.cleanup();
-});
+afterAll(() => stopTestbed({ topo, files }));
 
 describe('hostile clients', () => {
   it('a client forging sources, sending oversize/garbage datagrams and flooding keepalives affects only itself', async () => {
@@ -199,7 +183,7 @@ describe('hostile clients', () => {
   });
 
   it('closes a half-open session (authenticated, then silent without closing) by the idle timeout', async () => {
-    const silent = startClient(topo, topo.clients[0]!, files.clientFile('silent', clientYaml('evil', 'evil-pw')), 'silent');
+    const silent = startClient(topo, topo.clients[0]!, files.clientConfig('silent', 'evil', 'evil-pw'), 'silent');
     const up = await silent.waitForMsg('tunnel up', 20_000);
     const mark = gateway.lines.length;
     silent.signal('SIGSTOP');

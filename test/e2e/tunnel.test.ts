@@ -10,7 +10,7 @@
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Topology } from './helpers/netns.js';
-import { BIN, GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed } from './helpers/quicgate.js';
+import { BIN, GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed } from './helpers/quicgate.js';
 
 const GW4 = '198.18.0.1';
 const ADMIN_TOKEN = 'e2e-admin-token-0123456789';
@@ -39,21 +39,8 @@ let files: GatewayFiles;
 let gateway: QuicgateProcess;
 const clients: Record<string, QuicgateProcess> = {};
 
-function clientYaml(user: string, password: string, tun = 'qgc0', reconnect = '{ initial: 300ms, max: 2s }'): string {
-  return `
-server: https://192.0.2.1:4433/
-user: ${user}
-password: ${password}
-transport: h2
-ca_file: ${files.caFile}
-tun_name: ${tun}
-reconnect: ${reconnect}
-dead_after_missed_keepalives: 3
-`;
-}
-
 async function startNamedClient(key: string, ns: string, user: TestUser, tun = 'qgc0', reconnect?: string): Promise<QuicgateProcess> {
-  const file = files.clientFile(key, clientYaml(user.name, user.password, tun, reconnect));
+  const file = files.clientConfig(key, user.name, user.password, reconnect === undefined ? { tun } : { tun, reconnect });
   const proc = startClient(topo, ns, file, key);
   clients[key] = proc;
   return proc;
@@ -66,10 +53,7 @@ beforeAll(async () => {
   await Promise.all([bob.waitForMsg('tunnel up'), alice1.waitForMsg('tunnel up')]);
 }, 90_000);
 
-afterAll(async () => {
-  await topo?.destroy();
-  files?.cleanup();
-});
+afterAll(() => stopTestbed({ topo, files }));
 
 describe('tunnel end to end (HTTP/2, dual stack)', () => {
   it('carries ping over IPv4 and IPv6 from two clients', async () => {

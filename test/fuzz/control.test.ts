@@ -14,11 +14,11 @@ import {
   type ControlMessage,
 } from '../../src/transport/control.js';
 import { createMemoryPair } from '../../src/transport/memory.js';
+import { tick } from '../support/wait.js';
 
 // A fixed seed for reproduction or soak runs (scripts/soak-faults.sh): FC_SEED=<n>.
 if (process.env.FC_SEED) fc.configureGlobal({ seed: Number(process.env.FC_SEED) });
 
-const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 const addressArb = fc.option(
   fc.record({ address: fc.string({ maxLength: 40 }), prefix: fc.integer({ min: 0, max: 128 }), gateway: fc.string({ maxLength: 40 }) }),

@@ -16,18 +16,12 @@ import type { MemoryPair } from '../../src/transport/memory.js';
 import type { TunnelConnection } from '../../src/transport/types.js';
 import { serverConfig, testPasswordHash, userConfig } from '../support/config-fixture.js';
 import { nextControl, startMemoryGateway, type MemoryGateway } from '../support/memory-gateway.js';
+import { ipv4PacketWith, ipv6PacketWith } from '../support/packets.js';
+import { tick, until } from '../support/wait.js';
 
 // A fixed seed for reproduction or soak runs (scripts/soak-faults.sh): FC_SEED=<n>.
 if (process.env.FC_SEED) fc.configureGlobal({ seed: Number(process.env.FC_SEED) });
 
-const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
-async function until(cond: () => boolean, what: string, tries = 500): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (cond()) return;
-    await tick();
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 interface Connected {
   pair: MemoryPair;
@@ -107,51 +101,26 @@ function classify(p: Uint8Array): Outcome {
   return 'malformed';
 }
 
-function v4(src: string, dst: string, payload: Uint8Array, options = 0): Buffer {
-  const ihl = 5 + options;
-  const b = Buffer.alloc(ihl * 4 + payload.length, 1);
-  b[0] = 0x40 | ihl;
-  b.writeUInt16BE(b.length, 2);
-  b[8] = 64;
-  b[9] = 17;
-  b.writeInt32BE(ipv4ToWord(src), 12);
-  b.writeInt32BE(ipv4ToWord(dst), 16);
-  Buffer.from(payload).copy(b, ihl * 4);
-  return b;
-}
-
-function v6(src: string, dst: string, payload: Uint8Array): Buffer {
-  const b = Buffer.alloc(40 + payload.length);
-  b.writeUInt32BE(0x60000000, 0);
-  b.writeUInt16BE(payload.length, 4);
-  b[6] = 17;
-  b[7] = 64;
-  Buffer.from(ipv6ToBytes(src)).copy(b, 8);
-  Buffer.from(ipv6ToBytes(dst)).copy(b, 24);
-  Buffer.from(payload).copy(b, 40);
-  return b;
-}
-
 const anyV4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((a) => a.join('.'));
 const anyV6 = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }).map((x) => x.map((n) => n.toString(16)).join(':'));
 const payload = fc.uint8Array({ maxLength: 1400 });
 
 /** Packets from alice's client: honest, forged, to other clients, broken in every way the model knows. */
 const hostilePacket: fc.Arbitrary<Buffer> = fc.oneof(
-  payload.map((p) => v4(alice.assign.ipv4!.address, '198.18.0.1', p)),
-  fc.tuple(payload, fc.nat(10)).map(([p, o]) => v4(alice.assign.ipv4!.address, '203.0.113.9', p, o)),
-  payload.map((p) => v6(alice.assign.ipv6!.address, '2001:db8:1::1', p)),
-  fc.tuple(anyV4, anyV4, payload).map(([s, d, p]) => v4(s, d, p)),
-  fc.tuple(anyV6, anyV6, payload).map(([s, d, p]) => v6(s, d, p)),
-  payload.map((p) => v4(alice.assign.ipv4!.address, bob.assign.ipv4!.address, p)),
-  payload.map((p) => v6(alice.assign.ipv6!.address, bob.assign.ipv6!.address, p)),
-  payload.map((p) => v4(bob.assign.ipv4!.address, '198.18.0.1', p)),
+  payload.map((p) => ipv4PacketWith(alice.assign.ipv4!.address, '198.18.0.1', p)),
+  fc.tuple(payload, fc.nat(10)).map(([p, o]) => ipv4PacketWith(alice.assign.ipv4!.address, '203.0.113.9', p, o)),
+  payload.map((p) => ipv6PacketWith(alice.assign.ipv6!.address, '2001:db8:1::1', p)),
+  fc.tuple(anyV4, anyV4, payload).map(([s, d, p]) => ipv4PacketWith(s, d, p)),
+  fc.tuple(anyV6, anyV6, payload).map(([s, d, p]) => ipv6PacketWith(s, d, p)),
+  payload.map((p) => ipv4PacketWith(alice.assign.ipv4!.address, bob.assign.ipv4!.address, p)),
+  payload.map((p) => ipv6PacketWith(alice.assign.ipv6!.address, bob.assign.ipv6!.address, p)),
+  payload.map((p) => ipv4PacketWith(bob.assign.ipv4!.address, '198.18.0.1', p)),
   fc.tuple(payload, fc.nat()).map(([p, cut]) => {
-    const full = v4(alice.assign.ipv4!.address, '198.18.0.1', p);
+    const full = ipv4PacketWith(alice.assign.ipv4!.address, '198.18.0.1', p);
     return full.subarray(0, 1 + (cut % full.length));
   }),
   fc.tuple(payload, fc.nat(), fc.nat(255)).map(([p, at, value]) => {
-    const b = v6(alice.assign.ipv6!.address, '2001:db8:1::1', p);
+    const b = ipv6PacketWith(alice.assign.ipv6!.address, '2001:db8:1::1', p);
     b[at % Math.min(b.length, 8)] = value; // version, length fields
     return b;
   }),
@@ -257,7 +226,7 @@ describe('gateway inbound pipeline under fuzz', () => {
     await tick();
     expect(g.gateway.sessions.size).toBe(sessionsBefore);
     const before = snapshot();
-    const good = v4(alice.assign.ipv4!.address, '198.18.0.1', new Uint8Array(100));
+    const good = ipv4PacketWith(alice.assign.ipv4!.address, '198.18.0.1', new Uint8Array(100));
     alice.client.sendPacket(good, 0, good.length);
     alice.client.flush();
     await until(() => delta(before).written === 1, 'a good packet after the abuse');

@@ -10,13 +10,12 @@ import {
   checkIpPacket,
   ipv4Destination,
   ipv4Source,
-  ipv4ToWord,
   ipv6DestinationWord,
   ipv6SourceWord,
-  ipv6ToBytes,
   ipv6ToWords,
   wordToIpv4,
 } from '../../src/packet/ip.js';
+import { ipv4PacketWith, ipv6PacketWith } from '../support/packets.js';
 
 // A fixed seed for reproduction or soak runs (scripts/soak-faults.sh): FC_SEED=<n>.
 if (process.env.FC_SEED) fc.configureGlobal({ seed: Number(process.env.FC_SEED) });
@@ -39,42 +38,6 @@ function reference(d: Uint8Array, offset: number, length: number): 0 | 4 | 6 {
 
 const v4addr = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((a) => a.join('.'));
 const v6addr = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }).map((g) => g.map((x) => x.toString(16)).join(':'));
-
-/** An IPv4 packet with `optionWords` words of options and a payload; total length as declared. */
-function ipv4(src: string, dst: string, optionWords: number, payload: Uint8Array): Buffer {
-  const ihl = 5 + optionWords;
-  const b = Buffer.alloc(ihl * 4 + payload.length);
-  b[0] = 0x40 | ihl;
-  b.writeUInt16BE(b.length, 2);
-  b[8] = 64;
-  b[9] = 17;
-  b.writeInt32BE(ipv4ToWord(src), 12);
-  b.writeInt32BE(ipv4ToWord(dst), 16);
-  for (let i = 20; i < ihl * 4; i++) b[i] = i === 20 ? 0x94 : 1; // router alert, then NOPs
-  Buffer.from(payload).copy(b, ihl * 4);
-  return b;
-}
-
-/** An IPv6 packet with a chain of extension headers (hop-by-hop 0, routing 43, fragment 44, dest opts 60). */
-function ipv6(src: string, dst: string, extensions: readonly number[], payload: Uint8Array): Buffer {
-  const exts = extensions.map((type, i) => {
-    const next = extensions[i + 1] ?? 17;
-    const e = Buffer.alloc(8);
-    e[0] = next;
-    if (type === 44) e.writeUInt16BE(0x0001, 2); // offset 0, more fragments
-    return e;
-  });
-  const body = Buffer.concat([...exts, Buffer.from(payload)]);
-  const b = Buffer.alloc(40 + body.length);
-  b.writeUInt32BE(0x60000000, 0);
-  b.writeUInt16BE(body.length, 4);
-  b[6] = extensions[0] ?? 17;
-  b[7] = 64;
-  Buffer.from(ipv6ToBytes(src)).copy(b, 8);
-  Buffer.from(ipv6ToBytes(dst)).copy(b, 24);
-  body.copy(b, 40);
-  return b;
-}
 
 /** The packet inside a larger buffer, with poison around it, so any read outside offset+length shows. */
 function embed(packet: Uint8Array, before: number, after: number, poison: number): { buffer: Buffer; offset: number } {
@@ -117,7 +80,7 @@ describe('IP header reader under fuzz', () => {
   it('accepts IPv4 with any options, reads its addresses, and refuses every truncation and a wrong version', () => {
     fc.assert(
       fc.property(v4addr, v4addr, fc.nat(10), fc.uint8Array({ maxLength: 64 }), fc.nat(8), fc.nat(), fc.nat(15), (src, dst, words, payload, pad, cut, badVersion) => {
-        const p = ipv4(src, dst, words, payload);
+        const p = ipv4PacketWith(src, dst, payload, words);
         const { buffer, offset } = embed(p, pad, pad, 0x45);
         expect(checkIpPacket(buffer, offset, p.length)).toBe(4);
         expect(wordToIpv4(ipv4Source(buffer, offset))).toBe(src);
@@ -143,7 +106,7 @@ describe('IP header reader under fuzz', () => {
         fc.nat(8),
         fc.nat(),
         (src, dst, extensions, payload, pad, cut) => {
-          const p = ipv6(src, dst, extensions, payload);
+          const p = ipv6PacketWith(src, dst, payload, extensions);
           const { buffer, offset } = embed(p, pad, pad, 0x60);
           expect(checkIpPacket(buffer, offset, p.length)).toBe(6);
           const s = ipv6ToWords(src);
@@ -163,7 +126,7 @@ describe('IP header reader under fuzz', () => {
   });
 
   it('refuses lying IPv4 lengths: IHL below 5, IHL past the end, total below IHL or past the end', () => {
-    const p = ipv4('198.18.0.2', '198.18.0.1', 0, new Uint8Array(10));
+    const p = ipv4PacketWith('198.18.0.2', '198.18.0.1', new Uint8Array(10));
     const at = (mutate: (b: Buffer) => void): number => {
       const b = Buffer.from(p);
       mutate(b);

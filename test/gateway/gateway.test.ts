@@ -9,6 +9,7 @@ import type { ServerConfig, TunnelNetworks } from '../../src/config/types.js';
 import { serverConfig, testPasswordHash, userConfig, sessionLimits } from '../support/config-fixture.js';
 import { startMemoryGateway, nextControl, type MemoryGateway } from '../support/memory-gateway.js';
 import { ipv4Packet, ipv6Packet } from '../support/packets.js';
+import { tick, until } from '../support/wait.js';
 
 const V4 = { cidr: '198.18.0.0/24', gateway: '198.18.0.1' };
 const V6 = { cidr: '2001:db8:1::/64', gateway: '2001:db8:1::1' };
@@ -18,14 +19,6 @@ const VARIANTS: { name: string; networks: TunnelNetworks }[] = [
   { name: 'IPv6 only', networks: { ipv4: null, ipv6: V6 } },
 ];
 
-const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
-async function until(cond: () => boolean, what: string, tries = 200): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (cond()) return;
-    await tick();
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 let running: MemoryGateway | null = null;
 afterEach(async () => {

@@ -20,6 +20,7 @@ import { serverConfig, sessionLimits } from '../support/config-fixture.js';
 import { captureLog, type CapturedLog } from '../support/log-capture.js';
 import { ipv4Packet } from '../support/packets.js';
 import { MemoryListener } from '../support/memory-gateway.js';
+import { settle as settleRounds } from '../support/wait.js';
 
 export const TOKEN = 'operator-test-token-0123456789';
 export const REMOTE = '203.0.113.9';
@@ -55,9 +56,7 @@ export interface HarnessOptions {
   readonly ledgerRetainMs?: number;
 }
 
-export const settle = async (rounds = 3): Promise<void> => {
-  for (let i = 0; i < rounds; i++) await new Promise((resolve) => setImmediate(resolve));
-};
+export const settle = (rounds = 3): Promise<void> => settleRounds(rounds);
 
 export function tempDataDir(): string {
   return mkdtempSync(path.join(os.tmpdir(), 'qg-operator-'));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isQuicgateError, type ErrorCode } from '../../src/errors.js';
 import { AddressPool, MAX_IPV6_HOSTS, type Allocation, type StaticUser } from '../../src/gateway/pool.js';
 import type { TunnelNetworks } from '../../src/config/types.js';
+import { codeOf } from '../support/errors.js';
 
 const v4Only = (cidr: string, gateway: string): TunnelNetworks => ({ ipv4: { cidr, gateway }, ipv6: null });
 const v6Only = (cidr: string, gateway: string): TunnelNetworks => ({ ipv4: null, ipv6: { cidr, gateway } });
@@ -10,15 +10,6 @@ const dual: TunnelNetworks = {
   ipv6: { cidr: '2001:db8:1::/64', gateway: '2001:db8:1::1' },
 };
 
-function codeOf(fn: () => unknown): ErrorCode | 'no error' {
-  try {
-    fn();
-  } catch (err) {
-    if (isQuicgateError(err)) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 function newPool(networks: TunnelNetworks, users: readonly StaticUser[] = [], options: { rememberUsers?: number } = {}): AddressPool {
   return new AddressPool({ networks, users }, options);

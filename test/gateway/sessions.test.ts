@@ -2,13 +2,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { hashPassword } from '../../src/config/password.js';
 import type { ServerConfig, UserConfig } from '../../src/config/types.js';
-import { isQuicgateError, type ErrorCode } from '../../src/errors.js';
 import type { EndReason, RejectReason, Session } from '../../src/gateway/session.js';
 import { SessionManager } from '../../src/gateway/sessions.js';
 import type { ConnectRequest } from '../../src/transport/types.js';
 import { serverConfig, sessionLimits, testPasswordHash, userConfig } from '../support/config-fixture.js';
 import { FakeConnection } from '../support/fake-connection.js';
 import { captureLog, type CapturedLog } from '../support/log-capture.js';
+import { codeOf } from '../support/errors.js';
+import { settle } from '../support/wait.js';
 
 let hashes: Record<string, string> = {};
 beforeAll(async () => {
@@ -69,17 +70,7 @@ function harness(config: Partial<ServerConfig>): Harness {
   };
 }
 
-function codeOf(fn: () => unknown): ErrorCode | 'no error' {
-  try {
-    fn();
-  } catch (err) {
-    if (isQuicgateError(err)) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
-const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe('SessionManager.authenticate', () => {
   it('admits a known user with the right password', async () => {

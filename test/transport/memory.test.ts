@@ -2,11 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { ControlMessage } from '../../src/transport/control.js';
 import { createMemoryPair } from '../../src/transport/memory.js';
 import type { TunnelConnection } from '../../src/transport/types.js';
+import { settle as settleRounds } from '../support/wait.js';
 
-const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
-async function settle(rounds = 5): Promise<void> {
-  for (let i = 0; i < rounds; i++) await tick();
-}
+const settle = (rounds = 5): Promise<void> => settleRounds(rounds);
+
 
 function collect(connection: TunnelConnection): { packets: Buffer[]; batches: number } {
   const state = { packets: [] as Buffer[], batches: 0 };

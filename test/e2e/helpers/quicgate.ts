@@ -10,6 +10,8 @@ import { hashPassword } from '../../../src/config/password.js';
 import { removeStaleNamespaces, requireNetnsSupport, Topology } from './netns.js';
 
 export const BIN = resolve(import.meta.dirname, '../../../bin/quicgate.js');
+/** Where the test gateway listens: its underlay address in the gateway namespace (Topology). */
+export const GATEWAY_URL = 'https://192.0.2.1:4433/';
 
 export interface LogLine {
   readonly level: number;
@@ -140,6 +142,23 @@ export class GatewayFiles {
     return file;
   }
 
+  /** A client config for the test gateway (HTTP/2, this gateway's CA, quick reconnects), written to a file. */
+  clientConfig(key: string, user: string, password: string, options: { tun?: string; reconnect?: string } = {}): string {
+    return this.clientFile(
+      key,
+      `
+server: ${GATEWAY_URL}
+user: ${user}
+password: ${password}
+transport: h2
+ca_file: ${this.caFile}
+tun_name: ${options.tun ?? 'qgc0'}
+reconnect: ${options.reconnect ?? '{ initial: 300ms, max: 2s }'}
+dead_after_missed_keepalives: 3
+`,
+    );
+  }
+
   get caFile(): string {
     return join(this.dataDir, 'ca.pem');
   }
@@ -201,6 +220,12 @@ export interface Testbed {
  * The common start of every end-to-end file: check the machine can run it (fail, never skip), clear stale
  * namespaces, build the topology, write config and users, and start the gateway until it logs "gateway up".
  */
+/** Kill everything the testbed started, remove its namespaces and files (afterAll; safe when start failed). */
+export async function stopTestbed(testbed: Partial<Testbed>): Promise<void> {
+  await testbed.topo?.destroy();
+  testbed.files?.cleanup();
+}
+
 export async function startTestbed(clientCount: number, users: readonly TestUser[], serverYaml: string): Promise<Testbed> {
   await requireNetnsSupport();
   await removeStaleNamespaces();
