@@ -1,11 +1,13 @@
 // quicgate TUN addon: the few syscalls Node cannot do fast on a TUN fd (libuv treats it as a FILE).
 //
 // Flow:
-//   new Tun(name)       open /dev/net/tun (O_NONBLOCK|O_CLOEXEC), TUNSETIFF IFF_TUN|IFF_NO_PI -> kernel name
+//   new Tun(name, vnet) open /dev/net/tun (O_NONBLOCK|O_CLOEXEC), TUNSETIFF IFF_TUN|IFF_NO_PI (+IFF_VNET_HDR when
+//                       vnet: every read and write then carries a virtio_net_hdr) -> kernel name
 //   startReading(...)   JS hands over ONE Buffer + Uint32Array once; uv_poll watches the fd for readability
 //   OnReadable          drain up to lengths.length packets into the Buffer at fixed stride, then one JS call
 //                       onPackets(count); onPackets(-errno) once if reading fails for good (polling stopped)
-//   write / writeBatch  write(2) per packet; returns errno (0 = ok) / number of packets accepted
+//   write / writeBatch  write(2) per packet; returns errno (0 = ok) / number of packets accepted. With vnet,
+//                       writeBatch coalesces TCP/UDP flows into GSO super-packets first (gro.h)
 //   close()             stop + close the uv_poll handle BEFORE closing the fd; idempotent
 //
 // The library pins itself in memory (RTLD_NODELETE): a worker that ends with a device open unloads its addons
@@ -15,6 +17,7 @@
 // other async callback; native state stays consistent and reading continues if the process survives.
 
 #include <napi.h>
+#include "gro.h"
 #include <uv.h>
 
 #include <atomic>
@@ -27,6 +30,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace {
@@ -46,6 +50,8 @@ class Tun : public Napi::ObjectWrap<Tun> {
                        {
                            InstanceAccessor<&Tun::GetName>("name"),
                            InstanceAccessor<&Tun::GetFd>("fd"),
+                           InstanceAccessor<&Tun::GetVnet>("vnetHdr"),
+                           InstanceMethod<&Tun::GroStats>("groStats"),
                            InstanceMethod<&Tun::StartReading>("startReading"),
                            InstanceMethod<&Tun::StopReading>("stopReading"),
                            InstanceMethod<&Tun::Write>("write"),
@@ -57,10 +63,11 @@ class Tun : public Napi::ObjectWrap<Tun> {
   explicit Tun(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tun>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsString()) {
-      Napi::TypeError::New(env, "Tun(name): name must be a string").ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "Tun(name, vnetHdr?): name must be a string").ThrowAsJavaScriptException();
       return;
     }
     std::string requested = info[0].As<Napi::String>().Utf8Value();
+    bool wantVnet = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
     if (requested.size() >= IFNAMSIZ) {
       ErrnoError(env, "TUNSETIFF", ENAMETOOLONG).ThrowAsJavaScriptException();
       return;
@@ -72,9 +79,23 @@ class Tun : public Napi::ObjectWrap<Tun> {
     }
     struct ifreq ifr;
     std::memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (wantVnet ? IFF_VNET_HDR : 0);
     std::memcpy(ifr.ifr_name, requested.data(), requested.size());
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int headerSize = static_cast<int>(quicgate::kVnetHeaderLength);
+    if (wantVnet && ioctl(fd, TUNSETIFF, &ifr) == 0 && ioctl(fd, TUNSETVNETHDRSZ, &headerSize) == 0) {
+      vnet_ = true;
+    } else if (wantVnet) {
+      // A kernel without virtio headers on TUN: plain packets, no coalescing. A fresh fd, since TUNSETIFF
+      // may have attached this one already.
+      ::close(fd);
+      fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+      if (fd < 0) {
+        ErrnoError(env, "open /dev/net/tun", errno).ThrowAsJavaScriptException();
+        return;
+      }
+      ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    }
+    if (!vnet_ && ioctl(fd, TUNSETIFF, &ifr) < 0) {
       int err = errno;
       ::close(fd);
       ErrnoError(env, "ioctl TUNSETIFF", err).ThrowAsJavaScriptException();
@@ -105,6 +126,18 @@ class Tun : public Napi::ObjectWrap<Tun> {
 
   Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
   Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+  Napi::Value GetVnet(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), vnet_); }
+
+  // groStats(): { superPackets, coalescedPackets, tcp, udp } of the write-side coalescing.
+  Napi::Value GroStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object stats = Napi::Object::New(env);
+    stats.Set("superPackets", Napi::Number::New(env, static_cast<double>(coalescer_.superPackets)));
+    stats.Set("coalescedPackets", Napi::Number::New(env, static_cast<double>(coalescer_.coalescedPackets)));
+    stats.Set("tcp", Napi::Boolean::New(env, vnet_ && coalescer_.tcpEnabled));
+    stats.Set("udp", Napi::Boolean::New(env, vnet_ && coalescer_.udpEnabled));
+    return stats;
+  }
 
   // startReading(data: Uint8Array, lengths: Uint32Array, stride: number, onPackets: (count) => void)
   Napi::Value StartReading(const Napi::CallbackInfo& info) {
@@ -192,8 +225,10 @@ class Tun : public Napi::ObjectWrap<Tun> {
     return Napi::Number::New(env, WriteOne(base + offset, static_cast<size_t>(length)));
   }
 
-  // writeBatch(data: Uint8Array, lengths: Uint32Array, stride: number, count: number): packets accepted.
-  // Refused packets are skipped (they are drops); the loop stays in C to save one JS->C crossing per packet.
+  // writeBatch(data: Uint8Array, lengths: Uint32Array, stride: number, count: number, status?: Uint8Array):
+  // packets accepted; status[i] = 1 if packet i was accepted, else 0. Refused packets are skipped (they are
+  // drops); the loop stays in C to save one JS->C crossing per packet. With vnet the packets may be modified
+  // in place (coalescing): data must be the caller's staging buffer.
   Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const uint8_t* base = nullptr;
@@ -212,12 +247,35 @@ class Tun : public Napi::ObjectWrap<Tun> {
       Napi::RangeError::New(env, "writeBatch: bad stride or count").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    uint32_t accepted = 0;
+    uint8_t* status = nullptr;
+    if (info.Length() > 4 && !info[4].IsUndefined()) {
+      const uint8_t* statusBase = nullptr;
+      size_t statusLength = 0;
+      if (!Uint8Arg(info, 4, &statusBase, &statusLength) || statusLength < static_cast<size_t>(count)) {
+        Napi::TypeError::New(env, "writeBatch: status must be a Uint8Array of at least count bytes")
+            .ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      status = const_cast<uint8_t*>(statusBase);
+    }
     for (int64_t i = 0; i < count; i++) {
-      uint64_t start = static_cast<uint64_t>(i * stride);
       uint32_t length = lengths[static_cast<size_t>(i)];
-      if (length == 0 || length > static_cast<uint64_t>(stride) || start + length > byteLength) continue;
-      if (WriteOne(base + start, length) == 0) accepted++;
+      if (length == 0 || length > static_cast<uint64_t>(stride) ||
+          static_cast<uint64_t>(i * stride) + length > byteLength) {
+        Napi::RangeError::New(env, "writeBatch: a length is 0, above stride or outside data").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+    }
+    uint32_t accepted = 0;
+    if (vnet_ && fd_ >= 0) {
+      accepted = coalescer_.WriteBatch(const_cast<uint8_t*>(base), lengths.Data(), static_cast<size_t>(stride),
+                                       static_cast<size_t>(count), status, &Tun::Writev, this);
+    } else {
+      for (int64_t i = 0; i < count; i++) {
+        bool ok = WriteOne(base + i * stride, lengths[static_cast<size_t>(i)]) == 0;
+        if (ok) accepted++;
+        if (status != nullptr) status[i] = ok ? 1 : 0;
+      }
     }
     return Napi::Number::New(env, accepted);
   }
@@ -238,11 +296,49 @@ class Tun : public Napi::ObjectWrap<Tun> {
 
   int WriteOne(const uint8_t* packet, size_t length) {
     if (fd_ < 0) return EBADF;
+    if (vnet_) {
+      static const uint8_t kPlainHeader[quicgate::kVnetHeaderLength] = {};
+      struct iovec iov[2] = {{const_cast<uint8_t*>(kPlainHeader), sizeof kPlainHeader},
+                             {const_cast<uint8_t*>(packet), length}};
+      return Writev(this, iov, 2);
+    }
     for (;;) {
       ssize_t n = ::write(fd_, packet, length);
       if (n >= 0) return 0;
       if (errno != EINTR) return errno;
     }
+  }
+
+  static int Writev(void* self, const struct iovec* iov, int count) {
+    int fd = static_cast<Tun*>(self)->fd_;
+    if (fd < 0) return EBADF;
+    for (;;) {
+      ssize_t n = ::writev(fd, iov, count);
+      if (n >= 0) return 0;
+      if (errno != EINTR) return errno;
+    }
+  }
+
+  // Reads one packet into `slot`; with vnet the header goes to a scratch area, a partial checksum is completed
+  // and a GSO packet (never sent: no offloads are enabled on the device) is skipped. Returns bytes, 0 for a
+  // skipped packet, -1 with errno set.
+  ssize_t ReadOne(uint8_t* slot, size_t capacity) {
+    if (!vnet_) return ::read(fd_, slot, capacity);
+    struct {
+      uint8_t flags;
+      uint8_t gsoType;
+      uint16_t hdrLen;
+      uint16_t gsoSize;
+      uint16_t csumStart;
+      uint16_t csumOffset;
+    } __attribute__((packed)) header;
+    struct iovec iov[2] = {{&header, sizeof header}, {slot, capacity}};
+    ssize_t n = ::readv(fd_, iov, 2);
+    if (n < 0) return n;
+    if (n < static_cast<ssize_t>(sizeof header) || header.gsoType != 0) return 0;
+    n -= static_cast<ssize_t>(sizeof header);
+    if ((header.flags & 1) != 0) quicgate::CompleteChecksum(slot, static_cast<size_t>(n), header.csumStart, header.csumOffset);
+    return n;
   }
 
   void DrainAndDeliver(uv_poll_t* handle, int status) {
@@ -256,11 +352,12 @@ class Tun : public Napi::ObjectWrap<Tun> {
     size_t count = 0;
     int readError = 0;
     while (count < maxBatch_) {
-      ssize_t n = ::read(fd_, data_ + count * stride_, stride_);
+      ssize_t n = ReadOne(data_ + count * stride_, stride_);
       if (n > 0) {
         lengths_[count++] = static_cast<uint32_t>(n);
         continue;
       }
+      if (n == 0) continue;
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) readError = errno;
       break;
@@ -326,6 +423,8 @@ class Tun : public Napi::ObjectWrap<Tun> {
   size_t stride_ = 0;
   size_t maxBatch_ = 0;
   bool env_tearing_down_ = false;
+  bool vnet_ = false;
+  quicgate::Coalescer coalescer_;
   Napi::ObjectReference dataRef_;
   Napi::ObjectReference lengthsRef_;
   Napi::FunctionReference onPackets_;

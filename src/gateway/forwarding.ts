@@ -5,6 +5,7 @@
  */
 import type { Clock } from '../clock.js';
 import type { TunDevice } from '../tun/device.js';
+import { TunWriter } from '../tun/writer.js';
 import { newDropCounters, type DropCounters } from './drops.js';
 import { InboundReceiver } from './inbound.js';
 import { OutboundPipeline } from './outbound.js';
@@ -24,10 +25,12 @@ export class Forwarder {
   readonly routes = new RouteTable();
   private readonly peers = new Map<string, TunnelPeer>();
   private readonly outbound: OutboundPipeline;
+  private readonly writer: TunWriter;
 
   constructor(private readonly options: ForwarderOptions) {
     this.outbound = new OutboundPipeline(this.routes, this.drops, options.clock, options.shapingDelayMs);
     options.tun.onBatch(this.outbound.handleBatch);
+    this.writer = new TunWriter(options.tun);
   }
 
   get peerCount(): number {
@@ -42,7 +45,7 @@ export class Forwarder {
     session.connection.setReceiver(
       new InboundReceiver(peer, {
         clock: this.options.clock,
-        tun: this.options.tun,
+        writer: this.writer,
         routes: this.routes,
         drops: this.drops,
         shapingDelayMs: this.options.shapingDelayMs,

@@ -5,13 +5,15 @@
  *                                 │ bad: malformed          │ else: drop spoofed       │ another client and
  *                                 │                                                    │ !allow_client_to_client:
  *                                 ▼                                                    ▼ drop client_to_client
- *                        user's shared bucket ──► over: shape ≤ delay, else drop ──► TUN write (full: queue_full)
+ *                        user's shared bucket ──► over: shape ≤ delay, else drop ──► staged TUN write (one
+ *                                                                                      writeBatch per turn, all
+ *                                                                                      sessions; refused: queue_full)
  *   end of datagram: one activity stamp.
  *
  * Per packet: no allocation, no promise, no log line, no registry lookup.
  */
 import type { Clock } from '../clock.js';
-import type { TunDevice } from '../tun/device.js';
+import type { TunWriteAccount, TunWriter } from '../tun/writer.js';
 import type { PacketReceiver } from '../transport/types.js';
 import {
   checkIpPacket,
@@ -26,7 +28,8 @@ import { shapeOrDrop, type ShaperSink } from './shaper.js';
 
 export interface InboundOptions {
   readonly clock: Clock;
-  readonly tun: TunDevice;
+  /** Shared by all sessions: one writeBatch per turn lets the device coalesce flows (native/src/gro.h). */
+  readonly writer: TunWriter;
   readonly routes: RouteTable;
   readonly drops: DropCounters;
   readonly shapingDelayMs: number;
@@ -41,14 +44,20 @@ export class InboundReceiver implements PacketReceiver {
     private readonly peer: TunnelPeer,
     private readonly options: InboundOptions,
   ) {
-    const { tun, drops } = options;
+    const { writer, drops } = options;
     const counters = peer.session.counters;
+    const account: TunWriteAccount = {
+      written(length) {
+        counters.bytesIn += length;
+        counters.packetsIn++;
+      },
+      refused() {
+        drops.queue_full++;
+      },
+    };
     this.sink = {
       send(data, offset, length) {
-        if (tun.write(data, offset, length)) {
-          counters.bytesIn += length;
-          counters.packetsIn++;
-        } else drops.queue_full++;
+        writer.stage(data, offset, length, account);
       },
       flush() {},
     };

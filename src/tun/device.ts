@@ -22,6 +22,12 @@ export interface TunDevice {
   onBatch(handler: TunBatchHandler): void;
   /** Write one packet; returns false if the kernel refused it (e.g. queue full), which callers count as a drop. */
   write(data: Uint8Array, offset: number, length: number): boolean;
+  /**
+   * Write `batch.count` packets laid out like a read batch; returns how many were accepted and, when given,
+   * sets status[i] to 1 (accepted) or 0 (refused). The device may coalesce flows into fewer, larger writes and
+   * rewrite headers in place, so `batch` must be the caller's own staging buffer (see TunWriter).
+   */
+  writeBatch(batch: TunBatch, status?: Uint8Array): number;
   /** Stop reading and close the device. Idempotent. */
   close(): Promise<void>;
 }

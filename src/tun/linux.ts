@@ -14,11 +14,16 @@ import { configureTun } from './configure.js';
 import { createTunBatch, DEFAULT_TUN_BATCH_SIZE } from './device.js';
 import type { TunBatch, TunBatchHandler, TunDevice, TunSettings } from './device.js';
 import { loadTunAddon } from './native.js';
-import type { NativeTun } from './native.js';
+import type { NativeGroStats, NativeTun } from './native.js';
 
 export interface LinuxTunOptions {
   /** Most packets handed to one handler call (default 64). */
   readonly batchSize?: number;
+  /**
+   * Coalesce TCP and UDP flows into GSO super-packets on writeBatch (IFF_VNET_HDR; default true). Falls back
+   * to plain writes when the kernel lacks it.
+   */
+  readonly coalesce?: boolean;
 }
 
 export interface TunStats {
@@ -57,7 +62,7 @@ export class LinuxTun implements TunDevice {
     const addon = loadTunAddon();
     let handle: NativeTun;
     try {
-      handle = new addon.Tun(settings.name);
+      handle = new addon.Tun(settings.name, options.coalesce ?? true);
     } catch (err) {
       throw new QuicgateError('QG_ERR_TUN_OPEN', `opening TUN "${settings.name}" failed: ${errorText(err)}`, {
         cause: err,
@@ -92,12 +97,16 @@ export class LinuxTun implements TunDevice {
     return false;
   }
 
-  /** Writes `batch.count` packets laid out like a read batch; returns how many the kernel accepted. */
-  writeBatch(batch: TunBatch): number {
-    const accepted = this.handle.writeBatch(batch.data, batch.lengths, batch.stride, batch.count);
+  writeBatch(batch: TunBatch, status?: Uint8Array): number {
+    const accepted = this.handle.writeBatch(batch.data, batch.lengths, batch.stride, batch.count, status);
     this.stats.writtenPackets += accepted;
     this.stats.writeDrops += batch.count - accepted;
     return accepted;
+  }
+
+  /** Write-side coalescing so far (all zero and off when the kernel has no virtio headers on TUN). */
+  groStats(): NativeGroStats {
+    return this.handle.groStats();
   }
 
   close(): Promise<void> {

@@ -28,6 +28,8 @@ export class MemoryTun implements TunDevice {
   readonly written: Uint8Array[] = [];
   /** Packets refused because of refuseWrite. */
   writeDrops = 0;
+  /** writeBatch() calls so far. */
+  writeBatches = 0;
   /** Failure injection: when set and it returns true, write() returns false and nothing is recorded. */
   refuseWrite: WriteRefusal | undefined;
   private readonly batch: TunBatch;
@@ -83,12 +85,15 @@ export class MemoryTun implements TunDevice {
     return true;
   }
 
-  /** Same contract as LinuxTun.writeBatch: returns how many packets were accepted. */
-  writeBatch(batch: TunBatch): number {
+  /** Same contract as LinuxTun.writeBatch (without coalescing): returns how many packets were accepted. */
+  writeBatch(batch: TunBatch, status?: Uint8Array): number {
     let accepted = 0;
     for (let i = 0; i < batch.count; i++) {
-      if (this.write(batch.data, i * batch.stride, batch.lengths[i] ?? 0)) accepted++;
+      const ok = this.write(batch.data, i * batch.stride, batch.lengths[i] ?? 0);
+      if (ok) accepted++;
+      if (status !== undefined) status[i] = ok ? 1 : 0;
     }
+    this.writeBatches++;
     return accepted;
   }
 

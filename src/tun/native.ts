@@ -18,14 +18,28 @@ export interface NativeTun {
   stopReading(): void;
   /** Returns 0 when written, else the errno the kernel returned. */
   write(data: Uint8Array, offset: number, length: number): number;
-  /** Returns the number of packets the kernel accepted. */
-  writeBatch(data: Uint8Array, lengths: Uint32Array, stride: number, count: number): number;
+  /** Returns the number of packets the kernel accepted; status[i] = 1 accepted, 0 refused. */
+  writeBatch(data: Uint8Array, lengths: Uint32Array, stride: number, count: number, status?: Uint8Array): number;
+  /** Whether reads and writes carry a virtio_net_hdr (then writeBatch coalesces; see native/src/gro.h). */
+  readonly vnetHdr: boolean;
+  groStats(): NativeGroStats;
   close(): void;
 }
 
+/** Write-side coalescing so far: super-packets written, packets they carried, which kinds are on. */
+export interface NativeGroStats {
+  readonly superPackets: number;
+  readonly coalescedPackets: number;
+  readonly tcp: boolean;
+  readonly udp: boolean;
+}
+
 export interface NativeTunAddon {
-  /** Opens /dev/net/tun as IFF_TUN|IFF_NO_PI; throws an Error with `errno` and `syscall` on failure. */
-  Tun: new (name: string) => NativeTun;
+  /**
+   * Opens /dev/net/tun as IFF_TUN|IFF_NO_PI (+IFF_VNET_HDR when `vnetHdr` and the kernel has it); throws an
+   * Error with `errno` and `syscall` on failure.
+   */
+  Tun: new (name: string, vnetHdr?: boolean) => NativeTun;
 }
 
 const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'quicgate_tun.node');

@@ -56,7 +56,8 @@ export interface HarnessOptions {
   readonly ledgerRetainMs?: number;
 }
 
-export const settle = (rounds = 3): Promise<void> => settleRounds(rounds);
+// Memory transport delivery, then the staged TUN write (one more turn: src/tun/writer.ts).
+export const settle = (rounds = 4): Promise<void> => settleRounds(rounds);
 
 export function tempDataDir(): string {
   return mkdtempSync(path.join(os.tmpdir(), 'qg-operator-'));

@@ -1,0 +1,99 @@
+/**
+ * Staged TUN writes: packets from every sender of a turn go to the device in one writeBatch, so the device
+ * can coalesce each flow's packets into GSO super-packets (native/src/gro.h) and the kernel runs its receive
+ * path once per group instead of once per packet.
+ *
+ *   stage(packet, account) ──► copy into the next slot of one reused batch, remember the account
+ *        │ first packet of the turn: schedule flush (setImmediate: after every socket read of this loop turn)
+ *        │ batch full: flush now
+ *        ▼
+ *   flush() ──► device.writeBatch(batch, status) ──► per slot: account.written(length) | account.refused(length)
+ *
+ * Per packet: one copy, no allocation, no promise. Per turn: one Immediate.
+ */
+import type { TunBatch, TunDevice } from './device.js';
+import { createTunBatch, DEFAULT_TUN_BATCH_SIZE } from './device.js';
+
+/** Who pays for a staged packet: told once the kernel took or refused it. */
+export interface TunWriteAccount {
+  written(length: number): void;
+  refused(length: number): void;
+}
+
+/** Runs `flush` later in this event-loop turn; tests inject their own. */
+export type DeferFlush = (flush: () => void) => void;
+
+export interface TunWriterOptions {
+  /** Packets per writeBatch at most (default 64, like reads). */
+  readonly batchSize?: number;
+  readonly defer?: DeferFlush;
+}
+
+const deferToImmediate: DeferFlush = (flush) => {
+  setImmediate(flush);
+};
+
+export class TunWriter {
+  private readonly batch: TunBatch;
+  private readonly status: Uint8Array;
+  private readonly accounts: (TunWriteAccount | null)[];
+  private readonly defer: DeferFlush;
+  private scheduled = false;
+  private readonly scheduledFlush = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
+
+  constructor(
+    private readonly device: TunDevice,
+    options: TunWriterOptions = {},
+  ) {
+    const size = options.batchSize ?? DEFAULT_TUN_BATCH_SIZE;
+    this.batch = createTunBatch(device.mtu, size);
+    this.status = new Uint8Array(size);
+    this.accounts = new Array<TunWriteAccount | null>(size).fill(null);
+    this.defer = options.defer ?? deferToImmediate;
+  }
+
+  /** Packets staged and not yet written. */
+  get pending(): number {
+    return this.batch.count;
+  }
+
+  /** Copy a packet in; it is written at the end of this turn (or sooner if the batch fills). */
+  stage(data: Buffer, offset: number, length: number, account: TunWriteAccount): void {
+    const batch = this.batch;
+    if (length > batch.stride) {
+      // Larger than a slot (above the device MTU): written on its own, after what is staged, to keep order.
+      this.flush();
+      if (this.device.write(data, offset, length)) account.written(length);
+      else account.refused(length);
+      return;
+    }
+    const slot = batch.count;
+    data.copy(batch.data, slot * batch.stride, offset, offset + length);
+    batch.lengths[slot] = length;
+    this.accounts[slot] = account;
+    batch.count = slot + 1;
+    if (batch.count === this.accounts.length) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      this.defer(this.scheduledFlush);
+    }
+  }
+
+  /** Write everything staged now. */
+  flush(): void {
+    const batch = this.batch;
+    const count = batch.count;
+    if (count === 0) return;
+    this.device.writeBatch(batch, this.status);
+    batch.count = 0;
+    for (let i = 0; i < count; i++) {
+      const account = this.accounts[i]!;
+      this.accounts[i] = null;
+      if (this.status[i] === 1) account.written(batch.lengths[i]!);
+      else account.refused(batch.lengths[i]!);
+    }
+  }
+}
