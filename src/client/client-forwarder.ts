@@ -1,9 +1,11 @@
 /**
- * The client's data path: TUN batches into the tunnel (flush once per batch), tunnel packets into the TUN.
+ * The client's data path: TUN batches into the tunnel (flush once per batch), tunnel packets into the TUN
+ * (staged, one writeBatch per turn so the device can coalesce them: src/tun/writer.ts).
  * While no connection is up, TUN packets are dropped (and counted) rather than queued: stale packets are
  * worse than lost ones for TCP.
  */
 import type { TunBatch, TunDevice } from '../tun/device.js';
+import { TunWriter, type TunWriteAccount } from '../tun/writer.js';
 import type { PacketReceiver, TunnelConnection } from '../transport/types.js';
 
 export interface ClientCounters {
@@ -27,12 +29,23 @@ export class ClientForwarder implements PacketReceiver {
     dropsTunFull: 0,
   };
   private connection: TunnelConnection | null = null;
-  private tun: TunDevice | null = null;
+  private writer: TunWriter | null = null;
+  // Staged writes are counted once the kernel took them (see TunWriter).
+  private readonly tunAccount: TunWriteAccount = {
+    written: (length) => {
+      this.counters.bytesReceived += length;
+      this.counters.packetsReceived++;
+    },
+    refused: () => {
+      this.counters.dropsTunFull++;
+    },
+  };
   /** Set per received batch: where the keepalive monitor reads liveness from. */
   onHeard: () => void = () => {};
 
   setTun(tun: TunDevice | null): void {
-    this.tun = tun;
+    this.writer?.flush();
+    this.writer = tun === null ? null : new TunWriter(tun);
     tun?.onBatch(this.handleBatch);
   }
 
@@ -60,11 +73,9 @@ export class ClientForwarder implements PacketReceiver {
   };
 
   onPacket(data: Buffer, offset: number, length: number): void {
-    const tun = this.tun;
-    if (tun !== null && tun.write(data, offset, length)) {
-      this.counters.bytesReceived += length;
-      this.counters.packetsReceived++;
-    } else this.counters.dropsTunFull++;
+    const writer = this.writer;
+    if (writer !== null) writer.stage(data, offset, length, this.tunAccount);
+    else this.counters.dropsTunFull++;
   }
 
   onBatchEnd(): void {
