@@ -107,6 +107,7 @@ export function resolveServerConfig(file: ServerFile, ctx: ServerResolveContext)
       names: file.tls?.names ?? [],
     },
     tunName: t.name ?? d.tunName,
+    tunOffload: t.offload ?? true,
     networks: {
       ipv4: ipv4 && { cidr: ipv4.network, gateway: ipv4.gateway ?? firstHost(ipv4.network) },
       ipv6: ipv6 && { cidr: ipv6.network, gateway: ipv6.gateway ?? firstHost(ipv6.network) },
@@ -173,6 +174,7 @@ export function resolveClientConfig(
     caFile: file.ca_file == null ? null : resolve(ctx.baseDir, file.ca_file),
     pinnedCertHashes: file.pinned_cert_hashes ?? [],
     tunName: file.tun_name ?? d.tunName,
+    tunOffload: file.tun_offload ?? true,
     setDns: file.set_dns ?? d.setDns,
     reconnect: {
       initialMs: file.reconnect?.initial ?? d.reconnectInitialMs,

@@ -187,6 +187,7 @@ export const ServerFileSchema = z.strictObject({
     .strictObject({
       name: interfaceName.optional(),
       mtu: z.number().int().min(576).max(9000).optional(),
+      offload: boolean.optional(),
       ipv4: z.strictObject({ network: ipv4Pool, gateway: ipv4Address.optional() }).nullable().optional(),
       ipv6: z.strictObject({ network: ipv6Pool, gateway: ipv6Address.optional() }).nullable().optional(),
       dns: z.array(ipAddress).optional(),
@@ -273,6 +274,7 @@ export const ClientFileSchema = z.strictObject({
   ca_file: path.nullable().optional(),
   pinned_cert_hashes: z.array(certHash).optional(),
   tun_name: interfaceName.optional(),
+  tun_offload: boolean.optional(),
   set_dns: boolean.optional(),
   reconnect: z
     .strictObject({

@@ -79,6 +79,8 @@ export interface ServerConfig {
   readonly port: number;
   readonly tls: TlsConfig;
   readonly tunName: string;
+  /** Coalesce flows into GSO super-packets on TUN writes (virtio-net header; see native/src/gro.h). */
+  readonly tunOffload: boolean;
   readonly networks: TunnelNetworks;
   readonly mtu: number;
   readonly dns: readonly string[];
@@ -115,6 +117,8 @@ export interface ClientConfig {
   /** SHA-256 hashes (hex) of server certificates to pin, for certificates valid 14 days or less. */
   readonly pinnedCertHashes: readonly string[];
   readonly tunName: string;
+  /** Same as the server's tunnel.offload, for the client's TUN. */
+  readonly tunOffload: boolean;
   readonly setDns: boolean;
   readonly reconnect: { readonly initialMs: number; readonly maxMs: number; readonly maxAttempts: number | null };
   /** How many keepalive intervals without an answer mean the path is dead. */

@@ -44,6 +44,8 @@ export interface TunSettings {
   /** CIDRs routed into the device. */
   readonly routes: readonly string[];
   readonly txQueueLen?: number;
+  /** Coalesce flows on writeBatch where the device can (LinuxTun: virtio-net header, GSO); default true. */
+  readonly offload?: boolean;
 }
 
 /** Packets per read batch: enough to amortise the JS call (see /work/shared/notes/tun.md), small enough for cache. */

@@ -19,11 +19,6 @@ import type { NativeGroStats, NativeTun } from './native.js';
 export interface LinuxTunOptions {
   /** Most packets handed to one handler call (default 64). */
   readonly batchSize?: number;
-  /**
-   * Coalesce TCP and UDP flows into GSO super-packets on writeBatch (IFF_VNET_HDR; default true). Falls back
-   * to plain writes when the kernel lacks it.
-   */
-  readonly coalesce?: boolean;
 }
 
 export interface TunStats {
@@ -62,7 +57,7 @@ export class LinuxTun implements TunDevice {
     const addon = loadTunAddon();
     let handle: NativeTun;
     try {
-      handle = new addon.Tun(settings.name, options.coalesce ?? true);
+      handle = new addon.Tun(settings.name, settings.offload ?? true);
     } catch (err) {
       throw new QuicgateError('QG_ERR_TUN_OPEN', `opening TUN "${settings.name}" failed: ${errorText(err)}`, {
         cause: err,

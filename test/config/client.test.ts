@@ -29,6 +29,7 @@ describe('loadClientConfig', () => {
       caFile: fixture('ca.pem'),
       pinnedCertHashes: [],
       tunName: 'qgc0',
+      tunOffload: true,
       setDns: false,
       reconnect: { initialMs: 500, maxMs: 60_000, maxAttempts: null },
       deadAfterMissedKeepalives: 3,

@@ -60,6 +60,7 @@ listen: { address: '::', port: 8443 }
 tunnel:
   name: vpn7
   mtu: 1500
+  offload: false
   ipv4: { network: 198.19.0.0/24, gateway: 198.19.0.254 }
   ipv6: { network: '2001:DB8:0:0::/64' }
   dns: [198.19.0.254, '2001:db8::53']
@@ -78,7 +79,7 @@ log_level: debug
 data_dir: state
 tls: { cert_file: cert.pem, key_file: /etc/qg/key.pem }
 ${users('alice')}`);
-    expect([c.listen, c.port, c.tunName, c.mtu]).toEqual(['::', 8443, 'vpn7', 1500]);
+    expect([c.listen, c.port, c.tunName, c.mtu, c.tunOffload]).toEqual(['::', 8443, 'vpn7', 1500, false]);
     expect(c.networks.ipv4).toEqual({ cidr: '198.19.0.0/24', gateway: '198.19.0.254' });
     expect(c.networks.ipv6).toEqual({ cidr: '2001:db8::/64', gateway: '2001:db8::1' });
     expect(c.dns).toEqual(['198.19.0.254', '2001:db8::53']);

@@ -47,6 +47,7 @@ export function serverConfig(overrides: Partial<ServerConfig> = {}): ServerConfi
     port: 4433,
     tls: { certFile: null, keyFile: null, names: [] },
     tunName: 'qg-test0',
+    tunOffload: true,
     networks: {
       ipv4: { cidr: '198.18.0.0/24', gateway: '198.18.0.1' },
       ipv6: { cidr: '2001:db8:1::/64', gateway: '2001:db8:1::1' },
