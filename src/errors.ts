@@ -23,7 +23,7 @@ export const ErrorCodes = {
   QG_ERR_TRANSPORT_UNAVAILABLE: 'the requested transport (h3) is not installed or not usable',
   QG_ERR_CONNECT_FAILED: 'the WebTransport session could not be established',
   QG_ERR_LISTEN: 'the tunnel listener could not bind its address and port',
-  QG_ERR_REJECTED: 'the gateway refused the session (see the reason)',
+  QG_ERR_REJECTED: 'the gateway refused the session, or closed it and said not to reconnect (see the reason)',
   QG_ERR_CONTROL_MALFORMED: 'a control message was not valid JSON or did not match the protocol',
   QG_ERR_PROTOCOL: 'the peer broke the tunnel protocol (e.g. no assignment in time)',
   QG_ERR_TLS: 'certificates could not be created, loaded or verified',

@@ -1,6 +1,8 @@
 /**
  * `quicgate client`: load the client config (flags override the file), then run the tunnel client until
- * SIGINT/SIGTERM (clean close: the gateway frees the session at once) or a rejection retrying cannot fix.
+ * SIGINT/SIGTERM (clean close: the gateway frees the session at once, exit 0) or until the gateway refuses or
+ * closes the session with retry false (wrong password, disabled or removed user, admin kill, quota, replaced
+ * by a newer session): QG_ERR_REJECTED naming the reason, exit 3 (EXIT_REJECTED).
  */
 import { readFileSync } from 'node:fs';
 import { TunnelClient } from '../client/tunnel-client.js';

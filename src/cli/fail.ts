@@ -1,6 +1,7 @@
 /**
  * How the CLI ends: a one-line reason on stderr and an exit code a script can tell apart.
- *   1 runtime failure, 2 bad usage or config, 3 refused by the gateway for good (bad password, disabled user).
+ *   1 runtime failure, 2 bad usage or config, 3 refused or closed by the gateway for good (bad password,
+ *   disabled or removed user, admin kill, quota spent, replaced by a newer session).
  */
 import { isQuicgateError } from '../errors.js';
 

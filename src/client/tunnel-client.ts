@@ -1,8 +1,13 @@
 /**
  * The client: connect and authenticate, take the assignment, bring up the TUN, forward, keep alive, and
  * reconnect with backoff when the path dies or the gateway goes away — until stopped, or until the gateway
- * says something that retrying cannot fix (bad password, disabled user), which ends the client with a
- * clear error.
+ * says not to come back, which ends the client with a clear error (QG_ERR_REJECTED, CLI exit code 3).
+ *
+ * Whether to come back is the gateway's decision, not the client's: every `close` message carries `retry`,
+ * and the client stops exactly when it is false (admin_kill, replaced, user_removed, quota_exceeded, ...;
+ * the gateway's list is in src/transport/connection-base.ts). A refusal at connect time has no close message:
+ * there HTTP 401/403/404 count as final (src/transport/wt-client.ts), anything else is retried. A connection
+ * that ends without the gateway's word (path lost, keepalives missed) is retried.
  *
  *   connect ──► assign ──► TUN up (kept across reconnects unless the assignment changes) ──► forward
  *      ▲                                                                                     │ closed / dead path
@@ -18,9 +23,6 @@ import type { TunDevice, TunSettings } from '../tun/device.js';
 import { Backoff } from './backoff.js';
 import { ClientForwarder } from './client-forwarder.js';
 import { KeepaliveMonitor } from './keepalive.js';
-
-/** Close reasons after which reconnecting cannot help. */
-const FINAL_REASONS = new Set(['auth_failed', 'user_disabled', 'user_removed']);
 
 export interface ConnectParams {
   readonly config: ClientConfig;
@@ -81,10 +83,9 @@ export class TunnelClient {
       let lastError = '';
       try {
         const info = await this.connectOnce();
-        if (FINAL_REASONS.has(info.reason)) {
-          finalError = new QuicgateError('QG_ERR_REJECTED', `gateway closed the session: ${info.reason}${info.message ? ` (${info.message})` : ''}`, {
-            details: { reason: info.reason, retry: false },
-          });
+        if (info.retry === false && !this.stopRequested) {
+          finalError = gatewayClose('gateway closed the session', info);
+          this.logger.warn({ reason: info.reason, message: info.message }, 'the gateway closed the session and said not to reconnect');
           break;
         }
         lastError = `session closed: ${info.reason}`;
@@ -92,6 +93,7 @@ export class TunnelClient {
       } catch (err) {
         if (isQuicgateError(err, 'QG_ERR_REJECTED') && err.details?.retry === false) {
           finalError = err;
+          this.logger.warn({ reason: err.details.reason, err: err.message }, 'the gateway refused the session and said not to reconnect');
           break;
         }
         lastError = err instanceof Error ? err.message : String(err);
@@ -186,17 +188,17 @@ export class TunnelClient {
       connection.setControlHandler((message) => {
         if (message.type === 'assign') settle(() => resolve(message));
         else if (message.type === 'close') {
-          settle(() =>
-            reject(
-              new QuicgateError('QG_ERR_REJECTED', `gateway refused the session: ${message.reason}${message.message ? ` (${message.message})` : ''}`, {
-                details: { reason: message.reason, retry: message.retry },
-              }),
-            ),
-          );
+          settle(() => reject(gatewayClose('gateway refused the session', message)));
         }
       });
       void connection.closed.then((info) =>
-        settle(() => reject(new QuicgateError('QG_ERR_CONNECT_FAILED', `session closed before assignment: ${info.reason}`))),
+        settle(() =>
+          reject(
+            info.retry === false
+              ? gatewayClose('gateway refused the session', info)
+              : new QuicgateError('QG_ERR_CONNECT_FAILED', `session closed before assignment: ${info.reason}`),
+          ),
+        ),
       );
     });
   }
@@ -247,11 +249,22 @@ export class TunnelClient {
   }
 }
 
+/**
+ * The gateway's close as an error: QG_ERR_REJECTED with the reason in the message and the gateway's `retry`
+ * in the details (run() ends on retry false; the CLI exits 3 for QG_ERR_REJECTED).
+ */
+function gatewayClose(what: string, info: { readonly reason: string; readonly message?: string | undefined; readonly retry?: boolean | undefined }): QuicgateError {
+  const retry = info.retry ?? true;
+  return new QuicgateError('QG_ERR_REJECTED', `${what}: ${info.reason}${info.message ? ` (${info.message})` : ''}${retry ? '' : '; not reconnecting'}`, {
+    details: { reason: info.reason, retry },
+  });
+}
+
 export function clientTunSettings(config: ClientConfig, assignment: AssignControl): TunSettings {
   const addresses = [];
   if (assignment.ipv4) addresses.push({ cidr: `${assignment.ipv4.address}/${assignment.ipv4.prefix}` });
   if (assignment.ipv6) addresses.push({ cidr: `${assignment.ipv6.address}/${assignment.ipv6.prefix}` });
-  return { name: config.tunName, mtu: assignment.mtu, addresses, routes: assignment.routes.flatMap(splitDefault), txQueueLen: 4096 };
+  return { name: config.tunName, mtu: assignment.mtu, addresses, routes: assignment.routes.flatMap(splitDefault), txQueueLen: 4096, offload: config.tunOffload };
 }
 
 // A default route is installed as two halves, more specific than the existing default, which stays in place

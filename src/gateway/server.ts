@@ -38,6 +38,12 @@ export interface GatewayParts {
   readonly listen: (request: ListenRequest) => Promise<TunnelListener>;
 }
 
+/** Per-session state of the control handler set up in Gateway.accept(). */
+interface SessionControlState {
+  /** Clock time the session was last sent a keepalive_ack; -Infinity before the first. */
+  lastKeepaliveAck: number;
+}
+
 export class Gateway {
   readonly pool: AddressPool;
   readonly registry: UserRegistry;
@@ -48,8 +54,6 @@ export class Gateway {
   private stopping: Promise<void> | null = null;
   private readonly clock: Clock;
   private readonly logger: Logger;
-  /** When each session was last sent a keepalive_ack (see onControl). */
-  private readonly lastKeepaliveAck = new WeakMap<Session, number>();
 
   private constructor(
     private config: ServerConfig,
@@ -143,11 +147,13 @@ export class Gateway {
       return;
     }
     this.forwarder.attach(session);
-    connection.setControlHandler((message) => this.onControl(session, message));
+    const control: SessionControlState = { lastKeepaliveAck: -Infinity };
+    connection.setControlHandler((message) => this.onControl(session, control, message));
     connection.sendControl(buildAssignment(this.config, session));
   }
 
-  private onControl(session: Session, message: ControlMessage): void {
+  /** `control` is this session's control-channel state: when it was last sent a keepalive_ack. */
+  private onControl(session: Session, control: SessionControlState, message: ControlMessage): void {
     switch (message.type) {
       case 'keepalive': {
         this.sessions.touch(session);
@@ -155,9 +161,8 @@ export class Gateway {
         // (it cut another client's throughput to 57% in test/e2e/hostile.test.ts). At most one ack per quarter
         // interval per session; an honest client sends one keepalive per interval.
         const now = this.clock.now();
-        const last = this.lastKeepaliveAck.get(session);
-        if (last !== undefined && now - last < this.config.keepaliveIntervalMs / 4) return;
-        this.lastKeepaliveAck.set(session, now);
+        if (now - control.lastKeepaliveAck < this.config.keepaliveIntervalMs / 4) return;
+        control.lastKeepaliveAck = now;
         session.connection.sendControl({ type: 'keepalive_ack', t: message.t });
         return;
       }
@@ -236,5 +241,5 @@ export function gatewayTunSettings(config: ServerConfig): TunSettings {
   for (const net of [config.networks.ipv4, config.networks.ipv6]) {
     if (net !== null) addresses.push({ cidr: `${net.gateway}/${net.cidr.slice(net.cidr.lastIndexOf('/') + 1)}` });
   }
-  return { name: config.tunName, mtu: config.mtu, addresses, routes: [], txQueueLen: 4096 };
+  return { name: config.tunName, mtu: config.mtu, addresses, routes: [], txQueueLen: 4096, offload: config.tunOffload };
 }

@@ -11,7 +11,17 @@ import { DatagramDecoder } from './framing.js';
 import { SendQueue, type DatagramWire } from './send-queue.js';
 import type { CloseInfo, PacketReceiver, TransportKind, TunnelConnection, TunnelStats } from './types.js';
 
-/** Close reasons after which the peer should not reconnect on its own. */
+/**
+ * Close reasons after which the peer should not reconnect on its own: the `retry` of every close message that
+ * does not set it explicitly. This is the gateway's policy and the only one: the client acts on the `retry`
+ * it receives and keeps no list of its own (src/client/tunnel-client.ts). An operator's or the quota's
+ * decision (admin_kill, user_removed, quota_exceeded) must not be undone by the client reconnecting, and a
+ * `replaced` client coming back would replace the newer session in turn, round and round.
+ * Deliberately retried: server_shutdown (the gateway comes back), session_timeout (the lifetime limit exists
+ * to force a fresh login, which the reconnect is), idle_timeout (a live client sends keepalives, which count as
+ * activity, so only a client that was silent, e.g. suspended or behind a dead path, sees it; reconnecting is
+ * what it does on a dead path anyway) and error.
+ */
 const NO_RETRY_REASONS: ReadonlySet<string> = new Set(['admin_kill', 'user_removed', 'quota_exceeded', 'replaced', 'user_disabled', 'auth_failed']);
 /** Control messages kept until a handler is set; more are dropped (the peer misbehaves). */
 const MAX_HELD_CONTROL_MESSAGES = 32;

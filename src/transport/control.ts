@@ -42,7 +42,10 @@ export const CloseMessage = z.object({
   type: z.literal('close'),
   reason: z.string().max(64),
   message: z.string().max(512).optional(),
-  /** Whether the client should reconnect (false for e.g. a bad password or a disabled user). */
+  /**
+   * Whether the client should reconnect: the gateway's decision, which the client follows alone (false e.g.
+   * after admin_kill, replaced, user_removed, quota_exceeded).
+   */
   retry: z.boolean(),
 });
 

@@ -22,7 +22,9 @@ export interface CloseInfo {
   readonly message?: string;
   /**
    * Whether the client should reconnect. Sent in the `close` message; when omitted the transport derives it
-   * from the reason (false for admin_kill, user_removed, quota_exceeded, replaced, user_disabled, auth_failed).
+   * from the reason (false for admin_kill, user_removed, quota_exceeded, replaced, user_disabled, auth_failed;
+   * see NO_RETRY_REASONS in connection-base.ts). The client decides on this flag alone: false ends it, true
+   * or absent (the transport ended without the peer's word) reconnects with backoff.
    */
   readonly retry?: boolean;
 }

@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { TunnelClient, clientTunSettings } from '../../src/client/tunnel-client.js';
+import { EXIT_REJECTED, exitCodeFor } from '../../src/cli/fail.js';
 import type { ClientConfig } from '../../src/config/types.js';
 import { QuicgateError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
@@ -25,6 +26,7 @@ const CONFIG: ClientConfig = {
   caFile: null,
   pinnedCertHashes: [],
   tunName: 'qgc0',
+  tunOffload: true,
   setDns: false,
   reconnect: { initialMs: 1000, maxMs: 8000, maxAttempts: null },
   deadAfterMissedKeepalives: 3,
@@ -50,6 +52,8 @@ class ScriptedGateway {
   readonly requests: { previousAddresses: readonly string[] }[] = [];
   readonly controls: ControlMessage[][] = [];
   refuse: QuicgateError | null = null;
+  /** Instead of the assignment, the gateway sends this close first (a refusal after the session opened). */
+  closeBeforeAssign: { reason: string; retry: boolean } | null = null;
   answerKeepalives = true;
   address = '198.18.0.7';
 
@@ -64,7 +68,8 @@ class ScriptedGateway {
       seen.push(m);
       if (m.type === 'keepalive' && this.answerKeepalives) pair.server.sendControl({ type: 'keepalive_ack', t: m.t });
     });
-    pair.server.sendControl(assignment(this.address));
+    if (this.closeBeforeAssign) pair.server.close(this.closeBeforeAssign);
+    else pair.server.sendControl(assignment(this.address));
     return pair.client;
   };
 }
@@ -174,6 +179,75 @@ describe('TunnelClient', () => {
     expect(gw.requests).toHaveLength(1);
   });
 
+  it('stops for good, with the exit code of a final rejection, when the gateway closes with admin_kill and retry false', async () => {
+    const gw = new ScriptedGateway();
+    const { client: c, done, tuns } = makeClient(gw, new FakeClock());
+    await until(() => c.state.kind === 'up', 'tunnel up');
+    gw.pairs[0]!.server.close({ reason: 'admin_kill', message: 'killed by the operator', retry: false });
+    const error = await done;
+    expect(error?.code).toBe('QG_ERR_REJECTED');
+    expect(error?.message).toBe('gateway closed the session: admin_kill (killed by the operator); not reconnecting');
+    expect(error?.details).toEqual({ reason: 'admin_kill', retry: false });
+    expect(exitCodeFor(error)).toBe(EXIT_REJECTED);
+    expect(c.state).toEqual({ kind: 'stopped', error });
+    expect(gw.requests).toHaveLength(1);
+    expect(tuns[0]!.tun.isClosed).toBe(true);
+  });
+
+  it.each(['replaced', 'quota_exceeded'])('stops for good on %s with the retry the gateway derives from it', async (reason) => {
+    const gw = new ScriptedGateway();
+    const { client: c, done } = makeClient(gw, new FakeClock());
+    await until(() => c.state.kind === 'up', 'tunnel up');
+    gw.pairs[0]!.server.close({ reason });
+    const error = await done;
+    expect(error?.code).toBe('QG_ERR_REJECTED');
+    expect(error?.message).toMatch(new RegExp(`: ${reason}; not reconnecting$`));
+    expect(gw.requests).toHaveLength(1);
+  });
+
+  it.each([
+    ['server_shutdown', undefined],
+    ['session_timeout', undefined],
+    ['idle_timeout', undefined],
+    // The flag alone decides: a reason the gateway would not retry by default still reconnects when it says so.
+    ['admin_kill', true],
+  ] as const)('reconnects with backoff after a close with reason %s and retry true', async (reason, retry) => {
+    const clock = new FakeClock();
+    const gw = new ScriptedGateway();
+    const { client: c } = makeClient(gw, clock);
+    await until(() => c.state.kind === 'up', 'tunnel up');
+    gw.pairs[0]!.server.close(retry === undefined ? { reason } : { reason, retry });
+    await until(() => c.state.kind === 'waiting', 'waiting to reconnect');
+    expect(c.state.kind === 'waiting' && c.state.lastError).toBe(`session closed: ${reason}`);
+    clock.advance(1000); // first backoff is at most 1 s
+    await until(() => c.state.kind === 'up' && gw.pairs.length === 2, 'reconnected');
+    expect(gw.requests[1]!.previousAddresses).toEqual(['198.18.0.7']);
+  });
+
+  it('stops for good when the gateway closes with retry false before the assignment, whatever the reason', async () => {
+    const gw = new ScriptedGateway();
+    gw.closeBeforeAssign = { reason: 'some_future_reason', retry: false };
+    const { done } = makeClient(gw, new FakeClock());
+    const error = await done;
+    expect(error?.code).toBe('QG_ERR_REJECTED');
+    expect(error?.message).toMatch(/^gateway refused the session: some_future_reason; not reconnecting$/);
+    expect(exitCodeFor(error)).toBe(EXIT_REJECTED);
+    expect(gw.requests).toHaveLength(1);
+  });
+
+  it('retries when the gateway closes with retry true before the assignment (pool exhausted)', async () => {
+    const clock = new FakeClock();
+    const gw = new ScriptedGateway();
+    gw.closeBeforeAssign = { reason: 'pool_exhausted', retry: true };
+    const { client: c } = makeClient(gw, clock);
+    await until(() => c.state.kind === 'waiting', 'waiting to reconnect');
+    expect(c.state.kind === 'waiting' && c.state.lastError).toMatch(/pool_exhausted/);
+    gw.closeBeforeAssign = null;
+    clock.advance(1000);
+    await until(() => c.state.kind === 'up', 'up once an address is free');
+    expect(gw.requests).toHaveLength(2);
+  });
+
   it('gives up after max_attempts failed attempts', async () => {
     const clock = new FakeClock();
     const gw = new ScriptedGateway();
@@ -206,6 +280,8 @@ describe('TunnelClient', () => {
       addresses: [{ cidr: '198.18.0.7/16' }, { cidr: '2001:db8:1::7/64' }],
       routes: ['::/1', '8000::/1'],
       txQueueLen: 4096,
+      offload: true,
     });
+    expect(clientTunSettings({ ...CONFIG, tunOffload: false }, a).offload).toBe(false);
   });
 });

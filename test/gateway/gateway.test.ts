@@ -122,9 +122,36 @@ describe('gateway session policy over in-memory parts', () => {
     const first = await connect(g, 'bob', 'b');
     await connect(g, 'bob', 'b');
     const third = await connect(g, 'bob', 'b');
-    expect((await first.client.closed).reason).toBe('replaced');
+    // retry false: the replaced client must not come back and replace the newer session in turn.
+    expect(await first.client.closed).toMatchObject({ reason: 'replaced', retry: false });
     expect(g.gateway.sessions.list().map((s) => s.ipv4)).toContain(third.assign.ipv4!.address);
     expect(g.gateway.sessions.size).toBe(2);
+  });
+
+  it('tells the client whether to come back: not after an admin kill, yes after the idle or lifetime limit and a shutdown', async () => {
+    const clock = new FakeClock();
+    const g = await setup({ limits: sessionLimits({ idleTimeoutMs: 10_000, sessionTimeoutMs: 60_000 }) }, clock);
+    const killed = await connect(g, 'bob', 'b');
+    g.gateway.sessions.kill(g.gateway.sessions.list()[0]!.id);
+    expect(await killed.client.closed).toMatchObject({ reason: 'admin_kill', retry: false });
+
+    const idle = await connect(g, 'bob', 'b');
+    clock.advance(10_000);
+    g.gateway.sessions.expire();
+    expect(await idle.client.closed).toMatchObject({ reason: 'idle_timeout', retry: true });
+
+    const old = await connect(g, 'bob', 'b');
+    const oldSession = g.gateway.sessions.list()[0]!;
+    for (let t = 0; t < 60_000; t += 5_000) {
+      clock.advance(5_000);
+      g.gateway.sessions.touch(oldSession); // busy, never idle: only the lifetime ends it
+      g.gateway.sessions.expire();
+    }
+    expect(await old.client.closed).toMatchObject({ reason: 'session_timeout', retry: true });
+
+    const last = await connect(g, 'bob', 'b');
+    await g.gateway.stop();
+    expect(await last.client.closed).toMatchObject({ reason: 'server_shutdown', retry: true });
   });
 
   it('refuses the third session with user_limit when the policy is reject', async () => {

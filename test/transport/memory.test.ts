@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ControlMessage } from '../../src/transport/control.js';
+import { closeMessageFor, defaultRetry } from '../../src/transport/connection-base.js';
 import { createMemoryPair } from '../../src/transport/memory.js';
 import type { TunnelConnection } from '../../src/transport/types.js';
 import { settle as settleRounds } from '../support/wait.js';
@@ -92,6 +93,23 @@ describe('createMemoryPair', () => {
     expect(await client.closed).toEqual({ reason: 'admin_kill', message: 'bye', retry: false });
     expect(seen).toEqual([{ type: 'close', reason: 'admin_kill', message: 'bye', retry: false }]);
     expect(client.sendPacket(Buffer.alloc(10), 0, 10)).toBe(false);
+  });
+
+  it('carries an explicit retry as given, whatever the reason', async () => {
+    const { client, server } = createMemoryPair();
+    server.close({ reason: 'admin_kill', message: 'come back', retry: true });
+    expect(await client.closed).toEqual({ reason: 'admin_kill', message: 'come back', retry: true });
+  });
+
+  it("sets retry from the gateway's policy when the closer leaves it out: no comeback after an operator's or the quota's decision", () => {
+    for (const reason of ['admin_kill', 'replaced', 'user_removed', 'quota_exceeded', 'user_disabled', 'auth_failed']) {
+      expect(defaultRetry(reason), reason).toBe(false);
+      expect(closeMessageFor({ reason }).retry, reason).toBe(false);
+    }
+    for (const reason of ['server_shutdown', 'idle_timeout', 'session_timeout', 'error', 'client_closed', 'connection_lost', 'pool_exhausted']) {
+      expect(defaultRetry(reason), reason).toBe(true);
+      expect(closeMessageFor({ reason }).retry, reason).toBe(true);
+    }
   });
 
   it('ends both sides with connection_lost when the link breaks', async () => {
