@@ -12,7 +12,8 @@
 #   PING_IVL (0.2), MAX_TIME (watchdog from script start; 900 s), PHASES (direct wg ovpn_udp ovpn_tcp qg_h2 qg_h3),
 #   WORK (/tmp/qgb-compare; wiped at start), UDP_LEN (iperf3 UDP payload; 1300), SUITE (which figures:
 #   "tcp_up tcp_down tcp_p4 udp ping"), QG_NODE_OPTS (extra node flags for both quicgate processes, e.g.
-#   "--cpu-prof --cpu-prof-dir=/tmp/qgb-prof"; see bench/cpuprofile-top.mjs).
+#   "--cpu-prof --cpu-prof-dir=/tmp/qgb-prof"; see bench/cpuprofile-top.mjs), QG_OFFLOAD (true/false: TUN write
+#   coalescing, for A/B runs).
 #
 # Per VPN it measures: iperf3 TCP one stream client->server (tcp_up) and server->client (tcp_down, -R), TCP with
 # 4 streams (tcp_p4), UDP unlimited-rate (-u -b 0: received rate and loss), ping RTT idle and while a TCP stream
@@ -32,6 +33,7 @@ REPS=${REPS:-3}
 DUR=${DUR:-5}
 PINGS=${PINGS:-20}
 PING_IVL=${PING_IVL:-0.2}
+QG_OFFLOAD=${QG_OFFLOAD:-true}      # quicgate's TUN write coalescing (tunnel.offload / tun_offload), for A/B runs
 MAX_TIME=${MAX_TIME:-900}
 UDP_LEN=${UDP_LEN:-1300}
 QG_NODE_OPTS=${QG_NODE_OPTS:-}      # extra node flags for both quicgate processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/qgb-prof"
@@ -306,6 +308,7 @@ qg_up() {      # h2|h3
 listen: { address: $OUT_S, port: $QG_PORT }
 transports: { h2: $h2, h3: $h3 }
 tunnel:
+  offload: $QG_OFFLOAD
   ipv4: { network: 198.18.0.0/15, gateway: $IN_S }
   ipv6: null
 log_level: info
@@ -321,6 +324,7 @@ password: bench-pw
 transport: $kind
 ca_file: $d/data/ca.pem
 tun_name: qgb-qc
+tun_offload: $QG_OFFLOAD
 EOF
     ns_bg "$NS_C" "$d/client.log" node $QG_NODE_OPTS "$ROOT/bin/quicgate.js" client --config "$d/client.yaml"; local pc=$BG_PID
     DAEMONS=("$ps" "$pc")

@@ -16,7 +16,12 @@
  * TCP rate / his limit (goal: unaffected, ~1.0).
  * Prints one line per case and a PASS/MISS per goal. Bounded: about (4 cases x DUR + 4 s) per limit.
  */
-import { GW4, median, pingRtts, quantile, sleep, Topology, type Proc } from './lib/netns.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { removeStaleNamespaces, requireNetnsSupport, Topology } from '../test/e2e/helpers/netns.js';
+import { GatewayFiles, startClient, startGateway, stopTestbed, type QuicgateProcess, type TestUser } from '../test/e2e/helpers/quicgate.js';
+
+/** The gateway's tunnel address (tunnel 198.18.0.0/15; the underlay 192.0.2.0/24 is the e2e Topology's). */
+const GW4 = '198.18.0.1';
 
 const LIMITS = (process.env.LIMITS ?? '1 10 100').split(/\s+/).filter(Boolean).map(Number);
 const DUR = Number(process.env.DUR ?? 5);
@@ -28,6 +33,18 @@ if (process.getuid?.() !== 0) {
   console.error('limits.ts: run as root (namespaces, TUN)');
   process.exit(2);
 }
+
+// Namespaces (and the processes in them) and the config directory go on every way out: the end of main(),
+// a failure, the watchdog, SIGINT/SIGTERM (exit 130). Installed before the Topology's own hooks, so these run
+// first. destroySync() and cleanup() are idempotent.
+let topo: Topology | undefined;
+let files: GatewayFiles | undefined;
+process.once('exit', () => {
+  topo?.destroySync();
+  files?.cleanup();
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
 const watchdog = setTimeout(() => {
   console.error(`limits.ts: watchdog: MAX_TIME=${MAX_TIME}s reached`);
   process.exit(3);
@@ -43,27 +60,42 @@ interface IperfJson {
   intervals: IperfInterval[];
 }
 
-const topo = new Topology('l', 3);
-const [nsA1, nsA2, nsB] = topo.clients as [string, string, string];
+/** The three client namespaces: alice#1, alice#2, bob. */
+let nsA1: string;
+let nsA2: string;
+let nsB: string;
 
-function usersFor(aliceMbit: number): Promise<string> {
-  return topo.writeUsers([
-    { name: 'alice', bandwidth: `${aliceMbit} Mbit/s`, maxSessions: 2 },
-    { name: 'bob', bandwidth: `${BOB_MBIT} Mbit/s` },
-  ]);
+function usersFor(aliceMbit: number): Promise<void> {
+  const users: TestUser[] = [
+    { name: 'alice', password: 'alice-pw', bandwidth: `${aliceMbit} Mbit/s`, maxSessions: 2 },
+    { name: 'bob', password: 'bob-pw', bandwidth: `${BOB_MBIT} Mbit/s` },
+  ];
+  return files!.writeUsers(users);
 }
 
-function iperf(ns: string, port: number, args: string[]): Proc {
-  return topo.spawn(ns, 'iperf3', ['-c', GW4, '-p', String(port), '-t', String(DUR), '-J', '--get-server-output', ...args], `iperf3:${port}`);
+/**
+ * Runs `cmd` in `ns` (a child of the topology: killed with it) and resolves with its stdout once it ended,
+ * whatever its exit status (a failed iperf3 or a ping with losses still reports what it measured).
+ */
+function output(ns: string, cmd: string, args: readonly string[]): Promise<string> {
+  const child = topo!.spawn(ns, cmd, args);
+  let text = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+  child.stderr!.resume();
+  return new Promise((resolve) => {
+    child.once('close', () => resolve(text));
+    child.once('error', () => resolve(text));
+  });
 }
 
-async function result(p: Proc): Promise<IperfJson | undefined> {
-  const text = await p.output();
-  try {
-    return JSON.parse(text) as IperfJson;
-  } catch {
-    return undefined;
-  }
+function iperf(ns: string, port: number, args: string[], seconds = DUR): Promise<IperfJson | undefined> {
+  return output(ns, 'iperf3', ['-c', GW4, '-p', String(port), '-t', String(seconds), '-J', '--get-server-output', ...args]).then((text) => {
+    try {
+      return JSON.parse(text) as IperfJson;
+    } catch {
+      return undefined;
+    }
+  });
 }
 
 /** Receiver-side per-second rates (bit/s): the server's intervals for uploads, the client's for -R. */
@@ -84,9 +116,29 @@ function receiverRate(j: IperfJson | undefined, reverse: boolean, udp: boolean):
   return reverse ? (j.end.sum_received?.bits_per_second ?? NaN) : (j.server_output_json?.end.sum_received?.bits_per_second ?? j.end.sum_received?.bits_per_second ?? NaN);
 }
 
-function ping(ns: string, seconds: number): Proc {
+/** ping's output (RTTs: pingRtts) after about `seconds`. */
+function ping(ns: string, seconds: number): Promise<string> {
   const count = Math.max(3, Math.floor((seconds - 1.5) / 0.1));
-  return topo.spawn(ns, 'ping', ['-n', '-i', '0.1', '-c', String(count), '-W', '2', GW4], 'ping');
+  return output(ns, 'ping', ['-n', '-i', '0.1', '-c', String(count), '-W', '2', GW4]);
+}
+
+/** Median of the finite values (NaN when none). */
+function median(values: readonly number[]): number {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+function quantile(values: readonly number[], q: number): number {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  return v[Math.min(v.length - 1, Math.floor(q * v.length))]!;
+}
+
+/** RTTs (ms) from ping output. */
+function pingRtts(text: string): number[] {
+  return [...text.matchAll(/time=([0-9.]+) ms/g)].map((m) => Number(m[1]));
 }
 
 function sumSeries(series: number[][]): number[] {
@@ -103,7 +155,7 @@ function verdict(ok: boolean): string {
 
 async function runCase(limit: number, name: string): Promise<void> {
   const L = limit * 1e6;
-  const alice: Proc[] = [];
+  const alice: Promise<IperfJson | undefined>[] = [];
   let reverse = false;
   let udp = false;
   if (name === 'tcp1') alice.push(iperf(nsA1, 5301, []));
@@ -119,19 +171,19 @@ async function runCase(limit: number, name: string): Promise<void> {
   await sleep(700);
   const alicePing = ping(nsA1, DUR - 0.7);
   const bobPing = withBob ? ping(nsB, DUR - 0.7) : undefined;
-  const bobIperf = withBob ? topo.spawn(nsB, 'iperf3', ['-c', GW4, '-p', '5303', '-t', String(DUR - 1), '-J', '--get-server-output'], 'bob') : undefined;
-  const results = await Promise.all(alice.map(result));
+  const bobIperf = withBob ? iperf(nsB, 5303, [], DUR - 1) : undefined;
+  const results = await Promise.all(alice);
   const rate = results.reduce((a, j) => a + receiverRate(j, reverse, udp), 0);
   const windows = sumSeries(results.map((j) => receiverIntervals(j, reverse))).slice(1).filter((_, i, a) => i < a.length - (reverse ? 0 : 0));
   // The last interval can be a partial second: keep only full ones.
   const full = results[0] === undefined ? [] : (reverse ? results[0].intervals : (results[0].server_output_json?.intervals ?? [])).slice(1).map((i) => i.sum.seconds);
   const winMax = Math.max(...windows.filter((_, i) => (full[i] ?? 1) > 0.9));
-  const rtts = pingRtts(await alicePing.output());
+  const rtts = pingRtts(await alicePing);
   let bobText = '';
   if (bobIperf !== undefined && bobPing !== undefined) {
-    const bj = await result(bobIperf);
+    const bj = await bobIperf;
     const brate = receiverRate(bj, false, false);
-    const brtt = pingRtts(await bobPing.output());
+    const brtt = pingRtts(await bobPing);
     const ratio = (brate / (BOB_MBIT * 1e6)) * (1400 / 1348);
     bobText = `  | bob: rate/limit ${ratio.toFixed(3)} [${verdict(ratio > 0.9 && ratio < 1.05)}], ping median ${median(brtt).toFixed(2)} ms max ${Math.max(...brtt).toFixed(1)} ms`;
   }
@@ -156,9 +208,13 @@ async function runCase(limit: number, name: string): Promise<void> {
 
 async function main(): Promise<void> {
   const t0 = Date.now();
-  topo.build();
+  await requireNetnsSupport();
+  await removeStaleNamespaces();
+  files = new GatewayFiles();
+  topo = await Topology.create(3);
+  [nsA1, nsA2, nsB] = topo.clients as [string, string, string];
   await usersFor(LIMITS[0] ?? 10);
-  const gw = await topo.startGateway(`
+  files.writeServer(`
 listen: { address: 192.0.2.1, port: 4433 }
 tunnel:
   ipv4: { network: 198.18.0.0/15, gateway: ${GW4} }
@@ -167,18 +223,30 @@ shaping_delay: ${DELAY_MS}ms
 log_level: info
 history: { enabled: false }
 `);
-  await Promise.all([topo.startClient(nsA1, 'alice', 'alice1'), topo.startClient(nsA2, 'alice', 'alice2'), topo.startClient(nsB, 'bob', 'bob')]);
-  for (const port of [5301, 5302, 5303]) topo.spawn(topo.server, 'iperf3', ['-s', '-J', '-B', GW4, '-p', String(port)], `iperf3-s:${port}`);
+  const gw = startGateway(topo, files);
+  await gw.waitForMsg('gateway up');
+  const client = async (ns: string, user: string, label: string): Promise<QuicgateProcess> => {
+    const c = startClient(topo!, ns, files!.clientConfig(label, user, `${user}-pw`), label);
+    await c.waitForMsg('tunnel up');
+    return c;
+  };
+  await Promise.all([client(nsA1, 'alice', 'alice1'), client(nsA2, 'alice', 'alice2'), client(nsB, 'bob', 'bob')]);
+  for (const port of [5301, 5302, 5303]) {
+    const server = topo.spawn(topo.server, 'iperf3', ['-s', '-J', '-B', GW4, '-p', String(port)]);
+    // Its JSON report per test goes nowhere, but must be read: a full pipe would stall the server.
+    server.stdout!.resume();
+    server.stderr!.resume();
+  }
   await sleep(500);
-  const idle = pingRtts(topo.exec(nsA1, 'ping', ['-n', '-i', '0.1', '-c', '10', GW4]));
+  const idle = pingRtts((await topo.exec(nsA1, 'ping', ['-n', '-i', '0.1', '-c', '10', GW4])).stdout);
   console.log(`# ${new Date().toISOString()} DUR=${DUR}s shaping_delay=${DELAY_MS}ms bob=${BOB_MBIT} Mbit/s; idle ping alice median ${median(idle).toFixed(2)} ms`);
   console.log('# goals: IP rate/limit within 0.95..1.05, worst 1 s window (after the first) <= 1.05, ping RTT p95 <= shaping delay + 5 ms, bob rate/limit 0.9..1.05');
   console.log('# note: one bucket per user carries both directions; a ping under load can wait up to the shaping delay each way');
   for (const limit of LIMITS) {
     await usersFor(limit);
     const mark = gw.lines.length;
-    gw.child.kill('SIGHUP');
-    await gw.waitFor(/"config reloaded"/, 10_000, mark);
+    gw.signal('SIGHUP');
+    await gw.waitForMsg('config reloaded', 10_000, mark);
     await sleep(300);
     for (const name of ['tcp1', 'tcp1_down', 'tcp4', 'udp2x']) await runCase(limit, name);
   }
@@ -190,7 +258,7 @@ main()
     console.error('limits.ts failed:', err);
     process.exitCode = 1;
   })
-  .finally(() => {
-    topo.destroySync();
+  .finally(async () => {
+    await stopTestbed({ topo, files });
     process.exit();
   });

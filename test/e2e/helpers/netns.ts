@@ -105,11 +105,14 @@ export class Topology {
     return sh('ip', ['netns', 'exec', ns, cmd, ...args], timeoutMs);
   }
 
-  /** Start a long-running process in a namespace; it is killed by destroy(). */
-  spawn(ns: string, cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  /**
+   * Start a long-running process in a namespace; it is killed by destroy(). `options.stdin: 'pipe'` gives
+   * the caller child.stdin (default: no stdin).
+   */
+  spawn(ns: string, cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = {}, options: { readonly stdin?: 'ignore' | 'pipe' } = {}): ChildProcess {
     const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
       env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
     });
     this.processes.add(child);
     child.once('exit', () => this.processes.delete(child));

@@ -168,8 +168,9 @@ dead_after_missed_keepalives: 3
   }
 }
 
-export function startGateway(topo: Topology, files: GatewayFiles): QuicgateProcess {
-  return new QuicgateProcess(topo.spawn(topo.server, process.execPath, [BIN, 'server', '--config', files.serverFile]), 'gateway');
+/** `options.nodeArgs`: node options before the script (e.g. bench/scale.ts's --expose-gc and memory probe). */
+export function startGateway(topo: Topology, files: GatewayFiles, options: { readonly nodeArgs?: readonly string[] } = {}): QuicgateProcess {
+  return new QuicgateProcess(topo.spawn(topo.server, process.execPath, [...(options.nodeArgs ?? []), BIN, 'server', '--config', files.serverFile]), 'gateway');
 }
 
 export function startClient(topo: Topology, ns: string, configFile: string, label: string): QuicgateProcess {
