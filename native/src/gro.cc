@@ -82,6 +82,7 @@ void Coalescer::Classify(Packet& p) const {
   if (version == 4) {
     if ((b[0] & 0x0f) != 5 || Load16(b + 2) != n) return;  // options or a length that lies: as it is
     if ((Load16(b + 6) & 0x3fff) != 0) return;             // a fragment
+    if (Fold(Sum16(b, 20, 0)) != 0xffff) return;            // a bad header checksum: the kernel must drop it
     protocol = b[9];
     iph = 20;
   } else if (version == 6) {
@@ -108,6 +109,14 @@ void Coalescer::Classify(Packet& p) const {
     p.l4HeaderLength = 8;
     p.seq = 0;
   } else {
+    return;
+  }
+  // A super-packet's checksum is completed by the kernel (CHECKSUM_PARTIAL) and never verified, so every member
+  // must carry a valid one: a corrupt packet goes as it is and the kernel drops it (as wireguard-go does).
+  // UDP over IPv4 may carry no checksum (0); over IPv6 that is invalid and the sum below rejects it.
+  bool noUdpChecksum = protocol == 17 && version == 4 && Load16(b + iph + 6) == 0;
+  if (!noUdpChecksum && Fold(Sum16(b + iph, n - iph, PseudoHeaderSum(b, version == 4, protocol, n - iph))) != 0xffff) {
+    p.kind = kPlain;
     return;
   }
   p.ipHeaderLength = iph;
@@ -138,7 +147,8 @@ bool Coalescer::CanAppend(const Group& g, const Packet& p) const {
   }
   if (!IsTcp(p.kind)) return true;
   uint16_t iph = head.ipHeaderLength;
-  if (p.l4HeaderLength != head.l4HeaderLength || p.seq != g.nextSeq) return false;
+  // Byte 12 holds, besides the header length, the reserved bits and AccECN's AE flag (part of the ACE counter).
+  if (p.l4HeaderLength != head.l4HeaderLength || h[iph + 12] != b[iph + 12] || p.seq != g.nextSeq) return false;
   // ACK number, window, urgent pointer and options (timestamps) identical: segments differ only in payload.
   return std::memcmp(h + iph + 8, b + iph + 8, 4) == 0 && std::memcmp(h + iph + 14, b + iph + 14, 2) == 0 &&
          std::memcmp(h + iph + 18, b + iph + 18, head.l4HeaderLength - 18u) == 0;

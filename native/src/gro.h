@@ -13,8 +13,9 @@
 // 64 KB super-packet costs about what one 1.4 KB packet does, so coalescing divides that cost (and the
 // syscalls) by the group size, exactly as GRO does for a NIC. Written by hand: no library does this for Node.
 //
-// Checksums of coalesced packets are not verified: the tunnel is authenticated and a client could send a
-// valid checksum anyway; single packets keep their own checksum, which the kernel verifies as usual.
+// Only packets whose IPv4 header and TCP/UDP checksums are valid are coalesced: the kernel completes a
+// super-packet's checksum itself (CHECKSUM_PARTIAL) and never verifies the members', so a corrupt packet (the
+// client writes what came from the internet) goes as it is and the kernel drops it, as wireguard-go does.
 #pragma once
 
 #include <cstddef>

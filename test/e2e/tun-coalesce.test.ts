@@ -1,0 +1,390 @@
+/**
+ * TUN write coalescing (userspace GRO, native/src/gro.cc) against the real kernel. A helper process
+ * (helpers/tun-gro.ts) opens a LinuxTun inside a namespace of our own, listens with node:net / node:dgram on
+ * 198.18.0.1 and 2001:db8::1 and plays the peer (198.18.0.2 / 2001:db8::2) with raw packets written through
+ * writeBatch; the kernel's answers (SYN-ACKs, ACKs with SACK, echo replies) are read back from the TUN.
+ *
+ *   1. TCP over IPv4 (with timestamps) and IPv6 (sequence numbers wrapping): 40 full segments + a short PSH
+ *      segment in ONE writeBatch -> the server socket gets exactly those bytes, ACKed to the end; super-packets.
+ *      Two flows interleaved with a segment missing: data up to the gap only, ACK = the gap, SACK = what
+ *      followed; the missing segment then completes the stream. A retransmitted segment and a window change
+ *      inside one batch. Batches beyond the coalescer's limits (64 segments, 64 KB per super-packet).
+ *   2. UDP over IPv4 and IPv6: equal datagrams (last shorter) in ONE writeBatch arrive one by one, exact, in order.
+ *   3. ICMP/ICMPv6 echo in a batch are answered and never coalesced; a batch mixing ICMP, TCP and UDP.
+ *   4. coalesce: false: the same batches are delivered and no super-packet is written.
+ * Every scenario also checks that the kernel counted no header/checksum error and every packet was accepted.
+ *
+ * Needs root and /dev/net/tun: without them this FAILS (it does not skip).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sh } from './helpers/netns.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const helperScript = path.join(root, 'test', 'e2e', 'helpers', 'tun-gro.ts');
+// Named like the Topology namespaces so removeStaleNamespaces() also reclaims it after a killed run.
+const ns = `qge-${process.pid.toString(36)}x${Math.floor(Math.random() * 1296).toString(36)}-s`;
+
+const SEGMENTS = 40;
+const SIZE = 1348;
+const TAIL = 100;
+
+interface GroStats {
+  superPackets: number;
+  coalescedPackets: number;
+  tcp: boolean;
+  udp: boolean;
+}
+
+interface WriteResult {
+  accepted: number;
+  count: number;
+  status: number[];
+}
+
+interface Delivery {
+  expected: number;
+  received: number;
+  firstDifference: number;
+}
+
+interface Common {
+  write: WriteResult;
+  gro: { superPackets: number; coalescedPackets: number };
+  errors: Record<string, number>;
+}
+
+interface TcpStreamResult extends Common {
+  groStats: GroStats;
+  synAckWindow: number;
+  delivery: Delivery;
+  lastAck: number;
+  packetLengths: number[];
+  badChecksums: number;
+}
+
+interface TcpGapResult extends Common {
+  expected: { gapAt: number; afterGap: [number, number]; totalA: number; totalB: number };
+  beforeFill: { a: Delivery & { lastAck: number; lastSack: [number, number][] }; b: Delivery & { lastAck: number } };
+  fill: WriteResult;
+  afterFill: { a: Delivery & { lastAck: number; lastSack: [number, number][] } };
+  badChecksums: number;
+}
+
+interface TcpLimitsResult {
+  small: { write: WriteResult; gro: { superPackets: number; coalescedPackets: number } };
+  large: { write: WriteResult; gro: { superPackets: number; coalescedPackets: number }; window: number; segments: number; bytes: number };
+  delivery: Delivery;
+  lastAck: number;
+  errors: Record<string, number>;
+  badChecksums: number;
+}
+
+interface UdpResult extends Common {
+  received: number;
+  order: number[];
+  sizes: number[];
+  wrongContent: number[];
+  fromPorts: number[];
+  peerPort: number;
+}
+
+interface IcmpResult {
+  write: WriteResult;
+  gro: { superPackets: number; coalescedPackets: number };
+  replies: number;
+  wrong: number[];
+}
+
+interface MixedResult extends Common {
+  kinds: string[];
+  tcp: Delivery & { lastAck: number };
+  udp: { received: number; order: number[]; wrongContent: number[] };
+  icmp: { expected: number; replies: number; wrong: number[] };
+  icmp6: { expected: number; replies: number; wrong: number[] };
+  badChecksums: number;
+}
+
+interface HelperEvent {
+  event: string;
+  id?: number;
+  name?: string;
+  gro?: GroStats;
+  result?: unknown;
+  message?: string;
+}
+
+/** One helper process in the namespace; commands go in as JSON lines, results come back the same way. */
+class GroHelper {
+  private readonly events: HelperEvent[] = [];
+  private readonly waiters = new Set<() => void>();
+  private stderr = '';
+  private nextId = 1;
+  readonly exited: Promise<number | null>;
+
+  private constructor(private readonly child: ChildProcess) {
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    child.stderr?.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        this.events.push(JSON.parse(line) as HelperEvent);
+      } catch {
+        this.stderr += `(stdout) ${line}\n`;
+      }
+      for (const check of [...this.waiters]) check();
+    });
+    child.once('exit', () => {
+      for (const check of [...this.waiters]) check();
+    });
+  }
+
+  static async start(coalesce: boolean): Promise<{ helper: GroHelper; ready: HelperEvent }> {
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', helperScript, JSON.stringify({ coalesce })], {
+      cwd: root,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    live.add(child);
+    child.once('exit', () => live.delete(child));
+    const helper = new GroHelper(child);
+    const ready = await helper.waitFor((e) => e.event === 'ready', 30_000);
+    return { helper, ready };
+  }
+
+  waitFor(predicate: (e: HelperEvent) => boolean, timeoutMs: number): Promise<HelperEvent> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const found = this.events.find(predicate);
+        if (found === undefined && this.child.exitCode === null && this.child.signalCode === null) return false;
+        this.waiters.delete(check);
+        clearTimeout(timer);
+        if (found !== undefined) resolve(found);
+        else reject(new Error(`the helper exited (${this.child.exitCode ?? this.child.signalCode}); stderr: ${this.stderr}`));
+        return true;
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`helper event not seen in ${timeoutMs} ms; last events: ${JSON.stringify(this.events.slice(-3))}; stderr: ${this.stderr}`));
+      }, timeoutMs);
+      if (!check()) this.waiters.add(check);
+    });
+  }
+
+  async request<T>(cmd: string, args: Record<string, unknown>): Promise<T> {
+    const id = this.nextId++;
+    this.child.stdin!.write(`${JSON.stringify({ id, cmd, args })}\n`);
+    const answer = await this.waitFor((e) => e.id === id && (e.event === 'result' || e.event === 'failed'), 30_000);
+    if (answer.event === 'failed') throw new Error(`helper command ${cmd} failed: ${answer.message}`);
+    return answer.result as T;
+  }
+
+  /** Close stdin (the helper closes the device and exits); SIGKILL if it does not within 5 s. */
+  async stop(): Promise<number | string | null> {
+    this.child.stdin?.end();
+    const code = await Promise.race([this.exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 5_000))]);
+    if (code === 'still running') {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+    return code;
+  }
+}
+
+const live = new Set<ChildProcess>();
+let namespaceCreated = false;
+
+/** Kills what runs in the namespace and deletes it (with its TUN). Synchronous: also runs from 'exit'. */
+function removeNamespace(): void {
+  for (const child of live) child.kill('SIGKILL');
+  if (!namespaceCreated) return;
+  const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' });
+  for (const pid of (pids.stdout ?? '').split(/\s+/).filter(Boolean)) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  spawnSync('ip', ['netns', 'del', ns]);
+  namespaceCreated = false;
+}
+
+function expectAllAccepted(write: WriteResult): void {
+  expect(write.status).toEqual(new Array<number>(write.count).fill(1));
+  expect(write.accepted).toBe(write.count);
+}
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0) throw new Error('the TUN coalescing e2e test must run as root (it creates a namespace and TUNs)');
+  if (!existsSync('/dev/net/tun')) throw new Error('/dev/net/tun is missing: load the tun module');
+  process.once('exit', removeNamespace);
+  await sh('ip', ['netns', 'add', ns]);
+  namespaceCreated = true;
+  await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+});
+
+afterAll(() => {
+  removeNamespace();
+  const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
+  expect(left).not.toContain(ns);
+});
+
+describe('TUN writeBatch with coalescing (IFF_VNET_HDR, GSO super-packets)', () => {
+  let helper: GroHelper;
+
+  beforeAll(async () => {
+    const started = await GroHelper.start(true);
+    helper = started.helper;
+    // This kernel (6.18) has TCP and UDP_L4 GSO on TUN: coalescing must be on for both.
+    expect(started.ready.gro).toEqual({ superPackets: 0, coalescedPackets: 0, tcp: true, udp: true });
+  });
+
+  afterAll(async () => {
+    if (helper !== undefined) expect(await helper.stop()).toBe(0);
+  });
+
+  it.each([
+    { family: 4, isn: 0x12345678, timestamps: true },
+    // Sequence numbers wrap around 2^32 a few segments into the super-packet.
+    { family: 6, isn: 0xffffffff - 5 * SIZE, timestamps: false },
+  ])('TCP over IPv$family: 40 full segments + a short PSH one in ONE batch arrive as the exact byte stream', async (flow) => {
+    const r = await helper.request<TcpStreamResult>('tcp-stream', { ...flow, segments: SEGMENTS, size: SIZE, tail: TAIL });
+    // The whole stream fits the window the kernel offered (else this would measure window drops).
+    expect(r.synAckWindow).toBeGreaterThanOrEqual(SEGMENTS * SIZE + TAIL);
+    expectAllAccepted(r.write);
+    expect(r.write.count).toBe(SEGMENTS + 1);
+    expect(r.gro.superPackets).toBeGreaterThanOrEqual(1);
+    expect(r.gro.coalescedPackets).toBeGreaterThanOrEqual(SEGMENTS);
+    expect(r.delivery).toEqual({ expected: SEGMENTS * SIZE + TAIL, received: SEGMENTS * SIZE + TAIL, firstDifference: -1 });
+    expect(r.lastAck).toBe(SEGMENTS * SIZE + TAIL);
+    expect(r.errors).toEqual({});
+    expect(r.badChecksums).toBe(0);
+  });
+
+  it.each([4, 6])('TCP over IPv%i: two interleaved flows with a gap deliver up to the gap only, then all once it is filled', async (family) => {
+    const r = await helper.request<TcpGapResult>('tcp-gap', { family, segments: 10, size: SIZE, missing: 5 });
+    expectAllAccepted(r.write);
+    expect(r.write.count).toBe(19);
+    expect(r.gro.superPackets).toBeGreaterThanOrEqual(2);
+    const { gapAt, afterGap, totalA, totalB } = r.expected;
+    // A: exactly the bytes before the gap, the ACK stops at the gap and SACK names the segments after it.
+    expect(r.beforeFill.a.received).toBe(gapAt);
+    expect(r.beforeFill.a.firstDifference).toBe(-1);
+    expect(r.beforeFill.a.lastAck).toBe(gapAt);
+    expect(r.beforeFill.a.lastSack).toEqual([afterGap]);
+    // B (its sequence numbers wrap inside the batch): everything, in order.
+    expect(r.beforeFill.b).toEqual({ expected: totalB, received: totalB, firstDifference: -1, lastAck: totalB });
+    // The missing segment alone: A's queued out-of-order data was kept intact.
+    expectAllAccepted(r.fill);
+    expect(r.afterFill.a).toEqual({ expected: totalA, received: totalA, firstDifference: -1, lastAck: totalA, lastSack: [] });
+    expect(r.errors).toEqual({});
+    expect(r.badChecksums).toBe(0);
+  });
+
+  it.each([4, 6])('TCP over IPv%i: a retransmitted segment and a window change inside the batch still give the stream exactly once', async (family) => {
+    const segments = 12;
+    const r = await helper.request<TcpStreamResult>('tcp-irregular', { family, segments, size: SIZE, duplicate: 3, duplicateAfter: 5, windowChangeAt: 8 });
+    expectAllAccepted(r.write);
+    expect(r.write.count).toBe(segments + 1);
+    // Segments 0-5, 6-7 and 8-11 can be joined; the retransmission goes alone.
+    expect(r.gro.superPackets).toBeGreaterThanOrEqual(3);
+    expect(r.delivery).toEqual({ expected: segments * SIZE, received: segments * SIZE, firstDifference: -1 });
+    expect(r.lastAck).toBe(segments * SIZE);
+    expect(r.errors).toEqual({});
+    expect(r.badChecksums).toBe(0);
+  });
+
+  it.each([4, 6])('TCP over IPv%i: batches beyond 64 segments or 64 KB become several super-packets, still exact', async (family) => {
+    const r = await helper.request<TcpLimitsResult>('tcp-limits', { family, smallSegments: 100, smallSize: 200, size: SIZE });
+    expectAllAccepted(r.small.write);
+    expect(r.small.write.count).toBe(100);
+    expect(r.small.gro.superPackets).toBeGreaterThanOrEqual(2); // at most 64 segments per super-packet
+    expect(r.small.gro.coalescedPackets).toBe(100);
+    // More than one IP packet's worth (64 KB) of full segments, within the window the server offered.
+    expect(r.large.bytes).toBeGreaterThan(65535);
+    expect(r.large.bytes).toBeLessThanOrEqual(r.large.window);
+    expectAllAccepted(r.large.write);
+    expect(r.large.gro.superPackets).toBeGreaterThanOrEqual(2);
+    expect(r.large.gro.coalescedPackets).toBe(r.large.segments);
+    expect(r.delivery.firstDifference).toBe(-1);
+    expect(r.delivery.received).toBe(r.delivery.expected);
+    expect(r.lastAck).toBe(r.delivery.expected);
+    expect(r.errors).toEqual({});
+    expect(r.badChecksums).toBe(0);
+  });
+
+  it.each([4, 6])('UDP over IPv%i: equal datagrams (last shorter) in ONE batch arrive one by one, exact and in order', async (family) => {
+    const count = 30;
+    const r = await helper.request<UdpResult>('udp', { family, count, size: 1200, last: 333 });
+    expectAllAccepted(r.write);
+    expect(r.gro.superPackets).toBeGreaterThanOrEqual(1);
+    expect(r.gro.coalescedPackets).toBeGreaterThanOrEqual(count);
+    expect(r.received).toBe(count);
+    expect(r.order).toEqual(Array.from({ length: count }, (_, i) => i));
+    expect(r.sizes).toEqual([...new Array<number>(count - 1).fill(1200), 333]);
+    expect(r.wrongContent).toEqual([]);
+    expect(r.fromPorts).toEqual([r.peerPort]);
+    expect(r.errors).toEqual({});
+  });
+
+  it.each([4, 6])('ICMPv%i echo requests in one batch are written as they are and all answered', async (family) => {
+    const r = await helper.request<IcmpResult>('icmp', { family, count: 8 });
+    expectAllAccepted(r.write);
+    expect(r.gro).toEqual({ superPackets: 0, coalescedPackets: 0 });
+    expect(r.replies).toBe(8);
+    expect(r.wrong).toEqual([]);
+  });
+
+  it('a batch mixing TCP, UDP, ICMP and ICMPv6: every packet delivered or answered', async () => {
+    const rounds = 8;
+    const r = await helper.request<MixedResult>('mixed', { rounds, size: SIZE });
+    expect(r.kinds.filter((k) => k.startsWith('icmp')).length).toBe(rounds);
+    expectAllAccepted(r.write);
+    // One TCP and one UDP super-packet; the echo requests in between are plain writes.
+    expect(r.gro.superPackets).toBeGreaterThanOrEqual(2);
+    expect(r.gro.coalescedPackets).toBeGreaterThanOrEqual(2 * rounds);
+    expect(r.tcp).toEqual({ expected: rounds * SIZE, received: rounds * SIZE, firstDifference: -1, lastAck: rounds * SIZE });
+    expect(r.udp).toEqual({ received: rounds, order: Array.from({ length: rounds }, (_, i) => i), wrongContent: [] });
+    expect(r.icmp).toEqual({ expected: rounds / 2, replies: rounds / 2, wrong: [] });
+    expect(r.icmp6).toEqual({ expected: rounds / 2, replies: rounds / 2, wrong: [] });
+    expect(r.errors).toEqual({});
+    expect(r.badChecksums).toBe(0);
+  });
+});
+
+describe('TUN writeBatch with coalesce: false', () => {
+  let helper: GroHelper;
+
+  beforeAll(async () => {
+    const started = await GroHelper.start(false);
+    helper = started.helper;
+    expect(started.ready.gro).toEqual({ superPackets: 0, coalescedPackets: 0, tcp: false, udp: false });
+  });
+
+  afterAll(async () => {
+    if (helper !== undefined) expect(await helper.stop()).toBe(0);
+  });
+
+  it('delivers the same TCP batch (IPv4) exactly, with no super-packet', async () => {
+    const r = await helper.request<TcpStreamResult>('tcp-stream', { family: 4, isn: 0x12345678, timestamps: true, segments: SEGMENTS, size: SIZE, tail: TAIL });
+    expectAllAccepted(r.write);
+    expect(r.delivery).toEqual({ expected: SEGMENTS * SIZE + TAIL, received: SEGMENTS * SIZE + TAIL, firstDifference: -1 });
+    expect(r.lastAck).toBe(SEGMENTS * SIZE + TAIL);
+    expect(r.groStats).toEqual({ superPackets: 0, coalescedPackets: 0, tcp: false, udp: false });
+    expect(r.errors).toEqual({});
+  });
+
+  it('delivers the same UDP batch (IPv6) exactly, with no super-packet', async () => {
+    const r = await helper.request<UdpResult>('udp', { family: 6, count: 30, size: 1200, last: 333 });
+    expectAllAccepted(r.write);
+    expect(r.gro).toEqual({ superPackets: 0, coalescedPackets: 0 });
+    expect(r.received).toBe(30);
+    expect(r.order).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    expect(r.wrongContent).toEqual([]);
+    expect(r.errors).toEqual({});
+  });
+});
