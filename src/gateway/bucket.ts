@@ -5,21 +5,28 @@
  *   refill(now): tokens += elapsed ms × rate/ms, capped at burst  ──►  compare with the packet's bytes
  *   tryConsume: pay now or refuse  |  delayFor: ms until it could pay  |  consume: pay now, into debt if need be
  *
- * Tokens are bytes, so a 60-byte packet costs exactly 60. The balance may go negative (debt) for packets the
- * shaper already accepted; debt is paid back by the refill, which keeps the long-run rate exact.
+ * Tokens are bytes, so a 60-byte packet costs exactly 60. The balance may go negative (debt) when consume()
+ * charges more than is there (a packet larger than the burst, a timer that fired a little early); debt is paid
+ * back by the refill, which keeps the long-run rate exact.
  * A packet larger than the burst may go once the bucket is full (it then leaves debt), so it never deadlocks.
  */
 // Written by hand: rate-limit libraries (bottleneck, limiter) are promise-based and allocate per call; the
 // per-packet path needs a synchronous, allocation-free check (see bench/bucket-vs-bottleneck.ts).
 import { systemClock, type Clock } from '../clock.js';
 import { QuicgateError } from '../errors.js';
+import type { UserScheduler } from './user-scheduler.js';
 
-/** Smallest default burst: room for a few full-size packets at any rate. */
-export const MIN_DEFAULT_BURST = 64 * 1024;
+/**
+ * Smallest default burst: 16 KiB. Room for ten 1500-byte packets (a TCP initial window, RFC 6928) or one
+ * 9000-byte jumbo packet plus change, so a few full-size or coalesced packets go at once even at low rates;
+ * yet small next to a second of traffic at the lowest rates people set (131 ms at 1 Mbit/s, where 64 KiB was
+ * half a second and put a 5 s measurement ~6 % over the limit). From 2.6 Mbit/s up, rate × 50 ms is larger.
+ */
+export const MIN_DEFAULT_BURST = 16 * 1024;
 /** The default burst covers this much time at the full rate: short, so a limit holds over short intervals too. */
 export const DEFAULT_BURST_SECONDS = 0.05;
 
-/** Default bucket depth in bytes for a rate in bytes per second: max(64 KiB, rate × 50 ms). */
+/** Default bucket depth in bytes for a rate in bytes per second: max(16 KiB, rate × 50 ms). */
 export function defaultBurst(rate: number): number {
   return Math.max(MIN_DEFAULT_BURST, Math.ceil(rate * DEFAULT_BURST_SECONDS));
 }
@@ -47,10 +54,11 @@ export class TokenBucket {
   /** Monotonic ms of the last refill. */
   private last = 0;
   /**
-   * Shaping queues of this user (any session, either direction) holding packets now; kept by the queues so
-   * each can take a fair share of the shaping budget. A plain counter: not part of the bucket's arithmetic.
+   * The user's shaping scheduler (user-scheduler.ts), made on the first packet that must wait and kept with
+   * the bucket, so the per-packet path reaches it without a lookup. Not part of the bucket's arithmetic; it
+   * holds no queue and no timer while nothing waits.
    */
-  activeQueues = 0;
+  scheduler: UserScheduler | null = null;
   private readonly clock: Clock;
 
   /** `rate` in bytes/s; `burst` in bytes (null: defaultBurst(rate)). Starts full. */
@@ -112,6 +120,8 @@ export class TokenBucket {
     this.ratePerMs = rate / 1000;
     this.depth = burst ?? defaultBurst(rate);
     if (this.tokens > this.depth) this.tokens = this.depth;
+    // Packets waiting for the old rate: their release time moves with the new one.
+    this.scheduler?.rateChanged();
   }
 
   private refill(now: number): void {

@@ -1,6 +1,8 @@
 /**
- * Per-session forwarding state: the session's addresses as words for allocation-free comparison, its shaping
- * queues (created on first use), and bookkeeping for per-batch work. Built once at connect.
+ * Per-session forwarding state: the session's addresses as words for allocation-free comparison, its two
+ * shaping queues (created on first use; served by the user's scheduler, user-scheduler.ts, while they hold
+ * packets), and bookkeeping for per-batch work. Built once at connect; close() at session end takes the
+ * queues out of the scheduler.
  */
 import type { Clock } from '../clock.js';
 import { ipv4ToWord, ipv6ToWords } from '../packet/ip.js';
@@ -19,7 +21,7 @@ export class TunnelPeer {
   nextV6: TunnelPeer | null = null;
   /** Batch number in which this peer was last touched by the outbound path. */
   batchMark = 0;
-  /** Shaping queues, created by the pipelines on first use. */
+  /** Shaping queues (out: TUN → client, in: client → TUN), created by the pipelines on first use. */
   outShaper: ShapingQueue | null = null;
   inShaper: ShapingQueue | null = null;
 
@@ -39,6 +41,7 @@ export class TunnelPeer {
     return this.inShaper === null ? 0 : this.inShaper.pending;
   }
 
+  /** Drop what waits in the queues and unlink them from the user's scheduler (its timer stops with the last). */
   close(): void {
     this.outShaper?.close();
     this.inShaper?.close();
@@ -47,7 +50,10 @@ export class TunnelPeer {
   }
 }
 
-/** A shaping queue sized for the session's current rate and the shaping delay. */
+/**
+ * A shaping queue sized for the session's current rate and the shaping delay. The user's scheduler keeps all
+ * of the user's queues together within rate × delay; a queue's own ring only bounds a queue on its own.
+ */
 export function newShaper(clock: Clock, delayMs: number, session: Session, sink: ShaperSink): ShapingQueue {
   const rate = session.bucket?.rate ?? 0;
   // Room for twice the bytes the delay allows at the current rate, so a raised limit still fits.

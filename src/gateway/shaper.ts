@@ -1,16 +1,18 @@
 /**
- * Shaping queue: holds packets that were already charged to the user's bucket (into debt) until their
- * release time, so a user over the limit is delayed by at most the configured shaping delay instead of being
- * dropped at once (TCP then settles at the limit instead of collapsing).
+ * Shaping queue of one session and one direction: a ring of bytes holding packets that could not go at once,
+ * uncharged, in arrival order, until the user's scheduler (user-scheduler.ts) releases or drops them.
  *
- * Flow: enqueue(packet, releaseAt) copies the packet into a ring of bytes → one timer armed for the head's
- * release time → on expiry, every packet due is handed to `send`, then `flush` once → re-armed for the next.
+ * Flow: shapeOrDrop(packet) ──► ring full: drop queue_full ──► the user's scheduler admits (or drops) it
+ *       ──► push() copies it to the tail ──► scheduler: sendHead() + popHead() when the bucket pays for it,
+ *       popTail() when a quieter queue pushes it out, popHead() alone when it waited too long ──► flush() per pass
  *
- * Written by hand: a byte ring with release stamps must not allocate per packet, which no queue library offers.
+ * Written by hand: a byte ring that must not allocate per packet and must give up packets at both ends (the
+ * head to the sink, the tail to a push-out), which no queue library offers.
  */
-import type { Clock, TimerHandle } from '../clock.js';
+import type { Clock } from '../clock.js';
 import type { TokenBucket } from './bucket.js';
 import type { DropCounters } from './drops.js';
+import { UserScheduler } from './user-scheduler.js';
 
 export interface ShaperSink {
   send(data: Buffer, offset: number, length: number): void;
@@ -21,31 +23,42 @@ export class ShapingQueue {
   private ring: Buffer | null = null;
   private readonly offsets: Uint32Array;
   private readonly lengths: Uint32Array;
-  private readonly releaseAt: Float64Array;
+  /** Arrival time of each packet (clock ms), for the scheduler's longest-wait check. */
+  private readonly arrivedAt: Float64Array;
   private head = 0;
   private count = 0;
-  /** Byte position where the next packet is written, and where the oldest queued packet starts. */
+  /** Byte position just after the newest packet. */
   private writePos = 0;
-  private timer: TimerHandle | null = null;
-  private lastRelease = 0;
-  /** Bytes waiting, for the fair-share check. */
+  /** The newest packets lie at the start of the ring, before the oldest (the ring has wrapped). */
+  private wrapped = false;
   private bytesQueued = 0;
-  /** The bucket whose activeQueues this queue counts itself in while non-empty (a reload may swap buckets). */
-  private countedOn: TokenBucket | null = null;
-  private closed = false;
-  private readonly drainBound = (): void => this.drain();
+  private isClosed = false;
+
+  // ── owned by UserScheduler (user-scheduler.ts); numbers start as numbers, references as null ─────────────
+  /** The scheduler this queue is linked into: set while it holds packets, or is parked after running empty. */
+  scheduler: UserScheduler | null = null;
+  /** Which of the scheduler's lists holds this queue (0 none, 1 sparse, 2 round robin), and the neighbours. */
+  list = 0;
+  prev: ShapingQueue | null = null;
+  next: ShapingQueue | null = null;
+  /** Bytes this queue may still send before its turn passes (deficit round robin). */
+  deficit = 0;
+  /** Release pass in which this queue last sent, and the next queue to flush after that pass. */
+  passMark = 0;
+  nextTouched: ShapingQueue | null = null;
 
   constructor(
-    private readonly clock: Clock,
+    readonly clock: Clock,
     private readonly sink: ShaperSink,
     private readonly capacityBytes: number,
     private readonly capacityPackets: number,
   ) {
     this.offsets = new Uint32Array(capacityPackets);
     this.lengths = new Uint32Array(capacityPackets);
-    this.releaseAt = new Float64Array(capacityPackets);
+    this.arrivedAt = new Float64Array(capacityPackets);
   }
 
+  /** Packets waiting. */
   get pending(): number {
     return this.count;
   }
@@ -54,101 +67,115 @@ export class ShapingQueue {
     return this.bytesQueued;
   }
 
-  /** Release time of the last queued packet, for keeping order. */
-  get tailRelease(): number {
-    return this.count === 0 ? 0 : this.lastRelease;
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Length of the oldest packet (0 when empty). */
+  get headLength(): number {
+    return this.count === 0 ? 0 : this.lengths[this.head]!;
+  }
+
+  /** Arrival time of the oldest packet. */
+  get headArrivedAt(): number {
+    return this.arrivedAt[this.head]!;
   }
 
   /** Whether a packet of `length` bytes fits now. */
   hasRoom(length: number): boolean {
-    if (this.closed || this.count >= this.capacityPackets || length > this.capacityBytes) return false;
+    if (this.isClosed || this.count >= this.capacityPackets || length > this.capacityBytes) return false;
     return this.placeFor(length) >= 0;
   }
 
-  /** Copy a packet in; the caller checked hasRoom() and charged `bucket`. */
-  enqueue(data: Buffer, offset: number, length: number, releaseAt: number, bucket: TokenBucket | null = null): void {
-    const ring = (this.ring ??= Buffer.allocUnsafe(this.capacityBytes));
+  /** Copy a packet to the tail; false (nothing done) when it does not fit, which hasRoom() tells beforehand. */
+  push(data: Buffer, offset: number, length: number, now: number): boolean {
+    if (this.isClosed) return false;
     const at = this.placeFor(length);
-    if (at < 0) return;
+    if (at < 0) return false;
+    const ring = (this.ring ??= Buffer.allocUnsafe(this.capacityBytes));
     data.copy(ring, at, offset, offset + length);
+    if (at === 0 && this.count > 0) this.wrapped = true;
     const slot = (this.head + this.count) % this.capacityPackets;
     this.offsets[slot] = at;
     this.lengths[slot] = length;
-    const release = releaseAt > this.lastRelease || this.count === 0 ? releaseAt : this.lastRelease;
-    this.releaseAt[slot] = release;
-    this.lastRelease = release;
+    this.arrivedAt[slot] = now;
     this.writePos = at + length;
-    if (this.count === 0 && bucket !== null) {
-      bucket.activeQueues++;
-      this.countedOn = bucket;
-    }
     this.count++;
     this.bytesQueued += length;
-    if (this.timer === null) this.arm();
+    return true;
   }
 
-  /** Drop everything queued and stop the timer (session ended). */
+  /** Hand the oldest packet to the sink (it stays queued until popHead). */
+  sendHead(): void {
+    if (this.count === 0 || this.ring === null) return;
+    this.sink.send(this.ring, this.offsets[this.head]!, this.lengths[this.head]!);
+  }
+
+  /** Forget the oldest packet; returns its length. */
+  popHead(): number {
+    if (this.count === 0) return 0;
+    const length = this.lengths[this.head]!;
+    const start = this.offsets[this.head]!;
+    this.head = (this.head + 1) % this.capacityPackets;
+    this.count--;
+    this.bytesQueued -= length;
+    if (this.count === 0) {
+      this.writePos = 0;
+      this.wrapped = false;
+    } else if (this.offsets[this.head]! < start) this.wrapped = false; // the oldest is now at the start too
+    return length;
+  }
+
+  /** Forget the newest packet (pushed out); returns its length. */
+  popTail(): number {
+    if (this.count === 0) return 0;
+    const slot = (this.head + this.count - 1) % this.capacityPackets;
+    const length = this.lengths[slot]!;
+    this.count--;
+    this.bytesQueued -= length;
+    if (this.count === 0) {
+      this.writePos = 0;
+      this.wrapped = false;
+      return length;
+    }
+    // The tail is now the packet before it; one at 0 was the first after a wrap.
+    const prev = (slot + this.capacityPackets - 1) % this.capacityPackets;
+    this.writePos = this.offsets[prev]! + this.lengths[prev]!;
+    if (this.offsets[slot] === 0) this.wrapped = false;
+    return length;
+  }
+
+  flush(): void {
+    this.sink.flush();
+  }
+
+  /** Drop everything queued and leave the scheduler (session ended). */
   close(): void {
-    this.closed = true;
-    this.timer?.cancel();
-    this.timer = null;
+    this.isClosed = true;
+    this.scheduler?.remove(this);
     this.count = 0;
     this.bytesQueued = 0;
-    this.uncount();
+    this.writePos = 0;
+    this.wrapped = false;
     this.ring = null;
   }
 
-  private uncount(): void {
-    if (this.countedOn !== null) this.countedOn.activeQueues--;
-    this.countedOn = null;
-  }
-
   // Where a packet of `length` bytes would be written: contiguous, wrapping to 0 when the end is too short.
+  // (A flag, not writePos < start, tells a wrapped ring: a wrapped tail may end exactly at the head.)
   private placeFor(length: number): number {
     if (this.count === 0) return length <= this.capacityBytes ? 0 : -1;
     const start = this.offsets[this.head]!;
-    if (this.writePos >= start) {
-      if (this.writePos + length <= this.capacityBytes) return this.writePos;
-      return length <= start ? 0 : -1;
-    }
-    return this.writePos + length <= start ? this.writePos : -1;
-  }
-
-  private arm(): void {
-    if (this.count === 0 || this.closed) return;
-    const wait = this.releaseAt[this.head]! - this.clock.now();
-    this.timer = this.clock.setTimeout(this.drainBound, wait > 0 ? wait : 0);
-  }
-
-  private drain(): void {
-    this.timer = null;
-    if (this.closed || this.ring === null) return;
-    // Timers fire up to ~1 ms late; packets due within half a millisecond go in the same pass.
-    const now = this.clock.now() + 0.5;
-    let sent = 0;
-    while (this.count > 0 && this.releaseAt[this.head]! <= now) {
-      const length = this.lengths[this.head]!;
-      this.sink.send(this.ring, this.offsets[this.head]!, length);
-      this.head = (this.head + 1) % this.capacityPackets;
-      this.count--;
-      this.bytesQueued -= length;
-      sent++;
-    }
-    if (this.count === 0) {
-      this.writePos = 0;
-      this.uncount();
-    }
-    if (sent > 0) this.sink.flush();
-    this.arm();
+    if (this.wrapped) return this.writePos + length <= start ? this.writePos : -1;
+    if (this.writePos + length <= this.capacityBytes) return this.writePos;
+    return length <= start ? 0 : -1;
   }
 }
 
 /**
- * The slow path of both pipelines, for a packet the bucket cannot pay for now (or that must queue behind
- * others): charge it into debt and queue it until the bucket has recovered, unless that would take longer
- * than the shaping delay (drop `rate_limit`) or the queue is full (drop `queue_full`). While several queues
- * of the same user hold packets, each may hold at most its share of the delay's worth of bytes, so one
- * session (or direction) cannot take the whole budget from the others.
+ * The slow path of both pipelines, for a packet the bucket cannot pay for now (or that must wait behind its
+ * queue's packets): drop it queue_full when its queue's ring has no room, else hand it to the user's scheduler
+ * (made on first use and kept on the bucket), which queues it uncharged or drops it rate_limit. The scheduler
+ * takes `maxDelayMs` and `drops` from the first call; both are the forwarder's, the same for every pipeline.
  */
 export function shapeOrDrop(
   bucket: TokenBucket,
@@ -164,18 +191,6 @@ export function shapeOrDrop(
     drops.queue_full++;
     return;
   }
-  const delay = bucket.delayFor(length, now);
-  if (delay > maxDelayMs) {
-    drops.rate_limit++;
-    return;
-  }
-  if (shaper.pending > 0 && bucket.activeQueues > 1) {
-    const share = (bucket.rate * maxDelayMs) / 1000 / bucket.activeQueues;
-    if (shaper.queuedBytes + length > share) {
-      drops.rate_limit++;
-      return;
-    }
-  }
-  bucket.consume(length, now);
-  shaper.enqueue(data, offset, length, now + delay, bucket);
+  const scheduler = bucket.scheduler ?? (bucket.scheduler = new UserScheduler(bucket, shaper.clock, maxDelayMs, drops));
+  scheduler.admit(shaper, data, offset, length, now);
 }

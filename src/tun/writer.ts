@@ -9,7 +9,8 @@
  *        ▼
  *   flush() ──► device.writeBatch(batch, status) ──► per slot: account.written(length) | account.refused(length)
  *
- * Per packet: one copy, no allocation, no promise. Per turn: one Immediate.
+ * Per packet: one copy, no promise, no allocation (on Node 22+; Node 20's Buffer#copy of a sub-range makes one
+ * short-lived view, measured: 0 vs 93 scavenges per 10^6 copies). Per turn: one Immediate.
  */
 import type { TunBatch, TunDevice } from './device.js';
 import { createTunBatch, DEFAULT_TUN_BATCH_SIZE } from './device.js';

@@ -7,9 +7,13 @@ import { measureAllocationQuietest } from '../support/alloc.js';
 const MB = 1_000_000;
 
 describe('defaultBurst', () => {
-  it('is 64 KiB for slow rates and 50 ms worth of bytes for fast ones', () => {
-    expect(defaultBurst(1000)).toBe(MIN_DEFAULT_BURST);
-    expect(defaultBurst(MB)).toBe(65536);
+  it('is 16 KiB for slow rates and 50 ms worth of bytes for fast ones', () => {
+    expect(MIN_DEFAULT_BURST).toBe(16_384);
+    expect(defaultBurst(1000)).toBe(16_384);
+    expect(defaultBurst(125_000)).toBe(16_384); // 1 Mbit/s: 131 ms of traffic, ten 1500-byte packets
+    expect(defaultBurst(327_680)).toBe(16_384); // 2.62 Mbit/s: where 50 ms takes over
+    expect(defaultBurst(400_000)).toBe(20_000);
+    expect(defaultBurst(MB)).toBe(50_000);
     expect(defaultBurst(100 * MB)).toBe(5 * MB);
   });
 });

@@ -122,7 +122,7 @@ describe('operator surface over a running gateway', () => {
       name: 'alice',
       disabled: false,
       bandwidth: 1_250_000,
-      burst: 65_536,
+      burst: 62_500, // the default for 10 Mbit/s: 50 ms of traffic
       maxSessions: 3,
       usage: { sessions: 2, bytesIn: 1000, bytesOut: 500 },
       quota: { bytes: 1_000_000, period: 'month', periodKey: '2026-01', used: 1500, remaining: 998_500, action: 'throttle', exceeded: false },

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/clock.js';
+import { TokenBucket } from '../../src/gateway/bucket.js';
+import { newDropCounters } from '../../src/gateway/drops.js';
+import { newShaper, TunnelPeer } from '../../src/gateway/peer.js';
+import type { Session } from '../../src/gateway/session.js';
+import { shapeOrDrop } from '../../src/gateway/shaper.js';
+
+const MBIT = 125_000;
+
+function session(bucket: TokenBucket | null): Session {
+  return { id: 's1', user: 'alice', ipv4: '198.18.0.2', ipv6: null, bucket } as unknown as Session;
+}
+
+const nullSink = { send() {}, flush() {} };
+
+describe('TunnelPeer and its shaping queues', () => {
+  it('close() drops what waits in both queues, takes them out of the user scheduler and leaves no timer', () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket(MBIT, null, clock);
+    const s = session(bucket);
+    const peer = new TunnelPeer(s);
+    const other = new TunnelPeer({ ...s, id: 's2', ipv4: '198.18.0.3' } as Session); // the same user's second session
+    const drops = newDropCounters();
+    bucket.tryConsume(bucket.burst);
+    for (const p of [peer, other]) {
+      p.outShaper = newShaper(clock, 50, p.session, nullSink);
+      p.inShaper = newShaper(clock, 50, p.session, nullSink);
+      shapeOrDrop(bucket, p.outShaper, Buffer.alloc(1000), 0, 1000, 0, 50, drops);
+      shapeOrDrop(bucket, p.inShaper, Buffer.alloc(500), 0, 500, 0, 50, drops);
+    }
+    const scheduler = bucket.scheduler!;
+    expect([peer.outboundPending, peer.inboundPending, scheduler.activeQueues, scheduler.queuedBytes]).toEqual([1, 1, 4, 3000]);
+    expect(clock.pendingTimers).toBe(1);
+    const [out, inn] = [peer.outShaper!, peer.inShaper!];
+    peer.close();
+    expect([peer.outShaper, peer.inShaper, peer.outboundPending, peer.inboundPending]).toEqual([null, null, 0, 0]);
+    expect([out.closed, inn.closed, out.scheduler, inn.scheduler]).toEqual([true, true, null, null]);
+    expect([scheduler.activeQueues, scheduler.queuedBytes]).toEqual([2, 1500]);
+    expect(clock.pendingTimers).toBe(1); // the other session's packets still wait
+    other.close();
+    expect([scheduler.activeQueues, scheduler.queuedBytes, scheduler.armed, scheduler.linked]).toEqual([0, 0, false, false]);
+    expect(clock.pendingTimers).toBe(0);
+    expect(drops.rate_limit + drops.queue_full).toBe(0);
+  });
+
+  it('sizes a queue for twice the delay at the current rate, within 256 KiB .. 16 MiB', () => {
+    const clock = new FakeClock();
+    const fill = (rate: number | null): number => {
+      const q = newShaper(clock, 50, session(rate === null ? null : new TokenBucket(rate, null, clock)), nullSink);
+      let n = 0;
+      while (q.hasRoom(1000)) {
+        q.push(Buffer.alloc(1000), 0, 1000, 0);
+        n += 1000;
+      }
+      return n;
+    };
+    expect(fill(MBIT)).toBe(262_000); // 256 KiB, in whole 1000-byte packets
+    expect(fill(1000 * MBIT)).toBe(12_500_000); // 125 MB/s × 0.05 s × 2
+    expect(fill(null)).toBe(262_000);
+  });
+});
