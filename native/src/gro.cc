@@ -113,9 +113,10 @@ void Coalescer::Classify(Packet& p) const {
   }
   // A super-packet's checksum is completed by the kernel (CHECKSUM_PARTIAL) and never verified, so every member
   // must carry a valid one: a corrupt packet goes as it is and the kernel drops it (as wireguard-go does).
-  // UDP over IPv4 may carry no checksum (0); over IPv6 that is invalid and the sum below rejects it.
-  bool noUdpChecksum = protocol == 17 && version == 4 && Load16(b + iph + 6) == 0;
-  if (!noUdpChecksum && Fold(Sum16(b + iph, n - iph, PseudoHeaderSum(b, version == 4, protocol, n - iph))) != 0xffff) {
+  // UDP over IPv4 may carry no checksum (0); over IPv6 that is invalid.
+  bool zeroUdpChecksum = protocol == 17 && Load16(b + iph + 6) == 0;
+  if (zeroUdpChecksum && version == 6) return;  // invalid over IPv6 even where the sum would pass (0 == 0xffff)
+  if (!zeroUdpChecksum && Fold(Sum16(b + iph, n - iph, PseudoHeaderSum(b, version == 4, protocol, n - iph))) != 0xffff) {
     p.kind = kPlain;
     return;
   }

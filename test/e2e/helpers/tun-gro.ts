@@ -14,7 +14,7 @@
  *   {"event":"result","id","result"}               the command's observations (see the scenario functions)
  *   {"event":"failed","id","message"}              the command threw
  *   {"event":"closed"}                             after stdin ends (then the process exits)
- * Commands: tcp-stream, tcp-gap, tcp-irregular, tcp-limits, udp, icmp, mixed (args below). Nothing is asserted here: the test does.
+ * Commands: tcp-stream, tcp-gap, tcp-irregular, tcp-limits, tcp-corrupt, tcp-ae, udp, icmp, mixed (args below). Nothing is asserted here: the test does.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
@@ -161,6 +161,20 @@ function echoRequest(family: Family, id: number, seq: number, payload: Buffer): 
   const sum = family === 4 ? finish(sum16(m)) : transportChecksum(6, ADDR[6].peer, ADDR[6].local, 58, m);
   m.writeUInt16BE(sum, 2);
   return ipPacket(family, family === 4 ? 1 : 58, m);
+}
+
+/** Offset of the transport header in an IP packet built here (IPv4 without options or IPv6 without extensions). */
+const l4Offset = (packet: Buffer): number => (packet[0]! >> 4 === 4 ? (packet[0]! & 0x0f) * 4 : 40);
+
+/** Recomputes the TCP/UDP checksum of a packet built here after its transport header or payload was changed. */
+function refreshTransportChecksum(packet: Buffer): void {
+  const family: Family = packet[0]! >> 4 === 4 ? 4 : 6;
+  const protocol = family === 4 ? packet[9]! : packet[6]!;
+  const l4 = l4Offset(packet);
+  const offset = protocol === 6 ? 16 : 6;
+  packet.writeUInt16BE(0, l4 + offset);
+  const sum = transportChecksum(family, ADDR[family].peer, ADDR[family].local, protocol, packet.subarray(l4));
+  packet.writeUInt16BE(protocol === 17 && sum === 0 ? 0xffff : sum, l4 + offset);
 }
 
 /** Deterministic, non-periodic bytes: byte k of stream `seed` (a reordered or repeated segment never matches). */
@@ -746,6 +760,112 @@ async function tcpLimits(a: TcpLimitsArgs): Promise<Record<string, unknown>> {
   return result;
 }
 
+interface TcpCorruptArgs {
+  readonly family: Family;
+  readonly segments: number;
+  readonly size: number;
+  readonly isn: number;
+  readonly corrupt: number;
+  /** payload: one payload byte flipped after the TCP checksum was computed; ip-checksum: a wrong IPv4 header checksum. */
+  readonly how: 'payload' | 'ip-checksum';
+}
+
+/**
+ * One flow of `segments` segments in ONE batch, segment `corrupt` damaged after its checksums were computed
+ * (`how`). The kernel must drop that segment (and count it): the socket gets exactly the bytes before it, the
+ * ACK stops there and SACK names the segments after it (queued out of order, not delivered). Then the good
+ * segment alone: the whole stream, byte-exact, acknowledged to the end.
+ */
+async function tcpCorrupt(a: TcpCorruptArgs): Promise<Record<string, unknown>> {
+  if (a.how === 'ip-checksum' && a.family !== 4) throw new Error('only IPv4 has a header checksum');
+  const peer = await connect(a.family, { isn: a.isn, sack: true });
+  const packets: Buffer[] = [];
+  for (let i = 0; i < a.segments; i++) packets.push(peer.data(a.size, i === a.segments - 1 ? TCP_ACK | TCP_PSH : TCP_ACK));
+  const bad = packets[a.corrupt]!;
+  if (a.how === 'payload') {
+    const at = bad.length - a.size + Math.floor(a.size / 3);
+    bad[at] = bad[at]! ^ 0x5a;
+  } else {
+    bad.writeUInt16BE(bad.readUInt16BE(10) ^ 0x0101, 10);
+  }
+  const corruptAt = a.corrupt * a.size;
+  const total = peer.sent;
+  const counters = errorCounters();
+  const groBefore = tun.groStats();
+  const write = writeAll(packets);
+  const groAfter = tun.groStats();
+  await until(
+    'the stream up to the corrupt segment, what follows it SACKed',
+    () => peer.receivedLength() >= corruptAt && peer.lastAck() === corruptAt && peer.lastSack().length > 0,
+  );
+  await sleep(300); // data behind the dropped segment jumping the gap would show up now
+  const beforeFill = {
+    ...peer.delivery(corruptAt),
+    lastAck: peer.lastAck(),
+    lastSack: peer.lastSack(),
+    errors: counterIncreases(counters, errorCounters()),
+  };
+  const fill = writeAll([peer.dataAt(corruptAt, a.size)]);
+  await until('the stream complete', () => peer.receivedLength() >= total && peer.lastAck() === total);
+  await sleep(100);
+  const result = {
+    write,
+    gro: groDelta(groBefore, groAfter),
+    expected: { corruptAt, afterCorrupt: [corruptAt + a.size, total], total },
+    beforeFill,
+    fill,
+    afterFill: { ...peer.delivery(total), lastAck: peer.lastAck(), lastSack: peer.lastSack() },
+    errors: counterIncreases(counters, errorCounters()),
+    badChecksums: badChecksums(),
+  };
+  abort(peer);
+  return result;
+}
+
+interface TcpAeArgs {
+  readonly family: Family;
+  readonly segments: number;
+  readonly size: number;
+  readonly isn: number;
+  /** Which segments carry the AE flag (bit 0 of TCP header byte 12, AccECN), checksums recomputed. */
+  readonly ae: 'none' | 'second-half' | 'alternate';
+}
+
+/** One flow of `segments` full segments (the last with PSH) in ONE batch, some with the AE flag set. */
+async function tcpAe(a: TcpAeArgs): Promise<Record<string, unknown>> {
+  const peer = await connect(a.family, { isn: a.isn });
+  const packets: Buffer[] = [];
+  const marked: number[] = [];
+  for (let i = 0; i < a.segments; i++) {
+    const p = peer.data(a.size, i === a.segments - 1 ? TCP_ACK | TCP_PSH : TCP_ACK);
+    const mark = a.ae === 'second-half' ? i >= a.segments / 2 : a.ae === 'alternate' ? i % 2 === 1 : false;
+    if (mark) {
+      p[l4Offset(p) + 12] = p[l4Offset(p) + 12]! | 0x01;
+      refreshTransportChecksum(p);
+      marked.push(i);
+    }
+    packets.push(p);
+  }
+  const counters = errorCounters();
+  const groBefore = tun.groStats();
+  const write = writeAll(packets);
+  const groAfter = tun.groStats();
+  const total = peer.sent;
+  await until('the stream delivered and acknowledged', () => peer.receivedLength() >= total && peer.lastAck() === total);
+  await sleep(150);
+  const result = {
+    write,
+    gro: groDelta(groBefore, groAfter),
+    marked,
+    delivery: peer.delivery(),
+    lastAck: peer.lastAck(),
+    errors: counterIncreases(counters, errorCounters()),
+    badChecksums: badChecksums(),
+  };
+  abort(peer);
+  return result;
+}
+
 let nextUdpPort = 7100;
 
 async function udpSocket(family: Family): Promise<{ socket: UdpSocket; port: number; messages: { data: Buffer; from: number }[] }> {
@@ -772,27 +892,59 @@ interface UdpArgs {
   readonly count: number;
   readonly size: number;
   readonly last: number;
+  /** Datagrams sent with checksum field 0 ("no checksum": allowed over IPv4, invalid over IPv6): all, or one index. */
+  readonly zeroChecksum?: 'all' | number;
+  /**
+   * Payload bytes 4-5 of those datagrams chosen so their correct checksum is 0xffff (negative zero): a field of
+   * 0 then passes a plain ones' complement verification, though over IPv6 the kernel must still drop it.
+   */
+  readonly zeroSumsToFfff?: boolean;
 }
 
-/** `count` datagrams of `size` bytes (the last one `last`) from one peer port in ONE writeBatch. */
+/**
+ * `count` datagrams of `size` bytes (the last one `last`) from one peer port in ONE writeBatch. Datagrams not
+ * delivered must be left out of `order`; `wrongContent` compares each one with the datagram its index names.
+ */
 async function udp(a: UdpArgs): Promise<Record<string, unknown>> {
   const { socket, port, messages } = await udpSocket(a.family);
   const peerPort = 50_000 + port;
   const sent = Array.from({ length: a.count }, (_, i) => datagram(port, i, i === a.count - 1 ? a.last : a.size));
+  const packets = sent.map((d) => udpPacket(a.family, peerPort, port, d));
+  const zeroed: number[] = [];
+  /** The sum a zeroed datagram's checksum field should hold, per zeroed datagram (0 would make field 0 pass). */
+  const zeroedTrueChecksum: number[] = [];
+  const { peer, local } = ADDR[a.family];
+  packets.forEach((p, i) => {
+    if (a.zeroChecksum !== 'all' && a.zeroChecksum !== i) return;
+    const l4 = l4Offset(p);
+    p.writeUInt16BE(0, l4 + 6);
+    if (a.zeroSumsToFfff === true) {
+      p.writeUInt16BE(0, l4 + 12);
+      const filler = transportChecksum(a.family, peer, local, 17, p.subarray(l4));
+      p.writeUInt16BE(filler, l4 + 12);
+      sent[i]!.writeUInt16BE(filler, 4);
+    }
+    zeroed.push(i);
+    zeroedTrueChecksum.push(transportChecksum(a.family, peer, local, 17, p.subarray(l4)));
+  });
   const counters = errorCounters();
   const groBefore = tun.groStats();
-  const write = writeAll(sent.map((d) => udpPacket(a.family, peerPort, port, d)));
+  const write = writeAll(packets);
   const groAfter = tun.groStats();
-  await until('datagrams', () => messages.length >= a.count, 3_000);
-  await sleep(150);
+  const expected = a.zeroChecksum === undefined || a.family === 4 ? a.count : a.count - zeroed.length;
+  await until('datagrams', () => messages.length >= expected, 3_000);
+  await sleep(150); // a datagram that should have been dropped would show up now
   socket.close();
+  const indexOf = (m: { data: Buffer }): number => (m.data.length >= 4 ? m.data.readUInt32BE(0) : -1);
   return {
     write,
     gro: groDelta(groBefore, groAfter),
+    zeroed,
+    zeroedTrueChecksum,
     received: messages.length,
-    order: messages.map((m) => (m.data.length >= 4 ? m.data.readUInt32BE(0) : -1)),
+    order: messages.map(indexOf),
     sizes: messages.map((m) => m.data.length),
-    wrongContent: messages.map((m, i) => (sent[i] !== undefined && m.data.equals(sent[i]) ? -1 : i)).filter((i) => i >= 0),
+    wrongContent: messages.map((m, i) => (sent[indexOf(m)]?.equals(m.data) === true ? -1 : i)).filter((i) => i >= 0),
     fromPorts: [...new Set(messages.map((m) => m.from))],
     peerPort,
     errors: counterIncreases(counters, errorCounters()),
@@ -897,6 +1049,8 @@ const commands: Record<string, (a: never) => Promise<Record<string, unknown>>> =
   'tcp-gap': tcpGap,
   'tcp-irregular': tcpIrregular,
   'tcp-limits': tcpLimits,
+  'tcp-corrupt': tcpCorrupt,
+  'tcp-ae': tcpAe,
   udp,
   icmp,
   mixed,
