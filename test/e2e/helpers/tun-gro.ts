@@ -356,8 +356,14 @@ const servers = [await tcpServer(4), await tcpServer(6)];
 // More slots than TunWriter uses (64), so a batch can exceed the coalescer's 64 members per group.
 const stage = createTunBatch(MTU, 128);
 
+interface WriteResult {
+  readonly accepted: number;
+  readonly count: number;
+  readonly status: number[];
+}
+
 /** One writeBatch of `packets` from our own staging batch; status starts at 2 so untouched slots show. */
-function writeAll(packets: readonly Buffer[]): { accepted: number; count: number; status: number[] } {
+function writeAll(packets: readonly Buffer[]): WriteResult {
   if (packets.length > stage.lengths.length) throw new Error(`at most ${stage.lengths.length} packets per batch`);
   stage.count = 0;
   for (const p of packets) {
@@ -409,12 +415,53 @@ function counterIncreases(before: Record<string, number>, after: Record<string, 
   return out;
 }
 
-function groDelta(before: NativeGroStats, after: NativeGroStats): { superPackets: number; coalescedPackets: number } {
+interface GroDelta {
+  readonly superPackets: number;
+  readonly coalescedPackets: number;
+}
+
+function groDelta(before: NativeGroStats, after: NativeGroStats): GroDelta {
   return { superPackets: after.superPackets - before.superPackets, coalescedPackets: after.coalescedPackets - before.coalescedPackets };
 }
 
 /** Every TCP/ICMP packet the kernel sent us so far had a valid checksum (the read path completes partial ones). */
 const badChecksums = (): number => seen.filter((s) => !s.checksumOk).length;
+
+/** What a measured write waits for once the batch is written. */
+interface Awaited {
+  /** Named in a note if it times out. */
+  readonly what: string;
+  readonly done: () => boolean;
+  /** until()'s default unless given. */
+  readonly timeoutMs?: number;
+  /** Then this long more, so that what must NOT arrive (more data, a higher ACK, a dropped datagram) would show up. */
+  readonly settleMs?: number;
+}
+
+/** One measured writeBatch: its result, what it moved in the GRO counters, and the kernel's error counters before it. */
+interface Measured {
+  readonly write: WriteResult;
+  readonly gro: GroDelta;
+  readonly groAfter: NativeGroStats;
+  readonly counters: Record<string, number>;
+}
+
+/** writeAll(packets) between two readings of the GRO counters (after one of the error counters); then waits for `awaited`. */
+async function writeMeasured(packets: readonly Buffer[], awaited: Awaited): Promise<Measured> {
+  const counters = errorCounters();
+  const groBefore = tun.groStats();
+  const write = writeAll(packets);
+  const groAfter = tun.groStats();
+  await until(awaited.what, awaited.done, awaited.timeoutMs);
+  if (awaited.settleMs !== undefined) await sleep(awaited.settleMs);
+  return { write, gro: groDelta(groBefore, groAfter), groAfter, counters };
+}
+
+/** Error counters of this namespace that grew since just before the measured write (read now). */
+const errorsSince = (m: Measured): Record<string, number> => counterIncreases(m.counters, errorCounters());
+
+/** The write and the GRO counters it moved, as a result reports them. */
+const written = (m: Measured): { write: WriteResult; gro: GroDelta } => ({ write: m.write, gro: m.gro });
 
 // ---------------------------------------------------------------------------------------------------------
 // The fake TCP peer
@@ -545,10 +592,25 @@ class FakePeer {
     return streams.get(this.key)?.length ?? 0;
   }
 
+  /** The server socket holds `length` bytes (by default all sent so far) and its latest ACK is exactly there. */
+  receivedAndAcked(length = this.sent): boolean {
+    return this.receivedLength() >= length && this.lastAck() === length;
+  }
+
   /** What the server socket holds compared with what was sent so far (or the first `length` bytes). */
   delivery(length = this.sent): { expected: number; received: number; firstDifference: number } {
     const got = this.received();
     return { expected: length, received: got.length, firstDifference: firstDifference(got, this.expected(length)) };
+  }
+
+  /** delivery(length) with the server's latest ACK. */
+  deliveryAcked(length = this.sent): ReturnType<FakePeer['delivery']> & { lastAck: number } {
+    return { ...this.delivery(length), lastAck: this.lastAck() };
+  }
+
+  /** deliveryAcked(length) with the server's latest SACK blocks. */
+  deliverySacked(length = this.sent): ReturnType<FakePeer['deliveryAcked']> & { lastSack: [number, number][] } {
+    return { ...this.deliveryAcked(length), lastSack: this.lastSack() };
   }
 }
 
@@ -570,6 +632,21 @@ function abort(peer: FakePeer): void {
   streams.get(peer.key)?.socket.destroy();
 }
 
+/** Waits for all `peer` sent so far to be in the server socket and acknowledged. */
+const allOf = (peer: FakePeer, what: string, settleMs?: number): Awaited => ({ what, done: () => peer.receivedAndAcked(), settleMs });
+
+/** A TCP scenario's result: `fields`, the errors counted since `m` and the bad checksums seen; then `peers` are aborted. */
+function finishTcp(m: Measured, fields: Record<string, unknown>, ...peers: FakePeer[]): Record<string, unknown> {
+  const result = { ...fields, errors: errorsSince(m), badChecksums: badChecksums() };
+  for (const peer of peers) abort(peer);
+  return result;
+}
+
+/** The segment at `offset` alone (the one left out or dropped); then the whole stream, acknowledged. */
+async function refill(peer: FakePeer, offset: number, size: number, what: string): Promise<WriteResult> {
+  return (await writeMeasured([peer.dataAt(offset, size)], allOf(peer, what, 100))).write;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Scenarios
 
@@ -588,26 +665,19 @@ async function tcpStream(a: TcpStreamArgs): Promise<Record<string, unknown>> {
   const packets: Buffer[] = [];
   for (let i = 0; i < a.segments; i++) packets.push(peer.data(a.size));
   packets.push(peer.data(a.tail, TCP_ACK | TCP_PSH));
-  const counters = errorCounters();
-  const groBefore = tun.groStats();
-  const write = writeAll(packets);
-  const groAfter = tun.groStats();
-  const total = peer.sent;
-  await until('stream delivered and acknowledged', () => peer.receivedLength() >= total && peer.lastAck() === total);
-  await sleep(150); // nothing more may arrive
-  const result = {
-    write,
-    gro: groDelta(groBefore, groAfter),
-    groStats: groAfter,
-    synAckWindow: peer.synAckWindow,
-    delivery: peer.delivery(),
-    lastAck: peer.lastAck(),
-    packetLengths: [...new Set(packets.map((p) => p.length))],
-    errors: counterIncreases(counters, errorCounters()),
-    badChecksums: badChecksums(),
-  };
-  abort(peer);
-  return result;
+  const m = await writeMeasured(packets, allOf(peer, 'stream delivered and acknowledged', 150)); // nothing more may arrive
+  return finishTcp(
+    m,
+    {
+      ...written(m),
+      groStats: m.groAfter,
+      synAckWindow: peer.synAckWindow,
+      delivery: peer.delivery(),
+      lastAck: peer.lastAck(),
+      packetLengths: [...new Set(packets.map((p) => p.length))],
+    },
+    peer,
+  );
 }
 
 interface TcpGapArgs {
@@ -634,35 +704,15 @@ async function tcpGap(a: TcpGapArgs): Promise<Record<string, unknown>> {
     packets.push(flowB.data(a.size));
   }
   const total = flowA.sent;
-  const counters = errorCounters();
-  const groBefore = tun.groStats();
-  const write = writeAll(packets);
-  const groAfter = tun.groStats();
-  await until(
-    'both flows up to the gap',
-    () => flowA.receivedLength() >= missingAt && flowB.receivedLength() >= flowB.sent && flowA.lastSack().length > 0 && flowB.lastAck() === flowB.sent,
-  );
-  await sleep(300); // a papered-over gap would show up now as more data or a higher ACK
-  const beforeFill = {
-    a: { ...flowA.delivery(missingAt), lastAck: flowA.lastAck(), lastSack: flowA.lastSack() },
-    b: { ...flowB.delivery(), lastAck: flowB.lastAck() },
-  };
-  const fill = writeAll([flowA.dataAt(missingAt, a.size)]);
-  await until('A complete', () => flowA.receivedLength() >= total && flowA.lastAck() === total);
-  await sleep(100);
-  const result = {
-    write,
-    gro: groDelta(groBefore, groAfter),
-    expected: { gapAt: missingAt, afterGap: [missingAt + a.size, total], totalA: total, totalB: flowB.sent },
-    beforeFill,
-    fill,
-    afterFill: { a: { ...flowA.delivery(total), lastAck: flowA.lastAck(), lastSack: flowA.lastSack() } },
-    errors: counterIncreases(counters, errorCounters()),
-    badChecksums: badChecksums(),
-  };
-  abort(flowA);
-  abort(flowB);
-  return result;
+  const m = await writeMeasured(packets, {
+    what: 'both flows up to the gap',
+    done: () => flowA.receivedLength() >= missingAt && flowA.lastSack().length > 0 && flowB.receivedAndAcked(),
+    settleMs: 300, // a papered-over gap would show up now as more data or a higher ACK
+  });
+  const beforeFill = { a: flowA.deliverySacked(missingAt), b: flowB.deliveryAcked() };
+  const fill = await refill(flowA, missingAt, a.size, 'A complete');
+  const expected = { gapAt: missingAt, afterGap: [missingAt + a.size, total], totalA: total, totalB: flowB.sent };
+  return finishTcp(m, { ...written(m), expected, beforeFill, fill, afterFill: { a: flowA.deliverySacked() } }, flowA, flowB);
 }
 
 interface TcpIrregularArgs {
@@ -687,23 +737,8 @@ async function tcpIrregular(a: TcpIrregularArgs): Promise<Record<string, unknown
     packets.push(peer.data(a.size, i === a.segments - 1 ? TCP_ACK | TCP_PSH : TCP_ACK));
     if (i === a.duplicateAfter) packets.push(peer.dataAt(a.duplicate * a.size, a.size));
   }
-  const counters = errorCounters();
-  const groBefore = tun.groStats();
-  const write = writeAll(packets);
-  const groAfter = tun.groStats();
-  const total = peer.sent;
-  await until('irregular stream delivered', () => peer.receivedLength() >= total && peer.lastAck() === total);
-  await sleep(150);
-  const result = {
-    write,
-    gro: groDelta(groBefore, groAfter),
-    delivery: peer.delivery(),
-    lastAck: peer.lastAck(),
-    errors: counterIncreases(counters, errorCounters()),
-    badChecksums: badChecksums(),
-  };
-  abort(peer);
-  return result;
+  const m = await writeMeasured(packets, allOf(peer, 'irregular stream delivered', 150));
+  return finishTcp(m, { ...written(m), delivery: peer.delivery(), lastAck: peer.lastAck() }, peer);
 }
 
 interface TcpLimitsArgs {
@@ -720,44 +755,27 @@ interface TcpLimitsArgs {
  */
 async function tcpLimits(a: TcpLimitsArgs): Promise<Record<string, unknown>> {
   const peer = await connect(a.family, { isn: 0xfffe0000 });
-  const counters = errorCounters();
-  const small: Buffer[] = [];
-  for (let i = 0; i < a.smallSegments; i++) small.push(peer.data(a.smallSize));
-  let groBefore = tun.groStats();
-  const write1 = writeAll(small);
-  const gro1 = groDelta(groBefore, tun.groStats());
-  const total1 = peer.sent;
-  await until('small segments', () => peer.receivedLength() >= total1 && peer.lastAck() === total1);
+  const segments = (count: number, size: number): Buffer[] => Array.from({ length: count }, () => peer.data(size));
+  // Read first, its error counters stand for all three steps (the result's `errors`).
+  const small = await writeMeasured(segments(a.smallSegments, a.smallSize), allOf(peer, 'small segments'));
   // Grow the server's window: a few batches of full segments, each within the window offered.
   for (let round = 0; round < 20 && peer.lastWindow() < 100 * a.size; round++) {
     const fit = Math.min(40, Math.floor(peer.lastWindow() / a.size));
-    const grow: Buffer[] = [];
-    for (let i = 0; i < fit; i++) grow.push(peer.data(a.size));
-    writeAll(grow);
-    const sent = peer.sent;
-    await until('growing the window', () => peer.receivedLength() >= sent && peer.lastAck() === sent);
-    await sleep(20);
+    await writeMeasured(segments(fit, a.size), allOf(peer, 'growing the window', 20));
   }
   const window = peer.lastWindow();
-  const large: Buffer[] = [];
   const fit = Math.min(100, Math.floor(window / a.size));
-  for (let i = 0; i < fit; i++) large.push(peer.data(a.size));
-  groBefore = tun.groStats();
-  const write2 = writeAll(large);
-  const gro2 = groDelta(groBefore, tun.groStats());
-  const total = peer.sent;
-  await until('large batch', () => peer.receivedLength() >= total && peer.lastAck() === total);
-  await sleep(150);
-  const result = {
-    small: { write: write1, gro: gro1 },
-    large: { write: write2, gro: gro2, window, segments: fit, bytes: fit * a.size },
-    delivery: peer.delivery(),
-    lastAck: peer.lastAck(),
-    errors: counterIncreases(counters, errorCounters()),
-    badChecksums: badChecksums(),
-  };
-  abort(peer);
-  return result;
+  const large = await writeMeasured(segments(fit, a.size), allOf(peer, 'large batch', 150));
+  return finishTcp(
+    small,
+    {
+      small: written(small),
+      large: { ...written(large), window, segments: fit, bytes: fit * a.size },
+      delivery: peer.delivery(),
+      lastAck: peer.lastAck(),
+    },
+    peer,
+  );
 }
 
 interface TcpCorruptArgs {
@@ -790,36 +808,15 @@ async function tcpCorrupt(a: TcpCorruptArgs): Promise<Record<string, unknown>> {
   }
   const corruptAt = a.corrupt * a.size;
   const total = peer.sent;
-  const counters = errorCounters();
-  const groBefore = tun.groStats();
-  const write = writeAll(packets);
-  const groAfter = tun.groStats();
-  await until(
-    'the stream up to the corrupt segment, what follows it SACKed',
-    () => peer.receivedLength() >= corruptAt && peer.lastAck() === corruptAt && peer.lastSack().length > 0,
-  );
-  await sleep(300); // data behind the dropped segment jumping the gap would show up now
-  const beforeFill = {
-    ...peer.delivery(corruptAt),
-    lastAck: peer.lastAck(),
-    lastSack: peer.lastSack(),
-    errors: counterIncreases(counters, errorCounters()),
-  };
-  const fill = writeAll([peer.dataAt(corruptAt, a.size)]);
-  await until('the stream complete', () => peer.receivedLength() >= total && peer.lastAck() === total);
-  await sleep(100);
-  const result = {
-    write,
-    gro: groDelta(groBefore, groAfter),
-    expected: { corruptAt, afterCorrupt: [corruptAt + a.size, total], total },
-    beforeFill,
-    fill,
-    afterFill: { ...peer.delivery(total), lastAck: peer.lastAck(), lastSack: peer.lastSack() },
-    errors: counterIncreases(counters, errorCounters()),
-    badChecksums: badChecksums(),
-  };
-  abort(peer);
-  return result;
+  const m = await writeMeasured(packets, {
+    what: 'the stream up to the corrupt segment, what follows it SACKed',
+    done: () => peer.receivedAndAcked(corruptAt) && peer.lastSack().length > 0,
+    settleMs: 300, // data behind the dropped segment jumping the gap would show up now
+  });
+  const beforeFill = { ...peer.deliverySacked(corruptAt), errors: errorsSince(m) };
+  const fill = await refill(peer, corruptAt, a.size, 'the stream complete');
+  const expected = { corruptAt, afterCorrupt: [corruptAt + a.size, total], total };
+  return finishTcp(m, { ...written(m), expected, beforeFill, fill, afterFill: peer.deliverySacked() }, peer);
 }
 
 interface TcpAeArgs {
@@ -846,24 +843,8 @@ async function tcpAe(a: TcpAeArgs): Promise<Record<string, unknown>> {
     }
     packets.push(p);
   }
-  const counters = errorCounters();
-  const groBefore = tun.groStats();
-  const write = writeAll(packets);
-  const groAfter = tun.groStats();
-  const total = peer.sent;
-  await until('the stream delivered and acknowledged', () => peer.receivedLength() >= total && peer.lastAck() === total);
-  await sleep(150);
-  const result = {
-    write,
-    gro: groDelta(groBefore, groAfter),
-    marked,
-    delivery: peer.delivery(),
-    lastAck: peer.lastAck(),
-    errors: counterIncreases(counters, errorCounters()),
-    badChecksums: badChecksums(),
-  };
-  abort(peer);
-  return result;
+  const m = await writeMeasured(packets, allOf(peer, 'the stream delivered and acknowledged', 150));
+  return finishTcp(m, { ...written(m), marked, delivery: peer.delivery(), lastAck: peer.lastAck() }, peer);
 }
 
 let nextUdpPort = 7100;
@@ -927,18 +908,17 @@ async function udp(a: UdpArgs): Promise<Record<string, unknown>> {
     zeroed.push(i);
     zeroedTrueChecksum.push(transportChecksum(a.family, peer, local, 17, p.subarray(l4)));
   });
-  const counters = errorCounters();
-  const groBefore = tun.groStats();
-  const write = writeAll(packets);
-  const groAfter = tun.groStats();
   const expected = a.zeroChecksum === undefined || a.family === 4 ? a.count : a.count - zeroed.length;
-  await until('datagrams', () => messages.length >= expected, 3_000);
-  await sleep(150); // a datagram that should have been dropped would show up now
+  const measured = await writeMeasured(packets, {
+    what: 'datagrams',
+    done: () => messages.length >= expected,
+    timeoutMs: 3_000,
+    settleMs: 150, // a datagram that should have been dropped would show up now
+  });
   socket.close();
   const indexOf = (m: { data: Buffer }): number => (m.data.length >= 4 ? m.data.readUInt32BE(0) : -1);
   return {
-    write,
-    gro: groDelta(groBefore, groAfter),
+    ...written(measured),
     zeroed,
     zeroedTrueChecksum,
     received: messages.length,
@@ -947,7 +927,7 @@ async function udp(a: UdpArgs): Promise<Record<string, unknown>> {
     wrongContent: messages.map((m, i) => (sent[indexOf(m)]?.equals(m.data) === true ? -1 : i)).filter((i) => i >= 0),
     fromPorts: [...new Set(messages.map((m) => m.from))],
     peerPort,
-    errors: counterIncreases(counters, errorCounters()),
+    errors: errorsSince(measured),
   };
 }
 
@@ -974,11 +954,9 @@ function echoReplies(family: Family, id: number, payloads: Buffer[]): { replies:
 /** `count` echo requests in ONE writeBatch: all answered, nothing coalesced. */
 async function icmp(a: IcmpArgs): Promise<Record<string, unknown>> {
   const { id, packets, payloads } = echoes(a.family, a.count);
-  const groBefore = tun.groStats();
-  const write = writeAll(packets);
-  const groAfter = tun.groStats();
-  await until('echo replies', () => echoReplies(a.family, id, payloads).replies >= a.count, 3_000);
-  return { write, gro: groDelta(groBefore, groAfter), ...echoReplies(a.family, id, payloads) };
+  const replied = (): ReturnType<typeof echoReplies> => echoReplies(a.family, id, payloads);
+  const m = await writeMeasured(packets, { what: 'echo replies', done: () => replied().replies >= a.count, timeoutMs: 3_000 });
+  return { ...written(m), ...replied() };
 }
 
 interface MixedArgs {
@@ -1009,39 +987,32 @@ async function mixed(a: MixedArgs): Promise<Record<string, unknown>> {
       kinds.push(i % 2 === 0 ? 'icmp' : 'icmp6');
     }
   }
-  const counters = errorCounters();
-  const groBefore = tun.groStats();
-  const write = writeAll(packets);
-  const groAfter = tun.groStats();
-  const total = peer.sent;
-  await until(
-    'everything of the mixed batch',
-    () =>
-      peer.receivedLength() >= total &&
-      peer.lastAck() === total &&
+  const measured = await writeMeasured(packets, {
+    what: 'everything of the mixed batch',
+    done: () =>
+      peer.receivedAndAcked() &&
       messages.length >= a.rounds &&
       echoReplies(4, e4.id, e4.payloads).replies >= e4.packets.length &&
       echoReplies(6, e6.id, e6.payloads).replies >= e6.packets.length,
-  );
-  await sleep(150);
+    settleMs: 150,
+  });
   socket.close();
-  const result = {
-    kinds,
-    write,
-    gro: groDelta(groBefore, groAfter),
-    tcp: { ...peer.delivery(), lastAck: peer.lastAck() },
-    udp: {
-      received: messages.length,
-      order: messages.map((m) => m.data.readUInt32BE(0)),
-      wrongContent: messages.map((m, i) => (sent[i] !== undefined && m.data.equals(sent[i]) ? -1 : i)).filter((i) => i >= 0),
+  return finishTcp(
+    measured,
+    {
+      kinds,
+      ...written(measured),
+      tcp: peer.deliveryAcked(),
+      udp: {
+        received: messages.length,
+        order: messages.map((m) => m.data.readUInt32BE(0)),
+        wrongContent: messages.map((m, i) => (sent[i] !== undefined && m.data.equals(sent[i]) ? -1 : i)).filter((i) => i >= 0),
+      },
+      icmp: { expected: e4.packets.length, ...echoReplies(4, e4.id, e4.payloads) },
+      icmp6: { expected: e6.packets.length, ...echoReplies(6, e6.id, e6.payloads) },
     },
-    icmp: { expected: e4.packets.length, ...echoReplies(4, e4.id, e4.payloads) },
-    icmp6: { expected: e6.packets.length, ...echoReplies(6, e6.id, e6.payloads) },
-    errors: counterIncreases(counters, errorCounters()),
-    badChecksums: badChecksums(),
-  };
-  abort(peer);
-  return result;
+    peer,
+  );
 }
 
 const commands: Record<string, (a: never) => Promise<Record<string, unknown>>> = {
