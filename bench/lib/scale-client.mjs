@@ -1,13 +1,16 @@
 // One process holding many tunnel sessions (bench/scale.ts runs it inside a client namespace).
-// argv: url user password caFile count concurrency. stdin line "ping" -> each session sends one ICMP echo to
-// the gateway's tunnel address and waits for the reply; "close" -> closes all; prints JSON result lines.
+// argv: url user password caFile count concurrency. Opens `count` sessions (`concurrency` in flight), then
+// takes commands on stdin, one per line:
+//   open N   open N more sessions
+//   ping     each session sends one ICMP echo to the gateway's tunnel address and waits for the reply
+//   close    closes all sessions and exits
+// Results are JSON lines on stdout with a `msg` field ("connected", "pinged", "closed").
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { connectTunnel } from '../../dist/transport/wt-client.js';
 import pino from 'pino';
 
 const [url, user, password, caFile, countArg, concArg] = process.argv.slice(2);
-const count = Number(countArg);
 const concurrency = Number(concArg);
 const caPem = readFileSync(caFile, 'utf8');
 const logger = pino({ level: 'silent' });
@@ -31,11 +34,11 @@ function echo(src, dst, id) {
   return p;
 }
 
-async function open(i) {
+async function open() {
   const t0 = performance.now();
   const connection = await connectTunnel({ url, user, password, previousAddresses: [], transport: 'h2', caPem,
     sendQueuePackets: 64, logger, connectTimeoutMs: 30000 });
-  const s = { connection, assign: null, replied: null };
+  const s = { connection, assign: null, replied: null, ms: 0 };
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no assign')), 30000);
     connection.setControlHandler((m) => {
@@ -43,38 +46,46 @@ async function open(i) {
       else if (m.type === 'keepalive') connection.sendControl({ type: 'keepalive_ack', t: m.t });
     });
   });
-  connection.setReceiver({ onPacket(data, off, len) { if (data[off + 9] === 1 && data[off + 20] === 0) s.replied?.(); }, onBatchEnd() {} });
+  connection.setReceiver({ onPacket(data, off) { if (data[off + 9] === 1 && data[off + 20] === 0) s.replied?.(); }, onBatchEnd() {} });
   s.ms = performance.now() - t0;
-  sessions[i] = s;
+  return s;
 }
 
-const t0 = performance.now();
-let next = 0, failed = 0, firstError = '';
-await Promise.all(Array.from({ length: concurrency }, async () => {
-  while (next < count) {
-    const i = next++;
-    try { await open(i); } catch (e) { failed++; firstError ||= String(e?.message ?? e); }
-  }
-}));
-const ok = sessions.filter(Boolean);
-out({ event: 'connected', ok: ok.length, failed, firstError, seconds: (performance.now() - t0) / 1000,
-  medianMs: ok.map((s) => s.ms).sort((a, b) => a - b)[ok.length >> 1], rss: process.memoryUsage().rss });
+async function openMany(count) {
+  const t0 = performance.now();
+  const batch = [];
+  let next = 0, failed = 0, firstError = '';
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < count) {
+      next++;
+      try { batch.push(await open()); } catch (e) { failed++; firstError ||= String(e?.message ?? e); }
+    }
+  }));
+  sessions.push(...batch);
+  out({ msg: 'connected', ok: batch.length, failed, firstError, total: sessions.length, seconds: (performance.now() - t0) / 1000,
+    connectMs: batch.map((s) => Math.round(s.ms)), rss: process.memoryUsage().rss });
+}
+
+await openMany(Number(countArg));
 
 for await (const line of createInterface({ input: process.stdin })) {
-  if (line === 'ping') {
+  const [command, arg] = line.trim().split(/\s+/);
+  if (command === 'open') {
+    await openMany(Number(arg));
+  } else if (command === 'ping') {
     const p0 = performance.now();
-    const results = await Promise.all(ok.map((s, i) => new Promise((resolve) => {
+    const results = await Promise.all(sessions.map((s, i) => new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), 5000);
       s.replied = () => { clearTimeout(timer); resolve(true); };
       s.connection.sendPacket(echo(s.assign.ipv4.address, s.assign.ipv4.gateway, i & 0xffff), 0, 36);
       s.connection.flush();
     })));
-    out({ event: 'pinged', replies: results.filter(Boolean).length, of: ok.length, seconds: (performance.now() - p0) / 1000 });
-  } else if (line === 'close') {
+    out({ msg: 'pinged', replies: results.filter(Boolean).length, of: sessions.length, seconds: (performance.now() - p0) / 1000 });
+  } else if (command === 'close') {
     const c0 = performance.now();
-    for (const s of ok) s.connection.close({ reason: 'client_closed' });
-    await Promise.all(ok.map((s) => s.connection.closed));
-    out({ event: 'closed', seconds: (performance.now() - c0) / 1000 });
+    for (const s of sessions) s.connection.close({ reason: 'client_closed' });
+    await Promise.all(sessions.map((s) => s.connection.closed));
+    out({ msg: 'closed', seconds: (performance.now() - c0) / 1000 });
     process.exit(0);
   }
 }

@@ -19,7 +19,8 @@ import { shapeOrDrop, type ShaperSink } from './shaper.js';
 
 export class OutboundPipeline {
   private batchNumber = 0;
-  private readonly touched: TunnelPeer[] = [];
+  /** Peers of the current batch; slots are cleared after the flush (a closed session must not stay reachable). */
+  private readonly touched: (TunnelPeer | undefined)[] = [];
   private touchedCount = 0;
 
   constructor(
@@ -57,6 +58,7 @@ export class OutboundPipeline {
     }
     for (let i = 0; i < this.touchedCount; i++) {
       const peer = this.touched[i]!;
+      this.touched[i] = undefined;
       peer.session.connection.flush();
       peer.session.lastActivity = now;
     }

@@ -12,7 +12,38 @@
  * Flow (encode): add() writes records straight into a slab; a datagram that is full (or flushed by seal())
  * is handed to the sink as a view into the slab. Slab memory is never reused, only replaced, so a view may
  * stay queued in the transport. Flow (decode): validate all record headers, then deliver offset views.
+ *
+ * Memory of an idle session: the first slab after idleness holds two full datagrams and each next one doubles
+ * up to `slabBytes` (1 MiB), so a trickle of packets never pins a large slab while a busy session soon writes
+ * into large ones. A slab (or reassembly buffer) that saw no use for one sweep period (IDLE_SWEEP_MS, one
+ * process-wide unref'd timer) is dropped: an idle session holds no send or reassembly buffer.
  */
+
+/** Something holding a buffer it can give up when idle (encoder slab, decoder reassembly). */
+interface IdleTrimmable {
+  /** Drop the buffer when it was not used since the last call; true when nothing is held any more. */
+  trimIfIdle(): boolean;
+}
+
+const holders = new Set<IdleTrimmable>();
+let sweeper: NodeJS.Timeout | undefined;
+
+function holdBuffer(holder: IdleTrimmable): void {
+  holders.add(holder);
+  if (sweeper === undefined) {
+    sweeper = setInterval(sweepIdleBuffers, IDLE_SWEEP_MS);
+    sweeper.unref();
+  }
+}
+
+/** Drops the buffers idle since the previous sweep (exported for tests; the timer calls it). */
+export function sweepIdleBuffers(): void {
+  for (const holder of holders) if (holder.trimIfIdle()) holders.delete(holder);
+  if (holders.size === 0 && sweeper !== undefined) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
 
 export const RECORD_HEADER_BYTES = 2;
 export const FRAGMENT_HEADER_BYTES = 6;
@@ -27,13 +58,15 @@ export const MIN_DATAGRAM_BYTES = FRAGMENT_HEADER_BYTES + 16;
 const MAX_FRAGMENTS = 255;
 const FRAGMENT_FLAG = 0x8000;
 const DEFAULT_SLAB_BYTES = 1 << 20;
+/** How often idle buffers are looked at: one that was not used between two looks is dropped. */
+const IDLE_SWEEP_MS = 10_000;
 
 /** Receives a sealed datagram and the number of packets that start in it (for queue accounting). */
 export type DatagramSink = (datagram: Buffer, packets: number) => void;
 
 const EMPTY_SLAB = Buffer.alloc(0);
 
-export class DatagramEncoder {
+export class DatagramEncoder implements IdleTrimmable {
   private maxDatagram: number;
   private readonly slabBytes: number;
   private slab: Buffer;
@@ -42,6 +75,10 @@ export class DatagramEncoder {
   private packetsInOpen = 0;
   private nextFragmentId = 0;
   private readonly headroom: number;
+  /** Size of the next slab: two datagrams after idleness, doubling up to slabBytes. */
+  private nextSlabBytes = 0;
+  /** A packet was written since the last idle sweep. */
+  private used = false;
 
   /**
    * `headroom`: bytes kept free in the slab right before every datagram, for the transport to put its own
@@ -58,6 +95,33 @@ export class DatagramEncoder {
     this.slabBytes = Math.max(slabBytes, this.maxDatagram + headroom);
     // The slab comes with the first packet (reserve()): an idle session holds no send buffer.
     this.slab = EMPTY_SLAB;
+  }
+
+  /** Bytes of the slab held now (0 when idle). */
+  get slabSize(): number {
+    return this.slab.length;
+  }
+
+  /** IdleTrimmable: drop the slab when no packet came since the last sweep and no datagram is open. */
+  trimIfIdle(): boolean {
+    if (this.used || this.pos !== this.start) {
+      this.used = false;
+      return false;
+    }
+    this.release();
+    return true;
+  }
+
+  /**
+   * Drop the slab and an open datagram with it (seal() first to keep that); views already handed out stay
+   * valid. The next packet starts a small slab.
+   */
+  release(): void {
+    this.slab = EMPTY_SLAB;
+    this.start = this.pos = 0;
+    this.packetsInOpen = 0;
+    this.nextSlabBytes = 0;
+    holders.delete(this);
   }
 
   get maxDatagramBytes(): number {
@@ -131,10 +195,15 @@ export class DatagramEncoder {
    * if the rest of this one cannot hold a full datagram, and skip the headroom.
    */
   private reserve(bytes: number): void {
+    this.used = true;
     if (this.pos - this.start + bytes > this.maxDatagram) this.seal();
     if (this.pos === this.start) {
-      if (this.slab.length - this.pos < this.maxDatagram + this.headroom) {
-        this.slab = Buffer.allocUnsafe(Math.max(this.slabBytes, this.maxDatagram + this.headroom));
+      const datagram = this.maxDatagram + this.headroom;
+      if (this.slab.length - this.pos < datagram) {
+        if (this.slab === EMPTY_SLAB) holdBuffer(this);
+        const size = Math.min(this.slabBytes, Math.max(this.nextSlabBytes, 2 * datagram));
+        this.nextSlabBytes = Math.min(this.slabBytes, size * 2);
+        this.slab = Buffer.allocUnsafe(size);
         this.pos = 0;
       }
       this.pos += this.headroom;
@@ -154,14 +223,39 @@ export interface DecodedPacketTarget {
   onPacket(data: Buffer, offset: number, length: number): void;
 }
 
-export class DatagramDecoder {
+export class DatagramDecoder implements IdleTrimmable {
   /** Fragmented packets dropped because a fragment was missing or out of order. */
   fragmentGaps = 0;
+  /** Made with the first fragment; dropped again when idle for a sweep period (see the file comment). */
   private reassembly: Buffer | undefined;
+  private reassemblyUsed = false;
   private fragmentId = -1;
   private fragmentNext = 0;
   private fragmentCount = 0;
   private fragmentBytes = 0;
+
+  /** Whether a reassembly buffer is held now. */
+  get holdsReassembly(): boolean {
+    return this.reassembly !== undefined;
+  }
+
+  /** IdleTrimmable: drop the reassembly buffer when no fragment came since the last sweep. */
+  trimIfIdle(): boolean {
+    if (this.reassemblyUsed) {
+      this.reassemblyUsed = false;
+      return false;
+    }
+    this.release();
+    return true;
+  }
+
+  /** Drop the reassembly buffer (a packet half reassembled is lost, counted as a gap). */
+  release(): void {
+    if (this.fragmentNext !== 0) this.fragmentGaps++;
+    this.fragmentNext = 0;
+    this.reassembly = undefined;
+    holders.delete(this);
+  }
 
   /**
    * Deliver the packets of one datagram (views into `datagram`, valid during the call only).
@@ -204,7 +298,11 @@ export class DatagramDecoder {
       this.fragmentNext = 0;
       return;
     }
-    this.reassembly ??= Buffer.allocUnsafe(MAX_PACKET_BYTES);
+    if (this.reassembly === undefined) {
+      this.reassembly = Buffer.allocUnsafe(MAX_PACKET_BYTES);
+      holdBuffer(this);
+    }
+    this.reassemblyUsed = true;
     datagram.copy(this.reassembly, this.fragmentBytes, pos + FRAGMENT_HEADER_BYTES, pos + FRAGMENT_HEADER_BYTES + size);
     this.fragmentBytes += size;
     this.fragmentNext = index + 1;

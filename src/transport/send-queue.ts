@@ -21,6 +21,9 @@ export interface DatagramWire {
   uncork?(): void;
 }
 
+/** Ring slots made with the first sealed datagram. */
+const INITIAL_RING = 16;
+
 export interface SendQueueOptions {
   readonly limitPackets: number;
   readonly maxDatagramBytes: number;
@@ -35,8 +38,9 @@ export class SendQueue {
   private readonly limit: number;
   private readonly stats: TunnelStats;
   private readonly wire: DatagramWire;
-  private ring: (Buffer | undefined)[] = new Array<Buffer | undefined>(64);
-  private ringPackets: number[] = new Array<number>(64).fill(0);
+  /** Sealed datagrams waiting for the wire; empty until the first one (an idle session holds no ring). */
+  private ring: (Buffer | undefined)[] = [];
+  private ringPackets: number[] = [];
   private head = 0;
   private size = 0;
   private sealedPackets = 0;
@@ -97,6 +101,7 @@ export class SendQueue {
   /** Forget everything queued; later calls are no-ops. */
   close(): void {
     this.closed = true;
+    this.encoder.release();
     this.ring = [];
     this.ringPackets = [];
     this.size = 0;
@@ -142,9 +147,9 @@ export class SendQueue {
     }
   }
 
-  /** Fragmented packets can need more datagrams than packets: the ring grows (bounded by the packet limit). */
+  /** The ring starts small and doubles when full (bounded by the packet limit; fragments can need more). */
   private grow(): void {
-    const capacity = this.ring.length * 2;
+    const capacity = Math.max(INITIAL_RING, this.ring.length * 2);
     const ring = new Array<Buffer | undefined>(capacity);
     const counts = new Array<number>(capacity).fill(0);
     for (let i = 0; i < this.size; i++) {

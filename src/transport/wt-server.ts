@@ -14,7 +14,7 @@ import { detectHttp3 } from './http3.js';
 import type { AcceptedConnection, Admission, ConnectRequest, TransportKind, TunnelListener } from './types.js';
 import { CONTROL_STREAM_TIMEOUT_MS, ERROR_HEADER, MESSAGE_HEADER, TUNNEL_PATH, parseConnectRequest } from './wt-auth.js';
 import { WebTransportConnection } from './wt-connection.js';
-import { findHttp2SessionStream, loadWebTransportLibrary, type WtBidiStream, type WtRequestEvent, type WtRequestResult, type WtServer, type WtServerSession } from './wt-lib.js';
+import { findHttp2SessionStream, forgetRequest, loadWebTransportLibrary, type WtBidiStream, type WtRequestEvent, type WtRequestResult, type WtServer, type WtServerSession } from './wt-lib.js';
 
 export interface TunnelListenerOptions {
   readonly host: string;
@@ -95,6 +95,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     const ticketId = readTicket(session.userData);
     const ticket = ticketId === undefined ? undefined : tickets.get(ticketId);
     if (ticketId !== undefined) tickets.delete(ticketId);
+    forgetRequest(session);
     if (!ticket || closed) {
       closeQuietly(session, 'server_shutdown');
       return;

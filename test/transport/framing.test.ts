@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DatagramDecoder, DatagramEncoder, H2_MAX_DATAGRAM_BYTES, MAX_PACKET_BYTES, MIN_DATAGRAM_BYTES } from '../../src/transport/framing.js';
+import { DatagramDecoder, DatagramEncoder, H2_MAX_DATAGRAM_BYTES, MAX_PACKET_BYTES, MIN_DATAGRAM_BYTES, sweepIdleBuffers } from '../../src/transport/framing.js';
 
 interface Sealed {
   datagram: Buffer;
@@ -127,5 +127,71 @@ describe('DatagramDecoder on hostile input', () => {
     expect(decode(Uint8Array.from([0x80, 1, 0, 0, 2, 2, 9])).ok).toBe(false); // index >= count
     expect(decode(Uint8Array.from([0x80, 0, 0, 0, 0, 2])).ok).toBe(false); // empty fragment
     expect(decode(Uint8Array.from([0, 1, 7]))).toEqual({ ok: true, seen: [[2, 1]], size: 3 });
+  });
+});
+
+describe('buffers of an idle session', () => {
+  it('starts with a slab of two datagrams and doubles it up to 1 MiB while packets keep coming', () => {
+    const sizes: number[] = [];
+    const encoder = new DatagramEncoder(H2_MAX_DATAGRAM_BYTES, () => {}, undefined, 3);
+    const packet = Buffer.alloc(1400, 1);
+    for (let i = 0; i < 20_000; i++) {
+      encoder.add(packet, 0, packet.length);
+      if (sizes.at(-1) !== encoder.slabSize) sizes.push(encoder.slabSize);
+    }
+    expect(sizes.slice(0, 4)).toEqual([2 * 16003, 4 * 16003, 8 * 16003, 16 * 16003]);
+    expect(Math.max(...sizes)).toBe(1 << 20);
+    encoder.release();
+    expect(encoder.slabSize).toBe(0);
+  });
+
+  it('drops the slab after a sweep period without packets, never while used, and sealed datagrams stay intact', () => {
+    const sealed: Buffer[] = [];
+    const encoder = new DatagramEncoder(H2_MAX_DATAGRAM_BYTES, (d) => sealed.push(d));
+    const packet = Buffer.alloc(100, 7);
+    encoder.add(packet, 0, packet.length);
+    sweepIdleBuffers(); // used since the last sweep: kept
+    expect(encoder.slabSize).toBeGreaterThan(0);
+    encoder.seal();
+    encoder.add(packet, 0, packet.length);
+    encoder.seal();
+    sweepIdleBuffers();
+    expect(encoder.slabSize).toBeGreaterThan(0);
+    sweepIdleBuffers(); // a whole period without a packet: dropped
+    expect(encoder.slabSize).toBe(0);
+    expect(sealed.map((d) => decodeAll([d]).packets)).toEqual([[packet], [packet]]);
+    // The next packet starts a small slab again.
+    encoder.add(packet, 0, packet.length);
+    expect(encoder.slabSize).toBe(2 * H2_MAX_DATAGRAM_BYTES);
+    encoder.release();
+  });
+
+  it('keeps an open datagram through sweeps', () => {
+    const sealed: Buffer[] = [];
+    const encoder = new DatagramEncoder(H2_MAX_DATAGRAM_BYTES, (d) => sealed.push(d));
+    encoder.add(Buffer.alloc(10, 1), 0, 10);
+    sweepIdleBuffers();
+    sweepIdleBuffers();
+    sweepIdleBuffers();
+    encoder.seal();
+    expect(sealed).toHaveLength(1);
+    expect(decodeAll(sealed).packets).toEqual([Buffer.alloc(10, 1)]);
+    encoder.release();
+  });
+
+  it('drops the reassembly buffer of an idle decoder and reassembles again afterwards', () => {
+    const big = Buffer.from(Array.from({ length: 40_000 }, (_, i) => i & 0xff));
+    const decoder = new DatagramDecoder();
+    const first = decodeAll(encodeAll([big], H2_MAX_DATAGRAM_BYTES).map((s) => s.datagram), decoder);
+    expect(first.packets).toEqual([big]);
+    expect(decoder.holdsReassembly).toBe(true);
+    sweepIdleBuffers();
+    expect(decoder.holdsReassembly).toBe(true);
+    sweepIdleBuffers();
+    expect(decoder.holdsReassembly).toBe(false);
+    const again = decodeAll(encodeAll([big], H2_MAX_DATAGRAM_BYTES).map((s) => s.datagram), decoder);
+    expect(again.packets).toEqual([big]);
+    expect(decoder.fragmentGaps).toBe(0);
+    decoder.release();
   });
 });

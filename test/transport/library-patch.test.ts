@@ -1,11 +1,15 @@
 /**
  * Regression test of patches/@fails-components+webtransport: the HTTP/2 capsule parser must deliver every
- * byte of a stream-0 capsule split across two reads, and the FIN of a split capsule (defect 2).
+ * byte of a stream-0 capsule split across two reads, and the FIN of a split capsule (defect 2); a session makes
+ * its datagram readable, incoming unidirectional streams and `draining` only on first use (memory per idle
+ * session) and they behave as before: data reaches them, they close with the session.
  */
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 // @ts-expect-error internal module of the library, no types
 import { Http2CapsuleParser } from '../../node_modules/@fails-components/webtransport/lib/http2/node/capsuleparser.js';
+// @ts-expect-error internal module of the library, no types
+import { HttpWTSession } from '../../node_modules/@fails-components/webtransport/lib/session.js';
 
 const WT_STREAM_WOFIN = 0x190b4d3b;
 const WT_STREAM_WFIN = 0x190b4d3c;
@@ -74,5 +78,77 @@ describe('patched Http2CapsuleParser', () => {
     parse(wire.subarray(3000));
     expect(received.fins).toBe(1);
     expect(Buffer.concat(received.bytes).equals(payload)).toBe(true);
+  });
+});
+
+interface LazySession {
+  state: string;
+  datagramsReadable_: unknown;
+  incomingUnidirectionalStreams_: unknown;
+  draining_: unknown;
+  readonly draining: Promise<undefined>;
+  readonly closed: Promise<{ closeCode: number; reason: string }>;
+  readonly incomingUnidirectionalStreams: ReadableStream<unknown>;
+  readonly datagrams: { readonly readable: ReadableStream<Uint8Array>; readonly maxDatagramSize: number; createWritable(): WritableStream<Uint8Array> };
+  onReady(args: object): void;
+  onClose(args: { errorcode: number; error: string }): void;
+  onDatagramReceived(args: { datagram: Uint8Array }): void;
+  onGoAwayReceived(): void;
+}
+
+function session(objint?: object): LazySession {
+  const s = new (HttpWTSession as new (args: object) => LazySession)({ parentobj: {}, ...(objint ? { object: objint } : {}) });
+  s.onReady({});
+  return s;
+}
+
+describe('patched HttpWTSession (lazy per-session streams)', () => {
+  it('makes nothing up front, and delivers a datagram that arrives before anyone asked for the readable', async () => {
+    const s = session();
+    expect(s.datagramsReadable_).toBeUndefined();
+    expect(s.incomingUnidirectionalStreams_).toBeUndefined();
+    expect(s.draining_).toBeUndefined();
+    for (const field of ['incomingUnidirectionalStreams', 'draining']) expect(Object.hasOwn(s, field)).toBe(false);
+    expect(Object.hasOwn(s.datagrams, 'readable')).toBe(false);
+    s.onDatagramReceived({ datagram: new Uint8Array([1, 2, 3]) });
+    const reader = s.datagrams.readable.getReader();
+    expect(await reader.read()).toEqual({ done: false, value: new Uint8Array([1, 2, 3]) });
+    s.onDatagramReceived({ datagram: new Uint8Array([4]) });
+    expect(await reader.read()).toEqual({ done: false, value: new Uint8Array([4]) });
+  });
+
+  it('closes the streams with the session, also those first asked for after the close', async () => {
+    const early = session();
+    const uni = early.incomingUnidirectionalStreams.getReader();
+    const dgram = early.datagrams.readable.getReader();
+    early.onClose({ errorcode: 0, error: 'bye' });
+    expect(await uni.read()).toEqual({ done: true, value: undefined });
+    expect(await dgram.read()).toEqual({ done: true, value: undefined });
+    expect(await early.closed).toEqual({ closeCode: 0, reason: 'bye' });
+
+    const late = session();
+    late.onClose({ errorcode: 0, error: '' });
+    expect(await late.incomingUnidirectionalStreams.getReader().read()).toEqual({ done: true, value: undefined });
+    expect(await late.datagrams.readable.getReader().read()).toEqual({ done: true, value: undefined });
+  });
+
+  it('resolves draining on GOAWAY whether it was asked for before or after', async () => {
+    const before = session();
+    const draining = before.draining;
+    before.onGoAwayReceived();
+    await expect(draining).resolves.toBeUndefined();
+    const after = session();
+    after.onGoAwayReceived();
+    await expect(after.draining).resolves.toBeUndefined();
+    expect(after.draining).toBe(after.draining);
+  });
+
+  it('writes datagrams through createWritable and reports the size limit', async () => {
+    const written: Uint8Array[] = [];
+    const s = session({ jsobj: undefined, getMaxDatagramSize: () => 16384, writeDatagram: (d: Uint8Array) => (written.push(d), { code: 'success' }) });
+    expect(s.datagrams.maxDatagramSize).toBe(16384);
+    const writer = s.datagrams.createWritable().getWriter();
+    await writer.write(new Uint8Array([7, 8]));
+    expect(written).toEqual([new Uint8Array([7, 8])]);
   });
 });

@@ -168,9 +168,16 @@ dead_after_missed_keepalives: 3
   }
 }
 
-/** `options.nodeArgs`: node options before the script (e.g. bench/scale.ts's --expose-gc and memory probe). */
-export function startGateway(topo: Topology, files: GatewayFiles, options: { readonly nodeArgs?: readonly string[] } = {}): QuicgateProcess {
-  return new QuicgateProcess(topo.spawn(topo.server, process.execPath, [...(options.nodeArgs ?? []), BIN, 'server', '--config', files.serverFile]), 'gateway');
+/**
+ * `options.nodeArgs`: node options before the script (e.g. bench/scale.ts's --expose-gc and memory probe);
+ * `options.env`: extra environment variables for the gateway process.
+ */
+export function startGateway(
+  topo: Topology,
+  files: GatewayFiles,
+  options: { readonly nodeArgs?: readonly string[]; readonly env?: NodeJS.ProcessEnv } = {},
+): QuicgateProcess {
+  return new QuicgateProcess(topo.spawn(topo.server, process.execPath, [...(options.nodeArgs ?? []), BIN, 'server', '--config', files.serverFile], options.env), 'gateway');
 }
 
 export function startClient(topo: Topology, ns: string, configFile: string, label: string): QuicgateProcess {

@@ -1,0 +1,58 @@
+// Bench-only memory probe, preloaded into a process that bench/scale.ts starts:
+//
+//   node --expose-gc --import ./bench/lib/mem-probe.mjs bin/quicgate.js server --config …
+//
+// On SIGUSR2 it forces full garbage collections (several, with macrotask turns in between so that weak
+// callbacks and finalizers that free native memory - e.g. of closed HTTP/2 sessions - have run), then writes
+// ONE JSON line to stderr:
+//   {"msg":"memprobe","seq":n,"rss":…,"rssAnon":…,"rssFile":…,"heapUsed":…,"heapTotal":…,"external":…,
+//    "arrayBuffers":…,"newSpace":…,"oldSpace":…}
+// (bytes; rss/rssAnon/rssFile from /proc/self/status, the rest from process.memoryUsage() and
+// v8.getHeapSpaceStatistics()). Nothing of the measured program changes: the probe only adds this handler.
+// MEMPROBE_SNAPSHOT_DIR=dir also writes a heap snapshot per probe (dir/probe-<seq>.heapsnapshot).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import v8 from 'node:v8';
+
+const gc = globalThis.gc;
+if (typeof gc !== 'function') {
+  process.stderr.write('mem-probe: run node with --expose-gc\n');
+  process.exit(2);
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+let seq = 0;
+
+function status() {
+  const text = readFileSync('/proc/self/status', 'utf8');
+  const kib = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024;
+  return { rss: kib('VmRSS'), rssAnon: kib('RssAnon'), rssFile: kib('RssFile') };
+}
+
+async function probe() {
+  const n = ++seq;
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await turn();
+  }
+  const mu = process.memoryUsage();
+  const spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((s) => [s.space_name, s.space_size]));
+  const line = {
+    msg: 'memprobe',
+    seq: n,
+    ...status(),
+    heapUsed: mu.heapUsed,
+    heapTotal: mu.heapTotal,
+    external: mu.external,
+    arrayBuffers: mu.arrayBuffers,
+    newSpace: spaces.new_space ?? 0,
+    oldSpace: spaces.old_space ?? 0,
+  };
+  const dir = process.env.MEMPROBE_SNAPSHOT_DIR;
+  if (dir) line.snapshot = v8.writeHeapSnapshot(join(dir, `probe-${n}.heapsnapshot`));
+  process.stderr.write(`${JSON.stringify(line)}\n`);
+}
+
+process.on('SIGUSR2', () => {
+  probe().catch((err) => process.stderr.write(`${JSON.stringify({ msg: 'memprobe failed', err: String(err) })}\n`));
+});
