@@ -1,6 +1,6 @@
 /**
  * The client's data path: TUN batches into the tunnel (flush once per batch), tunnel packets into the TUN
- * (staged, one writeBatch per turn so the device can coalesce them: src/tun/writer.ts).
+ * (staged, one writeBatch per task so the device can coalesce them: src/tun/writer.ts).
  * While no connection is up, TUN packets are dropped (and counted) rather than queued: stale packets are
  * worse than lost ones for TCP.
  */

@@ -6,7 +6,7 @@
  *                                 │                                                    │ !allow_client_to_client:
  *                                 ▼                                                    ▼ drop client_to_client
  *                        user's shared bucket ──► over: shape ≤ delay, else drop ──► staged TUN write (one
- *                                                                                      writeBatch per turn, all
+ *                                                                                      writeBatch per task, all
  *                                                                                      sessions; refused: queue_full)
  *   end of datagram: one activity stamp.
  *
@@ -28,7 +28,7 @@ import { shapeOrDrop, type ShaperSink } from './shaper.js';
 
 export interface InboundOptions {
   readonly clock: Clock;
-  /** Shared by all sessions: one writeBatch per turn lets the device coalesce flows (native/src/gro.h). */
+  /** Shared by all sessions: one writeBatch per task lets the device coalesce flows (native/src/gro.h). */
   readonly writer: TunWriter;
   readonly routes: RouteTable;
   readonly drops: DropCounters;

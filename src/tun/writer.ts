@@ -1,16 +1,17 @@
 /**
- * Staged TUN writes: packets from every sender of a turn go to the device in one writeBatch, so the device
+ * Staged TUN writes: packets staged while handling one socket read or TUN batch go to the device in one writeBatch, so the device
  * can coalesce each flow's packets into GSO super-packets (native/src/gro.h) and the kernel runs its receive
  * path once per group instead of once per packet.
  *
  *   stage(packet, account) ──► copy into the next slot of one reused batch, remember the account
- *        │ first packet of the turn: schedule flush (setImmediate: after every socket read of this loop turn)
+ *        │ first packet of the task: schedule flush (microtask: once the socket read or TUN batch that staged it
+ *        │ has been handled; measured against setImmediate: ~0.1 ms less idle RTT, same throughput)
  *        │ batch full: flush now
  *        ▼
  *   flush() ──► device.writeBatch(batch, status) ──► per slot: account.written(length) | account.refused(length)
  *
  * Per packet: one copy, no promise, no allocation (on Node 22+; Node 20's Buffer#copy of a sub-range makes one
- * short-lived view, measured: 0 vs 93 scavenges per 10^6 copies). Per turn: one Immediate.
+ * short-lived view, measured: 0 vs 93 scavenges per 10^6 copies). Per flush: one microtask.
  */
 import type { TunBatch, TunDevice } from './device.js';
 import { createTunBatch, DEFAULT_TUN_BATCH_SIZE } from './device.js';
@@ -21,7 +22,7 @@ export interface TunWriteAccount {
   refused(length: number): void;
 }
 
-/** Runs `flush` later in this event-loop turn; tests inject their own. */
+/** Runs `flush` once the current task is done; tests inject their own. */
 export type DeferFlush = (flush: () => void) => void;
 
 export interface TunWriterOptions {
@@ -30,8 +31,8 @@ export interface TunWriterOptions {
   readonly defer?: DeferFlush;
 }
 
-const deferToImmediate: DeferFlush = (flush) => {
-  setImmediate(flush);
+const deferToMicrotask: DeferFlush = (flush) => {
+  queueMicrotask(flush);
 };
 
 export class TunWriter {
@@ -53,7 +54,7 @@ export class TunWriter {
     this.batch = createTunBatch(device.mtu, size);
     this.status = new Uint8Array(size);
     this.accounts = new Array<TunWriteAccount | null>(size).fill(null);
-    this.defer = options.defer ?? deferToImmediate;
+    this.defer = options.defer ?? deferToMicrotask;
   }
 
   /** Packets staged and not yet written. */
@@ -61,7 +62,7 @@ export class TunWriter {
     return this.batch.count;
   }
 
-  /** Copy a packet in; it is written at the end of this turn (or sooner if the batch fills). */
+  /** Copy a packet in; it is written once the current task is done (or sooner if the batch fills). */
   stage(data: Buffer, offset: number, length: number, account: TunWriteAccount): void {
     const batch = this.batch;
     if (length > batch.stride) {
