@@ -7,13 +7,13 @@
  *        │
  *   migrations ─► (startup only) close sessions a crashed gateway left open, reason 'crash'
  */
-import Database from 'better-sqlite3';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { QuicgateError } from '../errors.js';
 import { applyMigrations } from './migrations.js';
 import type { HistoryStartupEvent } from './records.js';
+import { openDatabase, type SqliteDatabase } from './sqlite.js';
 
 export const HISTORY_FILE = 'history.sqlite';
 const SIDE_FILES = ['-wal', '-shm', '-journal'] as const;
@@ -26,7 +26,7 @@ export interface FileIdentity {
 }
 
 export interface OpenedDatabase {
-  readonly db: Database.Database;
+  readonly db: SqliteDatabase;
   readonly identity: FileIdentity;
   readonly events: HistoryStartupEvent[];
 }
@@ -112,7 +112,7 @@ export function openHistoryDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
     logger.warn({ file, movedTo }, 'history side files without a database moved aside');
   }
 
-  let db: Database.Database;
+  let db: SqliteDatabase;
   try {
     db = connect(file, opts);
     const problem = opts.quickCheck && existsSync(file) ? integrityProblem(db) : null;
@@ -145,7 +145,7 @@ export function openHistoryDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
 }
 
 /** Ends each open session at its last flushed time with its last flushed counters. */
-export function closeCrashedSessions(db: Database.Database): number {
+export function closeCrashedSessions(db: SqliteDatabase): number {
   return db
     .prepare(
       `UPDATE sessions SET status = 'closed', close_reason = 'crash', ended_at = updated_at,
@@ -165,7 +165,7 @@ export function isBusyError(err: unknown): boolean {
   return code !== null && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
 }
 
-export function closeQuietly(db: Database.Database): void {
+export function closeQuietly(db: SqliteDatabase): void {
   try {
     db.close();
   } catch {
@@ -179,19 +179,24 @@ export function describeError(err: unknown): string {
   return code !== null && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
-function connect(file: string, opts: OpenDatabaseOptions): Database.Database {
+function connect(file: string, opts: OpenDatabaseOptions): SqliteDatabase {
   mkdirSync(path.dirname(file), { recursive: true });
-  let db: Database.Database;
+  let db: SqliteDatabase;
   try {
-    db = new Database(file, { timeout: opts.busyTimeoutMs });
+    db = openDatabase(file, { timeoutMs: opts.busyTimeoutMs });
   } catch (err) {
     throw historyError(`cannot open ${file}`, err);
   }
   try {
-    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    const mode = db.pragmaValue('journal_mode = WAL');
     if (mode !== 'wal') throw new Error(`journal_mode is ${String(mode)}, expected wal`);
     // WAL + NORMAL: commits do not fsync; a power cut may lose the last commits, never corrupt the file.
     db.pragma('synchronous = NORMAL');
+    if (opts.logger.isLevelEnabled('debug')) {
+      // node:sqlite on Node >= 22.13, better-sqlite3 on Node 20 (src/history/sqlite.ts)
+      const { v: version } = db.prepare('SELECT sqlite_version() AS v').get() as { v: string };
+      opts.logger.debug({ file, driver: db.driver, sqliteVersion: version }, 'history: SQLite connection open');
+    }
     return db;
   } catch (err) {
     closeQuietly(db);
@@ -202,7 +207,7 @@ function connect(file: string, opts: OpenDatabaseOptions): Database.Database {
 
 class CorruptFile extends Error {}
 
-function integrityProblem(db: Database.Database): string | null {
+function integrityProblem(db: SqliteDatabase): string | null {
   try {
     const rows = db.pragma('quick_check') as Array<{ quick_check: string }>;
     if (rows.length === 1 && rows[0]?.quick_check === 'ok') return null;

@@ -2,8 +2,8 @@
  * Schema migrations: an ordered list, each applied once in its own transaction and recorded in
  * schema_migrations. Append new entries; never edit a released one.
  */
-import type Database from 'better-sqlite3';
 import { QuicgateError } from '../errors.js';
+import type { SqliteDatabase } from './sqlite.js';
 
 export interface Migration {
   readonly version: number;
@@ -77,7 +77,7 @@ export interface MigrationResult {
   readonly to: number;
 }
 
-export function schemaVersion(db: Database.Database): number {
+export function schemaVersion(db: SqliteDatabase): number {
   db.exec(
     'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT',
   );
@@ -87,7 +87,7 @@ export function schemaVersion(db: Database.Database): number {
 
 /** Applies every migration newer than the database's version, in order. Idempotent. */
 export function applyMigrations(
-  db: Database.Database,
+  db: SqliteDatabase,
   wallNowMs: number,
   migrations: readonly Migration[] = MIGRATIONS,
 ): MigrationResult {
@@ -111,7 +111,7 @@ export function applyMigrations(
     db.transaction(() => {
       db.exec(m.sql);
       record.run(m.version, m.name, wallNowMs);
-    }).immediate();
+    }, 'immediate');
   }
   return { from, to: Math.max(from, latest) };
 }

@@ -2,10 +2,10 @@
  * Read queries for the admin API and CLI. Rows coming out of the file are parsed with zod: the file is an
  * edge (older versions, manual edits), and these run on the admin path, not the forwarding path.
  */
-import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { END_REASONS, REJECT_REASONS } from '../gateway/session.js';
 import type { HistoryStats, RejectionRow, SessionHistoryRow, UserTraffic, UserUsage } from './records.js';
+import type { SqliteDatabase } from './sqlite.js';
 
 const HOUR_MS = 3_600_000;
 const int = z.number().int();
@@ -76,7 +76,7 @@ const rejectionRow = z.object({
   at: int,
 });
 
-export function recentSessions(db: Database.Database, query: RecentSessionsQuery): SessionHistoryRow[] {
+export function recentSessions(db: SqliteDatabase, query: RecentSessionsQuery): SessionHistoryRow[] {
   const q = recentSessionsQuery.parse(query);
   const rows = db
     .prepare(
@@ -88,7 +88,7 @@ export function recentSessions(db: Database.Database, query: RecentSessionsQuery
   return z.array(sessionRow).parse(rows);
 }
 
-export function recentRejections(db: Database.Database, query: RecentRejectionsQuery): RejectionRow[] {
+export function recentRejections(db: SqliteDatabase, query: RecentRejectionsQuery): RejectionRow[] {
   const q = recentRejectionsQuery.parse(query);
   const rows = db
     .prepare('SELECT user, source, reason, at FROM rejections WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?')
@@ -96,7 +96,7 @@ export function recentRejections(db: Database.Database, query: RecentRejectionsQ
   return z.array(rejectionRow).parse(rows);
 }
 
-export function windowStats(db: Database.Database, query: StatsQuery, wallNowMs: number): HistoryStats {
+export function windowStats(db: SqliteDatabase, query: StatsQuery, wallNowMs: number): HistoryStats {
   const q = statsQuery.parse(query);
   const sinceMs = Math.floor(wallNowMs - q.windowHours * HOUR_MS);
   const fromHour = Math.floor(sinceMs / HOUR_MS) * HOUR_MS;
@@ -148,7 +148,7 @@ const usageRow = z.object({
 });
 
 /** All-time totals of the user's stored sessions (open ones as of their last flush). */
-export function userUsage(db: Database.Database, user: string): UserUsage {
+export function userUsage(db: SqliteDatabase, user: string): UserUsage {
   const r = usageRow.parse(
     db
       .prepare(

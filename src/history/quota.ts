@@ -1,6 +1,6 @@
 /** Quota periods: UTC period keys and the stored usage per user and period. */
-import type Database from 'better-sqlite3';
 import { z } from 'zod';
+import type { SqliteDatabase } from './sqlite.js';
 
 export type QuotaPeriod = 'day' | 'month';
 
@@ -13,7 +13,7 @@ export function periodKey(period: QuotaPeriod, wallMs: number): string {
 const usageRow = z.object({ bytes: z.number().int().nonnegative() });
 
 /** Bytes stored for the user and period (0 when none). */
-export function storedQuotaUsage(db: Database.Database, user: string, key: string): number {
+export function storedQuotaUsage(db: SqliteDatabase, user: string, key: string): number {
   const row: unknown = db.prepare('SELECT bytes FROM quota_usage WHERE user = ? AND period_key = ?').get(user, key);
   return row === undefined ? 0 : usageRow.parse(row).bytes;
 }

@@ -1,5 +1,5 @@
 /** Retention: deletes history older than `retentionDays` (0 keeps everything). */
-import type Database from 'better-sqlite3';
+import type { SqliteDatabase } from './sqlite.js';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
@@ -14,16 +14,17 @@ export interface RetentionResult {
 }
 
 /** Deletes closed sessions that ended before the cutoff, older rejections, traffic hours and spent quota rows. */
-export function applyRetention(db: Database.Database, retentionDays: number, wallNowMs: number): RetentionResult {
+export function applyRetention(db: SqliteDatabase, retentionDays: number, wallNowMs: number): RetentionResult {
   if (retentionDays <= 0) return { sessions: 0, rejections: 0, traffic: 0, quota: 0 };
   const cutoff = wallNowMs - retentionDays * DAY_MS;
   const quotaCutoff = Math.min(cutoff, wallNowMs - QUOTA_MIN_KEEP_MS);
-  return db
-    .transaction(() => ({
+  return db.transaction(
+    () => ({
       sessions: db.prepare("DELETE FROM sessions WHERE status = 'closed' AND ended_at < ?").run(cutoff).changes,
       rejections: db.prepare('DELETE FROM rejections WHERE at < ?').run(cutoff).changes,
       traffic: db.prepare('DELETE FROM traffic_hourly WHERE hour_ms + ? <= ?').run(HOUR_MS, cutoff).changes,
       quota: db.prepare('DELETE FROM quota_usage WHERE updated_at < ?').run(quotaCutoff).changes,
-    }))
-    .immediate();
+    }),
+    'immediate',
+  );
 }

@@ -9,12 +9,12 @@
  *              success ─► not degraded, queued rows written.
  *   retention: once at open, then on a Clock interval.
  *
- * better-sqlite3 is synchronous, so writes run on the event loop, but only from timers and in short
- * transactions (chunks of at most MAX_CHUNK records, busy timeout of a few ms): never inside a record call.
+ * SQLite (node:sqlite; better-sqlite3 on Node 20: see sqlite.ts) is synchronous, so writes run on the event loop,
+ * but only from timers and in short transactions (chunks of at most MAX_CHUNK records, busy timeout of a few ms):
+ * never inside a record call.
  */
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { HistoryConfig } from '../config/types.js';
@@ -55,6 +55,7 @@ import type {
   UserUsage,
 } from './records.js';
 import { applyRetention } from './retention.js';
+import type { SqliteDatabase } from './sqlite.js';
 import {
   BatchStatements,
   LiveSessions,
@@ -87,7 +88,7 @@ const DEFAULT_RETENTION_INTERVAL_MS = 3_600_000;
 const MAX_CHUNK = 2_000;
 
 interface Connection {
-  readonly db: Database.Database;
+  readonly db: SqliteDatabase;
   readonly identity: FileIdentity;
   readonly statements: BatchStatements;
 }
@@ -479,7 +480,7 @@ export class HistoryStore {
     }
   }
 
-  private read<T>(fn: (db: Database.Database) => T): T {
+  private read<T>(fn: (db: SqliteDatabase) => T): T {
     if (this.closed) throw new QuicgateError('QG_ERR_CLOSED', 'history store is closed');
     let conn: Connection;
     try {

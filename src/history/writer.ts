@@ -6,9 +6,9 @@
  *   → traffic deltas summed per user and hour (UPSERT add) → quota increments (UPSERT add)
  *   → on commit only: remember what was written (LiveSessions) so deltas never count twice.
  */
-import type Database from 'better-sqlite3';
 import { newCounters, type TrafficCounters } from '../gateway/session.js';
 import type { CounterSnapshot, RejectionRecord, SessionEndRecord, SessionStartRecord } from './records.js';
+import type { SqliteDatabase, SqliteStatement } from './sqlite.js';
 
 export type QueuedRecord =
   | { readonly kind: 'start'; readonly record: SessionStartRecord }
@@ -64,14 +64,14 @@ export class LiveSessions {
 
 /** Prepared statements of one connection. */
 export class BatchStatements {
-  readonly insertSession: Database.Statement;
-  readonly updateCounters: Database.Statement;
-  readonly endSession: Database.Statement;
-  readonly insertRejection: Database.Statement;
-  readonly addTraffic: Database.Statement;
-  readonly addQuota: Database.Statement;
+  readonly insertSession: SqliteStatement;
+  readonly updateCounters: SqliteStatement;
+  readonly endSession: SqliteStatement;
+  readonly insertRejection: SqliteStatement;
+  readonly addTraffic: SqliteStatement;
+  readonly addQuota: SqliteStatement;
 
-  constructor(readonly db: Database.Database) {
+  constructor(readonly db: SqliteDatabase) {
     this.insertSession = db.prepare(
       // Not OR IGNORE: that would also swallow NOT NULL / CHECK violations; only a repeated id is expected.
       `INSERT INTO sessions (id, user, ipv4, ipv6, peer, transport, started_at, status, updated_at)
@@ -127,43 +127,41 @@ export function writeBatch(st: BatchStatements, batch: Batch, live: LiveSessions
     }
   };
 
-  st.db
-    .transaction(() => {
-      for (const start of batch.reseed) {
-        st.insertSession.run(start);
-        if (lookup(start.id) === undefined) staged.set(start.id, { start, written: newCounters() });
-      }
-      for (const item of batch.records) {
-        switch (item.kind) {
-          case 'start': {
-            const r = item.record;
-            st.insertSession.run(r);
-            if (lookup(r.id) === undefined) staged.set(r.id, { start: r, written: newCounters() });
-            break;
-          }
-          case 'end': {
-            const r = item.record;
-            st.endSession.run({ ...r.counters, id: r.id, endedAt: r.endedAt, reason: r.reason, message: r.message });
-            const entry = lookup(r.id);
-            if (entry !== undefined) addTraffic(entry, r.counters, r.endedAt);
-            staged.set(r.id, null);
-            break;
-          }
-          case 'rejection':
-            st.insertRejection.run(item.record);
-            break;
+  st.db.transaction(() => {
+    for (const start of batch.reseed) {
+      st.insertSession.run(start);
+      if (lookup(start.id) === undefined) staged.set(start.id, { start, written: newCounters() });
+    }
+    for (const item of batch.records) {
+      switch (item.kind) {
+        case 'start': {
+          const r = item.record;
+          st.insertSession.run(r);
+          if (lookup(r.id) === undefined) staged.set(r.id, { start: r, written: newCounters() });
+          break;
         }
+        case 'end': {
+          const r = item.record;
+          st.endSession.run({ ...r.counters, id: r.id, endedAt: r.endedAt, reason: r.reason, message: r.message });
+          const entry = lookup(r.id);
+          if (entry !== undefined) addTraffic(entry, r.counters, r.endedAt);
+          staged.set(r.id, null);
+          break;
+        }
+        case 'rejection':
+          st.insertRejection.run(item.record);
+          break;
       }
-      for (const snap of batch.snapshots) {
-        const entry = lookup(snap.id);
-        if (entry === undefined) continue; // not written yet, or already ended
-        st.updateCounters.run({ ...snap.counters, id: snap.id, at: batch.wallNowMs });
-        addTraffic(entry, snap.counters, batch.wallNowMs);
-        staged.set(snap.id, { start: entry.start, written: snap.counters });
-      }
-      for (const t of traffic.values()) st.addTraffic.run(t);
-      for (const q of batch.quota) st.addQuota.run({ ...q, at: batch.wallNowMs });
-    })
-    .immediate();
+    }
+    for (const snap of batch.snapshots) {
+      const entry = lookup(snap.id);
+      if (entry === undefined) continue; // not written yet, or already ended
+      st.updateCounters.run({ ...snap.counters, id: snap.id, at: batch.wallNowMs });
+      addTraffic(entry, snap.counters, batch.wallNowMs);
+      staged.set(snap.id, { start: entry.start, written: snap.counters });
+    }
+    for (const t of traffic.values()) st.addTraffic.run(t);
+    for (const q of batch.quota) st.addQuota.run({ ...q, at: batch.wallNowMs });
+  }, 'immediate');
   live.apply(staged);
 }

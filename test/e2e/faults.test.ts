@@ -14,8 +14,8 @@
  */
 import { existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type SqliteDatabase } from '../../src/history/sqlite.js';
 import type { Topology } from './helpers/netns.js';
 import { adminRequest, footprint, HostileClient, metricSamples, prng, sleep } from './helpers/hostile-ops.js';
 import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed, GATEWAY_URL } from './helpers/quicgate.js';
@@ -87,11 +87,12 @@ interface SessionRow {
 
 /** Rows of the history's sessions table; [] while the file is not (yet) a readable database. */
 function historyRows(): SessionRow[] {
-  let db: Database.Database;
+  let db: SqliteDatabase | undefined;
   try {
-    db = new Database(dbFile(), { readonly: true, fileMustExist: true });
+    db = openDatabase(dbFile(), { readonly: true });
     db.prepare('SELECT 1 FROM sessions LIMIT 1').all();
   } catch {
+    db?.close();
     return [];
   }
   try {
@@ -253,7 +254,7 @@ describe('faults', () => {
     await pinger.waitForMsg('tunnel up', 20_000);
 
     // 1. Another writer holds the database lock: writes fail (busy), records queue, health degrades.
-    const locker = new Database(dbFile());
+    const locker = openDatabase(dbFile());
     locker.exec('BEGIN EXCLUSIVE');
     let lockedSessionId = '';
     try {

@@ -6,13 +6,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import type { ReloadResult } from '../../src/admin/backend.js';
 import { FakeClock } from '../../src/clock.js';
 import type { ServerConfig } from '../../src/config/types.js';
 import { attachOperatorSurface, type OperatorSurface } from '../../src/gateway/operator.js';
 import { Gateway } from '../../src/gateway/server.js';
 import type { Session } from '../../src/gateway/session.js';
+import { openDatabase, type SqliteValue } from '../../src/history/sqlite.js';
 import { createMemoryPair, type MemoryPair } from '../../src/transport/memory.js';
 import type { AcceptedConnection, Admission, AdmissionResult, ConnectRequest, TransportKind, TunnelListener } from '../../src/transport/types.js';
 import { MemoryTun } from '../../src/tun/memory.js';
@@ -43,7 +43,7 @@ export interface Harness {
   sendToClient(session: Session, total: number): Promise<void>;
   call(pathname: string, init?: RequestInit & { token?: string | null }): Promise<Response>;
   /** Rows of the history file, through a connection of its own. */
-  rows<T>(sql: string, ...params: unknown[]): T[];
+  rows<T>(sql: string, ...params: SqliteValue[]): T[];
   /** Stop the surface (and the gateway) and remove the data dir. */
   cleanup(): Promise<void>;
 }
@@ -128,8 +128,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       if (token !== null) headers.set('Authorization', `Bearer ${token}`);
       return fetch(`${base}${pathname}`, { ...rest, headers });
     },
-    rows<T>(sql: string, ...params: unknown[]): T[] {
-      const db = new Database(file, { readonly: true });
+    rows<T>(sql: string, ...params: SqliteValue[]): T[] {
+      const db = openDatabase(file, { readonly: true });
       try {
         return db.prepare(sql).all(...params) as T[];
       } finally {

@@ -1,6 +1,5 @@
 import { writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HealthView, SessionView, UserView } from '../../src/admin/backend.js';
 import { FakeClock } from '../../src/clock.js';
@@ -8,6 +7,7 @@ import type { UserConfig } from '../../src/config/types.js';
 import { QuicgateError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { attachOperatorSurface } from '../../src/gateway/operator.js';
+import { openDatabase } from '../../src/history/sqlite.js';
 import { Gateway } from '../../src/gateway/server.js';
 import type { CloseInfo } from '../../src/transport/types.js';
 import { MemoryTun } from '../../src/tun/memory.js';
@@ -263,7 +263,7 @@ describe('health', () => {
   it('is degraded (503) while history writes fail, and ok again when they recover', async () => {
     h = await startHarness({ config: { users: [user('alice')] } });
     expect((await h.call('/healthz', { token: null })).status).toBe(200);
-    const other = new Database(path.join(h.dataDir, 'history.sqlite'));
+    const other = openDatabase(path.join(h.dataDir, 'history.sqlite'));
     other.exec('BEGIN EXCLUSIVE');
     await h.connect('alice');
     h.clock.advance(1000); // the flush fails on the lock

@@ -1,9 +1,9 @@
 import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { inspectHeader } from '../../src/history/db.js';
 import { MIGRATIONS } from '../../src/history/migrations.js';
+import { openDatabase } from '../../src/history/sqlite.js';
 import { FakeClock, openStore, rawRows, startRecord, tempDir } from './helpers/fixtures.js';
 
 describe('opening the history file', () => {
@@ -26,8 +26,8 @@ describe('opening the history file', () => {
     expect(second.store.startupEvents).toEqual([]);
     second.store.close();
 
-    const db = new Database(file, { readonly: true });
-    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    const db = openDatabase(file, { readonly: true });
+    expect(db.pragmaValue('journal_mode')).toBe('wal');
     expect(db.prepare('SELECT version FROM schema_migrations ORDER BY version').all()).toEqual(
       MIGRATIONS.map((m) => ({ version: m.version })),
     );
@@ -35,7 +35,7 @@ describe('opening the history file', () => {
   });
 
   it('migrates an older file at start', () => {
-    const db = new Database(file);
+    const db = openDatabase(file);
     db.pragma('journal_mode = WAL');
     db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT');
     db.exec(MIGRATIONS[0]!.sql);

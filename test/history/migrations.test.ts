@@ -1,12 +1,12 @@
-import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isQuicgateError } from '../../src/errors.js';
 import { MIGRATIONS, applyMigrations, schemaVersion, type Migration } from '../../src/history/migrations.js';
+import { openDatabase, type SqliteDatabase } from '../../src/history/sqlite.js';
 
 describe('applyMigrations', () => {
-  let db: Database.Database;
+  let db: SqliteDatabase;
   beforeEach(() => {
-    db = new Database(':memory:');
+    db = openDatabase(':memory:');
   });
   afterEach(() => db.close());
 
@@ -62,6 +62,8 @@ describe('applyMigrations', () => {
     expect(isQuicgateError(caught, 'QG_ERR_HISTORY')).toBe(true);
 
     const unordered = [MIGRATIONS[1]!, MIGRATIONS[0]!];
-    expect(() => applyMigrations(new Database(':memory:'), 1, unordered)).toThrow(/increasing/);
+    const other = openDatabase(':memory:');
+    expect(() => applyMigrations(other, 1, unordered)).toThrow(/increasing/);
+    other.close();
   });
 });

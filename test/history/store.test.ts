@@ -1,10 +1,10 @@
 import { mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TrafficCounters } from '../../src/gateway/session.js';
 import { isQuicgateError } from '../../src/errors.js';
 import type { FlushReport } from '../../src/history/records.js';
+import { openDatabase } from '../../src/history/sqlite.js';
 import { FakeClock, openStore, rawRows, startRecord, tempDir } from './helpers/fixtures.js';
 
 const HOUR = 3_600_000;
@@ -278,7 +278,7 @@ describe('HistoryStore', () => {
       const { store, lines } = openStore(dir, clock, { retry: { initialMs: 500, maxMs: 4000 } });
       store.recordStart(startRecord('s1', 'alice', clock.wallNow()));
       store.flush();
-      const other = new Database(file);
+      const other = openDatabase(file);
       other.exec('BEGIN EXCLUSIVE');
       store.recordStart(startRecord('s2', 'bob', clock.wallNow()));
       store.recordRejection({ user: 'x', source: '192.0.2.5', reason: 'auth_failed', at: clock.wallNow() });

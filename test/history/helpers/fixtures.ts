@@ -2,11 +2,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { pino, type Logger } from 'pino';
 import { FakeClock } from '../../../src/clock.js';
 import type { HistoryConfig } from '../../../src/config/types.js';
 import type { SessionStartRecord } from '../../../src/history/records.js';
+import { openDatabase, type SqliteValue } from '../../../src/history/sqlite.js';
 import { HistoryStore, type HistoryStoreOptions } from '../../../src/history/store.js';
 
 export interface LogLine {
@@ -56,9 +56,9 @@ export function startRecord(id: string, user: string, startedAt: number, n = 1):
   };
 }
 
-/** Reads the file through its own connection, as an operator would. */
-export function rawRows<T>(file: string, sql: string, ...params: unknown[]): T[] {
-  const db = new Database(file, { readonly: true });
+/** Reads the file through its own connection, as an operator would (with the driver the store uses). */
+export function rawRows<T>(file: string, sql: string, ...params: SqliteValue[]): T[] {
+  const db = openDatabase(file, { readonly: true });
   try {
     return db.prepare(sql).all(...params) as T[];
   } finally {
