@@ -150,7 +150,7 @@ export class DatagramEncoder implements IdleTrimmable {
     if (length <= MAX_RECORD_PAYLOAD && RECORD_HEADER_BYTES + length <= this.maxDatagram) {
       this.reserve(RECORD_HEADER_BYTES + length);
       this.slab.writeUInt16BE(length, this.pos);
-      this.slab.set(data.subarray(offset, offset + length), this.pos + RECORD_HEADER_BYTES);
+      copyBytes(data, this.slab, this.pos + RECORD_HEADER_BYTES, offset, offset + length);
       this.pos += RECORD_HEADER_BYTES + length;
       this.packetsInOpen++;
       return true;
@@ -183,7 +183,7 @@ export class DatagramEncoder implements IdleTrimmable {
       slab.writeUInt16BE(id, this.pos + 2);
       slab[this.pos + 4] = index;
       slab[this.pos + 5] = count;
-      slab.set(data.subarray(offset + from, offset + from + size), this.pos + FRAGMENT_HEADER_BYTES);
+      copyBytes(data, slab, this.pos + FRAGMENT_HEADER_BYTES, offset + from, offset + from + size);
       this.pos += FRAGMENT_HEADER_BYTES + size;
       if (index === 0) this.packetsInOpen++;
     }
@@ -210,6 +210,13 @@ export class DatagramEncoder implements IdleTrimmable {
       this.start = this.pos;
     }
   }
+}
+
+// Buffer#copy works on any Uint8Array and, from Node 22, copies without making a view (subarray + set always
+// allocates one per packet; Node 20's copy does too, internally).
+const bufferCopy = Buffer.prototype.copy;
+function copyBytes(source: Uint8Array, target: Buffer, targetStart: number, sourceStart: number, sourceEnd: number): void {
+  bufferCopy.call(source as Buffer, target, targetStart, sourceStart, sourceEnd);
 }
 
 function checkDatagramSize(bytes: number): number {
