@@ -13,11 +13,11 @@
 #   WORK (/tmp/qgb-compare; wiped at start), UDP_LEN (iperf3 UDP payload; 1300), SUITE (which figures:
 #   "tcp_up tcp_down tcp_p4 udp ping"), QG_NODE_OPTS (extra node flags for both quicgate processes, e.g.
 #   "--cpu-prof --cpu-prof-dir=/tmp/qgb-prof"; see bench/cpuprofile-top.mjs), QG_OFFLOAD (true/false: TUN write
-#   coalescing, for A/B runs).
+#   coalescing, for A/B runs), PINGS_FAST (pings at 2 ms intervals; 1000).
 #
 # Per VPN it measures: iperf3 TCP one stream client->server (tcp_up) and server->client (tcp_down, -R), TCP with
-# 4 streams (tcp_p4), UDP unlimited-rate (-u -b 0: received rate and loss), ping RTT idle and while a TCP stream
-# runs (median), and the CPU seconds the VPN's own processes (both ends) used per GB carried, from
+# 4 streams (tcp_p4), UDP unlimited-rate (-u -b 0: received rate and loss), ping RTT idle (every PING_IVL s),
+# at 500/s (ping_fast: no wake-up of idle processes per ping) and while a TCP stream runs (medians), and the CPU seconds the VPN's own processes (both ends) used per GB carried, from
 # /proc/<pid>/stat utime+stime before/after each iperf3 run.
 #
 # Output: '#' lines are information; "vpn.metric: value unit (details)" lines per figure; at the end a table of
@@ -33,6 +33,7 @@ REPS=${REPS:-3}
 DUR=${DUR:-5}
 PINGS=${PINGS:-20}
 PING_IVL=${PING_IVL:-0.2}
+PINGS_FAST=${PINGS_FAST:-1000}      # pings at 2 ms intervals (ping_fast)
 QG_OFFLOAD=${QG_OFFLOAD:-true}      # quicgate's TUN write coalescing (tunnel.offload / tun_offload), for A/B runs
 MAX_TIME=${MAX_TIME:-900}
 UDP_LEN=${UDP_LEN:-1300}
@@ -212,6 +213,9 @@ bench_ping() { # phase
     local ph=$1 f="$WORK/$1.ping-idle.txt" g="$WORK/$1.ping-load.txt" n
     ip netns exec "$NS_C" timeout 120 ping -n -c "$PINGS" -i "$PING_IVL" "$IPERF_ADDR" >"$f" 2>&1 9>&- || true
     record "$ph" ping_idle "$(ping_rtts "$f")" ms "median of $PINGS, $(grep -o '[0-9.]*% packet loss' "$f" || echo 'no summary')"
+    # the same at 500 pings/s: without the cost of waking idle processes (and vCPUs) for every ping
+    ip netns exec "$NS_C" timeout 120 ping -n -c "$PINGS_FAST" -i 0.002 "$IPERF_ADDR" >"$WORK/$ph.ping-fast.txt" 2>&1 9>&- || true
+    record "$ph" ping_fast "$(ping_rtts "$WORK/$ph.ping-fast.txt")" ms "median of $PINGS_FAST at 2 ms intervals, $(grep -o '[0-9.]*% packet loss' "$WORK/$ph.ping-fast.txt" || echo 'no summary')"
     # under load: one TCP stream client->server for DUR s, pings during it
     n=$(awk -v d="$DUR" -v i="$PING_IVL" 'BEGIN{n = int((d - 1) / i); print (n < 3 ? 3 : n)}')
     ip netns exec "$NS_C" timeout -k 2 $((DUR + 20)) iperf3 -c "$IPERF_ADDR" -p "$IPERF_PORT" -t "$DUR" \
@@ -349,7 +353,7 @@ phase_qg_h3()    {
 }
 
 report() {
-    local metrics=(tcp_up tcp_down tcp_p4 udp udp_loss ping_idle ping_load tcp_up_cpu tcp_down_cpu tcp_p4_cpu udp_cpu)
+    local metrics=(tcp_up tcp_down tcp_p4 udp udp_loss ping_idle ping_fast ping_load tcp_up_cpu tcp_down_cpu tcp_p4_cpu udp_cpu)
     local m ph q o
     echo
     echo "== medians (throughput: higher is better; ping, loss, CPU: lower is better) =="
