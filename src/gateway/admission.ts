@@ -4,6 +4,9 @@
  *   admit(source) ─► key (IPv4 address, or IPv6 /64) ─► Bottleneck.Group limiter for that key
  *     reservoir left ─► job runs at once ─► true
  *     reservoir empty ─► highWater 0 + OVERFLOW drops the job at once (never queued) ─► false, logged once/window
+ *   succeeded(source) after a right password ─► the attempt is given back (up to the budget), so what a source
+ *     spends is its failed attempts plus those still being checked: many users behind one NAT can all log in,
+ *     while a guesser (and a burst of parallel guesses, each counted until checked) runs dry
  *   every window (clock interval): all per-source limiters are dropped, so budgets refill and idle sources
  *   leave no state behind.
  *
@@ -81,6 +84,23 @@ export class AdmissionThrottle {
         );
       }
       return false;
+    }
+  }
+
+  /**
+   * The attempt admitted for `sourceAddress` had the right password: give it back, within this window and up
+   * to the budget. Never throws.
+   */
+  async succeeded(sourceAddress: string): Promise<void> {
+    if (this.limit === 0) return;
+    const key = sourceKey(sourceAddress);
+    if (!this.group.keys().includes(key)) return; // a new window began: the budget is full again anyway
+    try {
+      const limiter = this.group.key(key);
+      const left = await limiter.currentReservoir();
+      if (left !== null && left < this.limit) await limiter.incrementReservoir(1);
+    } catch (err) {
+      this.logger.error({ err, source: key }, 'could not give back a throttle attempt');
     }
   }
 

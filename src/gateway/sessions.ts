@@ -152,6 +152,7 @@ export class SessionManager {
     const decoyLike = user === undefined ? (this.users.values().next().value?.passwordHash ?? null) : null;
     const passwordOk = await verifyPassword(request.password, user?.passwordHash ?? null, decoyLike);
     if (user === undefined || !passwordOk) return this.refuse(request, 'auth_failed');
+    await this.throttle.succeeded(request.sourceAddress);
     if (user.disabled) return this.refuse(request, 'user_disabled');
     const extra = this.admissionCheck?.(user) ?? null;
     if (extra !== null) return this.refuse(request, extra);

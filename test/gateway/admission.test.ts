@@ -67,6 +67,39 @@ describe('AdmissionThrottle', () => {
     expect(await attempts(t, '192.0.2.30', 3)).toEqual([true, true, false]);
   });
 
+  it('gives a successful attempt back: a source spends only failed attempts and those being checked', async () => {
+    const clock = new FakeClock();
+    const t = throttle(3, clock);
+    // 20 users behind one NAT log in one after another: each attempt is admitted, then given back.
+    for (let i = 0; i < 20; i++) {
+      expect(await t.admit('192.0.2.40')).toBe(true);
+      await t.succeeded('192.0.2.40');
+    }
+    // A guesser from there still runs dry after the budget.
+    expect(await attempts(t, '192.0.2.40', 4)).toEqual([true, true, true, false]);
+    // Giving back never raises the budget above its limit, and a burst of parallel attempts counts in full.
+    await t.succeeded('192.0.2.40');
+    await t.succeeded('192.0.2.40');
+    await t.succeeded('192.0.2.40');
+    await t.succeeded('192.0.2.40');
+    const burst = await Promise.all(Array.from({ length: 6 }, () => t.admit('192.0.2.40')));
+    expect(burst.filter(Boolean)).toHaveLength(3);
+  });
+
+  it('gives nothing back across a window, for an unknown source or with throttling off', async () => {
+    const clock = new FakeClock();
+    const t = throttle(2, clock);
+    await attempts(t, '192.0.2.50', 2);
+    clock.advance(60_000);
+    await t.succeeded('192.0.2.50'); // the attempt belonged to the last window
+    await t.succeeded('192.0.2.51');
+    expect(t.trackedSources).toBe(0);
+    expect(await attempts(t, '192.0.2.50', 3)).toEqual([true, true, false]);
+    const off = throttle(0, clock);
+    await off.succeeded('192.0.2.50');
+    expect(off.trackedSources).toBe(0);
+  });
+
   it('logs a throttled source once per window', async () => {
     const clock = new FakeClock();
     const log = captureLog();

@@ -132,6 +132,17 @@ describe('SessionManager.authenticate', () => {
     expect(await h.manager.authenticate(request('alice'))).toEqual({ ok: true, user: 'alice' });
     h.manager.closeAll();
   });
+
+  it('counts only failed attempts: right passwords from one address (a NAT) are never throttled', async () => {
+    const h = harness({ users: [user('alice'), user('bob')], authAttempts: { perSourcePerMinute: 3 } });
+    for (let i = 0; i < 10; i++) {
+      expect(await h.manager.authenticate(request(i % 2 === 0 ? 'alice' : 'bob'))).toMatchObject({ ok: true });
+    }
+    for (let i = 0; i < 3; i++) expect((await h.manager.authenticate(request('alice', { password: 'guess' }))).ok).toBe(false);
+    expect(await h.manager.authenticate(request('bob'))).toMatchObject({ ok: false, status: 429, code: 'throttled' });
+    expect(h.manager.stats().rejections).toMatchObject({ throttled: 1, auth_failed: 3 });
+    h.manager.closeAll();
+  });
 });
 
 describe('SessionManager limits', () => {
