@@ -450,7 +450,7 @@ class BareClock implements Clock {
 }
 
 describe('UserScheduler: per packet', () => {
-  it('allocates nothing per packet (1e6 packets through admission, push-out, release and drop)', () => {
+  it('allocates nothing per packet (4e6 packets through admission, push-out, release and drop)', () => {
     const clock = new BareClock();
     const bucket = new TokenBucket(10 * MBIT, null, clock);
     const drops = newDropCounters();
@@ -479,10 +479,11 @@ describe('UserScheduler: per packet', () => {
       }
       return sent;
     };
-    const measured = measureAllocationQuietest(run, 1_000_000);
+    const measured = measureAllocationQuietest(run, 4_000_000);
     expect(drops.rate_limit).toBeGreaterThan(0);
-    // Allocating even 16 bytes per packet would be 16 MB here (see bucket.test.ts for the thresholds).
+    // Allocating even 16 bytes per packet would be 64 MB here: several scavenges even with Node 22/24's larger
+    // young generation. The heap delta alone is not a signal in the full suite: optimized-code metadata from
+    // earlier files in the same worker moved it by up to ~10 MB with no collection at all.
     expect(measured.collections).toBeLessThanOrEqual(1);
-    expect(measured.heapDelta / 1_000_000).toBeLessThan(8);
   });
 });
