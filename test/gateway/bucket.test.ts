@@ -150,7 +150,7 @@ describe('TokenBucket', () => {
     }
   });
 
-  it('allocates nothing per check (1e6 calls of each operation)', () => {
+  it('allocates nothing per check (4e6 calls of each operation)', () => {
     const clock = new FakeClock();
     const bucket = new TokenBucket(10 * MB, null, clock);
     let start = 0;
@@ -165,11 +165,11 @@ describe('TokenBucket', () => {
       start += n * 0.0137;
       return passed;
     };
-    const measured = measureAllocationQuietest(checks, 1_000_000);
-    // Allocating even 16 bytes per call would be 48 MB here: several scavenges and a large heap delta. The
-    // runner's own background work in this worker can add a collection or a few MB, never that.
+    const measured = measureAllocationQuietest(checks, 4_000_000);
+    // Allocating even 16 bytes per call would be 192 MB here: many scavenges. The runner's own background work
+    // in this worker can add a collection, never that. (The heap delta alone is not a signal: in the full suite
+    // on Node 22 it moved by ~10 MB without any collection.)
     expect(measured.collections).toBeLessThanOrEqual(1);
-    expect(measured.heapDelta / 1_000_000).toBeLessThan(8);
 
     // The same measurement does see a loop that allocates one small array per call.
     let sink: unknown = null;
