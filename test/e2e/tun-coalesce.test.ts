@@ -22,19 +22,19 @@
  *
  * Needs root and /dev/net/tun: without them this FAILS (it does not skip).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sh } from './helpers/netns.js';
+import { requireNetnsSupport, Topology } from './helpers/netns.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const helperScript = path.join(root, 'test', 'e2e', 'helpers', 'tun-gro.ts');
-// Named like the Topology namespaces so removeStaleNamespaces() also reclaims it after a killed run.
-const ns = `qge-${process.pid.toString(36)}x${Math.floor(Math.random() * 1296).toString(36)}-s`;
+// One namespace (Topology's server side), removed with everything in it by topo.destroy() or at exit.
+let topo: Topology | undefined;
 
 const SEGMENTS = 40;
 const SIZE = 1348;
@@ -167,12 +167,8 @@ class GroHelper {
   }
 
   static async start(coalesce: boolean): Promise<{ helper: GroHelper; ready: HelperEvent }> {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', helperScript, JSON.stringify({ coalesce })], {
-      cwd: root,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    live.add(child);
-    child.once('exit', () => live.delete(child));
+    if (topo === undefined) throw new Error('no namespace');
+    const child = topo.spawn(topo.server, process.execPath, ['--import', 'tsx', helperScript, JSON.stringify({ coalesce })], {}, { stdin: 'pipe' });
     const helper = new GroHelper(child);
     const ready = await helper.waitFor((e) => e.event === 'ready', 30_000);
     return { helper, ready };
@@ -215,25 +211,6 @@ class GroHelper {
     }
     return code;
   }
-}
-
-const live = new Set<ChildProcess>();
-let namespaceCreated = false;
-
-/** Kills what runs in the namespace and deletes it (with its TUN). Synchronous: also runs from 'exit'. */
-function removeNamespace(): void {
-  for (const child of live) child.kill('SIGKILL');
-  if (!namespaceCreated) return;
-  const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' });
-  for (const pid of (pids.stdout ?? '').split(/\s+/).filter(Boolean)) {
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
-  spawnSync('ip', ['netns', 'del', ns]);
-  namespaceCreated = false;
 }
 
 function expectAllAccepted(write: WriteResult): void {
@@ -308,18 +285,15 @@ function helperFor(coalesce: boolean): Pick<GroHelper, 'request'> {
 }
 
 beforeAll(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the TUN coalescing e2e test must run as root (it creates a namespace and TUNs)');
+  await requireNetnsSupport();
   if (!existsSync('/dev/net/tun')) throw new Error('/dev/net/tun is missing: load the tun module');
-  process.once('exit', removeNamespace);
-  await sh('ip', ['netns', 'add', ns]);
-  namespaceCreated = true;
-  await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  topo = await Topology.create(0);
 });
 
-afterAll(() => {
-  removeNamespace();
-  const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
-  expect(left).not.toContain(ns);
+afterAll(async () => {
+  if (topo === undefined) return;
+  await topo.destroy();
+  expect(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '').not.toContain(topo.server);
 });
 
 describe('TUN writeBatch with coalescing (IFF_VNET_HDR, GSO super-packets)', () => {
