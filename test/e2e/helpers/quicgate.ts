@@ -103,6 +103,12 @@ export class QuicgateProcess {
   }
 }
 
+/** The tunnel transports the end-to-end suites run over, as config variants. */
+export const TRANSPORTS = ['h2', 'h3'] as const;
+export type TunnelTransport = (typeof TRANSPORTS)[number];
+/** What a client config may ask for: one transport, or `auto` (HTTP/3 first, HTTP/2 when UDP is blocked). */
+export type ClientTransport = TunnelTransport | 'auto';
+
 export interface TestUser {
   readonly name: string;
   readonly password: string;
@@ -142,15 +148,15 @@ export class GatewayFiles {
     return file;
   }
 
-  /** A client config for the test gateway (HTTP/2, this gateway's CA, quick reconnects), written to a file. */
-  clientConfig(key: string, user: string, password: string, options: { tun?: string; reconnect?: string } = {}): string {
+  /** A client config for the test gateway (this gateway's CA, quick reconnects; HTTP/2 unless `transport`), written to a file. */
+  clientConfig(key: string, user: string, password: string, options: { tun?: string; reconnect?: string; transport?: ClientTransport } = {}): string {
     return this.clientFile(
       key,
       `
 server: ${GATEWAY_URL}
 user: ${user}
 password: ${password}
-transport: h2
+transport: ${options.transport ?? 'h2'}
 ca_file: ${this.caFile}
 tun_name: ${options.tun ?? 'qgc0'}
 reconnect: ${options.reconnect ?? '{ initial: 300ms, max: 2s }'}
