@@ -6,7 +6,8 @@
  * Whether to come back is the gateway's decision, not the client's: every `close` message carries `retry`,
  * and the client stops exactly when it is false (admin_kill, replaced, user_removed, quota_exceeded, ...;
  * the gateway's list is in src/transport/connection-base.ts). A refusal at connect time has no close message:
- * there HTTP 401/403/404 count as final (src/transport/wt-client.ts), anything else is retried. A connection
+ * there HTTP 401/403/404 count as final (src/transport/wt-auth.ts refusalRetries), anything else is retried;
+ * on HTTP/3 the refusal arrives as the session's close before the assignment (CloseInfo.refused). A connection
  * that ends without the gateway's word (path lost, keepalives missed) is retried.
  *
  *   connect ──► assign ──► TUN up (kept across reconnects unless the assignment changes) ──► forward
@@ -19,6 +20,7 @@ import type { ClientConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
 import type { AssignControl, ControlMessage } from '../transport/control.js';
 import type { CloseInfo, TunnelConnection } from '../transport/types.js';
+import { rejectedError } from '../transport/wt-auth.js';
 import type { TunDevice, TunSettings } from '../tun/device.js';
 import { Backoff } from './backoff.js';
 import { ClientForwarder } from './client-forwarder.js';
@@ -194,7 +196,9 @@ export class TunnelClient {
       void connection.closed.then((info) =>
         settle(() =>
           reject(
-            info.retry === false
+            info.refused
+              ? rejectedError(info.refused, connection.kind)
+              : info.retry === false
               ? gatewayClose('gateway refused the session', info)
               : new QuicgateError('QG_ERR_CONNECT_FAILED', `session closed before assignment: ${info.reason}`),
           ),

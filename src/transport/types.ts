@@ -27,6 +27,15 @@ export interface CloseInfo {
    * or absent (the transport ended without the peer's word) reconnects with backoff.
    */
   readonly retry?: boolean;
+  /** Set when the gateway refused the session at admission (HTTP/3 carries it in the session close). */
+  readonly refused?: Refusal;
+}
+
+/** A refusal at admission: the HTTP status and the QG_ERR code with its message. */
+export interface Refusal {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
 }
 
 export interface TunnelStats {

@@ -3,12 +3,16 @@
  * HTTP/2: request headers `authorization: Basic`, `x-quicgate-previous`, `x-quicgate-version` (sent through
  * the patched client option `headers`). HTTP/3: the native client cannot add headers, so the same fields go
  * in the query `?qg=<base64url JSON>` of the CONNECT path (TLS protects both; neither is logged).
- * A refusal carries its code and message in `x-quicgate-error` / `x-quicgate-message` response headers
- * (HTTP/2; on HTTP/3 only the status arrives).
+ * A refusal carries its code and message in `x-quicgate-error` / `x-quicgate-message` response headers on
+ * HTTP/2. On HTTP/3 the library's native client receives no status or headers of a refused CONNECT (it sees
+ * only "Opening handshake failed", like a network failure), so the gateway accepts the CONNECT and closes the
+ * session at once with REFUSAL_CLOSE_CODE and the refusal as JSON in the close reason (encodeRefusal); no
+ * session state exists for it. Both ends apply the same retry rule (refusalRetries).
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import type { ConnectRequest } from './types.js';
+import { QuicgateError } from '../errors.js';
+import type { ConnectRequest, Refusal } from './types.js';
 import type { WtRequestEvent } from './wt-lib.js';
 
 export const TUNNEL_PATH = '/quicgate';
@@ -17,6 +21,49 @@ export const MESSAGE_HEADER = 'x-quicgate-message';
 const PREVIOUS_HEADER = 'x-quicgate-previous';
 const VERSION_HEADER = 'x-quicgate-version';
 const QUERY_PARAM = 'qg';
+/** WebTransport application close code of an HTTP/3 refusal ("QG" 0x5147, then 0x0001). */
+export const REFUSAL_CLOSE_CODE = 0x5147_0001;
+/** WebTransport limits a close reason to 1024 bytes; the message is cut well below that. */
+const MAX_REFUSAL_MESSAGE = 512;
+
+const RefusalSchema = z.object({
+  refused: z.number().int().min(400).max(599),
+  code: z.string().regex(/^QG_ERR_[A-Z0-9_]+$/).max(64),
+  message: z.string().max(MAX_REFUSAL_MESSAGE),
+});
+
+/** The close reason of an HTTP/3 refusal. */
+export function encodeRefusal(refusal: Refusal): string {
+  return JSON.stringify({ refused: refusal.status, code: refusal.code, message: refusal.message.slice(0, MAX_REFUSAL_MESSAGE) });
+}
+
+/** The refusal in a session close, or undefined when the close is not one; never throws. */
+export function decodeRefusal(closeCode: number | undefined, reason: string): Refusal | undefined {
+  if (closeCode !== REFUSAL_CLOSE_CODE) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(reason);
+  } catch {
+    return undefined;
+  }
+  const parsed = RefusalSchema.safeParse(raw);
+  return parsed.success ? { status: parsed.data.refused, code: parsed.data.code, message: parsed.data.message } : undefined;
+}
+
+/** Whether a client should try again after a refusal: not after bad credentials, a ban or a wrong path. */
+export function refusalRetries(status: number): boolean {
+  return status !== 401 && status !== 403 && status !== 404;
+}
+
+/** A refusal as the client's error: QG_ERR_REJECTED with status, code, message, retry and transport in its details. */
+export function rejectedError(refusal: Refusal, transport: string, cause?: unknown): QuicgateError {
+  const { status, code, message } = refusal;
+  return new QuicgateError('QG_ERR_REJECTED', `gateway refused the session (${status} ${code})${message ? `: ${message}` : ''}`, {
+    ...(cause === undefined ? {} : { cause }),
+    details: { status, reason: code, message, retry: refusalRetries(status), transport },
+  });
+}
+
 /** How long the server waits for the client's control stream after accepting the session. */
 export const CONTROL_STREAM_TIMEOUT_MS = 10_000;
 

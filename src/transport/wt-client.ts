@@ -5,7 +5,8 @@
  * Flow: transport choice (auto: HTTP/3 when the QUIC module loads, else or on failure HTTP/2; h3: HTTP/3 or
  *   QG_ERR_TRANSPORT_UNAVAILABLE; h2: HTTP/2 with forceReliable) -> new WebTransport (credentials, TLS
  *   verification) -> ready (refusal -> QG_ERR_REJECTED with the status and reason) -> open the control
- *   stream -> WebTransportConnection.
+ *   stream -> WebTransportConnection. On HTTP/3 a refusal arrives as the session's close right after ready
+ *   (wt-auth.ts): the connection's `closed` then carries it (`refused`) and the client maps it the same way.
  * TLS is always verified: by `caPem`, by `pinnedCertHashes`, else by the system CAs. HTTP/3 verifies by hash
  *   only, so with a CA the client first fetches the leaf over TLS on the TCP port, verifies it against the CA
  *   and pins its hash for the QUIC handshake (needs a certificate valid <= 14 days, as ours are).
@@ -16,7 +17,7 @@ import type { Logger } from 'pino';
 import { QuicgateError } from '../errors.js';
 import { detectHttp3 } from './http3.js';
 import type { TunnelConnection } from './types.js';
-import { ERROR_HEADER, MESSAGE_HEADER, credentialHeaders, credentialPath, TUNNEL_PATH, type Credentials } from './wt-auth.js';
+import { ERROR_HEADER, MESSAGE_HEADER, credentialHeaders, credentialPath, decodeRefusal, rejectedError, TUNNEL_PATH, type Credentials } from './wt-auth.js';
 import { WebTransportConnection } from './wt-connection.js';
 import { findHttp2SessionStream, loadWebTransportLibrary, readHandshakeError, type WtClient, type WtClientOptions, type WtHash, type WtLibrary } from './wt-lib.js';
 
@@ -134,7 +135,8 @@ async function connectH3(lib: WtLibrary, target: GatewayTarget, credentials: Cre
 
 async function openSession(wt: WtClient, kind: 'h2' | 'h3', target: GatewayTarget, options: ConnectTunnelOptions): Promise<TunnelConnection> {
   // A failed handshake rejects `closed`; unobserved it would crash the process.
-  wt.closed.then(undefined, () => {});
+  let closedWith: { closeCode?: number | undefined; reason?: string | undefined } | undefined;
+  wt.closed.then((info) => (closedWith = info), () => {});
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new QuicgateError('QG_ERR_CONNECT_FAILED', `no session within ${options.connectTimeoutMs} ms`)), options.connectTimeoutMs);
@@ -159,6 +161,9 @@ async function openSession(wt: WtClient, kind: 'h2' | 'h3', target: GatewayTarge
       // not open
     }
     if (err instanceof QuicgateError) throw err;
+    // HTTP/3: a refusal closes the session right after it opened (wt-auth.ts); opening the control stream then fails.
+    const refusal = closedWith && decodeRefusal(closedWith.closeCode, closedWith.reason ?? '');
+    if (refusal) throw rejectedError(refusal, kind, err);
     throw new QuicgateError('QG_ERR_CONNECT_FAILED', `WebTransport session failed: ${String(err)}`, { cause: err });
   } finally {
     clearTimeout(timer);
@@ -168,14 +173,8 @@ async function openSession(wt: WtClient, kind: 'h2' | 'h3', target: GatewayTarge
 function handshakeFailure(err: unknown, kind: 'h2' | 'h3'): QuicgateError {
   const { status, headers, cause } = readHandshakeError(err);
   if (status !== undefined && status !== 200) {
-    const code = headerText(headers?.[ERROR_HEADER]);
-    const message = headerText(headers?.[MESSAGE_HEADER]);
-    const reason = code ?? `http_${status}`;
-    const retry = status !== 401 && status !== 403 && status !== 404;
-    return new QuicgateError('QG_ERR_REJECTED', `gateway refused the session (${status} ${reason})${message ? `: ${message}` : ''}`, {
-      cause: err,
-      details: { status, reason, message, retry, transport: kind },
-    });
+    const code = headerText(headers?.[ERROR_HEADER]) ?? `http_${status}`;
+    return rejectedError({ status, code, message: headerText(headers?.[MESSAGE_HEADER]) ?? '' }, kind, err);
   }
   const tlsCode = (cause as { code?: unknown } | undefined)?.code;
   if (typeof tlsCode === 'string' && TLS_ERROR_CODES.has(tlsCode)) {

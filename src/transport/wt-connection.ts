@@ -16,6 +16,7 @@ import { encodeControl, parseControlLine, type CloseControl } from './control.js
 import { ConnectionBase, closeInfoFrom } from './connection-base.js';
 import { H2_MAX_DATAGRAM_BYTES, MIN_DATAGRAM_BYTES } from './framing.js';
 import type { DatagramWire } from './send-queue.js';
+import { decodeRefusal, refusalRetries } from './wt-auth.js';
 import type { WtBidiStream, WtSession } from './wt-lib.js';
 
 /** How long a closing side waits for its `close` line to be taken before ending the session anyway. */
@@ -181,6 +182,8 @@ export class WebTransportConnection extends ConnectionBase {
   private onSessionClosed(reason: string, closeCode: number | undefined): void {
     const parsed = reason.startsWith('{') ? parseControlLine(reason) : undefined;
     if (parsed?.ok && parsed.message.type === 'close') this.notePeerClose(closeInfoFrom(parsed.message));
+    const refused = decodeRefusal(closeCode, reason);
+    if (refused) this.notePeerClose({ reason: refused.code, message: refused.message, retry: refusalRetries(refused.status), refused });
     const detail = reason === '' ? `session ended (code ${closeCode ?? 'none'})` : reason.slice(0, 200);
     this.transportEnded({ reason: 'connection_lost', message: detail });
   }

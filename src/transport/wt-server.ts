@@ -3,16 +3,16 @@
  * when the optional QUIC module loads.
  *
  * Flow: CONNECT request -> request callback: parse credentials (headers on HTTP/2, `qg` query on HTTP/3,
- *   see wt-auth.ts) -> Admission -> refuse with status + x-quicgate-error/-message headers, or accept with a
- *   ticket in userData -> session arrives on sessionStream -> wait for the client's control stream ->
+ *   see wt-auth.ts) -> Admission -> refuse (HTTP/2: status + x-quicgate-error/-message headers; HTTP/3: accept,
+ *   then close the session at once with the refusal, see refuse()), or accept with a ticket in userData -> session arrives on sessionStream -> wait for the client's control stream ->
  *   WebTransportConnection -> onConnection handler.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { QuicgateError } from '../errors.js';
 import { detectHttp3 } from './http3.js';
-import type { AcceptedConnection, Admission, ConnectRequest, TransportKind, TunnelListener } from './types.js';
-import { CONTROL_STREAM_TIMEOUT_MS, ERROR_HEADER, MESSAGE_HEADER, TUNNEL_PATH, parseConnectRequest } from './wt-auth.js';
+import type { AcceptedConnection, Admission, ConnectRequest, Refusal, TransportKind, TunnelListener } from './types.js';
+import { CONTROL_STREAM_TIMEOUT_MS, ERROR_HEADER, MESSAGE_HEADER, REFUSAL_CLOSE_CODE, TUNNEL_PATH, encodeRefusal, parseConnectRequest } from './wt-auth.js';
 import { WebTransportConnection } from './wt-connection.js';
 import { findHttp2SessionStream, forgetRequest, loadWebTransportLibrary, type WtBidiStream, type WtRequestEvent, type WtRequestResult, type WtServer, type WtServerSession } from './wt-lib.js';
 
@@ -59,20 +59,16 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
 
   const requestCallback = (kind: 'h2' | 'h3') => async (event: WtRequestEvent): Promise<WtRequestResult> => {
     const parsed = parseConnectRequest(event, kind);
-    if (!parsed.ok) {
-      return { status: parsed.status, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: parsed.code, [MESSAGE_HEADER]: encodeURIComponent(parsed.message) } };
-    }
+    if (!parsed.ok) return refuse(kind, { status: parsed.status, code: parsed.code, message: parsed.message });
     try {
       const result = await options.admission(parsed.request);
-      if (!result.ok) {
-        return { status: result.status, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: result.code, [MESSAGE_HEADER]: encodeURIComponent(result.message) } };
-      }
+      if (!result.ok) return refuse(kind, { status: result.status, code: result.code, message: result.message });
       const id = randomBytes(12).toString('hex');
       tickets.set(id, { request: { ...parsed.request, user: result.user } });
       return { status: 200, path: TUNNEL_PATH, userData: { ticket: id } };
     } catch (err) {
       logger.error({ err, peer: parsed.request.peer }, 'admission failed');
-      return { status: 503, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: 'QG_ERR_SERVER_LIMIT', [MESSAGE_HEADER]: 'admission failed' } };
+      return refuse(kind, { status: 503, code: 'QG_ERR_SERVER_LIMIT', message: 'admission failed' });
     }
   };
 
@@ -92,6 +88,12 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
 
   const openConnection = async (kind: 'h2' | 'h3', session: WtServerSession): Promise<void> => {
     session.closed.then(undefined, () => {});
+    const refusal = readRefusal(session.userData);
+    if (refusal !== undefined) {
+      forgetRequest(session);
+      closeRefused(session, refusal);
+      return;
+    }
     const ticketId = readTicket(session.userData);
     const ticket = ticketId === undefined ? undefined : tickets.get(ticketId);
     if (ticketId !== undefined) tickets.delete(ticketId);
@@ -178,6 +180,36 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
       tickets.clear();
     },
   };
+}
+
+/**
+ * The answer to a refused CONNECT. HTTP/2: the status and x-quicgate-* headers. HTTP/3: the native client
+ * would see neither, so the CONNECT is accepted with the refusal in userData, and openConnection closes the
+ * session at once with it (wt-auth.ts encodeRefusal); nothing is set up for it.
+ */
+function refuse(kind: 'h2' | 'h3', refusal: Refusal): WtRequestResult {
+  if (kind === 'h3') return { status: 200, path: TUNNEL_PATH, userData: { refusal } };
+  return { status: refusal.status, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: refusal.code, [MESSAGE_HEADER]: encodeURIComponent(refusal.message) } };
+}
+
+function readRefusal(userData: unknown): Refusal | undefined {
+  if (typeof userData !== 'object' || userData === null) return undefined;
+  const refusal = (userData as { refusal?: Refusal }).refusal;
+  return typeof refusal === 'object' && refusal !== null ? refusal : undefined;
+}
+
+/** Close a refused HTTP/3 session once it is up (a close before that would not reach the client). */
+function closeRefused(session: WtServerSession, refusal: Refusal): void {
+  session.ready.then(
+    () => {
+      try {
+        session.close({ closeCode: REFUSAL_CLOSE_CODE, reason: encodeRefusal(refusal) });
+      } catch {
+        // already closed
+      }
+    },
+    () => {},
+  );
 }
 
 function readTicket(userData: unknown): string | undefined {
