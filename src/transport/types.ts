@@ -31,7 +31,7 @@ export interface CloseInfo {
   readonly refused?: Refusal;
 }
 
-/** A refusal at admission: the HTTP status and the QG_ERR code with its message. */
+/** A refusal at admission: the HTTP status and the refusal code (a QG_ERR_* code or a session end reason such as user_limit) with its message. */
 export interface Refusal {
   readonly status: number;
   readonly code: string;

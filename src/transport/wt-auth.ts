@@ -28,7 +28,7 @@ const MAX_REFUSAL_MESSAGE = 512;
 
 const RefusalSchema = z.object({
   refused: z.number().int().min(400).max(599),
-  code: z.string().regex(/^QG_ERR_[A-Z0-9_]+$/).max(64),
+  code: z.string().min(1).max(64),
   message: z.string().max(MAX_REFUSAL_MESSAGE),
 });
 

@@ -10,6 +10,7 @@
  *   3. the history database locked by another writer, then replaced by a corrupt file, while running: forwarding
  *      goes on, /healthz says degraded while writes fail, and the rows are written once it recovers.
  *
+ * Every fault runs once per transport (HTTP/2, HTTP/3), each on its own testbed.
  * Runs as root; fails (never skips) when it cannot.
  */
 import { existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -18,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type SqliteDatabase } from '../../src/history/sqlite.js';
 import type { Topology } from './helpers/netns.js';
 import { adminRequest, footprint, HostileClient, metricSamples, prng, sleep } from './helpers/hostile-ops.js';
-import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed, GATEWAY_URL } from './helpers/quicgate.js';
+import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed, GATEWAY_URL, TRANSPORTS } from './helpers/quicgate.js';
 
 const CYCLES = Number(process.env.QG_FAULT_CYCLES ?? 100);
 const SEED = Number(process.env.QG_FAULT_SEED ?? Date.now() % 1_000_000);
@@ -106,15 +107,16 @@ function openedIds(proc: QuicgateProcess, user?: string): string[] {
   return proc.lines.filter((l) => l.msg === 'session opened' && (user === undefined || l.user === user)).map((l) => String(l.session));
 }
 
-beforeAll(async () => {
-  ({ topo, files, gateway } = await startTestbed(LANES, USERS, SERVER_YAML));
-  const health = await admin('GET', '/healthz');
-  if (health.status !== 200) throw new Error(`gateway not healthy at start: ${JSON.stringify(health)}`);
-}, 90_000);
+// One testbed per transport, the same faults on each.
+describe.each(TRANSPORTS)('faults over %s', (transport) => {
+  beforeAll(async () => {
+    ({ topo, files, gateway } = await startTestbed(LANES, USERS, SERVER_YAML));
+    const health = await admin('GET', '/healthz');
+    if (health.status !== 200) throw new Error(`gateway not healthy at start: ${JSON.stringify(health)}`);
+  }, 90_000);
 
-afterAll(() => stopTestbed({ topo, files }));
+  afterAll(() => stopTestbed({ topo, files }));
 
-describe('faults', () => {
   it(
     `survives ${CYCLES} connect/disconnect cycles with random SIGKILLs and admin kills, leaking nothing (seed ${SEED})`,
     async () => {
@@ -135,7 +137,7 @@ describe('faults', () => {
             await waitUntil('sessions of the warm-up to end', async () => (await liveSessions()).length <= LANES, 15_000);
             baseline ??= footprint(gateway.pid);
           }
-          const client = HostileClient.start(topo, topo.clients[index]!, { mode: 'hold', url, caFile: files.caFile, user, password: `${user}-pw` });
+          const client = HostileClient.start(topo, topo.clients[index]!, { mode: 'hold', transport, url, caFile: files.caFile, user, password: `${user}-pw` });
           const assign = await client.waitEvent('assign');
           await sleep(random() * 300);
           const roll = random();
@@ -202,7 +204,7 @@ describe('faults', () => {
 
   it('brings every client back within its backoff after a restart under load, and the history keeps every session with its end', async () => {
     const names = ['alice', 'bob', 'carol'] as const;
-    const clients = names.map((name, i) => startClient(topo, topo.clients[i]!, files.clientConfig(name, name, `${name}-pw`), name));
+    const clients = names.map((name, i) => startClient(topo, topo.clients[i]!, files.clientConfig(name, name, `${name}-pw`, { transport }), name));
     await Promise.all(clients.map((c) => c.waitForMsg('tunnel up', 20_000)));
 
     for (const how of ['SIGTERM', 'SIGKILL'] as const) {
@@ -250,7 +252,7 @@ describe('faults', () => {
   });
 
   it('keeps forwarding while the history database is locked or corrupt, reports degraded health, and writes the rows after recovery', async () => {
-    const pinger = startClient(topo, topo.clients[0]!, files.clientConfig('alice', 'alice', 'alice-pw'), 'alice-db');
+    const pinger = startClient(topo, topo.clients[0]!, files.clientConfig('alice', 'alice', 'alice-pw', { transport }), 'alice-db');
     await pinger.waitForMsg('tunnel up', 20_000);
 
     // 1. Another writer holds the database lock: writes fail (busy), records queue, health degrades.
@@ -259,7 +261,7 @@ describe('faults', () => {
     let lockedSessionId = '';
     try {
       const mark = gateway.lines.length;
-      const during = HostileClient.start(topo, topo.clients[1]!, { mode: 'hold', url, caFile: files.caFile, user: 'bob', password: 'bob-pw' });
+      const during = HostileClient.start(topo, topo.clients[1]!, { mode: 'hold', transport, url, caFile: files.caFile, user: 'bob', password: 'bob-pw' });
       lockedSessionId = String((await during.waitEvent('assign')).sessionId);
       await gateway.waitFor((l) => /history writes failing/.test(l.msg), 10_000, mark);
       const health = await admin('GET', '/healthz');
@@ -283,7 +285,7 @@ describe('faults', () => {
     const garbage = join(files.dataDir, 'garbage.tmp');
     writeFileSync(garbage, Buffer.alloc(64 * 1024, 0xa5));
     renameSync(garbage, dbFile());
-    const after = HostileClient.start(topo, topo.clients[1]!, { mode: 'hold', url, caFile: files.caFile, user: 'bob', password: 'bob-pw' });
+    const after = HostileClient.start(topo, topo.clients[1]!, { mode: 'hold', transport, url, caFile: files.caFile, user: 'bob', password: 'bob-pw' });
     const afterId = String((await after.waitEvent('assign')).sessionId);
     const ping = await topo.exec(topo.clients[0]!, 'ping', ['-c', '5', '-i', '0.2', '-W', '2', GW4]);
     expect(ping.stdout).toMatch(/5 received/);

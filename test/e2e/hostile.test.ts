@@ -9,12 +9,13 @@
  *   qge-…-c3  brute force source (wrong passwords until throttled)
  *   qge-…-c4  the right password from another address meanwhile; wrong-user vs wrong-password timing
  *
+ * The whole suite runs once per transport (HTTP/2, HTTP/3), each on its own testbed.
  * Runs as root; fails (never skips) when it cannot.
  */
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Topology } from './helpers/netns.js';
-import { GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed } from './helpers/quicgate.js';
+import { GatewayFiles, iperf, mbit, startClient, startTestbed, stopTestbed, TRANSPORTS, type QuicgateProcess, type TestUser, type TunnelTransport } from './helpers/quicgate.js';
 
 const HOSTILE = resolve(import.meta.dirname, 'helpers/hostile-client.mjs');
 const ADMIN = resolve(import.meta.dirname, 'helpers/hostile-admin.mjs');
@@ -54,8 +55,8 @@ interface LoginOutcome {
 }
 
 /** Runs the hostile client in `ns` to completion (login mode) and returns its JSON lines. */
-async function logins(ns: string, user: string, password: string, attempts: number): Promise<LoginOutcome[]> {
-  const options = { mode: 'login', url: 'https://192.0.2.1:4433/', caFile: files.caFile, user, password, attempts };
+async function logins(transport: TunnelTransport, ns: string, user: string, password: string, attempts: number): Promise<LoginOutcome[]> {
+  const options = { mode: 'login', transport, url: 'https://192.0.2.1:4433/', caFile: files.caFile, user, password, attempts };
   const { stdout } = await topo.exec(ns, process.execPath, [HOSTILE, JSON.stringify(options)], 120_000);
   return stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as LoginOutcome);
 }
@@ -77,22 +78,23 @@ function median(values: readonly number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-beforeAll(async () => {
-  ({ topo, files, gateway } = await startTestbed(4, USERS, SERVER_YAML));
-  good = startClient(topo, topo.clients[1]!, files.clientConfig('good', 'good', 'good-pw'), 'good');
-  await good.waitForMsg('tunnel up');
-}, 90_000);
+// One testbed per transport, the same abuse on each.
+describe.each(TRANSPORTS)('hostile clients over %s', (transport) => {
+  beforeAll(async () => {
+    ({ topo, files, gateway } = await startTestbed(4, USERS, SERVER_YAML));
+    good = startClient(topo, topo.clients[1]!, files.clientConfig('good', 'good', 'good-pw', { transport }), 'good');
+    await good.waitForMsg('tunnel up');
+  }, 90_000);
 
-afterAll(() => stopTestbed({ topo, files }));
+  afterAll(() => stopTestbed({ topo, files }));
 
-describe('hostile clients', () => {
   it('a client forging sources, sending oversize/garbage datagrams and flooding keepalives affects only itself', async () => {
     // The good client's throughput alone, to compare with its throughput during the abuse.
     const alone = await iperf(topo, topo.server, topo.clients[1]!, GW4, 5300, ['-t', '3']);
     const before = await drops();
     const evil = topo.spawn(topo.clients[0]!, process.execPath, [
       HOSTILE,
-      JSON.stringify({ mode: 'abuse', url: 'https://192.0.2.1:4433/', caFile: files.caFile, user: 'evil', password: 'evil-pw', seconds: 9, keepalivesPerTick: 200 }),
+      JSON.stringify({ mode: 'abuse', transport, url: 'https://192.0.2.1:4433/', caFile: files.caFile, user: 'evil', password: 'evil-pw', seconds: 9, keepalivesPerTick: 200 }),
     ]);
     const events: Record<string, unknown>[] = [];
     let buffer = '';
@@ -145,8 +147,8 @@ describe('hostile clients', () => {
   it('throttles password brute force from one address (429 throttled, logged) while the right password works from another', async () => {
     const mark = gateway.lines.length;
     const [attack, meanwhile] = await Promise.all([
-      logins(topo.clients[2]!, 'carol', 'guess', AUTH_PER_MINUTE + 12),
-      logins(topo.clients[3]!, 'carol', 'carol-pw', 3),
+      logins(transport, topo.clients[2]!, 'carol', 'guess', AUTH_PER_MINUTE + 12),
+      logins(transport, topo.clients[3]!, 'carol', 'carol-pw', 3),
     ]);
     expect(attack.every((a) => !a.ok)).toBe(true);
     const refused = attack.filter((a) => a.status === 401);
@@ -156,11 +158,11 @@ describe('hostile clients', () => {
     expect(refused.length + throttled.length).toBe(attack.length);
     for (const t of throttled) expect(t.reason).toMatch(/throttled/i);
     // Once throttled, even the right password is refused from that address for the rest of the window...
-    const [fromAttacker] = await logins(topo.clients[2]!, 'carol', 'carol-pw', 1);
+    const [fromAttacker] = await logins(transport, topo.clients[2]!, 'carol', 'carol-pw', 1);
     expect(fromAttacker!.status).toBe(429);
     // ...while from another address it works, during and after the attack.
     expect(meanwhile.map((m) => m.ok)).toEqual([true, true, true]);
-    const [after] = await logins(topo.clients[3]!, 'carol', 'carol-pw', 1);
+    const [after] = await logins(transport, topo.clients[3]!, 'carol', 'carol-pw', 1);
     expect(after!.ok).toBe(true);
     // Logged once per window (not per attempt), naming the source.
     const logged = gateway.lines.slice(mark).filter((l) => l.source === '192.0.2.13' && /too many/.test(l.msg));
@@ -174,8 +176,8 @@ describe('hostile clients', () => {
     const unknown: number[] = [];
     const wrong: number[] = [];
     for (let round = 0; round < 3; round++) {
-      unknown.push(...(await logins(topo.clients[3]!, 'nosuchuser', 'whatever', 5)).map((a) => (expect(a.status).toBe(401), a.ms)));
-      wrong.push(...(await logins(topo.clients[3]!, 'carol', 'wrong-password', 5)).map((a) => (expect(a.status).toBe(401), a.ms)));
+      unknown.push(...(await logins(transport, topo.clients[3]!, 'nosuchuser', 'whatever', 5)).map((a) => (expect(a.status).toBe(401), a.ms)));
+      wrong.push(...(await logins(transport, topo.clients[3]!, 'carol', 'wrong-password', 5)).map((a) => (expect(a.status).toBe(401), a.ms)));
     }
     const mu = median(unknown);
     const mw = median(wrong);
@@ -183,7 +185,7 @@ describe('hostile clients', () => {
   });
 
   it('closes a half-open session (authenticated, then silent without closing) by the idle timeout', async () => {
-    const silent = startClient(topo, topo.clients[0]!, files.clientConfig('silent', 'evil', 'evil-pw'), 'silent');
+    const silent = startClient(topo, topo.clients[0]!, files.clientConfig('silent', 'evil', 'evil-pw', { transport }), 'silent');
     const up = await silent.waitForMsg('tunnel up', 20_000);
     const mark = gateway.lines.length;
     silent.signal('SIGSTOP');

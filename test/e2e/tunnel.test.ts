@@ -1,6 +1,6 @@
 /**
  * The tunnel for real: a gateway and three clients in network namespaces made here, the real CLI, a real TUN
- * on each end, real ping and iperf3 through the tunnel. Runs as root; fails (never skips) when it cannot.
+ * on each end, real ping and iperf3 through the tunnel; the whole suite once per transport (HTTP/2, HTTP/3). Runs as root; fails (never skips) when it cannot.
  *
  *   qge-…-s   gateway  192.0.2.1    tunnel 198.18.0.1 / 2001:db8:1::1
  *   qge-…-c1  bob (unlimited)        192.0.2.11
@@ -10,7 +10,7 @@
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Topology } from './helpers/netns.js';
-import { BIN, GatewayFiles, iperf, mbit, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed } from './helpers/quicgate.js';
+import { BIN, GatewayFiles, iperf, mbit, startClient, startGateway, startTestbed, stopTestbed, TRANSPORTS, type QuicgateProcess, type TestUser, type TunnelTransport } from './helpers/quicgate.js';
 
 const GW4 = '198.18.0.1';
 const ADMIN_TOKEN = 'e2e-admin-token-0123456789';
@@ -37,25 +37,27 @@ history: { flush_interval: 1s }
 let topo: Topology;
 let files: GatewayFiles;
 let gateway: QuicgateProcess;
-const clients: Record<string, QuicgateProcess> = {};
+let clients: Record<string, QuicgateProcess> = {};
 
-async function startNamedClient(key: string, ns: string, user: TestUser, tun = 'qgc0', reconnect?: string): Promise<QuicgateProcess> {
-  const file = files.clientConfig(key, user.name, user.password, reconnect === undefined ? { tun } : { tun, reconnect });
+async function startNamedClient(transport: TunnelTransport, key: string, ns: string, user: TestUser, tun = 'qgc0', reconnect?: string): Promise<QuicgateProcess> {
+  const file = files.clientConfig(key, user.name, user.password, reconnect === undefined ? { tun, transport } : { tun, reconnect, transport });
   const proc = startClient(topo, ns, file, key);
   clients[key] = proc;
   return proc;
 }
 
-beforeAll(async () => {
-  ({ topo, files, gateway } = await startTestbed(3, USERS, SERVER_YAML));
-  const bob = await startNamedClient('bob', topo.clients[0]!, USERS[1]!);
-  const alice1 = await startNamedClient('alice1', topo.clients[1]!, USERS[0]!);
-  await Promise.all([bob.waitForMsg('tunnel up'), alice1.waitForMsg('tunnel up')]);
-}, 90_000);
+// One testbed per transport, the same cases on each (HTTP/3: QUIC datagrams; HTTP/2: capsules over TLS/TCP).
+describe.each(TRANSPORTS)('tunnel end to end over %s (dual stack)', (transport) => {
+  beforeAll(async () => {
+    clients = {};
+    ({ topo, files, gateway } = await startTestbed(3, USERS, SERVER_YAML));
+    const bob = await startNamedClient(transport, 'bob', topo.clients[0]!, USERS[1]!);
+    const alice1 = await startNamedClient(transport, 'alice1', topo.clients[1]!, USERS[0]!);
+    await Promise.all([bob.waitForMsg('tunnel up'), alice1.waitForMsg('tunnel up')]);
+  }, 90_000);
 
-afterAll(() => stopTestbed({ topo, files }));
+  afterAll(() => stopTestbed({ topo, files }));
 
-describe('tunnel end to end (HTTP/2, dual stack)', () => {
   it('carries ping over IPv4 and IPv6 from two clients', async () => {
     for (const ns of [topo.clients[0]!, topo.clients[1]!]) {
       const v4 = await topo.exec(ns, 'ping', ['-c', '5', '-i', '0.2', '-W', '2', GW4]);
@@ -74,7 +76,7 @@ describe('tunnel end to end (HTTP/2, dual stack)', () => {
     for (const s of sessions) {
       expect(s.ipv4).toMatch(/^198\.18\./);
       expect(s.ipv6).toMatch(/^2001:db8:1::/);
-      expect(s.transport).toBe('h2');
+      expect(s.transport).toBe(transport);
       expect(s.bytesIn).toBeGreaterThan(0);
     }
   });
@@ -93,7 +95,7 @@ describe('tunnel end to end (HTTP/2, dual stack)', () => {
   });
 
   it('holds the same user on two connections to 20 Mbit/s in total, and leaves an unlimited user alone', async () => {
-    const alice2 = await startNamedClient('alice2', topo.clients[2]!, USERS[0]!);
+    const alice2 = await startNamedClient(transport, 'alice2', topo.clients[2]!, USERS[0]!);
     await alice2.waitForMsg('tunnel up');
     const [a1, a2, bob] = await Promise.all([
       iperf(topo, topo.server, topo.clients[1]!, GW4, 5202, ['-t', '10']),
@@ -110,7 +112,7 @@ describe('tunnel end to end (HTTP/2, dual stack)', () => {
   });
 
   it("refuses the user's third connection at max_sessions 2 with a clear reason", async () => {
-    const third = await startNamedClient('alice3', topo.clients[0]!, USERS[0]!, 'qgc9', '{ initial: 300ms, max: 2s, max_attempts: 0 }');
+    const third = await startNamedClient(transport, 'alice3', topo.clients[0]!, USERS[0]!, 'qgc9', '{ initial: 300ms, max: 2s, max_attempts: 0 }');
     const { code } = await third.exited;
     expect(code).not.toBe(0);
     expect(third.stderrText.join('\n')).toMatch(/user_limit|QG_ERR_USER_LIMIT/);

@@ -2,14 +2,58 @@
  * Regression test of patches/@fails-components+webtransport: the HTTP/2 capsule parser must deliver every
  * byte of a stream-0 capsule split across two reads, and the FIN of a split capsule (defect 2); a session makes
  * its datagram readable, incoming unidirectional streams and `draining` only on first use (memory per idle
- * session) and they behave as before: data reaches them, they close with the session.
+ * session) and they behave as before: data reaches them, they close with the session. And the pin: the
+ * installed library is exactly the version the patch was made for, package.json pins that version exactly,
+ * the install fails when the patch does not apply, and every line the patch adds is in the installed files.
  */
 import { EventEmitter } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 // @ts-expect-error internal module of the library, no types
 import { Http2CapsuleParser } from '../../node_modules/@fails-components/webtransport/lib/http2/node/capsuleparser.js';
 // @ts-expect-error internal module of the library, no types
 import { HttpWTSession } from '../../node_modules/@fails-components/webtransport/lib/session.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const LIB = '@fails-components/webtransport';
+const H3 = '@fails-components/webtransport-transport-http3-quiche';
+
+function readJson(path: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(resolve(ROOT, path), 'utf8')) as Record<string, unknown>;
+}
+
+describe('the library patch is pinned to its version', () => {
+  const patches = readdirSync(resolve(ROOT, 'patches')).filter((f) => f.startsWith('@fails-components+webtransport+'));
+  const patchVersion = /\+(\d+\.\d+\.\d+)\.patch$/.exec(patches[0] ?? '')?.[1];
+
+  it('one patch, made for exactly the installed version, which package.json pins exactly', () => {
+    expect(patches).toHaveLength(1);
+    const installed = readJson(`node_modules/${LIB}/package.json`).version;
+    expect(installed).toBe(patchVersion);
+    const pkg = readJson('package.json') as { dependencies: Record<string, string>; scripts: Record<string, string> };
+    expect(pkg.dependencies[LIB]).toBe(patchVersion);
+    // A patch that does not apply fails `npm ci`, on CI and off it.
+    expect(pkg.scripts.postinstall).toMatch(/^patch-package --error-on-fail\b/);
+  });
+
+  it('the HTTP/3 module is of the same version as the library it plugs into', () => {
+    expect(readJson(`node_modules/${H3}/package.json`).version).toBe(readJson(`node_modules/${LIB}/package.json`).version);
+  });
+
+  it('every line the patch adds is in the installed files (the patch is applied)', () => {
+    const text = readFileSync(resolve(ROOT, 'patches', patches[0]!), 'utf8');
+    const files = text.split(/^diff --git /m).slice(1);
+    expect(files.length).toBeGreaterThan(0);
+    for (const section of files) {
+      const file = /^a\/(\S+)/.exec(section)![1]!;
+      const installed = readFileSync(resolve(ROOT, file), 'utf8');
+      const added = section.split('\n').filter((l) => l.startsWith('+') && !l.startsWith('+++') && l.trim().length > 1).map((l) => l.slice(1));
+      const missing = added.filter((l) => !installed.includes(l));
+      expect(missing, `${file}: lines of the patch not installed`).toEqual([]);
+    }
+  });
+});
 
 const WT_STREAM_WOFIN = 0x190b4d3b;
 const WT_STREAM_WFIN = 0x190b4d3c;

@@ -28,6 +28,7 @@ const refusals: Record<string, AdmissionResult> = {
   wrong: { ok: false, status: 401, code: 'QG_ERR_AUTH_FAILED', message: 'unknown user or wrong password' },
   disabled: { ok: false, status: 403, code: 'QG_ERR_USER_DISABLED', message: 'user is disabled' },
   busy: { ok: false, status: 429, code: 'QG_ERR_THROTTLED', message: 'slow down' },
+  full: { ok: false, status: 429, code: 'user_limit', message: 'this user has reached their session limit' },
 };
 const admission: Admission = async (request) => refusals[request.password] ?? { ok: true, user: request.user };
 
@@ -265,6 +266,7 @@ describe('WebTransport tunnel over HTTP/3', () => {
     ['wrong', 401, 'QG_ERR_AUTH_FAILED', false],
     ['disabled', 403, 'QG_ERR_USER_DISABLED', false],
     ['busy', 429, 'QG_ERR_THROTTLED', true],
+    ['full', 429, 'user_limit', true],
   ] as const)('refusal %s reaches the client as QG_ERR_REJECTED %i with its code, message and retry flag', async (password, status, reason, retry) => {
     const before = accepted.length;
     const err = await h3Refusal({ password });

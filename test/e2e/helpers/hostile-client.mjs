@@ -1,6 +1,6 @@
 // A hostile quicgate client for test/e2e/hostile.test.ts, built on the compiled library (dist/): it
 // authenticates like the real client (connectTunnel) and then abuses the connection. One JSON line per event
-// on stdout. Usage: node hostile-client.mjs '<json options>'
+// on stdout. Usage: node hostile-client.mjs '<json options>' (options.transport: h2 (default) or h3)
 //   mode "abuse":  forged sources, oversize/garbage raw datagrams, huge fragmented packets, garbage control
 //                  lines and a keepalive flood for `seconds`; then prints totals and stays connected.
 //   mode "login":  `attempts` connection attempts with user/password; prints each outcome and its duration.
@@ -12,13 +12,14 @@ import { resolve } from 'node:path';
 const dist = resolve(import.meta.dirname, '../../../dist');
 const { connectTunnel } = await import(`${dist}/transport/wt-client.js`);
 const { silentLogger } = await import(`${dist}/log.js`);
+const { rejectedError } = await import(`${dist}/transport/wt-auth.js`);
 
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const out = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
 const base = {
   url: opts.url,
   previousAddresses: [],
-  transport: 'h2',
+  transport: opts.transport ?? 'h2',
   caPem: readFileSync(opts.caFile, 'utf8'),
   sendQueuePackets: 4096,
   logger: silentLogger(),
@@ -48,6 +49,11 @@ async function connect(user, password) {
   const conn = await connectTunnel({ ...base, user, password });
   const assign = await new Promise((resolveAssign, reject) => {
     const timer = setTimeout(() => reject(new Error('no assign')), 10_000);
+    // HTTP/3: a refusal is the session's close before any assignment (like TunnelClient).
+    conn.closed.then((info) => {
+      clearTimeout(timer);
+      reject(info.refused ? rejectedError(info.refused, conn.kind) : new Error(`closed before assign: ${info.reason}`));
+    });
     conn.setControlHandler((m) => {
       if (m.type === 'assign') {
         clearTimeout(timer);
