@@ -20,6 +20,7 @@ import type { ClientConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
 import type { AssignControl, ControlMessage } from '../transport/control.js';
 import type { CloseInfo, TunnelConnection } from '../transport/types.js';
+import { sessionMtu } from '../transport/mtu.js';
 import { rejectedError } from '../transport/wt-auth.js';
 import type { TunDevice, TunSettings } from '../tun/device.js';
 import { Backoff } from './backoff.js';
@@ -137,7 +138,7 @@ export class TunnelClient {
         return await connection.closed;
       }
       const assignment = await this.awaitAssignment(connection);
-      await this.bringUpTun(assignment);
+      await this.bringUpTun(assignment, connection.maxDatagramBytes);
       this.addresses = [assignment.ipv4?.address, assignment.ipv6?.address].filter((a): a is string => !!a);
       this.forwarder.setConnection(connection);
       monitor = new KeepaliveMonitor(
@@ -207,8 +208,8 @@ export class TunnelClient {
     });
   }
 
-  private async bringUpTun(assignment: AssignControl): Promise<void> {
-    const settings = clientTunSettings(this.config, assignment);
+  private async bringUpTun(assignment: AssignControl, datagramBytes: number): Promise<void> {
+    const settings = clientTunSettings(this.config, assignment, datagramBytes);
     const key = JSON.stringify(settings);
     if (this.tun !== null && key === this.tunKey) return;
     await this.closeTun();
@@ -264,11 +265,16 @@ function gatewayClose(what: string, info: { readonly reason: string; readonly me
   });
 }
 
-export function clientTunSettings(config: ClientConfig, assignment: AssignControl): TunSettings {
+/**
+ * The client's TUN: the gateway's MTU, lowered further when this side's datagrams are smaller (HTTP/3: the
+ * client's QUIC datagram limit is 2 bytes below the gateway's), so what the client sends fits one datagram too.
+ */
+export function clientTunSettings(config: ClientConfig, assignment: AssignControl, datagramBytes: number): TunSettings {
   const addresses = [];
   if (assignment.ipv4) addresses.push({ cidr: `${assignment.ipv4.address}/${assignment.ipv4.prefix}` });
   if (assignment.ipv6) addresses.push({ cidr: `${assignment.ipv6.address}/${assignment.ipv6.prefix}` });
-  return { name: config.tunName, mtu: assignment.mtu, addresses, routes: assignment.routes.flatMap(splitDefault), txQueueLen: 4096, offload: config.tunOffload };
+  const mtu = Math.min(assignment.mtu, sessionMtu(assignment.mtu, datagramBytes, assignment.ipv6 !== null));
+  return { name: config.tunName, mtu, addresses, routes: assignment.routes.flatMap(splitDefault), txQueueLen: 4096, offload: config.tunOffload };
 }
 
 // A default route is installed as two halves, more specific than the existing default, which stays in place

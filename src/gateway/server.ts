@@ -149,7 +149,7 @@ export class Gateway {
     this.forwarder.attach(session);
     const control: SessionControlState = { lastKeepaliveAck: -Infinity };
     connection.setControlHandler((message) => this.onControl(session, control, message));
-    connection.sendControl(buildAssignment(this.config, session));
+    connection.sendControl(buildAssignment(this.config, session, connection.maxDatagramBytes));
   }
 
   /** `control` is this session's control-channel state: when it was last sent a keepalive_ack. */

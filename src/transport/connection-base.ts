@@ -86,6 +86,10 @@ export abstract class ConnectionBase implements TunnelConnection {
     });
   }
 
+  get maxDatagramBytes(): number {
+    return this.sendQueue.maxDatagramBytes;
+  }
+
   /** Whether close() was called or the transport ended. */
   get isClosing(): boolean {
     return this.closing || this.settled;

@@ -27,6 +27,8 @@ export interface MemoryPair {
   injectDatagram(to: 'client' | 'server', bytes: Uint8Array): void;
   /** Deliver raw control-stream bytes to one side. */
   injectControlBytes(to: 'client' | 'server', bytes: Uint8Array): void;
+  /** Change one side's datagram limit mid-session (as a QUIC path MTU change does). */
+  setMaxDatagramBytes(side: 'client' | 'server', bytes: number): void;
   /** Cut the link without close messages: both sides end with `connection_lost`. */
   breakLink(): void;
 }
@@ -110,6 +112,10 @@ class MemoryConnection extends ConnectionBase {
     else this.transportEnded({ reason: 'connection_lost' });
   }
 
+  setMaxDatagramBytes(bytes: number): void {
+    this.sendQueue.setMaxDatagramBytes(bytes);
+  }
+
   lost(): void {
     this.transportEnded({ reason: 'connection_lost', message: 'link broken' });
   }
@@ -144,6 +150,9 @@ export function createMemoryPair(options: MemoryPairOptions = {}): MemoryPair {
     },
     injectControlBytes(to, bytes) {
       side(to).push({ type: 'control', data: bytes });
+    },
+    setMaxDatagramBytes(to, bytes) {
+      (to === 'client' ? client : server).setMaxDatagramBytes(bytes);
     },
     breakLink() {
       toServer.breakNow();

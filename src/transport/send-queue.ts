@@ -72,6 +72,10 @@ export class SendQueue {
     return this.sealedPackets + this.encoder.openPackets;
   }
 
+  get maxDatagramBytes(): number {
+    return this.encoder.maxDatagramBytes;
+  }
+
   setMaxDatagramBytes(bytes: number): void {
     this.encoder.setMaxDatagramBytes(bytes);
   }

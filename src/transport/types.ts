@@ -52,6 +52,8 @@ export interface TunnelConnection {
   /** "ip:port" of the peer as seen by this side. */
   readonly peer: string;
   readonly stats: TunnelStats;
+  /** The largest datagram the transport carries now (HTTP/3: the QUIC path's; it may change). */
+  readonly maxDatagramBytes: number;
   /**
    * Queue one IP packet for sending (copied; the caller may reuse its buffer). Packets are coalesced into
    * datagrams. Returns false when the bounded send queue is full: the packet was dropped and counted.

@@ -274,7 +274,7 @@ describe('TunnelClient', () => {
 
   it('maps the assignment to TUN settings for both families', () => {
     const a = { ...assignment(), ipv6: { address: '2001:db8:1::7', prefix: 64, gateway: '2001:db8:1::1' }, routes: ['::/0'] };
-    expect(clientTunSettings(CONFIG, a)).toEqual({
+    expect(clientTunSettings(CONFIG, a, 16000)).toEqual({
       name: 'qgc0',
       mtu: 1400,
       addresses: [{ cidr: '198.18.0.7/16' }, { cidr: '2001:db8:1::7/64' }],
@@ -282,6 +282,15 @@ describe('TunnelClient', () => {
       txQueueLen: 4096,
       offload: true,
     });
-    expect(clientTunSettings({ ...CONFIG, tunOffload: false }, a).offload).toBe(false);
+    expect(clientTunSettings({ ...CONFIG, tunOffload: false }, a, 16000).offload).toBe(false);
+  });
+
+  it("lowers the TUN MTU to what this side's datagrams carry whole, never below the IPv6 minimum", () => {
+    const v4only = { ...assignment(), mtu: 1211 };
+    // HTTP/3: the gateway's datagrams carry 1211-byte packets, the client's 1209.
+    expect(clientTunSettings(CONFIG, v4only, 1211).mtu).toBe(1209);
+    expect(clientTunSettings(CONFIG, { ...v4only, mtu: 1100 }, 1211).mtu).toBe(1100);
+    const dual = { ...assignment(), mtu: 1280, ipv6: { address: '2001:db8:1::7', prefix: 64, gateway: '2001:db8:1::1' } };
+    expect(clientTunSettings(CONFIG, dual, 1211).mtu).toBe(1280);
   });
 });

@@ -35,8 +35,8 @@ async function setup(overrides: Partial<ServerConfig>, clock?: FakeClock): Promi
   return running;
 }
 
-async function connect(g: MemoryGateway, user: string, password: string) {
-  const result = await g.listener.connect(user, password);
+async function connect(g: MemoryGateway, user: string, password: string, maxDatagramBytes?: number) {
+  const result = await g.listener.connect(user, password, maxDatagramBytes === undefined ? {} : { maxDatagramBytes });
   if ('refused' in result) throw new Error(`refused: ${JSON.stringify(result.refused)}`);
   const client = result.pair.client;
   const assign = await nextControl(client, 'assign');
@@ -54,6 +54,21 @@ describe.each(VARIANTS)('gateway over in-memory parts ($name)', ({ networks }) =
   const gw = (): string => (networks.ipv4 ? V4.gateway : V6.gateway);
   const own = (a: { ipv4: { address: string } | null; ipv6: { address: string } | null }): string =>
     (networks.ipv4 ? a.ipv4!.address : a.ipv6!.address);
+
+  it("pushes an MTU whose full-size packet fits one of the session's datagrams (HTTP/3: 1213), IPv6 at least 1280", async () => {
+    const g = await setup({ networks });
+    const { client, assign, received } = await connect(g, 'bob', 'b', 1213);
+    expect(assign.mtu).toBe(networks.ipv6 ? 1280 : 1211);
+    // A packet of that MTU from the gateway side reaches the client whole.
+    const down = packetFrom(gw(), own(assign), assign.mtu - (networks.ipv4 ? 20 : 40));
+    expect(down.length).toBe(assign.mtu);
+    const before = client.stats.datagramsReceived;
+    g.tun.inject([down]);
+    await until(() => received.length === 1, 'client receive');
+    expect(received[0]).toEqual(down);
+    // Whole in one datagram; IPv6's 1280 exceeds the 1211 bytes a datagram carries: two fragments.
+    expect(client.stats.datagramsReceived - before).toBe(assign.mtu <= 1211 ? 1 : 2);
+  });
 
   it('assigns addresses of the configured families and forwards both ways', async () => {
     const g = await setup({ networks });

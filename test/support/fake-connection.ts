@@ -8,6 +8,7 @@ import type { CloseInfo, PacketReceiver, TransportKind, TunnelConnection, Tunnel
 export class FakeConnection implements TunnelConnection {
   readonly kind: TransportKind = 'memory';
   readonly stats: TunnelStats = { datagramsSent: 0, datagramsReceived: 0, queueDrops: 0, malformed: 0 };
+  maxDatagramBytes = 16000;
   readonly closed: Promise<CloseInfo>;
   /** Every close() call, in order (close is idempotent for the peer, but calls are all recorded). */
   readonly closeCalls: CloseInfo[] = [];

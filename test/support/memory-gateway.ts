@@ -40,10 +40,10 @@ export class MemoryListener implements TunnelListener {
   async connect(
     user: string,
     password: string,
-    options: { transport?: TransportKind; previousAddresses?: readonly string[]; sourceAddress?: string } = {},
+    options: { transport?: TransportKind; previousAddresses?: readonly string[]; sourceAddress?: string; maxDatagramBytes?: number } = {},
   ): Promise<{ pair: MemoryPair } | { refused: AdmissionResult }> {
     const source = options.sourceAddress ?? '192.0.2.7';
-    const pair = createMemoryPair({ clientPeer: `${source}:${this.port++}` });
+    const pair = createMemoryPair({ clientPeer: `${source}:${this.port++}`, ...(options.maxDatagramBytes === undefined ? {} : { maxDatagramBytes: options.maxDatagramBytes }) });
     const request: ConnectRequest = {
       user,
       password,
