@@ -83,6 +83,7 @@ export class TunnelClient {
     let finalError: QuicgateError | null = null;
     while (!this.stopRequested) {
       this.setState({ kind: 'connecting', attempt: this.backoff.attempts });
+      this.logger.info({ attempt: this.backoff.attempts, transport: this.config.transport }, 'connecting');
       let lastError = '';
       try {
         const info = await this.connectOnce();
@@ -138,7 +139,7 @@ export class TunnelClient {
         return await connection.closed;
       }
       const assignment = await this.awaitAssignment(connection);
-      await this.bringUpTun(assignment, connection.maxDatagramBytes);
+      const tun = await this.bringUpTun(assignment, connection.maxDatagramBytes);
       this.addresses = [assignment.ipv4?.address, assignment.ipv6?.address].filter((a): a is string => !!a);
       this.forwarder.setConnection(connection);
       monitor = new KeepaliveMonitor(
@@ -157,7 +158,7 @@ export class TunnelClient {
       this.backoff.reset();
       this.setState({ kind: 'up', assignment, since: this.clock.wallNow() });
       this.logger.info(
-        { ipv4: assignment.ipv4?.address, ipv6: assignment.ipv6?.address, transport: connection.kind, session: assignment.sessionId },
+        { ipv4: assignment.ipv4?.address, ipv6: assignment.ipv6?.address, transport: connection.kind, mtu: tun.mtu, ipv4Mtu: tun.ipv4Mtu ?? tun.mtu, session: assignment.sessionId },
         'tunnel up',
       );
       return await connection.closed;
@@ -208,16 +209,18 @@ export class TunnelClient {
     });
   }
 
-  private async bringUpTun(assignment: AssignControl, datagramBytes: number): Promise<void> {
+  /** Returns the TUN's settings. */
+  private async bringUpTun(assignment: AssignControl, datagramBytes: number): Promise<TunSettings> {
     const settings = clientTunSettings(this.config, assignment, datagramBytes);
     const key = JSON.stringify(settings);
-    if (this.tun !== null && key === this.tunKey) return;
+    if (this.tun !== null && key === this.tunKey) return settings;
     await this.closeTun();
     // System settings first: the host route to the gateway must be read before tunnel routes exist.
     if (this.parts.applySystem) this.undoSystem = await this.parts.applySystem(assignment);
     this.tun = await this.parts.openTun(settings);
     this.tunKey = key;
     this.forwarder.setTun(this.tun);
+    return settings;
   }
 
   private async closeTun(): Promise<void> {
@@ -274,7 +277,9 @@ export function clientTunSettings(config: ClientConfig, assignment: AssignContro
   if (assignment.ipv4) addresses.push({ cidr: `${assignment.ipv4.address}/${assignment.ipv4.prefix}` });
   if (assignment.ipv6) addresses.push({ cidr: `${assignment.ipv6.address}/${assignment.ipv6.prefix}` });
   const mtu = Math.min(assignment.mtu, sessionMtu(assignment.mtu, datagramBytes, assignment.ipv6 !== null));
-  return { name: config.tunName, mtu, addresses, routes: assignment.routes.flatMap(splitDefault), txQueueLen: 4096, offload: config.tunOffload };
+  // IPv6 holds the device at >= 1280; IPv4 gets what one datagram carries whole, on its routes.
+  const ipv4Mtu = Math.min(mtu, sessionMtu(assignment.mtu, datagramBytes, false));
+  return { name: config.tunName, mtu, ...(assignment.ipv4 !== null && ipv4Mtu < mtu ? { ipv4Mtu } : {}), addresses, routes: assignment.routes.flatMap(splitDefault), txQueueLen: 4096, offload: config.tunOffload };
 }
 
 // A default route is installed as two halves, more specific than the existing default, which stays in place

@@ -10,7 +10,19 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/types.js';
 import { QuicgateError } from '../errors.js';
-import { CERT_FILES, certificateHash, ensureCertificates, scheduleRenewal } from '../transport/certs.js';
+import { CERT_FILES, SERVER_VALIDITY_DAYS, certificateHash, ensureCertificates, scheduleRenewal } from '../transport/certs.js';
+
+/**
+ * Test-only: renew the generated server certificate every this many seconds instead of 4 days before its
+ * expiry (test/e2e/cert-renewal.test.ts renews under live sessions). Not a config key: no operator needs it.
+ */
+export const TEST_RENEW_EVERY_ENV = 'QUICGATE_TEST_CERT_RENEW_EVERY_S';
+
+function renewBeforeDays(): { renewBeforeDays?: number } {
+  const seconds = Number(process.env[TEST_RENEW_EVERY_ENV]);
+  if (!Number.isFinite(seconds) || seconds <= 0) return {};
+  return { renewBeforeDays: SERVER_VALIDITY_DAYS - seconds / 86_400 };
+}
 
 export interface ServerTls {
   readonly certPem: string;
@@ -38,7 +50,7 @@ export async function prepareServerTls(config: ServerConfig, logger: Logger): Pr
     const [certPem, keyPem] = await Promise.all([readPem(config.tls.certFile), readPem(config.tls.keyFile)]);
     return { certPem, keyPem, caFile: null, pin: certificateHash(certPem), onRenewed() {}, stop() {} };
   }
-  const certificate = { names: certificateNames(config) };
+  const certificate = { names: certificateNames(config), ...renewBeforeDays() };
   const material = await ensureCertificates(config.dataDir, certificate);
   if (material.created.ca) logger.info({ dir: config.dataDir }, 'created a private CA for the gateway');
   if (material.created.server) logger.info({ notAfter: material.notAfter.toISOString() }, 'issued a server certificate');

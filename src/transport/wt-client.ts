@@ -2,7 +2,8 @@
  * The client side: open a WebTransport session to the gateway, authenticated at open, and wrap it as a
  * TunnelConnection.
  *
- * Flow: transport choice (auto: HTTP/3 when the QUIC module loads, else or on failure HTTP/2; h3: HTTP/3 or
+ * Flow: transport choice (auto, the default: HTTP/3 when the QUIC module loads, else or when it fails or is
+ *   silent for AUTO_H3_ATTEMPT_MS (UDP blocked) HTTP/2, tried afresh at every reconnect; h3: HTTP/3 or
  *   QG_ERR_TRANSPORT_UNAVAILABLE; h2: HTTP/2 with forceReliable) -> new WebTransport (credentials, TLS
  *   verification) -> ready (refusal -> QG_ERR_REJECTED with the status and reason) -> open the control
  *   stream -> WebTransportConnection. On HTTP/3 a refusal arrives as the session's close right after ready
@@ -41,6 +42,11 @@ export interface ConnectTunnelOptions {
 }
 
 const DEFAULT_CLIENT_VERSION = 'quicgate/0.1.0';
+/**
+ * `auto`: how long the HTTP/3 attempt may take before HTTP/2 is tried. Blocked UDP shows only as silence, so
+ * this bounds the fallback: a session on HTTP/2 within 3 s (HTTP/3 setup takes ~25-100 ms when UDP passes).
+ */
+export const AUTO_H3_ATTEMPT_MS = 2000;
 /** TLS errors of node and the patched pin check: a verification failure, not a network one. */
 const TLS_ERROR_CODES = new Set([
   'ERR_WT_CERT_HASH_MISMATCH',
@@ -73,7 +79,8 @@ export async function connectTunnel(options: ConnectTunnelOptions): Promise<Tunn
       options.logger.debug({ reason: support.reason }, 'HTTP/3 unavailable, using HTTP/2');
     } else {
       try {
-        return await connectH3(lib, target, credentials, pins, options);
+        const attempt = options.transport === 'auto' ? { ...options, connectTimeoutMs: Math.min(options.connectTimeoutMs, AUTO_H3_ATTEMPT_MS) } : options;
+        return await connectH3(lib, target, credentials, pins, attempt);
       } catch (err) {
         if (options.transport === 'h3' || isRefusal(err)) throw err;
         options.logger.info({ err }, 'HTTP/3 connect failed, falling back to HTTP/2');

@@ -67,14 +67,30 @@ export async function configureTun(settings: TunSettings): Promise<void> {
     await runIp(address.family === 6 ? [...args, 'nodad'] : args);
   }
   await runIp(['link', 'set', 'dev', device, 'up']);
-  for (const route of routes) await addRoute(device, route.cidr);
+  const ipv4Mtu = settings.ipv4Mtu !== undefined && settings.ipv4Mtu < settings.mtu ? settings.ipv4Mtu : undefined;
+  if (ipv4Mtu !== undefined) {
+    if (!Number.isInteger(ipv4Mtu) || ipv4Mtu < 576) throw new QuicgateError('QG_ERR_TUN_CONFIGURE', `IPv4 MTU ${ipv4Mtu} is below 576`, { details: { device } });
+    // The connected route of each IPv4 address, replaced by the same route with the lower MTU.
+    for (const address of addresses.filter((a) => a.family === 4)) {
+      const [ip, prefix] = address.cidr.split('/') as [string, string];
+      await runIp(['-4', 'route', 'replace', `${ipv4Network(ip, Number(prefix))}/${prefix}`, 'dev', device, 'proto', 'kernel', 'scope', 'link', 'src', ip, 'mtu', String(ipv4Mtu)]);
+    }
+  }
+  for (const route of routes) await addRoute(device, route.cidr, route.family === 4 ? ipv4Mtu : undefined);
+}
+
+function ipv4Network(ip: string, prefix: number): string {
+  const value = ip.split('.').reduce((acc, part) => (acc << 8) | Number(part), 0) >>> 0;
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  const net = (value & mask) >>> 0;
+  return [24, 16, 8, 0].map((shift) => (net >>> shift) & 0xff).join('.');
 }
 
 /** Routes `cidr` into `device` (replacing an existing route to the same prefix, so it is idempotent). */
-export async function addRoute(device: string, cidr: string): Promise<void> {
+export async function addRoute(device: string, cidr: string, mtu?: number): Promise<void> {
   assertDeviceName(device);
   const family = cidrFamily(cidr);
-  await runIp(['-' + String(family), 'route', 'replace', cidr, 'dev', device]);
+  await runIp(['-' + String(family), 'route', 'replace', cidr, 'dev', device, ...(mtu === undefined ? [] : ['mtu', String(mtu)])]);
 }
 
 /** Runs `ip ...args`; failures become QG_ERR_TUN_CONFIGURE naming the command and ip's stderr. */

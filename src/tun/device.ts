@@ -40,6 +40,11 @@ export interface TunAddress {
 export interface TunSettings {
   readonly name: string;
   readonly mtu: number;
+  /**
+   * A lower MTU for IPv4 only, set on the device's IPv4 routes (TCP's MSS follows it): where IPv6's 1280
+   * minimum holds the device MTU above what the transport carries whole (HTTP/3, transport/mtu.ts).
+   */
+  readonly ipv4Mtu?: number;
   readonly addresses: readonly TunAddress[];
   /** CIDRs routed into the device. */
   readonly routes: readonly string[];

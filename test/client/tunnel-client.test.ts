@@ -291,6 +291,8 @@ describe('TunnelClient', () => {
     expect(clientTunSettings(CONFIG, v4only, 1211).mtu).toBe(1209);
     expect(clientTunSettings(CONFIG, { ...v4only, mtu: 1100 }, 1211).mtu).toBe(1100);
     const dual = { ...assignment(), mtu: 1280, ipv6: { address: '2001:db8:1::7', prefix: 64, gateway: '2001:db8:1::1' } };
-    expect(clientTunSettings(CONFIG, dual, 1211).mtu).toBe(1280);
+    // IPv6 needs 1280 on the device; IPv4 routes get 1209, so IPv4 TCP segments fit one datagram whole.
+    expect(clientTunSettings(CONFIG, dual, 1211)).toMatchObject({ mtu: 1280, ipv4Mtu: 1209 });
+    expect(clientTunSettings(CONFIG, dual, 16000)).not.toHaveProperty('ipv4Mtu');
   });
 });

@@ -240,14 +240,14 @@ export async function stopTestbed(testbed: Partial<Testbed>): Promise<void> {
   testbed.files?.cleanup();
 }
 
-export async function startTestbed(clientCount: number, users: readonly TestUser[], serverYaml: string): Promise<Testbed> {
+export async function startTestbed(clientCount: number, users: readonly TestUser[], serverYaml: string, gatewayEnv?: NodeJS.ProcessEnv): Promise<Testbed> {
   await requireNetnsSupport();
   await removeStaleNamespaces();
   const topo = await Topology.create(clientCount);
   const files = new GatewayFiles();
   await files.writeUsers(users);
   files.writeServer(serverYaml);
-  const gateway = startGateway(topo, files);
+  const gateway = startGateway(topo, files, gatewayEnv === undefined ? {} : { env: gatewayEnv });
   await gateway.waitForMsg('gateway up');
   return { topo, files, gateway };
 }
