@@ -36,7 +36,7 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
         logger,
         http3: http3.available ? 'auto' : 'off',
       });
-      tls.onRenewed((certPem, keyPem) => listener.updateCertificate(certPem, keyPem));
+      tls.onRenewed((certPem, keyPem) => void listener.updateCertificate(certPem, keyPem));
       logger.info(
         { http3: listener.kinds.includes('h3'), reason: http3.available ? listener.http3Unavailable : http3.reason },
         listener.kinds.includes('h3') ? 'serving HTTP/3 and HTTP/2' : 'serving HTTP/2 only',

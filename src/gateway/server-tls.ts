@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/types.js';
 import { QuicgateError } from '../errors.js';
-import { CERT_FILES, SERVER_VALIDITY_DAYS, certificateHash, ensureCertificates, scheduleRenewal } from '../transport/certs.js';
+import { BACKDATE_MS, CERT_FILES, SERVER_VALIDITY_DAYS, certificateHash, ensureCertificates, scheduleRenewal } from '../transport/certs.js';
 
 /**
  * Test-only: renew the generated server certificate every this many seconds instead of 4 days before its
@@ -21,7 +21,8 @@ export const TEST_RENEW_EVERY_ENV = 'QUICGATE_TEST_CERT_RENEW_EVERY_S';
 function renewBeforeDays(): { renewBeforeDays?: number } {
   const seconds = Number(process.env[TEST_RENEW_EVERY_ENV]);
   if (!Number.isFinite(seconds) || seconds <= 0) return {};
-  return { renewBeforeDays: SERVER_VALIDITY_DAYS - seconds / 86_400 };
+  // A new certificate has 13 days minus the backdating left: renew when `seconds` of that have passed.
+  return { renewBeforeDays: (SERVER_VALIDITY_DAYS * 86_400_000 - BACKDATE_MS - seconds * 1000) / 86_400_000 };
 }
 
 export interface ServerTls {

@@ -24,7 +24,8 @@ export const DEFAULT_RENEW_BEFORE_DAYS = 4;
 /** A CA closer than this to expiry is replaced (clients must then get the new CA). */
 const CA_MIN_REMAINING_DAYS = 30;
 /** Validity starts a little in the past to tolerate clock skew between gateway and clients. */
-const BACKDATE_MS = 60 * 60 * 1000;
+/** notBefore lies this far in the past (clock skew), so a new server certificate has 13 days minus this left. */
+export const BACKDATE_MS = 60 * 60 * 1000;
 /** Longest single wait of the renewal timer (Node timers overflow past ~24.8 days). */
 const MAX_TIMER_MS = 12 * 60 * 60 * 1000;
 

@@ -32,8 +32,14 @@ export interface WebTransportListener extends TunnelListener {
   readonly port: number;
   /** Why HTTP/3 is not served (undefined when it is, or when it was turned off). */
   readonly http3Unavailable: string | undefined;
-  /** Swap the TLS certificate for new handshakes (no restart). */
-  updateCertificate(certPem: string, keyPem: string): void;
+  /**
+   * Swap the TLS certificate. HTTP/2: for new handshakes, live sessions untouched. HTTP/3: the library's
+   * native server cannot change its certificate (its updateCert is a no-op there, measured), so the HTTP/3
+   * listener is restarted on the same port with the new one: its live sessions are closed with
+   * `server_shutdown` (retry: clients reconnect at once and keep their addresses). Without this, clients that
+   * pin the renewed certificate fail on HTTP/3 and the old certificate expires under the listener.
+   */
+  updateCertificate(certPem: string, keyPem: string): Promise<void>;
 }
 
 interface Ticket {
@@ -46,15 +52,19 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   const tickets = new Map<string, Ticket>();
   const handlers: ((accepted: AcceptedConnection) => void)[] = [];
   const servers: { kind: 'h2' | 'h3'; server: WtServer }[] = [];
+  /** Open HTTP/3 connections: closed by a listener restart (updateCertificate). */
+  const h3Connections = new Set<WebTransportConnection>();
   let closed = false;
 
+  let cert = options.cert;
+  let key = options.key;
   const serverOptions = (port: number) => ({
     port,
     host: options.host,
     // The library requires a secret (HTTP/3 retry tokens); nothing persists it.
     secret: randomBytes(32).toString('hex'),
-    cert: options.cert,
-    privKey: options.key,
+    cert,
+    privKey: key,
   });
 
   const requestCallback = (kind: 'h2' | 'h3') => async (event: WtRequestEvent): Promise<WtRequestResult> => {
@@ -115,6 +125,10 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
         sendQueuePackets: options.sendQueuePackets,
         logger,
       });
+      if (kind === 'h3') {
+        h3Connections.add(connection);
+        void connection.closed.then(() => h3Connections.delete(connection));
+      }
       const accepted: AcceptedConnection = { connection, request: ticket.request };
       if (handlers.length === 0) connection.close({ reason: 'server_shutdown', message: 'no handler' });
       for (const handler of handlers) handler(accepted);
@@ -136,18 +150,22 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   const port = h2.address()?.port ?? options.port;
   servers.push({ kind: 'h2', server: h2 });
 
+  const startH3 = async (): Promise<WtServer> => {
+    await lib.quicheLoaded;
+    const h3 = new lib.Http3Server(serverOptions(port));
+    h3.setRequestCallback(requestCallback('h3'));
+    void acceptSessions('h3', h3);
+    h3.startServer();
+    await h3.ready;
+    return h3;
+  };
+
   let http3Unavailable: string | undefined;
   if (options.http3 === 'auto') {
     const support = await detectHttp3();
     if (support.available) {
       try {
-        await lib.quicheLoaded;
-        const h3 = new lib.Http3Server(serverOptions(port));
-        h3.setRequestCallback(requestCallback('h3'));
-        void acceptSessions('h3', h3);
-        h3.startServer();
-        await h3.ready;
-        servers.push({ kind: 'h3', server: h3 });
+        servers.push({ kind: 'h3', server: await startH3() });
       } catch (err) {
         http3Unavailable = `HTTP/3 server failed to start: ${String(err)}`;
       }
@@ -164,8 +182,23 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     onConnection(handler) {
       handlers.push(handler);
     },
-    updateCertificate(certPem, keyPem) {
-      for (const { server } of servers) server.updateCert(certPem, keyPem, false);
+    async updateCertificate(certPem, keyPem) {
+      cert = certPem;
+      key = keyPem;
+      for (const { kind, server } of servers) if (kind === 'h2') server.updateCert(certPem, keyPem, false);
+      const index = servers.findIndex((s) => s.kind === 'h3');
+      if (index < 0 || closed) return;
+      const live = [...h3Connections];
+      for (const connection of live) connection.close({ reason: 'server_shutdown', message: 'HTTP/3 listener restarts with the renewed certificate' });
+      await Promise.all(live.map((c) => c.closed));
+      try {
+        servers[index]!.server.stopServer();
+        servers[index] = { kind: 'h3', server: await startH3() };
+        logger.info({ closedSessions: live.length }, 'HTTP/3 listener restarted with the renewed certificate');
+      } catch (err) {
+        servers.splice(index, 1);
+        logger.error({ err }, 'HTTP/3 listener failed to restart with the renewed certificate; serving HTTP/2 only');
+      }
     },
     async close() {
       if (closed) return;
