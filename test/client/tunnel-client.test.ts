@@ -11,8 +11,11 @@ import { QuicgateError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import type { AssignControl, ControlMessage } from '../../src/transport/control.js';
 import { createMemoryPair, type MemoryPair } from '../../src/transport/memory.js';
+import type { Refusal, TunnelConnection } from '../../src/transport/types.js';
+import { refusalRetries } from '../../src/transport/wt-auth.js';
 import type { TunSettings } from '../../src/tun/device.js';
 import { MemoryTun } from '../../src/tun/memory.js';
+import { FakeConnection } from '../support/fake-connection.js';
 import { ipv4Packet } from '../support/packets.js';
 import { until } from '../support/wait.js';
 
@@ -56,10 +59,18 @@ class ScriptedGateway {
   closeBeforeAssign: { reason: string; retry: boolean } | null = null;
   answerKeepalives = true;
   address = '198.18.0.7';
+  /** HTTP/3's refusal: the session opens, then closes at once carrying the refusal (wt-auth.ts). */
+  refusedByClose: Refusal | null = null;
 
-  connect = async ({ previousAddresses }: { previousAddresses: readonly string[] }) => {
+  connect = async ({ previousAddresses }: { previousAddresses: readonly string[] }): Promise<TunnelConnection> => {
     this.requests.push({ previousAddresses });
     if (this.refuse) throw this.refuse;
+    if (this.refusedByClose) {
+      const refused = this.refusedByClose;
+      const connection = new FakeConnection();
+      queueMicrotask(() => connection.clientLeaves({ reason: refused.code, message: refused.message, retry: refusalRetries(refused.status), refused }));
+      return connection;
+    }
     const pair = createMemoryPair();
     const seen: ControlMessage[] = [];
     this.pairs.push(pair);
@@ -233,6 +244,30 @@ describe('TunnelClient', () => {
     expect(error?.message).toMatch(/^gateway refused the session: some_future_reason; not reconnecting$/);
     expect(exitCodeFor(error)).toBe(EXIT_REJECTED);
     expect(gw.requests).toHaveLength(1);
+  });
+
+  it('maps an HTTP/3 refusal (carried in the session close) to QG_ERR_REJECTED and stops on 401', async () => {
+    const gw = new ScriptedGateway();
+    gw.refusedByClose = { status: 401, code: 'auth_failed', message: 'unknown user or wrong password' };
+    const { done } = makeClient(gw, new FakeClock());
+    const error = await done;
+    expect(error?.code).toBe('QG_ERR_REJECTED');
+    expect(error?.message).toBe('gateway refused the session (401 auth_failed): unknown user or wrong password');
+    expect(error?.details).toMatchObject({ status: 401, reason: 'auth_failed', retry: false, transport: 'memory' });
+    expect(exitCodeFor(error)).toBe(EXIT_REJECTED);
+    expect(gw.requests).toHaveLength(1);
+  });
+
+  it('retries an HTTP/3 refusal with a retryable status (429 user_limit)', async () => {
+    const clock = new FakeClock();
+    const gw = new ScriptedGateway();
+    gw.refusedByClose = { status: 429, code: 'user_limit', message: 'this user has reached their session limit' };
+    const { client: c } = makeClient(gw, clock);
+    await until(() => c.state.kind === 'waiting', 'waiting to reconnect');
+    expect(c.state.kind === 'waiting' && c.state.lastError).toMatch(/\(429 user_limit\)/);
+    gw.refusedByClose = null;
+    clock.advance(1000);
+    await until(() => c.state.kind === 'up', 'up once a slot is free');
   });
 
   it('retries when the gateway closes with retry true before the assignment (pool exhausted)', async () => {
