@@ -9,12 +9,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { SERVER_DEFAULTS } from '../config/defaults.js';
+import type { ConnectionLimits } from '../config/types.js';
 import { QuicgateError } from '../errors.js';
+import { ConnectionGuard, type ConnectionGuardStats } from './connection-guard.js';
 import { detectHttp3 } from './http3.js';
+import { listenError } from './listen-error.js';
+import { TicketStore } from './tickets.js';
 import type { AcceptedConnection, Admission, ConnectRequest, TransportKind, TunnelListener } from './types.js';
-import { CONTROL_STREAM_TIMEOUT_MS, ERROR_HEADER, MESSAGE_HEADER, TUNNEL_PATH, parseConnectRequest } from './wt-auth.js';
+import { CONTROL_STREAM_TIMEOUT_MS, ERROR_HEADER, MESSAGE_HEADER, TUNNEL_PATH, parseConnectRequest, sourceOf } from './wt-auth.js';
 import { WebTransportConnection } from './wt-connection.js';
-import { findHttp2SessionStream, forgetRequest, loadWebTransportLibrary, type WtBidiStream, type WtRequestEvent, type WtRequestResult, type WtServer, type WtServerSession } from './wt-lib.js';
+import { findHttp2SessionStream, findNodeHttp2Server, forgetRequest, loadWebTransportLibrary, type WtBidiStream, type WtRequestEvent, type WtRequestResult, type WtServer, type WtServerSession } from './wt-lib.js';
 
 export interface TunnelListenerOptions {
   readonly host: string;
@@ -26,6 +31,22 @@ export interface TunnelListenerOptions {
   readonly sendQueuePackets: number;
   readonly logger: Logger;
   readonly http3: 'auto' | 'off';
+  /** Bounds on connections without an authenticated session (connection-guard.ts); the config defaults if absent. */
+  readonly limits?: ConnectionLimits;
+  /** The per-source attempt throttle: malformed requests spend its budget; blocked sources are dropped at accept. */
+  readonly throttle?: SourceThrottle;
+}
+
+const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  handshakeTimeoutMs: SERVER_DEFAULTS.handshakeTimeoutMs,
+  maxPending: SERVER_DEFAULTS.maxPendingConnections,
+  maxPendingPerSource: SERVER_DEFAULTS.maxPendingConnectionsPerSource,
+};
+
+export interface SourceThrottle {
+  /** Counts an attempt; false when the source is throttled. */
+  admit(sourceAddress: string): Promise<boolean>;
+  isBlocked(sourceAddress: string): boolean;
 }
 
 export interface WebTransportListener extends TunnelListener {
@@ -34,6 +55,8 @@ export interface WebTransportListener extends TunnelListener {
   readonly http3Unavailable: string | undefined;
   /** Swap the TLS certificate for new handshakes (no restart). */
   updateCertificate(certPem: string, keyPem: string): void;
+  /** Connections without a session, and what the guard closed (HTTP/2). */
+  connectionStats(): ConnectionGuardStats;
 }
 
 interface Ticket {
@@ -43,7 +66,11 @@ interface Ticket {
 export async function createTunnelListener(options: TunnelListenerOptions): Promise<WebTransportListener> {
   const lib = await loadWebTransportLibrary();
   const logger = options.logger;
-  const tickets = new Map<string, Ticket>();
+  const throttle = options.throttle;
+  const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
+  const guard = new ConnectionGuard({ ...limits, sourceBlocked: throttle && ((address) => throttle.isBlocked(address)), logger });
+  // A ticket not taken within the handshake deadline is dropped with the password it holds.
+  const tickets = new TicketStore<Ticket>({ ttlMs: limits.handshakeTimeoutMs, max: limits.maxPending, expire: (t) => guard.released(t.request.peer) });
   const handlers: ((accepted: AcceptedConnection) => void)[] = [];
   const servers: { kind: 'h2' | 'h3'; server: WtServer }[] = [];
   let closed = false;
@@ -58,21 +85,28 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   });
 
   const requestCallback = (kind: 'h2' | 'h3') => async (event: WtRequestEvent): Promise<WtRequestResult> => {
+    const peer = event.peerAddress ?? 'unknown';
     const parsed = parseConnectRequest(event, kind);
     if (!parsed.ok) {
-      return { status: parsed.status, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: parsed.code, [MESSAGE_HEADER]: encodeURIComponent(parsed.message) } };
+      // Spends the source's attempt budget; logged while within it (a flood is logged once, by the throttle).
+      const source = sourceOf(peer);
+      if ((await throttle?.admit(source)) ?? true) logger.info({ source, peer, status: parsed.status, reason: parsed.message }, 'malformed session request refused');
+      guard.refused(peer);
+      return refusal(parsed.status, parsed.code, parsed.message);
     }
     try {
       const result = await options.admission(parsed.request);
       if (!result.ok) {
-        return { status: result.status, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: result.code, [MESSAGE_HEADER]: encodeURIComponent(result.message) } };
+        guard.refused(peer);
+        return refusal(result.status, result.code, result.message);
       }
-      const id = randomBytes(12).toString('hex');
-      tickets.set(id, { request: { ...parsed.request, user: result.user } });
+      guard.admitted(peer);
+      const id = tickets.issue({ request: { ...parsed.request, user: result.user } });
       return { status: 200, path: TUNNEL_PATH, userData: { ticket: id } };
     } catch (err) {
       logger.error({ err, peer: parsed.request.peer }, 'admission failed');
-      return { status: 503, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: 'QG_ERR_SERVER_LIMIT', [MESSAGE_HEADER]: 'admission failed' } };
+      guard.refused(peer);
+      return refusal(503, 'QG_ERR_SERVER_LIMIT', 'admission failed');
     }
   };
 
@@ -93,13 +127,14 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   const openConnection = async (kind: 'h2' | 'h3', session: WtServerSession): Promise<void> => {
     session.closed.then(undefined, () => {});
     const ticketId = readTicket(session.userData);
-    const ticket = ticketId === undefined ? undefined : tickets.get(ticketId);
-    if (ticketId !== undefined) tickets.delete(ticketId);
+    const ticket = ticketId === undefined ? undefined : tickets.take(ticketId);
     forgetRequest(session);
     if (!ticket || closed) {
+      if (ticket) guard.released(ticket.request.peer);
       closeQuietly(session, 'server_shutdown');
       return;
     }
+    const peer = ticket.request.peer;
     try {
       await session.ready;
       const controlStream = await firstStream(session);
@@ -113,11 +148,13 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
         sendQueuePackets: options.sendQueuePackets,
         logger,
       });
+      void connection.closed.then(() => guard.released(peer));
       const accepted: AcceptedConnection = { connection, request: ticket.request };
       if (handlers.length === 0) connection.close({ reason: 'server_shutdown', message: 'no handler' });
       for (const handler of handlers) handler(accepted);
     } catch (err) {
-      logger.info({ err, peer: ticket.request.peer, user: ticket.request.user }, 'session failed before its control stream opened');
+      logger.info({ err, peer, user: ticket.request.user }, 'session failed before its control stream opened');
+      guard.released(peer);
       closeQuietly(session, 'error');
     }
   };
@@ -126,10 +163,13 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   h2.setRequestCallback(requestCallback('h2'));
   void acceptSessions('h2', h2);
   h2.startServer();
+  const nodeServer = findNodeHttp2Server(h2);
+  if (nodeServer === null) throw new QuicgateError('QG_ERR_LISTEN', 'the WebTransport library has no node:http2 server where expected (internals changed)');
+  guard.attach(nodeServer);
   try {
     await h2.ready;
   } catch (err) {
-    throw new QuicgateError('QG_ERR_LISTEN', `cannot listen on ${options.host}:${options.port}: ${String(err)}`, { cause: err });
+    throw listenError('the tunnel listener (HTTP/2)', 'TCP', options.host, options.port, err);
   }
   const port = h2.address()?.port ?? options.port;
   servers.push({ kind: 'h2', server: h2 });
@@ -162,6 +202,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     onConnection(handler) {
       handlers.push(handler);
     },
+    connectionStats: () => guard.stats(),
     updateCertificate(certPem, keyPem) {
       for (const { server } of servers) server.updateCert(certPem, keyPem, false);
     },
@@ -176,8 +217,13 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
         }
       }
       tickets.clear();
+      guard.close();
     },
   };
+}
+
+function refusal(status: number, code: string, message: string): WtRequestResult {
+  return { status, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: code, [MESSAGE_HEADER]: encodeURIComponent(message) } };
 }
 
 function readTicket(userData: unknown): string | undefined {
