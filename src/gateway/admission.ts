@@ -46,6 +46,8 @@ export class AdmissionThrottle {
    * refused at once (no limiter call, no error object per attempt); it is logged when it enters.
    */
   private readonly refusedThisWindow = new Map<string, number>();
+  /** Sources already logged as throttled in the current window. */
+  private readonly loggedThisWindow = new Set<string>();
   private readonly timer: TimerHandle;
   private throttledCount = 0;
 
@@ -72,8 +74,9 @@ export class AdmissionThrottle {
     } catch (err) {
       if (!(err instanceof Bottleneck.BottleneckError)) throw err;
       this.throttledCount++;
-      if (!this.refusedThisWindow.has(key)) {
-        this.refusedThisWindow.set(key, 1);
+      this.refusedThisWindow.set(key, 1);
+      if (!this.loggedThisWindow.has(key)) {
+        this.loggedThisWindow.add(key);
         this.logger.warn(
           { source: key, limit: this.limit, windowMs: this.windowMs },
           'too many connection attempts from this source; further ones are refused until the window ends',
@@ -94,7 +97,11 @@ export class AdmissionThrottle {
     try {
       const limiter = this.group.key(key);
       const left = await limiter.currentReservoir();
-      if (left !== null && left < this.limit) await limiter.incrementReservoir(1);
+      if (left !== null && left < this.limit) {
+        await limiter.incrementReservoir(1);
+        // It has budget again: back to the limiter (a parallel burst from a NAT may have run it dry meanwhile).
+        this.refusedThisWindow.delete(key);
+      }
     } catch (err) {
       this.logger.error({ err, source: key }, 'could not give back a throttle attempt');
     }
@@ -134,6 +141,7 @@ export class AdmissionThrottle {
 
   private newWindow(): void {
     this.refusedThisWindow.clear();
+    this.loggedThisWindow.clear();
     for (const key of this.group.keys()) {
       this.group.deleteKey(key).catch((err: unknown) => this.logger.error({ err, source: key }, 'could not drop a throttle limiter'));
     }

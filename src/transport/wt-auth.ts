@@ -19,6 +19,8 @@ const VERSION_HEADER = 'x-quicgate-version';
 const QUERY_PARAM = 'qg';
 /** Longer paths are refused unread (credentials in the query are a few hundred characters). */
 const MAX_PATH_CHARS = 8192;
+/** The characters RFC 3986 allows in a path and query (no "\\", "[", spaces, controls). */
+const URI_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/%?#]*$/;
 /** How long the server waits for the client's control stream after accepting the session. */
 export const CONTROL_STREAM_TIMEOUT_MS = 10_000;
 
@@ -67,7 +69,7 @@ function parse(event: WtRequestEvent, transport: 'h2' | 'h3'): ParsedConnect {
   const peer = event.peerAddress ?? 'unknown';
   const rawPath = single(event.header[':path']) ?? '';
   // Split by hand: `new URL(path, base)` throws on a :path such as "//[" (read as an authority).
-  if (!rawPath.startsWith('/') || rawPath.length > MAX_PATH_CHARS) return MALFORMED;
+  if (!rawPath.startsWith('/') || rawPath.length > MAX_PATH_CHARS || !URI_CHARS.test(rawPath)) return MALFORMED;
   const cut = rawPath.search(/[?#]/);
   const pathname = cut < 0 ? rawPath : rawPath.slice(0, cut);
   if (pathname !== TUNNEL_PATH) return { ok: false, status: 404, code: 'QG_ERR_PROTOCOL', message: 'unknown path' };
