@@ -2,7 +2,7 @@
  * Bounds on the HTTP/2 listener's connections that carry no authenticated session: a slowloris host must not
  * hold file descriptors and memory, and a host that keeps guessing must cost as little as possible.
  *
- *   TCP accept ─► source blocked (throttled past its budget)? ─► reset, no TLS work      closed{source_blocked}
+ *   TCP accept (before node:tls wraps it) ─► source blocked (throttled past its budget)? ─► reset, no TLS work      closed{source_blocked}
  *              ─► pending ≥ max_pending / per source ≥ max_pending_per_source ─► reset   closed{limit_total|limit_source}
  *              ─► pending, deadline handshake_timeout armed
  *   secureConnection / session ─► the entry learns its TLS socket / HTTP/2 session (found by "address:port")
@@ -85,7 +85,14 @@ export class ConnectionGuard {
 
   /** Watch `server` (a tls.Server, e.g. node:http2's secure server). */
   attach(server: Server): void {
-    server.on('connection', (socket: Socket) => this.onAccept(socket));
+    // Refusals are decided before node:tls sees the socket: its own 'connection' listener (which builds the
+    // TLSSocket and its SSL state) runs only for accepted connections.
+    const inner = server.listeners('connection') as ((socket: Socket) => void)[];
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: Socket) => {
+      if (!this.onAccept(socket)) return;
+      for (const listener of inner) listener.call(server, socket);
+    });
     server.on('secureConnection', (socket: TLSSocket) => {
       const entry = this.entryOf(socket);
       if (entry === undefined) return;
@@ -137,11 +144,12 @@ export class ConnectionGuard {
     }
   }
 
-  private onAccept(raw: Socket): void {
+  /** False when the connection was refused (and reset). */
+  private onAccept(raw: Socket): boolean {
     const peer = peerOf(raw);
     if (peer === null) {
       raw.destroy();
-      return;
+      return false;
     }
     const address = raw.remoteAddress!;
     const source = sourceKey(address);
@@ -154,12 +162,13 @@ export class ConnectionGuard {
         this.options.logger.warn({ pending: this.pendingTotal, limit: this.options.maxPending }, 'too many connections without a session; new ones are reset');
       }
       raw.resetAndDestroy();
-      return;
+      return false;
     }
     const entry: Entry = { peer, source, raw, tls: null, h2: null, sessions: 0, hadSession: false, pending: false, timer: null, gone: false };
     this.entries.set(peer, entry);
     this.setPending(entry, true);
     raw.once('close', () => this.forget(entry));
+    return true;
   }
 
   private entryOf(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): Entry | undefined {

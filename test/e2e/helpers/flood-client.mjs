@@ -7,6 +7,7 @@
 //   passwords: HTTP/2 CONNECT requests with a wrong password, each on its own connection (as a guesser
 //              would), `concurrency` at a time; reports the answers by status (or "reset" when refused at accept)
 //   garbage:   TLS connections that send 4 KiB of random bytes after the handshake
+//   repeatForMs: repeat the phases (together) until this long has passed; "done" tells the rounds
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as h2connect } from 'node:http2';
@@ -126,10 +127,16 @@ async function garbage(n) {
   return result;
 }
 
-const phases = [];
-if (opts.idle) phases.push(idle(opts.idle, opts.holdMs ?? 20_000).then(out));
-if (opts.passwords) phases.push(passwords(opts.passwords).then(out));
-if (opts.garbage) phases.push(garbage(opts.garbage).then(out));
-await Promise.all(phases);
-out({ event: 'done' });
+// repeatForMs: run the whole set again and again until that much time has passed (floods in a row).
+const until = Date.now() + (opts.repeatForMs ?? 0);
+let rounds = 0;
+do {
+  const phases = [];
+  if (opts.idle) phases.push(idle(opts.idle, opts.holdMs ?? 20_000).then(out));
+  if (opts.passwords) phases.push(passwords(opts.passwords).then(out));
+  if (opts.garbage) phases.push(garbage(opts.garbage).then(out));
+  await Promise.all(phases);
+  rounds++;
+} while (Date.now() < until);
+out({ event: 'done', rounds });
 process.exit(0);
