@@ -2,6 +2,7 @@
  * What the admin API and the metrics exporter need from a running gateway: plain typed views, computed on
  * request (never per packet). The gateway implements this (src/gateway/operator-backend.ts); tests use a fake.
  */
+import type { ConnectionGuardStats } from '../transport/connection-guard.js';
 import type { ReloadSummary } from '../gateway/server.js';
 import type { EndReason, RejectReason } from '../gateway/session.js';
 import type { TransportKind } from '../transport/types.js';
@@ -96,6 +97,8 @@ export interface MetricsSnapshot {
   }[];
   readonly historyDegraded: boolean;
   readonly historyPending: number;
+  /** The tunnel listener's connection guard (null without one, e.g. in-memory tests). */
+  readonly connections: ConnectionGuardStats | null;
 }
 
 export interface AdminBackend {

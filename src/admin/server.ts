@@ -3,6 +3,7 @@
  * (except /healthz), then route, then method, then the handler's own validation. Unauthenticated callers
  * therefore learn nothing about which paths exist. Without a configured token the server does not start.
  */
+import { listenError } from '../transport/listen-error.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from '../config/types.js';
@@ -57,7 +58,11 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = REQUEST_TIMEOUT_MS;
 
-  await listen(server, config.port, config.listen);
+  try {
+    await listen(server, config.port, config.listen);
+  } catch (err) {
+    throw listenError('the admin API', 'TCP', config.listen, config.port, err);
+  }
   const port = (server.address() as AddressInfo).port;
   logger.info({ listen: config.listen, port }, 'admin API listening');
 

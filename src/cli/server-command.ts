@@ -4,7 +4,7 @@
  */
 import { loadServerConfig } from '../config/load.js';
 import { attachOperatorSurface } from '../gateway/operator.js';
-import { Gateway } from '../gateway/server.js';
+import { Gateway, logStartFailure } from '../gateway/server.js';
 import { prepareServerTls } from '../gateway/server-tls.js';
 import { createLogger } from '../log.js';
 import { LinuxTun } from '../tun/linux.js';
@@ -25,7 +25,7 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   const gateway = await Gateway.start(config, {
     logger,
     openTun: (settings) => LinuxTun.open(settings),
-    listen: async ({ admission }) => {
+    listen: async ({ admission, throttle }) => {
       const listener = await createTunnelListener({
         host: config.listen,
         port: config.port,
@@ -35,6 +35,8 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
         sendQueuePackets: config.sendQueuePackets,
         logger,
         http3: http3.available ? 'auto' : 'off',
+        limits: config.connections,
+        throttle,
       });
       tls.onRenewed((certPem, keyPem) => void listener.updateCertificate(certPem, keyPem));
       logger.info(
@@ -51,7 +53,15 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
     logger.info(summary, 'config reloaded');
     return summary;
   };
-  const surface = await attachOperatorSurface(gateway, { config, logger, reload, tunUp: () => gateway.tunOpen });
+  let surface;
+  try {
+    surface = await attachOperatorSurface(gateway, { config, logger, reload, tunUp: () => gateway.tunOpen });
+  } catch (err) {
+    // e.g. the admin port in use: say so in the log too, and end the sessions cleanly before exiting.
+    logStartFailure(logger, err);
+    await gateway.stop('error');
+    throw err;
+  }
 
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {

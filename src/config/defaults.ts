@@ -29,6 +29,9 @@ export const SERVER_DEFAULTS = {
   h2: true,
   h3: 'auto' as const,
   authAttemptsPerSourcePerMinute: 10,
+  handshakeTimeoutMs: 5_000,
+  maxPendingConnections: 1024,
+  maxPendingConnectionsPerSource: 32,
   adminListen: '127.0.0.1',
   adminPort: 9090,
   historyEnabled: true,
@@ -129,6 +132,11 @@ export function resolveServerConfig(file: ServerFile, ctx: ServerResolveContext)
     allowClientToClient: file.allow_client_to_client ?? d.allowClientToClient,
     transports: { h2: file.transports?.h2 ?? d.h2, h3: file.transports?.h3 ?? d.h3 },
     authAttempts: { perSourcePerMinute: file.auth_attempts?.per_source_per_minute ?? d.authAttemptsPerSourcePerMinute },
+    connections: {
+      handshakeTimeoutMs: file.connections?.handshake_timeout ?? d.handshakeTimeoutMs,
+      maxPending: file.connections?.max_pending ?? d.maxPendingConnections,
+      maxPendingPerSource: file.connections?.max_pending_per_source ?? d.maxPendingConnectionsPerSource,
+    },
     // data_dir from a file is relative to that file; the default is relative to the working directory.
     dataDir: file.data_dir === undefined ? resolve(d.dataDir) : relative(file.data_dir),
     admin: {

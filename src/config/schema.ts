@@ -210,6 +210,13 @@ export const ServerFileSchema = z.strictObject({
   allow_client_to_client: boolean.optional(),
   transports: z.strictObject({ h2: boolean.optional(), h3: z.enum(['auto', 'off']).optional() }).optional(),
   auth_attempts: z.strictObject({ per_source_per_minute: positiveInt.optional() }).optional(),
+  connections: z
+    .strictObject({
+      handshake_timeout: duration(500, '500ms').optional(),
+      max_pending: positiveInt.optional(),
+      max_pending_per_source: positiveInt.optional(),
+    })
+    .optional(),
   admin: z
     .strictObject({
       enabled: boolean.optional(),

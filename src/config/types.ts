@@ -96,6 +96,7 @@ export interface ServerConfig {
   readonly allowClientToClient: boolean;
   readonly transports: { readonly h2: boolean; readonly h3: 'auto' | 'off' };
   readonly authAttempts: { readonly perSourcePerMinute: number };
+  readonly connections: ConnectionLimits;
   readonly dataDir: string;
   readonly admin: AdminConfig;
   readonly history: HistoryConfig;
@@ -103,6 +104,16 @@ export interface ServerConfig {
   /** Path of the users file, if users live in their own file. */
   readonly usersFile: string | null;
   readonly users: readonly UserConfig[];
+}
+
+/** Bounds on tunnel connections that carry no authenticated session (yet). */
+export interface ConnectionLimits {
+  /** From TCP accept to an admitted session (TLS and CONNECT); also how long a connection may stay without one. */
+  readonly handshakeTimeoutMs: number;
+  /** Not-yet-authenticated connections in total; more are reset at accept. */
+  readonly maxPending: number;
+  /** ... per source address (IPv4, IPv6 /64). */
+  readonly maxPendingPerSource: number;
 }
 
 export interface ClientConfig {

@@ -4,6 +4,8 @@
  *   admit(source) ─► key (IPv4 address, or IPv6 /64) ─► Bottleneck.Group limiter for that key
  *     reservoir left ─► job runs at once ─► true
  *     reservoir empty ─► highWater 0 + OVERFLOW drops the job at once (never queued) ─► false, logged once/window
+ *     already throttled this window ─► false at once, without the limiter (no promise chain or error object)
+ *   isBlocked(source): refused as often as its budget this window ─► the listener drops it before TLS
  *   succeeded(source) after a right password ─► the attempt is given back (up to the budget), so what a source
  *     spends is its failed attempts plus those still being checked: many users behind one NAT can all log in,
  *     while a guesser (and a burst of parallel guesses, each counted until checked) runs dry
@@ -15,9 +17,9 @@
  * bottleneck's own reservoir refresh, which would start a real 250 ms heartbeat timer for every source.
  */
 import Bottleneck from 'bottleneck';
-import { Address6 } from 'ip-address';
 import type { Logger } from 'pino';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { sourceKey } from '../transport/source-key.js';
 
 export const DEFAULT_WINDOW_MS = 60_000;
 
@@ -30,22 +32,7 @@ export interface AdmissionThrottleOptions {
   readonly windowMs?: number;
 }
 
-const IPV4_MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
-
-/**
- * The throttling key of a source address: an IPv4 address as is (also when IPv4-mapped), an IPv6 address by
- * its /64, since one client usually owns a whole /64 and could otherwise rotate addresses inside it.
- */
-export function sourceKey(address: string): string {
-  const mapped = IPV4_MAPPED.exec(address);
-  if (mapped) return mapped[1]!;
-  if (!address.includes(':')) return address;
-  try {
-    return `${new Address6(`${address.replace(/%.*$/, '')}/64`).startAddress().correctForm()}/64`;
-  } catch {
-    return address;
-  }
-}
+export { sourceKey };
 
 const admitted = (): Promise<true> => Promise.resolve(true);
 
@@ -54,6 +41,11 @@ export class AdmissionThrottle {
   private readonly logger: Logger;
   private readonly windowMs: number;
   private limit: number;
+  /**
+   * Throttled sources of the current window and how many attempts each had refused. A source in here is
+   * refused at once (no limiter call, no error object per attempt); it is logged when it enters.
+   */
+  private readonly refusedThisWindow = new Map<string, number>();
   /** Sources already logged as throttled in the current window. */
   private readonly loggedThisWindow = new Set<string>();
   private readonly timer: TimerHandle;
@@ -71,11 +63,18 @@ export class AdmissionThrottle {
   async admit(sourceAddress: string): Promise<boolean> {
     if (this.limit === 0) return true;
     const key = sourceKey(sourceAddress);
+    const refused = this.refusedThisWindow.get(key);
+    if (refused !== undefined) {
+      this.refusedThisWindow.set(key, refused + 1);
+      this.throttledCount++;
+      return false;
+    }
     try {
       return await this.group.key(key).schedule({ weight: 1 }, admitted);
     } catch (err) {
       if (!(err instanceof Bottleneck.BottleneckError)) throw err;
       this.throttledCount++;
+      this.refusedThisWindow.set(key, 1);
       if (!this.loggedThisWindow.has(key)) {
         this.loggedThisWindow.add(key);
         this.logger.warn(
@@ -98,10 +97,25 @@ export class AdmissionThrottle {
     try {
       const limiter = this.group.key(key);
       const left = await limiter.currentReservoir();
-      if (left !== null && left < this.limit) await limiter.incrementReservoir(1);
+      if (left !== null && left < this.limit) {
+        await limiter.incrementReservoir(1);
+        // It has budget again: back to the limiter (a parallel burst from a NAT may have run it dry meanwhile).
+        this.refusedThisWindow.delete(key);
+      }
     } catch (err) {
       this.logger.error({ err, source: key }, 'could not give back a throttle attempt');
     }
+  }
+
+  /**
+   * Whether a source kept trying after it was throttled: as many refused attempts in this window as its
+   * budget. The tunnel listener then drops its new connections at accept, before any TLS work (see
+   * src/transport/connection-guard.ts); until then it still gets its 429 answer. Synchronous and cheap.
+   */
+  isBlocked(sourceAddress: string): boolean {
+    if (this.limit === 0 || this.refusedThisWindow.size === 0) return false;
+    const refused = this.refusedThisWindow.get(sourceKey(sourceAddress));
+    return refused !== undefined && refused >= this.limit;
   }
 
   /** New budget per source; applies from the next window (budgets already started keep theirs). */
@@ -126,6 +140,7 @@ export class AdmissionThrottle {
   }
 
   private newWindow(): void {
+    this.refusedThisWindow.clear();
     this.loggedThisWindow.clear();
     for (const key of this.group.keys()) {
       this.group.deleteKey(key).catch((err: unknown) => this.logger.error({ err, source: key }, 'could not drop a throttle limiter'));

@@ -244,6 +244,7 @@ export class GatewayBackend implements AdminBackend {
       users,
       historyDegraded: health === undefined ? historyEnabled : health.degraded,
       historyPending: health?.pending ?? 0,
+      connections: this.gateway.connectionStats,
     };
   }
 

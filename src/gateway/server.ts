@@ -8,8 +8,10 @@ import { systemClock, type Clock } from '../clock.js';
 import type { ServerConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
 import type { ControlMessage } from '../transport/control.js';
+import type { ConnectionGuardStats } from '../transport/connection-guard.js';
 import type { AcceptedConnection, Admission, TunnelListener } from '../transport/types.js';
 import type { TunDevice, TunSettings } from '../tun/device.js';
+import type { AdmissionThrottle } from './admission.js';
 import { Forwarder } from './forwarding.js';
 import { AddressPool } from './pool.js';
 import { UserRegistry } from './registry.js';
@@ -28,6 +30,8 @@ export interface ReloadSummary {
 export interface ListenRequest {
   readonly config: ServerConfig;
   readonly admission: Admission;
+  /** The per-source attempt throttle (malformed requests spend it; blocked sources are dropped at accept). */
+  readonly throttle: AdmissionThrottle;
   readonly logger: Logger;
 }
 
@@ -77,6 +81,7 @@ export class Gateway {
     try {
       await gateway.open();
     } catch (err) {
+      logStartFailure(gateway.logger, err);
       await gateway.stop('error');
       throw err;
     }
@@ -96,12 +101,25 @@ export class Gateway {
     return this.tun !== null;
   }
 
+  /** The tunnel listener's connections without a session and what its guard closed (null: no guard). */
+  get connectionStats(): ConnectionGuardStats | null {
+    return this.listener?.connectionStats?.() ?? null;
+  }
+
   get listenerKinds(): readonly string[] {
     return this.listener?.kinds ?? [];
   }
 
   private async open(): Promise<void> {
     const { config } = this;
+    // The port first: a second gateway with the same config fails on it (naming address and port), not on the
+    // TUN name; sessions arriving before the TUN is open are closed by accept().
+    this.listener = await this.parts.listen({
+      config,
+      admission: (request) => this.sessions.authenticate(request),
+      throttle: this.sessions.throttle,
+      logger: this.logger,
+    });
     this.tun = await this.parts.openTun(gatewayTunSettings(config));
     this.forwarder = new Forwarder({
       tun: this.tun,
@@ -112,11 +130,6 @@ export class Gateway {
     const forwarder = this.forwarder;
     this.sessions.onClosed((session) => forwarder.detach(session));
     this.sessions.start();
-    this.listener = await this.parts.listen({
-      config,
-      admission: (request) => this.sessions.authenticate(request),
-      logger: this.logger,
-    });
     this.listener.onConnection((accepted) => this.accept(accepted));
     this.logger.info(
       { tun: this.tun.name, listen: `${config.listen}:${config.port}`, transports: this.listener.kinds },
@@ -142,8 +155,8 @@ export class Gateway {
             : 'error';
       const message = err instanceof Error ? err.message : String(err);
       if (reason === 'error') this.logger.error({ err, user: request.user }, 'session open failed');
-      connection.sendControl({ type: 'close', reason, message, retry: true });
-      connection.close({ reason, message });
+      // close() sends the one close message (a sendControl of it first made two).
+      connection.close({ reason, message, retry: true });
       return;
     }
     this.forwarder.attach(session);
@@ -234,6 +247,12 @@ export class Gateway {
     })();
     return this.stopping;
   }
+}
+
+/** Logged as well as returned: the log is where an operator looks first (e.g. for a port in use). */
+export function logStartFailure(logger: Logger, err: unknown): void {
+  const fields = isQuicgateError(err) ? { code: err.code, ...err.details } : {};
+  logger.error({ ...fields, err: err instanceof Error ? err.message : String(err) }, 'gateway failed to start');
 }
 
 export function gatewayTunSettings(config: ServerConfig): TunSettings {

@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { AdminBackend, MetricsSnapshot } from '../admin/backend.js';
 import { DROP_REASONS } from '../gateway/drops.js';
 import { END_REASONS, REJECT_REASONS } from '../gateway/session.js';
+import { GUARD_CLOSE_REASONS } from '../transport/connection-guard.js';
 import { HighWaterMarks } from './monotonic.js';
 
 export interface MetricsExporterOptions {
@@ -103,6 +104,12 @@ export class MetricsExporter {
         this.set(snapshot().historyPending);
       },
     });
+    labelledGauge('quicgate_connections', 'Tunnel connections (HTTP/2) tracked by the connection guard: pending = no authenticated session yet, open = all.', ['state'], registers, (s) =>
+      s.connections === null ? [] : [[{ state: 'pending' }, s.connections.pending], [{ state: 'open' }, s.connections.open]],
+    );
+    monotonicCounter('quicgate_connections_closed_total', 'Tunnel connections without a session closed or reset by the gateway, by reason.', ['reason'], registers, (s) =>
+      s.connections === null ? [] : withKnownKeys(GUARD_CLOSE_REASONS, s.connections.closed).map(([reason, n]) => [{ reason }, n]),
+    );
 
     const durations = new Histogram({
       name: 'quicgate_session_duration_seconds',

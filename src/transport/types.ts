@@ -3,6 +3,7 @@
  * conn.Bind). Implementations: WebTransport over HTTP/2 and HTTP/3 (src/transport/wt-server.ts, wt-client.ts, wt-connection.ts) and an
  * in-memory pair for unit tests (src/transport/memory.ts). The gateway never sees the WebTransport library.
  */
+import type { ConnectionGuardStats } from './connection-guard.js';
 import type { ControlMessage } from './control.js';
 
 export type TransportKind = 'h2' | 'h3' | 'memory';
@@ -101,4 +102,6 @@ export interface TunnelListener {
   onConnection(handler: (accepted: AcceptedConnection) => void): void;
   /** Stop accepting and close the listener (existing connections are closed by their owners). */
   close(): Promise<void>;
+  /** Connections without a session and what was closed for it (listeners with a connection guard). */
+  connectionStats?(): ConnectionGuardStats;
 }

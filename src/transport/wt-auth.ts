@@ -64,6 +64,10 @@ export function rejectedError(refusal: Refusal, transport: string, cause?: unkno
   });
 }
 
+/** Longer paths are refused unread (credentials in the query are a few hundred characters). */
+const MAX_PATH_CHARS = 8192;
+/** The characters RFC 3986 allows in a path and query (no "\\", "[", spaces, controls). */
+const URI_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/%?#]*$/;
 /** How long the server waits for the client's control stream after accepting the session. */
 export const CONTROL_STREAM_TIMEOUT_MS = 10_000;
 
@@ -95,15 +99,29 @@ export function credentialPath(credentials: Credentials): string {
 
 export type ParsedConnect =
   | { readonly ok: true; readonly request: ConnectRequest }
-  | { readonly ok: false; readonly status: 401 | 404; readonly code: string; readonly message: string };
+  | { readonly ok: false; readonly status: 400 | 401 | 404; readonly code: string; readonly message: string };
 
-/** Read the credentials of a CONNECT request; never throws. */
+const MALFORMED: ParsedConnect = { ok: false, status: 400, code: 'QG_ERR_PROTOCOL', message: 'malformed request' };
+
+/** Read the credentials of a CONNECT request; never throws (anything unexpected is a 400). */
 export function parseConnectRequest(event: WtRequestEvent, transport: 'h2' | 'h3'): ParsedConnect {
+  try {
+    return parse(event, transport);
+  } catch {
+    return MALFORMED;
+  }
+}
+
+function parse(event: WtRequestEvent, transport: 'h2' | 'h3'): ParsedConnect {
   const peer = event.peerAddress ?? 'unknown';
   const rawPath = single(event.header[':path']) ?? '';
-  const url = new URL(rawPath, 'https://gateway.invalid');
-  if (url.pathname !== TUNNEL_PATH) return { ok: false, status: 404, code: 'QG_ERR_PROTOCOL', message: 'unknown path' };
-  const raw = fromHeaders(event.header) ?? fromQuery(url.searchParams.get(QUERY_PARAM));
+  // Split by hand: `new URL(path, base)` throws on a :path such as "//[" (read as an authority).
+  if (!rawPath.startsWith('/') || rawPath.length > MAX_PATH_CHARS || !URI_CHARS.test(rawPath)) return MALFORMED;
+  const cut = rawPath.search(/[?#]/);
+  const pathname = cut < 0 ? rawPath : rawPath.slice(0, cut);
+  if (pathname !== TUNNEL_PATH) return { ok: false, status: 404, code: 'QG_ERR_PROTOCOL', message: 'unknown path' };
+  const query = cut < 0 || rawPath[cut] === '#' ? '' : rawPath.slice(cut + 1).split('#', 1)[0]!;
+  const raw = fromHeaders(event.header) ?? fromQuery(new URLSearchParams(query).get(QUERY_PARAM));
   const parsed = CredentialsSchema.safeParse(raw);
   if (!parsed.success) return { ok: false, status: 401, code: 'QG_ERR_AUTH_FAILED', message: 'missing or malformed credentials' };
   return {

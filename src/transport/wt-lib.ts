@@ -4,6 +4,7 @@
  * the drain-aware sender needs. Behaviour we rely on that only exists through patches/ is marked "patched".
  */
 import { Duplex } from 'node:stream';
+import { Server as TlsServer } from 'node:tls';
 import type { ReadableStream, WritableStream } from 'node:stream/web';
 
 export interface WtCloseInfo {
@@ -157,4 +158,15 @@ export function forgetRequest(session: WtServerSession): void {
   const fields = session as unknown as { header?: unknown; userData?: unknown };
   fields.header = undefined;
   fields.userData = undefined;
+}
+
+/**
+ * The node:http2 secure server (a tls.Server) under the library's Http2Server: `transportInt.serverInt`
+ * (internals of @fails-components/webtransport 1.6.8, pinned; test/transport/connection-guard.test.ts fails
+ * when they change). Set synchronously by startServer(), before the server listens. Null when not found.
+ */
+export function findNodeHttp2Server(server: WtServer): TlsServer | null {
+  const transportInt = (server as unknown as { transportInt?: { serverInt?: unknown } }).transportInt;
+  const serverInt = transportInt?.serverInt;
+  return serverInt instanceof TlsServer ? serverInt : null;
 }

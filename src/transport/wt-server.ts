@@ -3,18 +3,23 @@
  * when the optional QUIC module loads.
  *
  * Flow: CONNECT request -> request callback: parse credentials (headers on HTTP/2, `qg` query on HTTP/3,
- *   see wt-auth.ts) -> Admission -> refuse (HTTP/2: status + x-quicgate-error/-message headers; HTTP/3: accept,
- *   then close the session at once with the refusal, see refuse()), or accept with a ticket in userData -> session arrives on sessionStream -> wait for the client's control stream ->
+ *   see wt-auth.ts) -> Admission -> refuse with status + x-quicgate-error/-message headers, or accept with a
+ *   ticket in userData -> session arrives on sessionStream -> wait for the client's control stream ->
  *   WebTransportConnection -> onConnection handler.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { SERVER_DEFAULTS } from '../config/defaults.js';
+import type { ConnectionLimits } from '../config/types.js';
 import { QuicgateError } from '../errors.js';
+import { ConnectionGuard, type ConnectionGuardStats } from './connection-guard.js';
 import { detectHttp3 } from './http3.js';
+import { listenError } from './listen-error.js';
+import { TicketStore } from './tickets.js';
 import type { AcceptedConnection, Admission, ConnectRequest, Refusal, TransportKind, TunnelListener } from './types.js';
-import { CONTROL_STREAM_TIMEOUT_MS, ERROR_HEADER, MESSAGE_HEADER, REFUSAL_CLOSE_CODE, TUNNEL_PATH, encodeRefusal, parseConnectRequest } from './wt-auth.js';
+import { CONTROL_STREAM_TIMEOUT_MS, ERROR_HEADER, MESSAGE_HEADER, REFUSAL_CLOSE_CODE, TUNNEL_PATH, encodeRefusal, parseConnectRequest, sourceOf } from './wt-auth.js';
 import { WebTransportConnection } from './wt-connection.js';
-import { findHttp2SessionStream, forgetRequest, loadWebTransportLibrary, type WtBidiStream, type WtRequestEvent, type WtRequestResult, type WtServer, type WtServerSession } from './wt-lib.js';
+import { findHttp2SessionStream, findNodeHttp2Server, forgetRequest, loadWebTransportLibrary, type WtBidiStream, type WtRequestEvent, type WtRequestResult, type WtServer, type WtServerSession } from './wt-lib.js';
 
 export interface TunnelListenerOptions {
   readonly host: string;
@@ -26,6 +31,22 @@ export interface TunnelListenerOptions {
   readonly sendQueuePackets: number;
   readonly logger: Logger;
   readonly http3: 'auto' | 'off';
+  /** Bounds on connections without an authenticated session (connection-guard.ts); the config defaults if absent. */
+  readonly limits?: ConnectionLimits;
+  /** The per-source attempt throttle: malformed requests spend its budget; blocked sources are dropped at accept. */
+  readonly throttle?: SourceThrottle;
+}
+
+const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  handshakeTimeoutMs: SERVER_DEFAULTS.handshakeTimeoutMs,
+  maxPending: SERVER_DEFAULTS.maxPendingConnections,
+  maxPendingPerSource: SERVER_DEFAULTS.maxPendingConnectionsPerSource,
+};
+
+export interface SourceThrottle {
+  /** Counts an attempt; false when the source is throttled. */
+  admit(sourceAddress: string): Promise<boolean>;
+  isBlocked(sourceAddress: string): boolean;
 }
 
 export interface WebTransportListener extends TunnelListener {
@@ -40,6 +61,8 @@ export interface WebTransportListener extends TunnelListener {
    * pin the renewed certificate fail on HTTP/3 and the old certificate expires under the listener.
    */
   updateCertificate(certPem: string, keyPem: string): Promise<void>;
+  /** Connections without a session, and what the guard closed (HTTP/2). */
+  connectionStats(): ConnectionGuardStats;
 }
 
 interface Ticket {
@@ -49,7 +72,11 @@ interface Ticket {
 export async function createTunnelListener(options: TunnelListenerOptions): Promise<WebTransportListener> {
   const lib = await loadWebTransportLibrary();
   const logger = options.logger;
-  const tickets = new Map<string, Ticket>();
+  const throttle = options.throttle;
+  const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
+  const guard = new ConnectionGuard({ ...limits, sourceBlocked: throttle && ((address) => throttle.isBlocked(address)), logger });
+  // A ticket not taken within the handshake deadline is dropped with the password it holds.
+  const tickets = new TicketStore<Ticket>({ ttlMs: limits.handshakeTimeoutMs, max: limits.maxPending, expire: (t) => guard.released(t.request.peer) });
   const handlers: ((accepted: AcceptedConnection) => void)[] = [];
   const servers: { kind: 'h2' | 'h3'; server: WtServer }[] = [];
   /** Open HTTP/3 connections: closed by a listener restart (updateCertificate). */
@@ -68,16 +95,27 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   });
 
   const requestCallback = (kind: 'h2' | 'h3') => async (event: WtRequestEvent): Promise<WtRequestResult> => {
+    const peer = event.peerAddress ?? 'unknown';
     const parsed = parseConnectRequest(event, kind);
-    if (!parsed.ok) return refuse(kind, { status: parsed.status, code: parsed.code, message: parsed.message });
+    if (!parsed.ok) {
+      // Spends the source's attempt budget; logged while within it (a flood is logged once, by the throttle).
+      const source = sourceOf(peer);
+      if ((await throttle?.admit(source)) ?? true) logger.info({ source, peer, status: parsed.status, reason: parsed.message }, 'malformed session request refused');
+      guard.refused(peer);
+      return refuse(kind, { status: parsed.status, code: parsed.code, message: parsed.message });
+    }
     try {
       const result = await options.admission(parsed.request);
-      if (!result.ok) return refuse(kind, { status: result.status, code: result.code, message: result.message });
-      const id = randomBytes(12).toString('hex');
-      tickets.set(id, { request: { ...parsed.request, user: result.user } });
+      if (!result.ok) {
+        guard.refused(peer);
+        return refuse(kind, { status: result.status, code: result.code, message: result.message });
+      }
+      guard.admitted(peer);
+      const id = tickets.issue({ request: { ...parsed.request, user: result.user } });
       return { status: 200, path: TUNNEL_PATH, userData: { ticket: id } };
     } catch (err) {
       logger.error({ err, peer: parsed.request.peer }, 'admission failed');
+      guard.refused(peer);
       return refuse(kind, { status: 503, code: 'QG_ERR_SERVER_LIMIT', message: 'admission failed' });
     }
   };
@@ -105,13 +143,14 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
       return;
     }
     const ticketId = readTicket(session.userData);
-    const ticket = ticketId === undefined ? undefined : tickets.get(ticketId);
-    if (ticketId !== undefined) tickets.delete(ticketId);
+    const ticket = ticketId === undefined ? undefined : tickets.take(ticketId);
     forgetRequest(session);
     if (!ticket || closed) {
+      if (ticket) guard.released(ticket.request.peer);
       closeQuietly(session, 'server_shutdown');
       return;
     }
+    const peer = ticket.request.peer;
     try {
       await session.ready;
       const controlStream = await firstStream(session);
@@ -125,6 +164,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
         sendQueuePackets: options.sendQueuePackets,
         logger,
       });
+      void connection.closed.then(() => guard.released(peer));
       if (kind === 'h3') {
         h3Connections.add(connection);
         void connection.closed.then(() => h3Connections.delete(connection));
@@ -133,7 +173,8 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
       if (handlers.length === 0) connection.close({ reason: 'server_shutdown', message: 'no handler' });
       for (const handler of handlers) handler(accepted);
     } catch (err) {
-      logger.info({ err, peer: ticket.request.peer, user: ticket.request.user }, 'session failed before its control stream opened');
+      logger.info({ err, peer, user: ticket.request.user }, 'session failed before its control stream opened');
+      guard.released(peer);
       closeQuietly(session, 'error');
     }
   };
@@ -142,10 +183,13 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   h2.setRequestCallback(requestCallback('h2'));
   void acceptSessions('h2', h2);
   h2.startServer();
+  const nodeServer = findNodeHttp2Server(h2);
+  if (nodeServer === null) throw new QuicgateError('QG_ERR_LISTEN', 'the WebTransport library has no node:http2 server where expected (internals changed)');
+  guard.attach(nodeServer);
   try {
     await h2.ready;
   } catch (err) {
-    throw new QuicgateError('QG_ERR_LISTEN', `cannot listen on ${options.host}:${options.port}: ${String(err)}`, { cause: err });
+    throw listenError('the tunnel listener (HTTP/2)', 'TCP', options.host, options.port, err);
   }
   const port = h2.address()?.port ?? options.port;
   servers.push({ kind: 'h2', server: h2 });
@@ -182,6 +226,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     onConnection(handler) {
       handlers.push(handler);
     },
+    connectionStats: () => guard.stats(),
     async updateCertificate(certPem, keyPem) {
       cert = certPem;
       key = keyPem;
@@ -211,6 +256,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
         }
       }
       tickets.clear();
+      guard.close();
     },
   };
 }

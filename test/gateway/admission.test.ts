@@ -125,4 +125,25 @@ describe('AdmissionThrottle', () => {
     clock.advance(60_000);
     expect(await attempts(t, '192.0.2.51', 4)).toEqual([true, true, true, false]);
   });
+
+  it('refuses a throttled source without the limiter, and marks it blocked once it was refused as often as its budget', async () => {
+    const clock = new FakeClock();
+    const t = throttle(3, clock);
+    expect(await attempts(t, '192.0.2.60', 4)).toEqual([true, true, true, false]);
+    // From now on the limiter is not asked (no promise chain, no BottleneckError per attempt).
+    const group = (t as unknown as { group: { key(k: string): unknown } }).group;
+    const key = group.key.bind(group);
+    let limiterCalls = 0;
+    group.key = (k: string) => (limiterCalls++, key(k));
+    expect(t.isBlocked('192.0.2.60')).toBe(false);
+    expect(await attempts(t, '192.0.2.60', 2)).toEqual([false, false]);
+    expect(limiterCalls).toBe(0);
+    expect(t.isBlocked('192.0.2.60')).toBe(true);
+    expect(t.isBlocked('::ffff:192.0.2.60')).toBe(true);
+    expect(t.isBlocked('192.0.2.61')).toBe(false);
+    expect(t.throttled).toBe(3);
+    clock.advance(60_000);
+    expect(t.isBlocked('192.0.2.60')).toBe(false);
+    expect(await t.admit('192.0.2.60')).toBe(true);
+  });
 });

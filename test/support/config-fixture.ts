@@ -63,6 +63,7 @@ export function serverConfig(overrides: Partial<ServerConfig> = {}): ServerConfi
     allowClientToClient: false,
     transports: { h2: true, h3: 'auto' },
     authAttempts: { perSourcePerMinute: 30 },
+    connections: { handshakeTimeoutMs: 5000, maxPending: 1024, maxPendingPerSource: 32 },
     dataDir: '/nonexistent/quicgate-test',
     admin: { enabled: false, listen: '127.0.0.1', port: 0, token: null },
     history: { enabled: false, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100 },

@@ -3,6 +3,7 @@
  * where the tests can see it: kills remove sessions and are recorded, stats are computed from the data,
  * the metrics snapshot reflects the sessions and the users kept for metrics.
  */
+import type { ConnectionGuardStats } from '../../src/transport/connection-guard.js';
 import type {
   AdminBackend,
   HealthView,
@@ -55,6 +56,7 @@ export class FakeAdminBackend implements AdminBackend {
   };
   historyDegraded = false;
   historyPending = 0;
+  connections: ConnectionGuardStats | null = null;
   poolFree: { ipv4: number | null; ipv6: number | null } = { ipv4: 65_000, ipv6: null };
   /** What reload() does next: resolve with a result or throw this error. */
   reloadOutcome: ReloadResult | Error = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [] };
@@ -223,6 +225,7 @@ export class FakeAdminBackend implements AdminBackend {
       users: [...this.traffic].map(([user, t]) => ({ user, ...t })),
       historyDegraded: this.historyDegraded,
       historyPending: this.historyPending,
+      connections: this.connections,
     };
   }
 

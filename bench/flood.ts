@@ -1,0 +1,171 @@
+/**
+ * bench/flood.ts - what a flood from one host costs the gateway and an authenticated user (issue 12, §1).
+ *
+ *   npm run build && sudo npx tsx bench/flood.ts
+ *   ROUNDS=5 IDLE=1500 PASSWORDS=2000 GARBAGE=200 SECONDS=10 sudo -E npx tsx bench/flood.ts
+ *
+ * Setup: a real gateway (default connection bounds: handshake_timeout 5s, max_pending 1024,
+ * max_pending_per_source 32; auth_attempts 10/min) started with --expose-gc and bench/lib/mem-probe.mjs; the
+ * real client in one namespace; the flooding host (test/e2e/helpers/flood-client.mjs: real TLS / HTTP/2
+ * clients) in another, sharing the machine's cores with both, as in the issue's setup.
+ *
+ * Parts and what they print:
+ *   traffic   the user's iperf3 rate and ping median through the tunnel alone, then while the host floods
+ *             (IDLE idle TLS connections held, PASSWORDS wrong passwords on their own connections, GARBAGE
+ *             connections sending garbage after TLS, repeated for the whole measurement): the ratio and the
+ *             ping difference, with the goals ≥ 0.8 and ≤ +10 ms
+ *   cpu       gateway CPU time (utime+stime from /proc) per refused password attempt, per garbage connection
+ *             and per idle connection (held to the deadline or reset at accept), each flood on its own
+ *   memory    ROUNDS floods in a row (no traffic); after each, 2 s later: raw RSS, then a forced GC (SIGUSR2 to
+ *             the probe) and RSS, V8 heap used, external. Goal: after the fifth, RSS within +16 MiB of the first
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { removeStaleNamespaces, Topology } from '../test/e2e/helpers/netns.js';
+import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess } from '../test/e2e/helpers/quicgate.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const PROBE = join(ROOT, 'bench/lib/mem-probe.mjs');
+const FLOOD = join(ROOT, 'test/e2e/helpers/flood-client.mjs');
+const ROUNDS = Number(process.env.ROUNDS ?? 5);
+const IDLE = Number(process.env.IDLE ?? 1500);
+const PASSWORDS = Number(process.env.PASSWORDS ?? 2000);
+const GARBAGE = Number(process.env.GARBAGE ?? 200);
+const SECONDS = Number(process.env.SECONDS ?? 10);
+const GW4 = '198.18.0.1';
+const SERVER_YAML = `
+listen: { address: 192.0.2.1, port: 4433 }
+tunnel:
+  ipv4: { network: 198.18.0.0/16 }
+  ipv6: { network: "2001:db8:1::/64" }
+keepalive_interval: 2s
+history: { enabled: false }
+log_level: info
+`;
+
+interface MemProbe {
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly external: number;
+}
+
+const MiB = 1024 * 1024;
+
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function rssBytes(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
+}
+
+function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench/flood.ts needs root (namespaces, TUN)');
+  await removeStaleNamespaces();
+  // c1 floods during the traffic part and the memory part, c3..c5 are fresh sources for the cpu part.
+  const topo = await Topology.create(5);
+  const files = new GatewayFiles();
+  try {
+    await files.writeUsers([{ name: 'good', password: 'good-pw', bandwidth: 'unlimited' }]);
+    files.writeServer(SERVER_YAML);
+    const gw = startGateway(topo, files, { nodeArgs: ['--expose-gc', '--import', PROBE] });
+    await gw.waitForMsg('gateway up');
+    const good = startClient(topo, topo.clients[1]!, files.clientConfig('good', 'good', 'good-pw'), 'good');
+    await good.waitForMsg('tunnel up');
+
+    const flood = async (options: Record<string, unknown>, ns = topo.clients[0]!): Promise<Record<string, Record<string, unknown>>> => {
+      if (!gw.running) throw new Error(`the gateway exited; its last output:\n${gw.stderrText.slice(-30).join('\n')}`);
+      const args = JSON.stringify({ host: '192.0.2.1', port: 4433, caFile: files.caFile, ...options });
+      const { stdout } = await topo.exec(ns, process.execPath, [FLOOD, args], 600_000);
+      return Object.fromEntries(stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).map((e) => [String(e.event), e]));
+    };
+    const probe = async (): Promise<MemProbe> => {
+      const from = gw.lines.length;
+      gw.signal('SIGUSR2');
+      return (await gw.waitForMsg('memprobe', 60_000, from)) as unknown as MemProbe;
+    };
+    const measure = async (port: number): Promise<{ bps: number; pingMs: number; lost: number }> => {
+      const [tcp, ping] = await Promise.all([
+        iperf(topo, topo.server, topo.clients[1]!, GW4, port, ['-t', String(SECONDS)]),
+        topo.exec(topo.clients[1]!, 'ping', ['-c', String(SECONDS * 5), '-i', '0.2', '-W', '2', GW4], (SECONDS + 30) * 1000),
+      ]);
+      const times = [...ping.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+      return { bps: tcp.receivedBps, pingMs: median(times), lost: SECONDS * 5 - times.length };
+    };
+
+    // ---- traffic: alone, then under the flood (repeated until the measurement is over) ----
+    await measure(5300); // warm-up
+    const alone = await measure(5301);
+    const cpu0 = cpuSeconds(gw.pid);
+    const flooding = flood({ idle: IDLE, passwords: PASSWORDS, garbage: GARBAGE, holdMs: 8000, repeatForMs: (SECONDS + 1) * 1000 });
+    await sleep(500);
+    const during = await measure(5302);
+    const floodResult = await flooding;
+    const cpuFlood = cpuSeconds(gw.pid) - cpu0;
+    const ratio = during.bps / alone.bps;
+    const pingDelta = during.pingMs - alone.pingMs;
+    console.log(`traffic.alone        ${(alone.bps / 1e6).toFixed(1)} Mbit/s, ping median ${alone.pingMs.toFixed(2)} ms (${alone.lost} lost)`);
+    console.log(`traffic.flood        ${(during.bps / 1e6).toFixed(1)} Mbit/s, ping median ${during.pingMs.toFixed(2)} ms (${during.lost} lost); ${String(floodResult.done?.rounds)} flood rounds; gateway CPU ${cpuFlood.toFixed(2)} s`);
+    console.log(`traffic.last-round   ${JSON.stringify({ idle: floodResult.idle, passwords: floodResult.passwords, garbage: floodResult.garbage })}`);
+    console.log(`traffic.ratio        ${ratio.toFixed(2)} (goal >= 0.80: ${ratio >= 0.8 ? 'met' : 'NOT met'})`);
+    console.log(`traffic.ping-delta   ${pingDelta >= 0 ? '+' : ''}${pingDelta.toFixed(2)} ms (goal <= +10 ms: ${pingDelta <= 10 ? 'met' : 'NOT met'})`);
+    await sleep(6000); // the flood's held connections reach their deadline
+
+    // ---- cpu: each kind of flood on its own, no traffic ----
+    const cpuOf = async (label: string, options: Record<string, unknown>, count: number, ns: string): Promise<void> => {
+      await sleep(1000);
+      const before = cpuSeconds(gw.pid);
+      const result = await flood(options, ns);
+      await sleep(1000);
+      const spent = cpuSeconds(gw.pid) - before;
+      const detail = Object.values(result).filter((e) => e.event !== 'done').map((e) => JSON.stringify(e)).join(' ');
+      console.log(`cpu.${label.padEnd(16)} ${((spent / count) * 1e6).toFixed(0)} µs per connection (${spent.toFixed(2)} s for ${count}) ${detail}`);
+    };
+    // Each from a fresh source: the password flood starts with a full budget (10 reach scrypt, then 429 until
+    // refused as often as the budget, then resets at accept); garbage and idle are not throttled by it.
+    await cpuOf('password', { passwords: PASSWORDS }, PASSWORDS, topo.clients[2]!);
+    await cpuOf('garbage', { garbage: GARBAGE }, GARBAGE, topo.clients[3]!);
+    await cpuOf('idle', { idle: IDLE, holdMs: 8000 }, IDLE, topo.clients[4]!);
+
+    // ---- memory: ROUNDS floods in a row ----
+    const rounds: { raw: number; probe: MemProbe }[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      await flood({ idle: IDLE, passwords: PASSWORDS, garbage: GARBAGE, holdMs: 8000 });
+      await sleep(2000);
+      if (!gw.running) throw new Error(`the gateway exited; its last output:\n${gw.stderrText.slice(-30).join('\n')}`);
+      const raw = rssBytes(gw.pid);
+      rounds.push({ raw, probe: await probe() });
+      const p = rounds.at(-1)!.probe;
+      console.log(`memory.flood-${round + 1}       RSS ${(raw / MiB).toFixed(1)} MiB; after GC ${(p.rss / MiB).toFixed(1)} MiB, heap used ${(p.heapUsed / MiB).toFixed(1)} MiB, external ${(p.external / MiB).toFixed(1)} MiB`);
+    }
+    const first = rounds[0]!;
+    const last = rounds.at(-1)!;
+    const growth = (last.raw - first.raw) / MiB;
+    console.log(
+      `memory.growth        RSS ${growth >= 0 ? '+' : ''}${growth.toFixed(1)} MiB from flood 1 to flood ${ROUNDS} (goal <= +16 MiB: ${growth <= 16 ? 'met' : 'NOT met'}); ` +
+        `heap used ${((last.probe.heapUsed - first.probe.heapUsed) / MiB).toFixed(1)} MiB, external ${((last.probe.external - first.probe.external) / MiB).toFixed(1)} MiB, ` +
+        `RSS after GC ${((last.probe.rss - first.probe.rss) / MiB).toFixed(1)} MiB`,
+    );
+    printErrors(gw);
+  } finally {
+    await topo.destroy();
+    files.cleanup();
+  }
+}
+
+function printErrors(gw: QuicgateProcess): void {
+  const errors = gw.lines.filter((l) => l.level >= 50);
+  console.log(`gateway.errors       ${errors.length}${errors.length > 0 ? ` ${JSON.stringify(errors.slice(0, 3))}` : ''}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
