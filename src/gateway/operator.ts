@@ -92,7 +92,8 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
       const after = gateway.currentConfig;
       const changed = RESTART_ONLY.filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
       if (changed.length > 0) logger.warn({ keys: changed }, 'these settings change only with a restart');
-      // gateway.reload resets every bucket to its configured limit: put quota throttles back now, not next tick.
+      // Quota changes of the reload (raised, removed, new) apply now, not at the next tick. A throttle in force
+      // survives the reload either way: the registry keeps the cap (registry.ts, effectiveRate).
       quota.tick();
       return result;
     },

@@ -109,8 +109,8 @@ export class Gateway {
       shapingDelayMs: config.shapingDelayMs,
       allowClientToClient: config.allowClientToClient,
     });
-    const forwarder = this.forwarder;
-    this.sessions.onClosed((session) => forwarder.detach(session));
+    // The session manager attaches and detaches every session's route and shaping as part of open and end.
+    this.sessions.setDataPlane(this.forwarder);
     this.sessions.start();
     this.listener = await this.parts.listen({
       config,
@@ -146,10 +146,9 @@ export class Gateway {
       connection.close({ reason, message });
       return;
     }
-    this.forwarder.attach(session);
     const control: SessionControlState = { lastKeepaliveAck: -Infinity };
     connection.setControlHandler((message) => this.onControl(session, control, message));
-    connection.sendControl(buildAssignment(this.config, session));
+    connection.sendControl(buildAssignment(this.config, session, this.sessions.resumeSecretOf(session)));
   }
 
   /** `control` is this session's control-channel state: when it was last sent a keepalive_ack. */

@@ -1,12 +1,13 @@
 /**
  * The `assign` control message a new session is sent: its addresses, the gateway's, MTU, DNS, routes and the
- * keepalive interval.
+ * keepalive interval, and the session's resume secret (which the client presents to take the session over when
+ * it reconnects).
  */
 import type { ServerConfig } from '../config/types.js';
 import type { AssignControl } from '../transport/control.js';
 import type { Session } from './session.js';
 
-export function buildAssignment(config: ServerConfig, session: Session): AssignControl {
+export function buildAssignment(config: ServerConfig, session: Session, resumeSecret: string): AssignControl {
   const v4 = config.networks.ipv4;
   const v6 = config.networks.ipv6;
   return {
@@ -18,6 +19,7 @@ export function buildAssignment(config: ServerConfig, session: Session): AssignC
     dns: [...config.dns],
     routes: [...config.routes],
     keepaliveMs: config.keepaliveIntervalMs,
+    resumeSecret,
   };
 }
 

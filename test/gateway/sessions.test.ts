@@ -29,6 +29,7 @@ function request(name: string, overrides: Partial<ConnectRequest> = {}): Connect
     peer: '192.0.2.10:40000',
     previousAddresses: [],
     clientVersion: 'test',
+    resume: null,
     transport: 'memory',
     ...overrides,
   };

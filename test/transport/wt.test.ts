@@ -179,7 +179,7 @@ describe('WebTransport tunnel over HTTP/2', () => {
     const wt = new lib.WebTransport(`https://127.0.0.1:${listener.port}${TUNNEL_PATH}`, {
       forceReliable: true,
       ca: certs.caPem,
-      headers: credentialHeaders({ user: 'raw', password: 'secret', previousAddresses: [], clientVersion: 'test' }),
+      headers: credentialHeaders({ user: 'raw', password: 'secret', previousAddresses: [], clientVersion: 'test', resume: null }),
     });
     wt.closed.catch(() => {});
     await wt.ready;
