@@ -4,6 +4,7 @@
  */
 import { loadServerConfig } from '../config/load.js';
 import { attachOperatorSurface } from '../gateway/operator.js';
+import { ReloadQueue } from '../gateway/reload-queue.js';
 import { Gateway } from '../gateway/server.js';
 import { prepareServerTls } from '../gateway/server-tls.js';
 import { createLogger } from '../log.js';
@@ -35,6 +36,7 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
         sendQueuePackets: config.sendQueuePackets,
         logger,
         http3: http3.available ? 'auto' : 'off',
+        http2: config.transports.h2,
       });
       tls.onRenewed((certPem, keyPem) => listener.updateCertificate(certPem, keyPem));
       logger.info(
@@ -46,12 +48,9 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   });
   if (tls.caFile !== null) logger.info({ ca: tls.caFile, pin: tls.pin }, 'clients verify the gateway with this CA (or pin)');
 
-  const reload = async () => {
-    const summary = gateway.reload(await loadServerConfig(configPath));
-    logger.info(summary, 'config reloaded');
-    return summary;
-  };
-  const surface = await attachOperatorSurface(gateway, { config, logger, reload, tunUp: () => gateway.tunOpen });
+  // gateway.reload logs every changed setting and how it took effect.
+  const reloads = new ReloadQueue(async () => gateway.reload(await loadServerConfig(configPath)));
+  const surface = await attachOperatorSurface(gateway, { config, logger, reload: () => reloads.run(), tunUp: () => gateway.tunOpen });
 
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
@@ -70,8 +69,9 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  // The same path as POST /api/reload (the quota enforcer applies quota changes at once there too).
   process.on('SIGHUP', () => {
-    reload().catch((err: unknown) =>
+    surface.backend.reload().catch((err: unknown) =>
       logger.error({ err: err instanceof Error ? err.message : String(err) }, 'reload refused; the running config stays'),
     );
   });

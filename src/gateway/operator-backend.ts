@@ -201,6 +201,7 @@ export class GatewayBackend implements AdminBackend {
       usersRemoved: result.usersRemoved,
       sessionsClosed: result.sessionsClosed,
       needRestart: result.needRestart,
+      changed: result.changed,
     };
   }
 

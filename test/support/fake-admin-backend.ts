@@ -57,7 +57,7 @@ export class FakeAdminBackend implements AdminBackend {
   historyPending = 0;
   poolFree: { ipv4: number | null; ipv6: number | null } = { ipv4: 65_000, ipv6: null };
   /** What reload() does next: resolve with a result or throw this error. */
-  reloadOutcome: ReloadResult | Error = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [] };
+  reloadOutcome: ReloadResult | Error = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [], changed: [] };
   reloadCalls = 0;
   statsWindows: number[] = [];
   private readonly endListeners = new Set<(ended: Ended) => void>();
