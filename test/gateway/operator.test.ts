@@ -251,7 +251,7 @@ describe('reload', () => {
     });
     await h.connect('alice');
     const ok = await h.call('/api/reload', { method: 'POST' });
-    expect(await ok.json()).toEqual({ bandwidthChanged: [], usersRemoved: ['alice'], sessionsClosed: 1, needRestart: [], changed: [] });
+    expect(await ok.json()).toEqual({ bandwidthChanged: [], usersRemoved: ['alice'], sessionsClosed: 1, needRestart: [], changed: [{ key: 'users', effect: 'live' }] });
     fail = true;
     const bad = await h.call('/api/reload', { method: 'POST' });
     expect(bad.status).toBe(409);
