@@ -104,6 +104,9 @@ describe('session resume', () => {
     if ('refused' in late) throw new Error('late connect refused');
     expect(late.assign.ipv4).toEqual(a.assign.ipv4);
     expect(h.gateway.sessions.stats().resumeRefused).toBe(2);
+    const metrics = samples(await (await h.call('/metrics')).text());
+    expect(metrics.get('quicgate_resume_refused_total')).toBe(2);
+    expect(metrics.get('quicgate_session_listener_errors_total')).toBe(0);
   });
 
   it('does not count the resumed session against the total limit either', async () => {

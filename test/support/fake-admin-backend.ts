@@ -215,6 +215,8 @@ export class FakeAdminBackend implements AdminBackend {
       activeSessions: this.sessions.size,
       sessionsStarted: this.sessionsStarted,
       sessionsEnded: { ...this.endedCounts },
+      resumeRefused: 0,
+      listenerErrors: 0,
       rejections: { ...this.rejections },
       drops: { ...this.drops },
       poolFree: { ...this.poolFree },
