@@ -4,12 +4,12 @@
  *
  * Polls os.networkInterfaces() every `intervalMs` and compares the set of non-loopback addresses, leaving out
  * the tunnel's own device. Polling by hand: Node has no address-change event and no npm package offers one
- * without a native netlink module; one call per half second costs microseconds.
+ * without a native netlink module; one call per quarter second costs microseconds.
  */
 import { networkInterfaces } from 'node:os';
 import type { PathWatch } from './tunnel-client.js';
 
-export const DEFAULT_PATH_POLL_MS = 500;
+export const DEFAULT_PATH_POLL_MS = 250;
 
 /** The host's addresses as one comparable string (sorted "device address" pairs). */
 export function addressSignature(interfaces: ReturnType<typeof networkInterfaces>, ignoreDevice: string): string {

@@ -43,7 +43,7 @@ export interface ConnectParams {
 export type PathWatch = (onChange: () => void) => () => void;
 
 /** How long a keepalive probe after a local address change may go unanswered before the client reconnects. */
-export const PATH_PROBE_MS = 1000;
+export const PATH_PROBE_MS = 500;
 /** Close reason of a connection given up after a local address change; the reconnect follows without backoff. */
 const PATH_CHANGED = 'path_changed';
 
