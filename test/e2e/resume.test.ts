@@ -86,7 +86,7 @@ beforeAll(async () => {
 afterAll(() => stopTestbed({ topo, files }));
 
 describe.each(TRANSPORTS)('resume over %s', (transport) => {
-  it('after an outage (link down, the old connection's close lost): same address, the old session ends resumed, no ghost, under max_sessions 1 + reject', async () => {
+  it('after an outage (link down, its close lost): same address, the old session ends resumed, no ghost, under max_sessions 1 + reject', async () => {
     const { client, up } = await upClient(transport, `outage-${transport}`);
     const fromLine = client.lines.length;
     const opened = await gateway.waitFor((l) => l.msg === 'session opened' && l.session === up.session, 5_000);
