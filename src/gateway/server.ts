@@ -209,7 +209,6 @@ export class Gateway {
     }
     this.sessions.throttle.setLimit(next.authAttempts.perSourcePerMinute);
     this.forwarder?.setAllowClientToClient(next.allowClientToClient);
-    this.logger.level = next.logLevel;
     this.config = { ...next, ...kept } as ServerConfig;
     const names = new Set(next.users.map((u) => u.name));
     const needRestart = changed.filter((c) => c.effect === 'restart').map((c) => c.key);
@@ -227,6 +226,8 @@ export class Gateway {
     };
     this.logger.info({ changed: changed.map((c) => `${c.key} (${c.effect})`) }, changed.length === 0 ? 'config reloaded: nothing changed' : 'config reloaded');
     if (needRestart.length > 0) this.logger.warn({ keys: needRestart }, 'these settings change only with a restart');
+    // Last, so the reload itself is still logged at the level it was asked at.
+    this.logger.level = next.logLevel;
     return summary;
   }
 
