@@ -204,26 +204,27 @@ uint32_t Coalescer::WriteBatch(uint8_t* data, const uint32_t* lengths, size_t st
   }
 
   uint32_t accepted = 0;
-  for (Group& g : groups_) {
-    int rc = WriteGroup(g, writev, ctx);
-    if (rc == 0) accepted += g.members;
-    if (status != nullptr) {
-      for (int32_t m = g.first; m >= 0; m = packets_[static_cast<size_t>(m)].next) status[m] = rc == 0 ? 1 : 0;
-    }
-  }
+  for (Group& g : groups_) accepted += WriteGroup(g, status, writev, ctx);
   return accepted;
 }
 
 // Writes one group: a plain packet, or a super-packet with a GSO header. If the kernel refuses the
 // super-packet as invalid (an older kernel without that offload), the members go one by one and that kind of
-// coalescing is switched off.
-int Coalescer::WriteGroup(Group& g, WritevFn writev, void* ctx) {
+// coalescing is switched off; each member then counts as written or refused on its own.
+uint32_t Coalescer::WriteGroup(Group& g, uint8_t* status, WritevFn writev, void* ctx) {
   Packet& head = packets_[static_cast<size_t>(g.first)];
+  auto mark = [status](int32_t m, bool ok) {
+    if (status != nullptr) status[m] = ok ? 1 : 0;
+  };
+  auto markAll = [&](bool ok) {
+    for (int32_t m = g.first; m >= 0; m = packets_[static_cast<size_t>(m)].next) mark(m, ok);
+    return ok ? g.members : 0u;
+  };
   iov_.resize(2);
   iov_[0] = {const_cast<VnetHeader*>(&kPlainHeader), kVnetHeaderLength};
   if (g.members == 1) {
     iov_[1] = {head.bytes, head.length};
-    return writev(ctx, iov_.data(), 2);
+    return markAll(writev(ctx, iov_.data(), 2) == 0);
   }
 
   uint8_t* b = head.bytes;
@@ -264,22 +265,23 @@ int Coalescer::WriteGroup(Group& g, WritevFn writev, void* ctx) {
   if (rc == 0) {
     superPackets++;
     coalescedPackets += g.members;
-    return 0;
+    return markAll(true);
   }
   std::memcpy(b, saved, iph + l4);
-  if (rc != EINVAL) return rc;
+  if (rc != EINVAL) return markAll(false);
   if (tcp) tcpEnabled = false;
   else udpEnabled = false;
-  int last = 0;
+  uint32_t written = 0;
   for (int32_t m = g.first; m >= 0; m = packets_[static_cast<size_t>(m)].next) {
     Packet& member = packets_[static_cast<size_t>(m)];
     iov_.resize(2);
     iov_[0] = {const_cast<VnetHeader*>(&kPlainHeader), kVnetHeaderLength};
     iov_[1] = {member.bytes, member.length};
-    int one = writev(ctx, iov_.data(), 2);
-    if (one != 0) last = one;
+    bool ok = writev(ctx, iov_.data(), 2) == 0;
+    mark(m, ok);
+    if (ok) written++;
   }
-  return last;
+  return written;
 }
 
 }  // namespace quicgate

@@ -70,7 +70,8 @@ class Coalescer {
   void Classify(Packet& packet) const;
   bool SameFlow(const Packet& a, const Packet& b) const;
   bool CanAppend(const Group& group, const Packet& packet) const;
-  int WriteGroup(Group& group, WritevFn writev, void* ctx);
+  // Writes one group; sets status[m] for each member (status may be null) and returns how many were accepted.
+  uint32_t WriteGroup(Group& group, uint8_t* status, WritevFn writev, void* ctx);
 
   std::vector<Packet> packets_;
   std::vector<Group> groups_;

@@ -82,6 +82,10 @@ export interface MetricsSnapshot {
   readonly sessionsStarted: number;
   readonly sessionsEnded: Readonly<Partial<Record<EndReason, number>>>;
   readonly rejections: Readonly<Partial<Record<RejectReason, number>>>;
+  /** Resume claims that matched no live session (the client got a new session instead). */
+  readonly resumeRefused: number;
+  /** Session open/close listeners that threw. */
+  readonly listenerErrors: number;
   readonly drops: Readonly<Record<string, number>>;
   readonly poolFree: { readonly ipv4: number | null; readonly ipv6: number | null };
   readonly liveBuckets: number;

@@ -156,6 +156,18 @@ export const OPENAPI_DOCUMENT = {
           usersRemoved: { type: 'array', items: { type: 'string' } },
           sessionsClosed: { type: 'integer' },
           needRestart: { type: 'array', items: { type: 'string' }, description: 'settings that apply only after a restart' },
+          changed: {
+            type: 'array',
+            description: 'every setting that differs from the running config, with how it took effect',
+            items: {
+              type: 'object',
+              properties: {
+                key: { type: 'string', description: 'the key in the config file, e.g. shaping_delay' },
+                effect: { type: 'string', enum: ['live', 'new_sessions', 'restart'] },
+              },
+              required: ['key', 'effect'],
+            },
+          },
         },
       },
     },

@@ -148,7 +148,7 @@ export const StatsViewSchema: z.ZodType<StatsView> = z.object({
   rejections: counts,
 });
 
-/** The reload answer, with `needRestart`: settings that change only with a restart. */
+/** The reload answer: every changed setting with its effect, and `needRestart`: those that change only with a restart. */
 export type ReloadAnswer = ReloadResult;
 
 export const ReloadAnswerSchema: z.ZodType<ReloadAnswer> = z.object({
@@ -156,6 +156,7 @@ export const ReloadAnswerSchema: z.ZodType<ReloadAnswer> = z.object({
   usersRemoved: z.array(z.string()),
   sessionsClosed: z.number(),
   needRestart: z.array(z.string()),
+  changed: z.array(z.object({ key: z.string(), effect: z.enum(['live', 'new_sessions', 'restart']) })),
 });
 
 const SessionListSchema = z.object({ sessions: z.array(SessionViewSchema) });

@@ -4,6 +4,7 @@
  */
 import { loadServerConfig } from '../config/load.js';
 import { attachOperatorSurface } from '../gateway/operator.js';
+import { ReloadQueue } from '../gateway/reload-queue.js';
 import { Gateway, logStartFailure } from '../gateway/server.js';
 import { prepareServerTls } from '../gateway/server-tls.js';
 import { createLogger } from '../log.js';
@@ -37,6 +38,7 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
         http3: http3.available ? 'auto' : 'off',
         limits: config.connections,
         throttle,
+        http2: config.transports.h2,
       });
       tls.onRenewed((certPem, keyPem) => void listener.updateCertificate(certPem, keyPem));
       logger.info(
@@ -48,14 +50,11 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   });
   if (tls.caFile !== null) logger.info({ ca: tls.caFile, pin: tls.pin }, 'clients verify the gateway with this CA (or pin)');
 
-  const reload = async () => {
-    const summary = gateway.reload(await loadServerConfig(configPath));
-    logger.info(summary, 'config reloaded');
-    return summary;
-  };
+  // gateway.reload logs every changed setting and how it took effect.
+  const reloads = new ReloadQueue(async () => gateway.reload(await loadServerConfig(configPath)));
   let surface;
   try {
-    surface = await attachOperatorSurface(gateway, { config, logger, reload, tunUp: () => gateway.tunOpen });
+    surface = await attachOperatorSurface(gateway, { config, logger, reload: () => reloads.run(), tunUp: () => gateway.tunOpen });
   } catch (err) {
     // e.g. the admin port in use: say so in the log too, and end the sessions cleanly before exiting.
     logStartFailure(logger, err);
@@ -80,8 +79,9 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  // The same path as POST /api/reload (the quota enforcer applies quota changes at once there too).
   process.on('SIGHUP', () => {
-    reload().catch((err: unknown) =>
+    surface.backend.reload().catch((err: unknown) =>
       logger.error({ err: err instanceof Error ? err.message : String(err) }, 'reload refused; the running config stays'),
     );
   });

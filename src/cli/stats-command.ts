@@ -70,8 +70,13 @@ export function describeReload(result: ReloadAnswer): string {
   if (result.bandwidthChanged.length > 0) parts.push(`bandwidth changed for ${result.bandwidthChanged.join(', ')}`);
   if (result.usersRemoved.length > 0) parts.push(`users removed or disabled: ${result.usersRemoved.join(', ')}`);
   if (result.sessionsClosed > 0) parts.push(`${result.sessionsClosed} session${result.sessionsClosed === 1 ? '' : 's'} closed`);
+  const applied = result.changed.filter((c) => c.effect === 'live').map((c) => c.key);
+  const later = result.changed.filter((c) => c.effect === 'new_sessions').map((c) => c.key);
+  if (applied.length > 0) parts.push(`applied now: ${applied.join(', ')}`);
+  if (later.length > 0) parts.push(`applied to new sessions: ${later.join(', ')}`);
   const restart = result.needRestart ?? [];
   if (restart.length > 0) parts.push(`changed but only applied after a restart: ${restart.join(', ')}`);
+  if (result.changed.length === 0) parts.push('no setting changed');
   return `${parts.join('; ')}\n`;
 }
 

@@ -6,9 +6,17 @@
  * Whether to come back is the gateway's decision, not the client's: every `close` message carries `retry`,
  * and the client stops exactly when it is false (admin_kill, replaced, user_removed, quota_exceeded, ...;
  * the gateway's list is in src/transport/connection-base.ts). A refusal at connect time has no close message:
- * there HTTP 401/403/404 count as final (src/transport/wt-auth.ts refusalRetries), anything else is retried;
- * on HTTP/3 the refusal arrives as the session's close before the assignment (CloseInfo.refused). A connection
- * that ends without the gateway's word (path lost, keepalives missed) is retried.
+ * there HTTP 401/403/404 count as final (src/transport/wt-auth.ts refusalRetries), and so does a server
+ * certificate that does not verify (QG_ERR_TLS: a configuration error, or someone in the path; retrying cannot
+ * fix either); on HTTP/3 the refusal arrives as the session's close before the assignment (CloseInfo.refused);
+ * anything else is retried with backoff until reconnect.max_attempts, then run() ends with
+ * QG_ERR_CONNECT_FAILED. A connection that ends without the gateway's word (path lost, keepalives missed) is
+ * retried.
+ *
+ * Every reconnect presents the previous session's id and resume secret (from its assignment): the gateway ends
+ * that session at once (`resumed`) and gives the same addresses back, so a long outage leaves no ghost session.
+ * When the local addresses change (roaming), the path is probed with a keepalive; no answer within
+ * PATH_PROBE_MS and the client reconnects at once, without waiting for the dead-path limit or a backoff.
  *
  *   connect ──► assign ──► TUN up (kept across reconnects unless the assignment changes) ──► forward
  *      ▲                                                                                     │ closed / dead path
@@ -19,7 +27,7 @@ import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import type { ClientConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
 import type { AssignControl, ControlMessage } from '../transport/control.js';
-import type { CloseInfo, TunnelConnection } from '../transport/types.js';
+import type { CloseInfo, ResumeClaim, TunnelConnection } from '../transport/types.js';
 import { sessionMtu } from '../transport/mtu.js';
 import { rejectedError } from '../transport/wt-auth.js';
 import type { TunDevice, TunSettings } from '../tun/device.js';
@@ -30,8 +38,18 @@ import { KeepaliveMonitor } from './keepalive.js';
 export interface ConnectParams {
   readonly config: ClientConfig;
   readonly previousAddresses: readonly string[];
+  /** The last session's id and resume secret, null before the first assignment. */
+  readonly resume: ResumeClaim | null;
   readonly logger: Logger;
 }
+
+/** Calls `onChange` whenever the host's own addresses change; returns a function that stops watching. */
+export type PathWatch = (onChange: () => void) => () => void;
+
+/** How long a keepalive probe after a local address change may go unanswered before the client reconnects. */
+export const PATH_PROBE_MS = 500;
+/** Close reason of a connection given up after a local address change; the reconnect follows without backoff. */
+const PATH_CHANGED = 'path_changed';
 
 export interface ClientParts {
   readonly logger: Logger;
@@ -42,6 +60,8 @@ export interface ClientParts {
   readonly applySystem?: (assignment: AssignControl) => Promise<() => Promise<void>>;
   /** How long to wait for the assignment after the session opens. */
   readonly assignTimeoutMs?: number;
+  /** Watches the host's addresses (src/client/path-watch.ts); without it only keepalives notice a new path. */
+  readonly watchPath?: PathWatch;
 }
 
 export type ClientState =
@@ -61,6 +81,7 @@ export class TunnelClient {
   private tunKey = '';
   private undoSystem: (() => Promise<void>) | null = null;
   private addresses: string[] = [];
+  private resume: ResumeClaim | null = null;
   private stopRequested = false;
   private wake: (() => void) | null = null;
   private readonly listeners = new Set<(state: ClientState) => void>();
@@ -85,6 +106,7 @@ export class TunnelClient {
       this.setState({ kind: 'connecting', attempt: this.backoff.attempts });
       this.logger.info({ attempt: this.backoff.attempts, transport: this.config.transport }, 'connecting');
       let lastError = '';
+      let pathChanged = false;
       try {
         const info = await this.connectOnce();
         if (info.retry === false && !this.stopRequested) {
@@ -93,6 +115,7 @@ export class TunnelClient {
           break;
         }
         lastError = `session closed: ${info.reason}`;
+        pathChanged = info.reason === PATH_CHANGED;
         this.logger.warn({ reason: info.reason, message: info.message }, 'session closed');
       } catch (err) {
         if (isQuicgateError(err, 'QG_ERR_REJECTED') && err.details?.retry === false) {
@@ -100,10 +123,17 @@ export class TunnelClient {
           this.logger.warn({ reason: err.details.reason, err: err.message }, 'the gateway refused the session and said not to reconnect');
           break;
         }
+        if (isQuicgateError(err, 'QG_ERR_TLS')) {
+          finalError = err;
+          this.logger.error({ err: err.message }, 'the gateway certificate does not verify; not reconnecting (check ca_file / pinned_cert_hashes)');
+          break;
+        }
         lastError = err instanceof Error ? err.message : String(err);
         this.logger.warn({ err: lastError }, 'connect failed');
       }
       if (this.stopRequested) break;
+      // A new local path: the old session is resumed on it at once (the gateway still has it).
+      if (pathChanged) continue;
       if (this.backoff.exhausted) {
         finalError = new QuicgateError('QG_ERR_CONNECT_FAILED', `giving up after ${this.backoff.attempts} attempts: ${lastError}`);
         break;
@@ -129,10 +159,13 @@ export class TunnelClient {
     const connection = await this.parts.connect({
       config: this.config,
       previousAddresses: this.addresses,
+      resume: this.resume,
       logger: this.logger,
     });
     this.connection = connection;
     let monitor: KeepaliveMonitor | null = null;
+    let unwatch: (() => void) | null = null;
+    const probe: { timer: TimerHandle | null } = { timer: null };
     try {
       if (this.stopRequested) {
         connection.close({ reason: 'client_closed', message: 'client stopped' });
@@ -141,6 +174,7 @@ export class TunnelClient {
       const assignment = await this.awaitAssignment(connection);
       const tun = await this.bringUpTun(assignment, connection.maxDatagramBytes);
       this.addresses = [assignment.ipv4?.address, assignment.ipv6?.address].filter((a): a is string => !!a);
+      this.resume = assignment.resumeSecret === undefined ? null : { sessionId: assignment.sessionId, secret: assignment.resumeSecret };
       this.forwarder.setConnection(connection);
       monitor = new KeepaliveMonitor(
         this.clock,
@@ -155,6 +189,19 @@ export class TunnelClient {
       };
       connection.setControlHandler((message) => this.onControl(message, m));
       monitor.start();
+      unwatch =
+        this.parts.watchPath?.(() => {
+          if (probe.timer !== null) return;
+          // QUIC may have migrated the connection to the new path: an answer within the probe keeps it.
+          const sentAt = this.clock.now();
+          this.logger.info({ probeMs: PATH_PROBE_MS }, 'local addresses changed; probing the path');
+          connection.sendControl({ type: 'keepalive', t: sentAt });
+          probe.timer = this.clock.setTimeout(() => {
+            probe.timer = null;
+            if (m.lastHeard > sentAt) return;
+            connection.close({ reason: PATH_CHANGED, message: `local addresses changed and the gateway did not answer within ${PATH_PROBE_MS} ms` });
+          }, PATH_PROBE_MS);
+        }) ?? null;
       this.backoff.reset();
       this.setState({ kind: 'up', assignment, since: this.clock.wallNow() });
       this.logger.info(
@@ -163,6 +210,8 @@ export class TunnelClient {
       );
       return await connection.closed;
     } finally {
+      unwatch?.();
+      probe.timer?.cancel();
       monitor?.stop();
       this.forwarder.setConnection(null);
       this.forwarder.onHeard = () => {};

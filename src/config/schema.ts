@@ -245,6 +245,48 @@ export const ServerFileSchema = z.strictObject({
 });
 export type ServerFile = z.output<typeof ServerFileSchema>;
 
+/**
+ * How a change to each server setting takes effect on reload (SIGHUP or POST /api/reload), next to the schema:
+ *   live          applied to the running gateway and its sessions at once
+ *   new_sessions  applied to sessions opened after the reload (what their assignment carries)
+ *   restart       kept at the running value until a restart; a change is reported, never silently dropped
+ *   none          not a setting (bookkeeping of the loader)
+ * Typed over every field of ServerConfig, so a new setting cannot be added without deciding this.
+ * `key` is the name in the YAML file, as reload answers and logs report it.
+ */
+export type ReloadEffect = 'live' | 'new_sessions' | 'restart' | 'none';
+
+export const RELOAD_EFFECTS: { readonly [K in keyof ServerConfig]: { readonly key: string; readonly effect: ReloadEffect } } = {
+  source: { key: '(config file)', effect: 'none' },
+  listen: { key: 'listen.address', effect: 'restart' },
+  port: { key: 'listen.port', effect: 'restart' },
+  tls: { key: 'tls', effect: 'restart' },
+  tunName: { key: 'tunnel.name', effect: 'restart' },
+  tunOffload: { key: 'tunnel.offload', effect: 'restart' },
+  networks: { key: 'tunnel.ipv4/tunnel.ipv6', effect: 'restart' },
+  mtu: { key: 'tunnel.mtu', effect: 'restart' },
+  dns: { key: 'tunnel.dns', effect: 'new_sessions' },
+  routes: { key: 'tunnel.routes', effect: 'new_sessions' },
+  defaultBandwidth: { key: 'default_bandwidth', effect: 'live' },
+  limits: { key: 'limits', effect: 'live' },
+  keepaliveIntervalMs: { key: 'keepalive_interval', effect: 'new_sessions' },
+  // The shaping queues are sized and timed with it when a session first shapes; a restart sizes them anew.
+  shapingDelayMs: { key: 'shaping_delay', effect: 'restart' },
+  // Each connection's send queue is made with it when the transport accepts the session.
+  sendQueuePackets: { key: 'send_queue_packets', effect: 'restart' },
+  allowClientToClient: { key: 'allow_client_to_client', effect: 'live' },
+  transports: { key: 'transports', effect: 'restart' },
+  // The connection guard is made with these bounds when the listener starts.
+  connections: { key: 'connections', effect: 'restart' },
+  authAttempts: { key: 'auth_attempts', effect: 'live' },
+  dataDir: { key: 'data_dir', effect: 'restart' },
+  admin: { key: 'admin', effect: 'restart' },
+  history: { key: 'history', effect: 'restart' },
+  logLevel: { key: 'log_level', effect: 'live' },
+  usersFile: { key: 'users_file', effect: 'live' },
+  users: { key: 'users', effect: 'live' },
+};
+
 // ---- client --------------------------------------------------------------------------------------------
 
 const serverUrl = textField('a URL such as "https://vpn.example.net:4433/"', (text) => {

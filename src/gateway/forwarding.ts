@@ -7,7 +7,7 @@ import type { Clock } from '../clock.js';
 import type { TunDevice } from '../tun/device.js';
 import { TunWriter } from '../tun/writer.js';
 import { newDropCounters, type DropCounters } from './drops.js';
-import { InboundReceiver } from './inbound.js';
+import { InboundReceiver, type InboundOptions } from './inbound.js';
 import { OutboundPipeline } from './outbound.js';
 import { TunnelPeer } from './peer.js';
 import { RouteTable } from './route-table.js';
@@ -26,11 +26,26 @@ export class Forwarder {
   private readonly peers = new Map<string, TunnelPeer>();
   private readonly outbound: OutboundPipeline;
   private readonly writer: TunWriter;
+  /** Shared by every session's receiver, so a reload's allow_client_to_client reaches them all at once. */
+  private readonly inbound: { -readonly [K in keyof InboundOptions]: InboundOptions[K] };
 
   constructor(private readonly options: ForwarderOptions) {
     this.outbound = new OutboundPipeline(this.routes, this.drops, options.clock, options.shapingDelayMs);
     options.tun.onBatch(this.outbound.handleBatch);
     this.writer = new TunWriter(options.tun);
+    this.inbound = {
+      clock: options.clock,
+      writer: this.writer,
+      routes: this.routes,
+      drops: this.drops,
+      shapingDelayMs: options.shapingDelayMs,
+      allowClientToClient: options.allowClientToClient,
+    };
+  }
+
+  /** Live policy change (reload): applies to every session's next packet. */
+  setAllowClientToClient(allow: boolean): void {
+    this.inbound.allowClientToClient = allow;
   }
 
   get peerCount(): number {
@@ -42,16 +57,7 @@ export class Forwarder {
     const peer = new TunnelPeer(session);
     this.peers.set(session.id, peer);
     this.routes.add(peer);
-    session.connection.setReceiver(
-      new InboundReceiver(peer, {
-        clock: this.options.clock,
-        writer: this.writer,
-        routes: this.routes,
-        drops: this.drops,
-        shapingDelayMs: this.options.shapingDelayMs,
-        allowClientToClient: this.options.allowClientToClient,
-      }),
-    );
+    session.connection.setReceiver(new InboundReceiver(peer, this.inbound));
     return peer;
   }
 

@@ -201,6 +201,7 @@ export class GatewayBackend implements AdminBackend {
       usersRemoved: result.usersRemoved,
       sessionsClosed: result.sessionsClosed,
       needRestart: result.needRestart,
+      changed: result.changed,
     };
   }
 
@@ -237,6 +238,8 @@ export class GatewayBackend implements AdminBackend {
       sessionsStarted: stats.opened,
       sessionsEnded: stats.ended,
       rejections: stats.rejections,
+      resumeRefused: stats.resumeRefused,
+      listenerErrors: stats.listenerErrors,
       drops: { ...this.gateway.drops },
       poolFree: { ipv4: stats.pool.ipv4?.free ?? null, ipv6: stats.pool.ipv6?.free ?? null },
       liveBuckets: this.gateway.registry.bucketCount,

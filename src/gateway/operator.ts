@@ -47,9 +47,6 @@ export interface OperatorSurface {
   stop(): Promise<void>;
 }
 
-/** Settings read once at start; a reload that changes them only takes effect after a restart. */
-const RESTART_ONLY = ['admin', 'history'] as const;
-
 export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOptions): Promise<OperatorSurface> {
   const { config, logger } = opts;
   const clock = opts.clock ?? systemClock;
@@ -87,12 +84,10 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
     ledgerRetainMs: opts.ledgerRetainMs,
     tunUp: opts.tunUp,
     reload: async () => {
-      const before = gateway.currentConfig;
+      // admin and history are read once at start: gateway.reload reports them as restart settings.
       const result = await opts.reload();
-      const after = gateway.currentConfig;
-      const changed = RESTART_ONLY.filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
-      if (changed.length > 0) logger.warn({ keys: changed }, 'these settings change only with a restart');
-      // gateway.reload resets every bucket to its configured limit: put quota throttles back now, not next tick.
+      // Quota changes of the reload (raised, removed, new) apply now, not at the next tick. A throttle in force
+      // survives the reload either way: the registry keeps the cap (registry.ts, effectiveRate).
       quota.tick();
       return result;
     },

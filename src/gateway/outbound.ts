@@ -6,8 +6,8 @@
  *        │                                                                     ▼
  *        └────────────── end of batch: flush every touched connection ◄── connection.sendPacket (coalesced)
  *
- * Per packet: no allocation, no promise, no log line, no registry lookup. Activity stamp and counters of the
- * session are plain stores.
+ * Per packet: no allocation, no promise, no log line, no registry lookup. Counters of the
+ * session are plain stores; liveness (lastActivity) is stamped only by what the client sends (inbound.ts).
  */
 import type { Clock } from '../clock.js';
 import type { TunBatch } from '../tun/device.js';
@@ -59,8 +59,8 @@ export class OutboundPipeline {
     for (let i = 0; i < this.touchedCount; i++) {
       const peer = this.touched[i]!;
       this.touched[i] = undefined;
+      // No activity stamp: traffic towards a client says nothing about whether it is still there.
       peer.session.connection.flush();
-      peer.session.lastActivity = now;
     }
     this.touchedCount = 0;
   };

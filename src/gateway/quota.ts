@@ -5,8 +5,12 @@
  *   every intervalMs (Clock):  deltas of live sessions' counters since the last tick (+ final deltas of
  *     sessions that ended meanwhile) ─► history.addQuotaUsage(user, periodKey) and the cached `used`
  *     ─► spent?  disconnect: killUser('quota_exceeded'), admission refuses until the period ends
- *                throttle:   the user's shared bucket set to the throttle rate until the period rolls over
- *   period rolled over / quota raised or removed by a reload ─► configured limit restored
+ *                throttle:   a rate cap (the throttle rate) on the user until the period rolls over
+ *   period rolled over / quota raised or removed by a reload ─► cap lifted
+ *
+ * The enforcer never sets a bucket: it supplies the cap, the registry computes the effective rate from the
+ * configured limit and the cap (registry.ts, effectiveRate). So a reload, which supplies the configured limit,
+ * keeps a throttle in force, and the first session of a throttled user starts throttled.
  *
  * The config is read on every tick (gateway.currentConfig), so a reload that changes a quota applies at the
  * next tick, whichever way the reload came. Without a history the usage is counted in memory only.
@@ -16,7 +20,7 @@ import type { QuotaView } from '../admin/backend.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { QuotaConfig, ServerConfig, UserConfig } from '../config/types.js';
 import { periodKey, type HistoryStore } from '../history/index.js';
-import { effectiveLimit, type UserRegistry } from './registry.js';
+import type { UserRegistry } from './registry.js';
 import type { RejectReason, Session } from './session.js';
 import type { SessionManager } from './sessions.js';
 
@@ -66,13 +70,14 @@ export class QuotaEnforcer {
         this.counted.delete(s.id);
         if (delta > 0) this.endedDeltas.set(s.user, (this.endedDeltas.get(s.user) ?? 0) + delta);
       }),
-      // The registry gives a user's first session a bucket at the configured rate: throttle it before any packet.
+      // A user over a throttle quota who was not capped yet (usage read from the history at this first
+      // session): cap before any packet. A cap set earlier already gave the session a throttled bucket.
       options.sessions.onOpened((s) => {
         const user = this.userConfig(s.user);
         const quota = user?.quota;
         if (user === undefined || quota == null || quota.action !== 'throttle') return;
         const state = this.stateFor(user, quota);
-        if (state.throttled || this.usedNow(user.name, state) >= quota.bytes) this.throttle(user, quota);
+        if (!state.throttled && this.usedNow(user.name, state) >= quota.bytes) this.throttle(user, quota);
       }),
     );
   }
@@ -176,33 +181,21 @@ export class QuotaEnforcer {
     }
   }
 
-  /** Put the throttle on the user's shared bucket (idempotent; also re-applies after a reload reset it). */
+  /** Cap the user at the throttle rate (idempotent). The registry keeps a lower configured limit. */
   private throttle(user: UserConfig, quota: QuotaConfig): void {
     const state = this.states.get(user.name);
     if (state === undefined || quota.throttleRate === null) return;
     state.throttled = true;
-    // Throttling never raises a limit that is already lower.
-    const rate = user.bandwidth === null ? quota.throttleRate : Math.min(user.bandwidth, quota.throttleRate);
-    const bucket = this.opts.registry.bucketOf(user.name);
-    if (bucket !== null && bucket.rate === rate) return;
-    // Burst null: the default depth for the throttled rate, not the (larger) configured one.
-    this.setLimit(user.name, rate, null);
-    this.opts.logger.info({ user: user.name, rate }, 'data quota spent: user throttled');
+    if (this.opts.registry.rateCapOf(user.name) === quota.throttleRate) return;
+    this.opts.sessions.setRateCap(user.name, quota.throttleRate);
+    this.opts.logger.info({ user: user.name, rate: quota.throttleRate }, 'data quota spent: user throttled');
   }
 
   private restore(user: UserConfig): void {
     const state = this.states.get(user.name);
     if (state !== undefined) state.throttled = false;
-    const limit = effectiveLimit(user);
-    this.setLimit(user.name, limit.bandwidth, limit.burst);
-    this.opts.logger.info({ user: user.name, bandwidth: limit.bandwidth }, 'quota throttle lifted: configured limit restored');
-  }
-
-  /** registry.setUserLimit, repointing the sessions when the bucket object changes (as applyUsers does). */
-  private setLimit(name: string, bandwidth: number | null, burst: number | null): void {
-    const before = this.opts.registry.bucketOf(name);
-    const after = this.opts.registry.setUserLimit(name, bandwidth, burst);
-    if (after !== before) for (const s of this.opts.sessions.sessionsOf(name)) s.bucket = after;
+    this.opts.sessions.setRateCap(user.name, null);
+    this.opts.logger.info({ user: user.name, bandwidth: user.bandwidth }, 'quota throttle lifted: configured limit restored');
   }
 
   /** The user's state for the current period; a new period (or period kind) starts from the stored usage. */

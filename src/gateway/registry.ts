@@ -7,6 +7,12 @@
  *   add(user, id, limit)   first connection creates the bucket (null when unlimited); later ones get the same object
  *   remove(id)             last connection of the user drops the bucket
  *   setUserLimit(...)      changes the live bucket in place (setRate), or creates/drops it when limited↔unlimited
+ *   setRateCap(user, rate) a cap on top of the configured limit (a spent quota's throttle rate), kept while the
+ *                          user is offline too
+ *
+ * The registry is the one owner of a user's effective rate: effective = configured limit capped by the rate
+ * cap (effectiveRate below). Reload supplies the configured limit, the quota enforcer the cap; neither sets
+ * the bucket itself, so a reload cannot lift a quota throttle and a quota tick cannot undo a reload.
  */
 import { systemClock, type Clock } from '../clock.js';
 import type { Bandwidth, UserConfig } from '../config/types.js';
@@ -25,8 +31,20 @@ export function effectiveLimit(user: Pick<UserConfig, 'bandwidth' | 'burst'>): U
   return { bandwidth: user.bandwidth, burst: user.burst };
 }
 
+/**
+ * The limit a user's bucket runs at: the configured one, or the cap where it is lower. A capped rate uses the
+ * default depth for that rate (null burst), not the larger configured one.
+ */
+export function effectiveRate(configured: UserLimit, cap: number | null): UserLimit {
+  if (cap === null) return configured;
+  if (configured.bandwidth !== null && configured.bandwidth <= cap) return configured;
+  return { bandwidth: cap, burst: null };
+}
+
 interface UserEntry {
   readonly connections: Set<string>;
+  /** The limit from the config (reload updates it); the bucket runs at effectiveRate(configured, cap). */
+  configured: UserLimit;
   bucket: TokenBucket | null;
 }
 
@@ -39,6 +57,8 @@ export interface Removal {
 export class UserRegistry {
   private readonly users = new Map<string, UserEntry>();
   private readonly userOf = new Map<string, string>();
+  /** Rate caps by user (bytes/s), connected or not. */
+  private readonly caps = new Map<string, number>();
 
   private readonly clock: Clock;
 
@@ -48,7 +68,8 @@ export class UserRegistry {
 
   /**
    * Register a connection; returns the user's shared bucket (the same object for all their connections), or
-   * null when the user is unlimited. `limit` is used only when this is the user's first connection. Adding an
+   * null when the user is unlimited. `limit` is the configured limit, used only when this is the user's first
+   * connection (the bucket runs at that limit capped by the user's rate cap). Adding an
    * id that is already registered returns the current bucket and changes nothing.
    */
   add(user: string, connectionId: string, limit: UserLimit): TokenBucket | null {
@@ -56,7 +77,7 @@ export class UserRegistry {
     if (owner !== undefined) return this.users.get(owner)?.bucket ?? null;
     let entry = this.users.get(user);
     if (entry === undefined) {
-      entry = { connections: new Set(), bucket: this.newBucket(limit) };
+      entry = { connections: new Set(), configured: limit, bucket: this.newBucket(effectiveRate(limit, this.caps.get(user) ?? null)) };
       this.users.set(user, entry);
     }
     entry.connections.add(connectionId);
@@ -88,13 +109,35 @@ export class UserRegistry {
   }
 
   /**
-   * Apply a changed limit to a connected user at once. Limited → limited: the same bucket, setRate in place.
-   * Limited ↔ unlimited: a new bucket or null, which the caller must put on the user's sessions. Returns the
-   * user's bucket after the change (null for unlimited or for a user with no connections).
+   * Apply a changed configured limit to a connected user at once (still capped by the user's rate cap).
+   * Limited → limited: the same bucket, setRate in place. Limited ↔ unlimited: a new bucket or null, which the
+   * caller must put on the user's sessions. Returns the user's bucket after the change (null for unlimited or
+   * for a user with no connections).
    */
   setUserLimit(user: string, bandwidth: Bandwidth, burst: number | null): TokenBucket | null {
     const entry = this.users.get(user);
     if (entry === undefined) return null;
+    entry.configured = { bandwidth, burst };
+    return this.applyEffective(user, entry);
+  }
+
+  /**
+   * Cap the user's rate (null lifts the cap), now and for their future sessions. Returns the user's bucket
+   * after the change, as setUserLimit does (null for a user with no connections).
+   */
+  setRateCap(user: string, cap: number | null): TokenBucket | null {
+    if (cap === null) this.caps.delete(user);
+    else this.caps.set(user, cap);
+    const entry = this.users.get(user);
+    return entry === undefined ? null : this.applyEffective(user, entry);
+  }
+
+  rateCapOf(user: string): number | null {
+    return this.caps.get(user) ?? null;
+  }
+
+  private applyEffective(user: string, entry: UserEntry): TokenBucket | null {
+    const { bandwidth, burst } = effectiveRate(entry.configured, this.caps.get(user) ?? null);
     if (bandwidth === null) entry.bucket = null;
     else if (entry.bucket === null) entry.bucket = this.newBucket({ bandwidth, burst });
     else entry.bucket.setRate(bandwidth, burst);

@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
+import { RELOAD_EFFECTS, type ReloadEffect } from '../config/schema.js';
 import type { ServerConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
 import type { ControlMessage } from '../transport/control.js';
@@ -23,8 +24,15 @@ export interface ReloadSummary {
   readonly bandwidthChanged: readonly string[];
   readonly usersRemoved: readonly string[];
   readonly sessionsClosed: number;
-  /** Settings that differ in the new config but apply only after a restart. */
+  /** Settings that differ in the new config but apply only after a restart (file key names). */
   readonly needRestart: readonly string[];
+  /** Every setting that differs, with how it took effect (src/config/schema.ts, RELOAD_EFFECTS). */
+  readonly changed: readonly ChangedSetting[];
+}
+
+export interface ChangedSetting {
+  readonly key: string;
+  readonly effect: Exclude<ReloadEffect, 'none'>;
 }
 
 export interface ListenRequest {
@@ -127,8 +135,8 @@ export class Gateway {
       shapingDelayMs: config.shapingDelayMs,
       allowClientToClient: config.allowClientToClient,
     });
-    const forwarder = this.forwarder;
-    this.sessions.onClosed((session) => forwarder.detach(session));
+    // The session manager attaches and detaches every session's route and shaping as part of open and end.
+    this.sessions.setDataPlane(this.forwarder);
     this.sessions.start();
     this.listener.onConnection((accepted) => this.accept(accepted));
     this.logger.info(
@@ -159,10 +167,9 @@ export class Gateway {
       connection.close({ reason, message, retry: true });
       return;
     }
-    this.forwarder.attach(session);
     const control: SessionControlState = { lastKeepaliveAck: -Infinity };
     connection.setControlHandler((message) => this.onControl(session, control, message));
-    connection.sendControl(buildAssignment(this.config, session, connection.maxDatagramBytes));
+    connection.sendControl(buildAssignment(this.config, session, connection.maxDatagramBytes, this.sessions.resumeSecretOf(session)));
   }
 
   /** `control` is this session's control-channel state: when it was last sent a keepalive_ack. */
@@ -190,15 +197,22 @@ export class Gateway {
   }
 
   /**
-   * Apply a re-read config: changed bandwidths go to live shared buckets at once, removed or disabled users'
-   * sessions close (`user_removed`), session limits apply to new sessions. What cannot change without a
-   * restart (listen address, tunnel networks, MTU, TUN name) is kept and reported. On any error the running
-   * config stays (QG_ERR_RELOAD_FAILED).
+   * Apply a re-read config. Which setting applies how comes from the schema's RELOAD_EFFECTS: live ones now
+   * (bandwidths on the live shared buckets, removed or disabled users' sessions closed with `user_removed`,
+   * limits, throttle, client-to-client policy, log level), new_sessions ones with the next assignment, restart
+   * ones stay at the running value and are reported. Every changed setting is in the summary and the log. On any
+   * error the running config stays (QG_ERR_RELOAD_FAILED). Callers serialize reloads (server-command.ts).
    */
   reload(next: ServerConfig): ReloadSummary {
     const before = this.config;
-    const restartOnly = (['listen', 'port', 'mtu', 'tunName', 'dataDir'] as const).filter((k) => before[k] !== next[k]);
-    if (JSON.stringify(before.networks) !== JSON.stringify(next.networks)) restartOnly.push('networks' as never);
+    const changed: ChangedSetting[] = [];
+    const kept: Partial<Record<keyof ServerConfig, unknown>> = {};
+    for (const field of Object.keys(RELOAD_EFFECTS) as (keyof ServerConfig)[]) {
+      const { key, effect } = RELOAD_EFFECTS[field];
+      if (effect === 'none' || JSON.stringify(before[field]) === JSON.stringify(next[field])) continue;
+      changed.push({ key, effect });
+      if (effect === 'restart') kept[field] = before[field];
+    }
     const oldUsers = new Map(before.users.map((u) => [u.name, u]));
     const liveBefore = this.sessions.size;
     try {
@@ -207,16 +221,10 @@ export class Gateway {
       throw new QuicgateError('QG_ERR_RELOAD_FAILED', `reload refused: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     this.sessions.throttle.setLimit(next.authAttempts.perSourcePerMinute);
-    this.config = {
-      ...next,
-      listen: before.listen,
-      port: before.port,
-      mtu: before.mtu,
-      tunName: before.tunName,
-      dataDir: before.dataDir,
-      networks: before.networks,
-    };
+    this.forwarder?.setAllowClientToClient(next.allowClientToClient);
+    this.config = { ...next, ...kept } as ServerConfig;
     const names = new Set(next.users.map((u) => u.name));
+    const needRestart = changed.filter((c) => c.effect === 'restart').map((c) => c.key);
     const summary: ReloadSummary = {
       bandwidthChanged: next.users
         .filter((u) => oldUsers.has(u.name) && (oldUsers.get(u.name)!.bandwidth !== u.bandwidth || oldUsers.get(u.name)!.burst !== u.burst))
@@ -226,9 +234,13 @@ export class Gateway {
         ...next.users.filter((u) => u.disabled && !oldUsers.get(u.name)?.disabled).map((u) => u.name),
       ],
       sessionsClosed: Math.max(0, liveBefore - this.sessions.size),
-      needRestart: restartOnly,
+      needRestart,
+      changed,
     };
-    if (restartOnly.length > 0) this.logger.warn({ keys: restartOnly }, 'these settings change only with a restart');
+    this.logger.info({ changed: changed.map((c) => `${c.key} (${c.effect})`) }, changed.length === 0 ? 'config reloaded: nothing changed' : 'config reloaded');
+    if (needRestart.length > 0) this.logger.warn({ keys: needRestart }, 'these settings change only with a restart');
+    // Last, so the reload itself is still logged at the level it was asked at.
+    this.logger.level = next.logLevel;
     return summary;
   }
 

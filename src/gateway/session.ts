@@ -11,6 +11,8 @@ export const END_REASONS = [
   'session_timeout',
   'admin_kill',
   'replaced',
+  // The same client reconnected and proved it owns the session (resume secret): the new session takes over.
+  'resumed',
   'user_removed',
   'quota_exceeded',
   'server_shutdown',
@@ -57,7 +59,7 @@ export interface Session {
   /** Wall-clock start (ms since epoch) and monotonic start (clock.now()). */
   readonly startedAt: number;
   readonly startedMono: number;
-  /** Monotonic ms of the last packet or keepalive in either direction: one store per batch. */
+  /** Monotonic ms of the last packet or keepalive received from the client: one store per batch. */
   lastActivity: number;
   /**
    * The user's shared bucket (the very object every session of the user holds), null when unlimited.

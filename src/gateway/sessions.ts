@@ -2,23 +2,35 @@
  * Session manager: who may connect, the live sessions, their limits and timeouts, and the one way they end.
  *
  *   authenticate(request)  throttle(source) ─► verifyPassword (unknown user: decoy hash, same timing)
- *                          ─► disabled ─► per-user limit (policy reject) ─► total limit ─► { ok }
- *   open(conn, request)    re-check limits (replace_oldest ends the oldest with 'replaced') ─► pool.allocate
- *                          ─► registry.add (the user's shared bucket) ─► watch conn.closed ─► onOpened
- *   end(session, reason)   once per session: state closed ─► conn.close({reason}) ─► finally: pool.release,
- *                          registry.remove (last one drops the bucket), forget, count ─► onClosed
+ *                          ─► disabled ─► per-user limit (policy reject; a valid resume claim's old session does
+ *                          not count) ─► total limit ─► { ok }
+ *   open(conn, request)    resume claim valid? end the old session ('resumed') and prefer its addresses
+ *                          ─► re-check limits (replace_oldest ends the oldest with 'replaced')
+ *                          ─► pool.allocate ─► registry.add (the user's shared bucket) ─► dataPlane.attach
+ *                          (route, shaping) ─► watch conn.closed ─► onOpened
+ *   end(session, reason)   once per session: state closed ─► conn.close({reason}) ─► dataPlane.detach
+ *                          ─► registry.remove (last one drops the bucket) ─► pool.release ─► count ─► onClosed
  *   checker (clock interval, start()/stop()): idle_timeout / session_timeout ─► end()
+ *
+ * Setup and release of a session's resources live here and nowhere else, release in reverse order of setup
+ * (wireguard-go's peer Start/Stop): listeners only observe. A listener that throws is logged and counted
+ * (stats().listenerErrors, a metric), never allowed to skip a release.
+ *
+ * Resume: every session has a secret, HMAC(key of this process, session id), sent once in its assignment and
+ * never stored or logged. A reconnecting client presents it; a match (constant-time) lets the new session take
+ * over the old one's addresses and slot under the user's limit.
  *
  * Rejections are counted by RejectReason and reported to onRejected; every end is counted by EndReason.
  */
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { verifyPassword } from '../config/password.js';
 import type { Bandwidth, ServerConfig, SessionLimits, UserConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError, type ErrorCode } from '../errors.js';
-import type { AdmissionResult, ConnectRequest, TunnelConnection } from '../transport/types.js';
+import type { AdmissionResult, ConnectRequest, ResumeClaim, TunnelConnection } from '../transport/types.js';
 import { AdmissionThrottle } from './admission.js';
+import type { TokenBucket } from './bucket.js';
 import { AddressPool, type PoolStats } from './pool.js';
 import { UserRegistry, effectiveLimit } from './registry.js';
 import { END_REASONS, REJECT_REASONS, newCounters, type EndReason, type RejectReason, type Session } from './session.js';
@@ -47,6 +59,12 @@ export interface SessionManagerOptions {
   readonly admissionCheck?: AdmissionCheck;
 }
 
+/** The forwarding side of a session (src/gateway/forwarding.ts): its route and shaping queues. */
+export interface SessionDataPlane {
+  attach(session: Session): void;
+  detach(session: Session): void;
+}
+
 /** Returns the reason to refuse the user, or null to let the other checks decide. */
 export type AdmissionCheck = (user: UserConfig) => RejectReason | null;
 
@@ -63,6 +81,10 @@ export interface SessionStats {
   readonly opened: number;
   readonly rejections: Readonly<Record<RejectReason, number>>;
   readonly ended: Readonly<Record<EndReason, number>>;
+  /** Resume claims that matched no live session of the user (the client then got a new session). */
+  readonly resumeRefused: number;
+  /** Session listeners that threw (logged at error level each time). */
+  readonly listenerErrors: number;
   readonly pool: PoolStats;
 }
 
@@ -101,6 +123,11 @@ export class SessionManager {
   private readonly rejections = zeroCounts(REJECT_REASONS);
   private readonly ended = zeroCounts(END_REASONS);
   private openedCount = 0;
+  private resumeRefused = 0;
+  private listenerErrors = 0;
+  private dataPlane: SessionDataPlane | null = null;
+  /** Key of this process's resume secrets: sessions do not outlive the process, so neither does the key. */
+  private readonly resumeKey = randomBytes(32);
   private readonly openedListeners: OpenedListener[] = [];
   private readonly closedListeners: ClosedListener[] = [];
   private readonly rejectedListeners: RejectedListener[] = [];
@@ -130,6 +157,16 @@ export class SessionManager {
     this.admissionCheck = check;
   }
 
+  /** Install the data plane that routes and shapes each session (the Gateway does, once its TUN is open). */
+  setDataPlane(dataPlane: SessionDataPlane | null): void {
+    this.dataPlane = dataPlane;
+  }
+
+  /** The session's resume secret, for its assignment only (never log it). */
+  resumeSecretOf(session: Session): string {
+    return this.secretFor(session.id).toString('base64url');
+  }
+
   /** Start the background checker that ends idle and over-age sessions. Idempotent. */
   start(): void {
     if (this.checker === null && !this.shutDown) this.checker = this.clock.setInterval(() => this.expire(), this.checkIntervalMs);
@@ -156,7 +193,8 @@ export class SessionManager {
     if (user.disabled) return this.refuse(request, 'user_disabled');
     const extra = this.admissionCheck?.(user) ?? null;
     if (extra !== null) return this.refuse(request, extra);
-    const verdict = this.checkLimits(user);
+    // A resumed session ends when its successor opens: it must not count against the limits it frees.
+    const verdict = this.checkLimits(user, this.resumable(user.name, request.resume) === undefined ? 0 : 1);
     if (verdict.reject !== null) return this.refuse(request, verdict.reject);
     return { ok: true, user: user.name };
   }
@@ -172,46 +210,65 @@ export class SessionManager {
     const user = this.users.get(request.user);
     if (user === undefined) throw this.refusal(request, 'auth_failed');
     if (user.disabled) throw this.refusal(request, 'user_disabled');
-    const verdict = this.checkLimits(user);
+    let preferred = request.previousAddresses;
+    if (request.resume !== null) {
+      const old = this.resumable(user.name, request.resume);
+      if (old === undefined) {
+        this.resumeRefused++;
+        this.logger.info({ user: user.name, claimed: request.resume.sessionId }, 'resume claim matches no live session; opening a new one');
+      } else {
+        preferred = [old.ipv4, old.ipv6].filter((a): a is string => a !== null);
+        this.end(old, 'resumed', 'the client reconnected and resumed this session');
+      }
+    }
+    const verdict = this.checkLimits(user, 0);
     if (verdict.reject !== null) throw this.refusal(request, verdict.reject);
     for (let i = 0; i < verdict.replace; i++) {
       const oldest = this.oldestSessionOf(user.name);
       if (oldest !== undefined) this.end(oldest, 'replaced', 'replaced by a newer session of the same user');
     }
+    const id = this.newId();
+    if (this.sessions.has(id)) throw new Error(`session id generator repeated an id: ${id}`);
 
+    // Setup, in this order; release (here on a failure, in end() otherwise) in the reverse one.
     let allocation;
     try {
-      allocation = this.pool.allocate(user.name, request.previousAddresses);
+      allocation = this.pool.allocate(user.name, preferred);
     } catch (err) {
       if (isQuicgateError(err, 'QG_ERR_POOL_EXHAUSTED')) this.recordRejection(request, 'pool_exhausted');
       throw err;
     }
-    const id = this.newId();
     const now = this.clock.now();
-    let bucket;
+    let session: Session;
     try {
-      if (this.sessions.has(id)) throw new Error(`session id generator repeated an id: ${id}`);
-      bucket = this.registry.add(user.name, id, effectiveLimit(user));
+      const bucket = this.registry.add(user.name, id, effectiveLimit(user));
+      session = {
+        id,
+        user: user.name,
+        connection,
+        transport: request.transport,
+        peer: request.peer,
+        ipv4: allocation.ipv4,
+        ipv6: allocation.ipv6,
+        startedAt: this.clock.wallNow(),
+        startedMono: now,
+        lastActivity: now,
+        bucket,
+        counters: newCounters(),
+        state: { kind: 'open' },
+      };
+      this.sessions.set(id, session);
+      try {
+        this.dataPlane?.attach(session);
+      } catch (err) {
+        this.sessions.delete(id);
+        throw err;
+      }
     } catch (err) {
+      this.registry.remove(id);
       this.pool.release(allocation);
       throw err;
     }
-    const session: Session = {
-      id,
-      user: user.name,
-      connection,
-      transport: request.transport,
-      peer: request.peer,
-      ipv4: allocation.ipv4,
-      ipv6: allocation.ipv6,
-      startedAt: this.clock.wallNow(),
-      startedMono: now,
-      lastActivity: now,
-      bucket,
-      counters: newCounters(),
-      state: { kind: 'open' },
-    };
-    this.sessions.set(id, session);
     this.openedCount++;
     connection.closed.then(
       (info) => this.end(session, 'client_closed', info.message ?? info.reason),
@@ -235,33 +292,39 @@ export class SessionManager {
   end(session: Session, reason: EndReason, message?: string): boolean {
     if (session.state.kind === 'closed' || this.sessions.get(session.id) !== session) return false;
     session.state = { kind: 'closed', reason, message, endedAt: this.clock.wallNow() };
-    try {
-      session.connection.close(message === undefined ? { reason } : { reason, message });
-    } catch (err) {
-      this.logger.warn({ err, session: session.id }, 'closing the transport failed; releasing the session anyway');
-    } finally {
-      this.sessions.delete(session.id);
-      this.registry.remove(session.id);
-      this.pool.release(session);
-      this.ended[reason]++;
-      const pool = this.pool.stats();
-      this.logger.info(
-        {
-          session: session.id,
-          user: session.user,
-          reason,
-          message,
-          bytesIn: session.counters.bytesIn,
-          bytesOut: session.counters.bytesOut,
-          // What the release left behind, for operators (and the end-to-end tests) to see it is all freed.
-          userSessionsLeft: this.registry.connectionsOf(session.user).size,
-          userBucketLive: this.registry.bucketOf(session.user) !== null,
-          addressesInUse: (pool.ipv4?.inUse ?? 0) + (pool.ipv6?.inUse ?? 0),
-        },
-        'session ended',
-      );
-      this.emit(this.closedListeners, (fn) => fn(session, reason, message));
-    }
+    // Release in the reverse order of open(); each step runs even when the one before it threw.
+    const failures: { step: string; err: unknown }[] = [];
+    const step = (name: string, fn: () => void): void => {
+      try {
+        fn();
+      } catch (err) {
+        failures.push({ step: name, err });
+      }
+    };
+    step('transport close', () => session.connection.close(message === undefined ? { reason } : { reason, message }));
+    step('data plane detach', () => this.dataPlane?.detach(session));
+    this.sessions.delete(session.id);
+    step('registry remove', () => this.registry.remove(session.id));
+    step('address release', () => this.pool.release(session));
+    this.ended[reason]++;
+    for (const { step: name, err } of failures) this.logger.error({ err, session: session.id, step: name }, 'a release step failed; the others ran');
+    const pool = this.pool.stats();
+    this.logger.info(
+      {
+        session: session.id,
+        user: session.user,
+        reason,
+        message,
+        bytesIn: session.counters.bytesIn,
+        bytesOut: session.counters.bytesOut,
+        // What the release left behind, for operators (and the end-to-end tests) to see it is all freed.
+        userSessionsLeft: this.registry.connectionsOf(session.user).size,
+        userBucketLive: this.registry.bucketOf(session.user) !== null,
+        addressesInUse: (pool.ipv4?.inUse ?? 0) + (pool.ipv6?.inUse ?? 0),
+      },
+      'session ended',
+    );
+    this.emit(this.closedListeners, (fn) => fn(session, reason, message));
     return true;
   }
 
@@ -314,15 +377,28 @@ export class SessionManager {
         continue;
       }
       const limit = effectiveLimit(user);
-      const before = this.registry.bucketOf(name);
-      const after = this.registry.setUserLimit(name, limit.bandwidth, limit.burst);
-      if (after !== before) for (const session of this.sessionsOf(name)) session.bucket = after;
+      this.repointed(name, () => this.registry.setUserLimit(name, limit.bandwidth, limit.burst));
     }
+  }
+
+  /**
+   * Cap a user's rate on top of their configured limit (null lifts it): the quota enforcer's input to the
+   * registry, which owns the effective rate. Applies to live sessions at once and to later ones.
+   */
+  setRateCap(name: string, cap: number | null): void {
+    this.repointed(name, () => this.registry.setRateCap(name, cap));
+  }
+
+  /** Run a registry change and put the user's bucket on their sessions where the object changed. */
+  private repointed(name: string, change: () => TokenBucket | null): void {
+    const before = this.registry.bucketOf(name);
+    const after = change();
+    if (after !== before) for (const session of this.sessionsOf(name)) session.bucket = after;
   }
 
   // ── listeners ──────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Returns a function that removes the listener. Listener exceptions are logged, never propagated. */
+  /** Returns a function that removes the listener. Listener exceptions are logged and counted, never propagated. */
   onOpened(fn: OpenedListener): () => void {
     return addListener(this.openedListeners, fn);
   }
@@ -372,6 +448,8 @@ export class SessionManager {
       opened: this.openedCount,
       rejections: { ...this.rejections },
       ended: { ...this.ended },
+      resumeRefused: this.resumeRefused,
+      listenerErrors: this.listenerErrors,
       pool: this.pool.stats(),
     };
   }
@@ -393,18 +471,33 @@ export class SessionManager {
 
   // ── internals ──────────────────────────────────────────────────────────────────────────────────────────
 
-  private checkLimits(user: UserConfig): LimitVerdict {
+  /** `leaving`: sessions of the user about to end (a resumed one), not counted. */
+  private checkLimits(user: UserConfig, leaving: number): LimitVerdict {
     const { limits } = this.defaults;
     const max = user.maxSessions ?? limits.maxSessionsPerUser;
-    const count = this.registry.connectionsOf(user.name).size;
+    const count = this.registry.connectionsOf(user.name).size - leaving;
     let replace = 0;
     if (count >= max) {
       if (limits.atLimit === 'reject' || max <= 0) return { reject: 'user_limit' };
       replace = count - max + 1;
     }
     // Replacing keeps the total the same, so only a net new session has to fit under the total limit.
-    if (replace === 0 && this.sessions.size >= limits.maxTotalSessions) return { reject: 'server_limit' };
+    if (replace === 0 && this.sessions.size - leaving >= limits.maxTotalSessions) return { reject: 'server_limit' };
     return { reject: null, replace };
+  }
+
+  /** The user's live session the claim proves ownership of, or undefined. Constant-time in the secret. */
+  private resumable(user: string, claim: ResumeClaim | null): Session | undefined {
+    if (claim === null) return undefined;
+    const session = this.sessions.get(claim.sessionId);
+    if (session === undefined || session.user !== user || session.state.kind !== 'open') return undefined;
+    const expected = this.secretFor(session.id);
+    const presented = Buffer.from(claim.secret, 'base64url');
+    return presented.length === expected.length && timingSafeEqual(presented, expected) ? session : undefined;
+  }
+
+  private secretFor(id: string): Buffer {
+    return createHmac('sha256', this.resumeKey).update(id).digest();
   }
 
   private oldestSessionOf(name: string): Session | undefined {
@@ -439,7 +532,9 @@ export class SessionManager {
       try {
         call(fn);
       } catch (err) {
-        this.logger.error({ err }, 'a session listener threw; ignored');
+        // Counted and logged loudly: nothing the gateway needs runs in a listener, so it cannot hide a leak.
+        this.listenerErrors++;
+        this.logger.error({ err }, 'a session listener threw');
       }
     }
   }

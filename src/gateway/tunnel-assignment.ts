@@ -1,6 +1,7 @@
 /**
  * The `assign` control message a new session is sent: its addresses, the gateway's, MTU, DNS, routes and the
- * keepalive interval. The MTU is the session's (transport/mtu.ts): the configured one, lowered to what one of
+ * keepalive interval, and the session's resume secret (which the client presents to take the session over when
+ * it reconnects). The MTU is the session's (transport/mtu.ts): the configured one, lowered to what one of
  * this session's datagrams carries whole.
  */
 import type { ServerConfig } from '../config/types.js';
@@ -8,7 +9,7 @@ import type { AssignControl } from '../transport/control.js';
 import { sessionMtu } from '../transport/mtu.js';
 import type { Session } from './session.js';
 
-export function buildAssignment(config: ServerConfig, session: Session, datagramBytes: number): AssignControl {
+export function buildAssignment(config: ServerConfig, session: Session, datagramBytes: number, resumeSecret: string): AssignControl {
   const v4 = config.networks.ipv4;
   const v6 = config.networks.ipv6;
   const carriesIpv6 = v6 !== null && v6 !== undefined && session.ipv6 !== null && session.ipv6 !== undefined;
@@ -21,6 +22,7 @@ export function buildAssignment(config: ServerConfig, session: Session, datagram
     dns: [...config.dns],
     routes: [...config.routes],
     keepaliveMs: config.keepaliveIntervalMs,
+    resumeSecret,
   };
 }
 

@@ -53,6 +53,12 @@ export class MetricsExporter {
     monotonicCounter('quicgate_rejections_total', 'Session requests refused, by reason.', ['reason'], registers, (s) =>
       withKnownKeys(REJECT_REASONS, s.rejections).map(([reason, n]) => [{ reason }, n]),
     );
+    monotonicCounter('quicgate_resume_refused_total', 'Resume claims that matched no live session of the user; a new session was opened.', [], registers, (s) => [
+      [{}, s.resumeRefused],
+    ]);
+    monotonicCounter('quicgate_session_listener_errors_total', 'Session open/close listeners that threw (each is logged at error level).', [], registers, (s) => [
+      [{}, s.listenerErrors],
+    ]);
     monotonicCounter('quicgate_drops_total', 'Packets dropped by the forwarding path, by reason.', ['reason'], registers, (s) =>
       withKnownKeys(DROP_REASONS, s.drops).map(([reason, n]) => [{ reason }, n]),
     );

@@ -22,7 +22,7 @@ import type { CloseInfo, PacketReceiver, TransportKind, TunnelConnection, Tunnel
  * activity, so only a client that was silent, e.g. suspended or behind a dead path, sees it; reconnecting is
  * what it does on a dead path anyway) and error.
  */
-const NO_RETRY_REASONS: ReadonlySet<string> = new Set(['admin_kill', 'user_removed', 'quota_exceeded', 'replaced', 'user_disabled', 'auth_failed']);
+const NO_RETRY_REASONS: ReadonlySet<string> = new Set(['admin_kill', 'user_removed', 'quota_exceeded', 'replaced', 'resumed', 'user_disabled', 'auth_failed']);
 /** Control messages kept until a handler is set; more are dropped (the peer misbehaves). */
 const MAX_HELD_CONTROL_MESSAGES = 32;
 

@@ -25,6 +25,11 @@ export const AssignMessage = z.object({
   dns: z.array(z.string()),
   routes: z.array(z.string()),
   keepaliveMs: z.number().int().positive(),
+  /**
+   * Proof of ownership of this session: a reconnecting client sends it with the session id, and the gateway
+   * ends this session (`resumed`) and gives the new one its addresses. A secret: never logged.
+   */
+  resumeSecret: z.string().min(1).max(128).optional(),
 });
 
 export const KeepaliveMessage = z.object({

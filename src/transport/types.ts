@@ -80,8 +80,19 @@ export interface ConnectRequest {
   readonly peer: string;
   /** Addresses the client held before (reconnect), a hint only. */
   readonly previousAddresses: readonly string[];
+  /** The session this client had and its resume secret (from its assignment), or null: see ResumeClaim. */
+  readonly resume: ResumeClaim | null;
   readonly clientVersion: string;
   readonly transport: TransportKind;
+}
+
+/**
+ * A reconnecting client's claim to its previous session: the id and the secret it was given in that session's
+ * assignment. A valid claim ends the old session (`resumed`) and hands its addresses to the new one.
+ */
+export interface ResumeClaim {
+  readonly sessionId: string;
+  readonly secret: string;
 }
 
 export type AdmissionResult =

@@ -1,6 +1,7 @@
 /**
  * How a client presents itself when it opens the WebTransport session, both ends of it.
- * HTTP/2: request headers `authorization: Basic`, `x-quicgate-previous`, `x-quicgate-version` (sent through
+ * HTTP/2: request headers `authorization: Basic`, `x-quicgate-previous`, `x-quicgate-version`,
+ * `x-quicgate-resume: <session id>.<secret>` (reconnect only; sent through
  * the patched client option `headers`). HTTP/3: the native client cannot add headers, so the same fields go
  * in the query `?qg=<base64url JSON>` of the CONNECT path (TLS protects both; neither is logged).
  * A refusal carries its code and message in `x-quicgate-error` / `x-quicgate-message` response headers on
@@ -12,7 +13,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { QuicgateError } from '../errors.js';
-import type { ConnectRequest, Refusal } from './types.js';
+import type { ConnectRequest, Refusal, ResumeClaim } from './types.js';
 import type { WtRequestEvent } from './wt-lib.js';
 
 export const TUNNEL_PATH = '/quicgate';
@@ -20,6 +21,7 @@ export const ERROR_HEADER = 'x-quicgate-error';
 export const MESSAGE_HEADER = 'x-quicgate-message';
 const PREVIOUS_HEADER = 'x-quicgate-previous';
 const VERSION_HEADER = 'x-quicgate-version';
+const RESUME_HEADER = 'x-quicgate-resume';
 const QUERY_PARAM = 'qg';
 /** WebTransport application close code of an HTTP/3 refusal ("QG" 0x5147, then 0x0001). */
 export const REFUSAL_CLOSE_CODE = 0x5147_0001;
@@ -76,24 +78,33 @@ export interface Credentials {
   readonly password: string;
   readonly previousAddresses: readonly string[];
   readonly clientVersion: string;
+  readonly resume: ResumeClaim | null;
 }
+
+const ResumeSchema = z.object({
+  sessionId: z.string().min(1).max(64),
+  secret: z.string().min(1).max(128),
+});
 
 const CredentialsSchema = z.object({
   user: z.string().min(1).max(128),
   password: z.string().max(1024),
   previousAddresses: z.array(z.string().max(64).refine((a) => isIP(a) !== 0, 'not an IP address')).max(4),
   clientVersion: z.string().max(64),
+  resume: ResumeSchema.nullable(),
 });
 
 export function credentialHeaders(credentials: Credentials): Record<string, string> {
   const basic = Buffer.from(`${credentials.user}:${credentials.password}`, 'utf8').toString('base64');
   const headers: Record<string, string> = { authorization: `Basic ${basic}`, [VERSION_HEADER]: credentials.clientVersion };
   if (credentials.previousAddresses.length > 0) headers[PREVIOUS_HEADER] = credentials.previousAddresses.join(',');
+  if (credentials.resume !== null) headers[RESUME_HEADER] = `${credentials.resume.sessionId}.${credentials.resume.secret}`;
   return headers;
 }
 
 export function credentialPath(credentials: Credentials): string {
-  const json = JSON.stringify({ u: credentials.user, p: credentials.password, a: credentials.previousAddresses, v: credentials.clientVersion });
+  const r = credentials.resume === null ? undefined : `${credentials.resume.sessionId}.${credentials.resume.secret}`;
+  const json = JSON.stringify({ u: credentials.user, p: credentials.password, a: credentials.previousAddresses, v: credentials.clientVersion, r });
   return `${TUNNEL_PATH}?${QUERY_PARAM}=${Buffer.from(json, 'utf8').toString('base64url')}`;
 }
 
@@ -133,6 +144,7 @@ function parse(event: WtRequestEvent, transport: 'h2' | 'h3'): ParsedConnect {
       peer,
       previousAddresses: parsed.data.previousAddresses,
       clientVersion: parsed.data.clientVersion,
+      resume: parsed.data.resume,
       transport,
     },
   };
@@ -152,17 +164,25 @@ function fromHeaders(header: WtRequestEvent['header']): unknown {
     password: decoded.slice(colon + 1),
     previousAddresses: previous ? previous.split(',').map((a) => a.trim()).filter((a) => a !== '') : [],
     clientVersion: single(header[VERSION_HEADER]) ?? '',
+    resume: resumeClaim(single(header[RESUME_HEADER])),
   };
 }
 
 function fromQuery(value: string | null): unknown {
   if (value === null) return undefined;
   try {
-    const raw = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as { u?: unknown; p?: unknown; a?: unknown; v?: unknown };
-    return { user: raw.u, password: raw.p, previousAddresses: raw.a ?? [], clientVersion: raw.v ?? '' };
+    const raw = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as { u?: unknown; p?: unknown; a?: unknown; v?: unknown; r?: unknown };
+    return { user: raw.u, password: raw.p, previousAddresses: raw.a ?? [], clientVersion: raw.v ?? '', resume: typeof raw.r === 'string' ? resumeClaim(raw.r) : raw.r === undefined ? null : raw.r };
   } catch {
     return undefined;
   }
+}
+
+/** "<session id>.<secret>" -> claim; absent -> null; anything else -> a value the schema refuses. */
+function resumeClaim(text: string | undefined): { sessionId: string; secret: string } | null | 'malformed' {
+  if (text === undefined) return null;
+  const dot = text.lastIndexOf('.');
+  return dot <= 0 ? 'malformed' : { sessionId: text.slice(0, dot), secret: text.slice(dot + 1) };
 }
 
 function single(value: string | readonly string[] | undefined): string | undefined {

@@ -17,7 +17,7 @@ import { connect as tlsConnect } from 'node:tls';
 import type { Logger } from 'pino';
 import { QuicgateError } from '../errors.js';
 import { detectHttp3 } from './http3.js';
-import type { TunnelConnection } from './types.js';
+import type { ResumeClaim, TunnelConnection } from './types.js';
 import { ERROR_HEADER, MESSAGE_HEADER, credentialHeaders, credentialPath, decodeRefusal, rejectedError, TUNNEL_PATH, type Credentials } from './wt-auth.js';
 import { WebTransportConnection } from './wt-connection.js';
 import { findHttp2SessionStream, loadWebTransportLibrary, readHandshakeError, type WtClient, type WtClientOptions, type WtHash, type WtLibrary } from './wt-lib.js';
@@ -30,6 +30,8 @@ export interface ConnectTunnelOptions {
   readonly user: string;
   readonly password: string;
   readonly previousAddresses: readonly string[];
+  /** The session to resume (from its assignment), null on a first connect. */
+  readonly resume?: ResumeClaim | null;
   readonly transport: TransportChoice;
   /** PEM of the CA that signed the gateway certificate. */
   readonly caPem?: string;
@@ -68,6 +70,7 @@ export async function connectTunnel(options: ConnectTunnelOptions): Promise<Tunn
     user: options.user,
     password: options.password,
     previousAddresses: options.previousAddresses,
+    resume: options.resume ?? null,
     clientVersion: options.clientVersion ?? DEFAULT_CLIENT_VERSION,
   };
   const lib = await loadWebTransportLibrary();

@@ -35,6 +35,12 @@ export interface TunnelListenerOptions {
   readonly limits?: ConnectionLimits;
   /** The per-source attempt throttle: malformed requests spend its budget; blocked sources are dropped at accept. */
   readonly throttle?: SourceThrottle;
+  /**
+   * false (transports.h2: false): no tunnel sessions over HTTP/2; every HTTP/2 CONNECT is refused (404). The TCP
+   * port still serves TLS, where HTTP/3 clients fetch the certificate to verify it against their CA. Without
+   * HTTP/3 as well, the listener refuses to start. Default true.
+   */
+  readonly http2?: boolean;
 }
 
 const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
@@ -94,8 +100,12 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     privKey: key,
   });
 
+  const http2Sessions = options.http2 ?? true;
   const requestCallback = (kind: 'h2' | 'h3') => async (event: WtRequestEvent): Promise<WtRequestResult> => {
     const peer = event.peerAddress ?? 'unknown';
+    if (kind === 'h2' && !http2Sessions) {
+      return { status: 404, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: 'QG_ERR_TRANSPORT_UNAVAILABLE', [MESSAGE_HEADER]: encodeURIComponent('HTTP/2 is turned off on this gateway; use HTTP/3') } };
+    }
     const parsed = parseConnectRequest(event, kind);
     if (!parsed.ok) {
       // Spends the source's attempt budget; logged while within it (a flood is logged once, by the throttle).
@@ -218,7 +228,11 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     }
   }
 
-  const kinds: TransportKind[] = servers.map((s) => s.kind);
+  const kinds: TransportKind[] = servers.filter((s) => s.kind === 'h3' || http2Sessions).map((s) => s.kind);
+  if (kinds.length === 0) {
+    for (const { server } of servers) server.stopServer();
+    throw new QuicgateError('QG_ERR_LISTEN', `transports.h2 is false and HTTP/3 is not served (${http3Unavailable ?? 'turned off'}): no transport left`);
+  }
   return {
     port,
     kinds,

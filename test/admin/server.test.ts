@@ -274,10 +274,10 @@ describe('GET /api/stats', () => {
 
 describe('POST /api/reload', () => {
   it('reloads and returns what changed', async () => {
-    backend.reloadOutcome = { bandwidthChanged: ['alice'], usersRemoved: ['bob'], sessionsClosed: 1, needRestart: [] };
+    backend.reloadOutcome = { bandwidthChanged: ['alice'], usersRemoved: ['bob'], sessionsClosed: 1, needRestart: [], changed: [] };
     const res = await call('/api/reload', { method: 'POST' });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ bandwidthChanged: ['alice'], usersRemoved: ['bob'], sessionsClosed: 1, needRestart: [] });
+    expect(await res.json()).toEqual({ bandwidthChanged: ['alice'], usersRemoved: ['bob'], sessionsClosed: 1, needRestart: [], changed: [] });
     const withEmptyObject = await call('/api/reload', { method: 'POST', body: '{}', headers: { 'Content-Type': 'application/json' } });
     expect(withEmptyObject.status).toBe(200);
     expect(backend.reloadCalls).toBe(2);

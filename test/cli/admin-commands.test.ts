@@ -165,13 +165,13 @@ describe('stats and reload', () => {
   });
 
   it('reloads and says what changed, or why it was refused', async () => {
-    backend.reloadOutcome = { bandwidthChanged: ['alice'], usersRemoved: ['mallory'], sessionsClosed: 1, needRestart: ['networks'] };
+    backend.reloadOutcome = { bandwidthChanged: ['alice'], usersRemoved: ['mallory'], sessionsClosed: 1, needRestart: ['networks'], changed: [{ key: 'tunnel.ipv4/tunnel.ipv6', effect: 'restart' }] };
     let io = await admin(['reload', ...conn()]);
     expectSuccess(io);
     expect(io.out()).toBe('configuration reloaded; bandwidth changed for alice; users removed or disabled: mallory; 1 session closed; changed but only applied after a restart: networks\n');
-    backend.reloadOutcome = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: ['port', 'networks'] } as ReloadResult;
+    backend.reloadOutcome = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: ['port', 'networks'], changed: [{ key: 'shaping_delay', effect: 'restart' }, { key: 'log_level', effect: 'live' }] } as ReloadResult;
     io = await admin(['reload', ...conn()]);
-    expect(io.out()).toBe('configuration reloaded; changed but only applied after a restart: port, networks\n');
+    expect(io.out()).toBe('configuration reloaded; applied now: log_level; changed but only applied after a restart: port, networks\n');
     backend.failNextReloads('users.yaml: users[2].bandwidth: expected a rate');
     io = await admin(['reload', ...conn()]);
     expect(expectFailure(io, 'QG_ERR_RELOAD_FAILED', EXIT_RUNTIME)).toContain('users[2].bandwidth');

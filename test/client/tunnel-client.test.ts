@@ -4,14 +4,14 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { TunnelClient, clientTunSettings } from '../../src/client/tunnel-client.js';
-import { EXIT_REJECTED, exitCodeFor } from '../../src/cli/fail.js';
+import { PATH_PROBE_MS, TunnelClient, clientTunSettings, type PathWatch } from '../../src/client/tunnel-client.js';
+import { EXIT_REJECTED, EXIT_USAGE, exitCodeFor } from '../../src/cli/fail.js';
 import type { ClientConfig } from '../../src/config/types.js';
 import { QuicgateError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import type { AssignControl, ControlMessage } from '../../src/transport/control.js';
 import { createMemoryPair, type MemoryPair } from '../../src/transport/memory.js';
-import type { Refusal, TunnelConnection } from '../../src/transport/types.js';
+import type { Refusal, ResumeClaim, TunnelConnection } from '../../src/transport/types.js';
 import { refusalRetries } from '../../src/transport/wt-auth.js';
 import type { TunSettings } from '../../src/tun/device.js';
 import { MemoryTun } from '../../src/tun/memory.js';
@@ -46,13 +46,14 @@ function assignment(address = '198.18.0.7'): AssignControl {
     dns: [],
     routes: ['0.0.0.0/0', '198.19.0.0/16'],
     keepaliveMs: 1000,
+    resumeSecret: 'secret-of-s1',
   };
 }
 
 /** A scripted gateway: each connect() makes a pair and lets the test decide how the server side behaves. */
 class ScriptedGateway {
   readonly pairs: MemoryPair[] = [];
-  readonly requests: { previousAddresses: readonly string[] }[] = [];
+  readonly requests: { previousAddresses: readonly string[]; resume: ResumeClaim | null }[] = [];
   readonly controls: ControlMessage[][] = [];
   refuse: QuicgateError | null = null;
   /** Instead of the assignment, the gateway sends this close first (a refusal after the session opened). */
@@ -62,8 +63,8 @@ class ScriptedGateway {
   /** HTTP/3's refusal: the session opens, then closes at once carrying the refusal (wt-auth.ts). */
   refusedByClose: Refusal | null = null;
 
-  connect = async ({ previousAddresses }: { previousAddresses: readonly string[] }): Promise<TunnelConnection> => {
-    this.requests.push({ previousAddresses });
+  connect = async ({ previousAddresses, resume }: { previousAddresses: readonly string[]; resume: ResumeClaim | null }): Promise<TunnelConnection> => {
+    this.requests.push({ previousAddresses, resume });
     if (this.refuse) throw this.refuse;
     if (this.refusedByClose) {
       const refused = this.refusedByClose;
@@ -91,12 +92,13 @@ afterEach(async () => {
   client = null;
 });
 
-function makeClient(gw: ScriptedGateway, clock: FakeClock, config: ClientConfig = CONFIG) {
+function makeClient(gw: ScriptedGateway, clock: FakeClock, config: ClientConfig = CONFIG, watchPath?: PathWatch) {
   const tuns: { settings: TunSettings; tun: MemoryTun }[] = [];
   client = new TunnelClient(config, {
     logger: silentLogger(),
     clock,
     connect: gw.connect,
+    ...(watchPath === undefined ? {} : { watchPath }),
     openTun: async (settings) => {
       const tun = new MemoryTun({ name: settings.name, mtu: settings.mtu });
       tuns.push({ settings, tun });
@@ -145,6 +147,9 @@ describe('TunnelClient', () => {
     clock.advance(1000); // first backoff is at most 1 s
     await until(() => c.state.kind === 'up' && gw.pairs.length === 2, 'reconnected');
     expect(gw.requests[1]!.previousAddresses).toEqual(['198.18.0.7']);
+    expect(gw.requests[0]!.resume).toBeNull();
+    // It claims its old session, which the gateway may still hold, with the secret of that assignment.
+    expect(gw.requests[1]!.resume).toEqual({ sessionId: 's1', secret: 'secret-of-s1' });
     expect(tuns).toHaveLength(1); // same assignment: the TUN stays up across the reconnect
   });
 
@@ -295,6 +300,44 @@ describe('TunnelClient', () => {
     expect(error?.code).toBe('QG_ERR_CONNECT_FAILED');
     expect(error?.message).toMatch(/giving up after 2 attempts/);
     expect(gw.requests).toHaveLength(3);
+  });
+
+  it('stops at once with QG_ERR_TLS (exit 2) when the gateway certificate does not verify: retrying cannot fix it', async () => {
+    const gw = new ScriptedGateway();
+    gw.refuse = new QuicgateError('QG_ERR_TLS', 'server certificate refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+    const { done } = makeClient(gw, new FakeClock());
+    const error = await done;
+    expect(error?.code).toBe('QG_ERR_TLS');
+    expect(exitCodeFor(error)).toBe(EXIT_USAGE);
+    expect(gw.requests).toHaveLength(1);
+  });
+
+  it('after a local address change, keeps a path that still answers and reconnects at once (no backoff) on one that does not', async () => {
+    const clock = new FakeClock();
+    const gw = new ScriptedGateway();
+    let changed: (() => void) | null = null;
+    let watching = 0;
+    const watch: PathWatch = (onChange) => {
+      changed = onChange;
+      watching++;
+      return () => void watching--;
+    };
+    const { client: c } = makeClient(gw, clock, CONFIG, watch);
+    await until(() => c.state.kind === 'up' && watching === 1, 'tunnel up');
+    // QUIC migrated (or the old path still works): the probe is answered, nothing happens.
+    changed!();
+    await until(() => gw.controls[0]!.some((m) => m.type === 'keepalive'), 'probe sent');
+    clock.advance(PATH_PROBE_MS);
+    expect(c.state.kind).toBe('up');
+    expect(gw.pairs).toHaveLength(1);
+
+    // The old path is gone: no answer within the probe, a reconnect follows without a backoff delay.
+    gw.answerKeepalives = false;
+    changed!();
+    clock.advance(PATH_PROBE_MS);
+    await until(() => gw.pairs.length === 2 && c.state.kind === 'up', 'reconnected without waiting');
+    expect(gw.requests[1]!.resume).toEqual({ sessionId: 's1', secret: 'secret-of-s1' });
+    expect(watching).toBe(1); // the first connection's watch was removed
   });
 
   it('closes the session cleanly on stop(): the gateway sees client_closed', async () => {

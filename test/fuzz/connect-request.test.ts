@@ -33,6 +33,7 @@ const credentialsArb: fc.Arbitrary<Credentials> = fc.record({
   password: fc.string({ maxLength: 60 }),
   previousAddresses: fc.array(fc.oneof(fc.ipV4(), fc.ipV6()), { maxLength: 4 }),
   clientVersion: fc.string({ maxLength: 20 }),
+  resume: fc.constant(null),
 });
 
 describe('parseConnectRequest', () => {

@@ -169,6 +169,33 @@ describe('gateway session policy over in-memory parts', () => {
     expect(await last.client.closed).toMatchObject({ reason: 'server_shutdown', retry: true });
   });
 
+  it('counts only what the client sends as a sign of life: traffic towards a vanished client does not keep it (liveness)', async () => {
+    const clock = new FakeClock();
+    const g = await setup({ limits: sessionLimits({ idleTimeoutMs: 10_000 }) }, clock);
+    const { client, assign, received } = await connect(g, 'bob', 'b');
+    const session = g.gateway.sessions.list()[0]!;
+    const towards = ipv4Packet('198.18.0.1', assign.ipv4!.address, 100);
+    // Something on the gateway's side keeps sending to the client; the client itself says nothing.
+    for (let t = 0; t < 9_000; t += 1_000) {
+      clock.advance(1_000);
+      g.tun.inject([towards]);
+      await until(() => received.length === t / 1_000 + 1, 'delivery to the client');
+    }
+    expect(session.lastActivity).toBe(0);
+    clock.advance(1_000);
+    g.gateway.sessions.expire();
+    expect(await client.closed).toMatchObject({ reason: 'idle_timeout' });
+
+    // A packet from the client is a sign of life.
+    const again = await connect(g, 'bob', 'b');
+    const live = g.gateway.sessions.list()[0]!;
+    clock.advance(5_000);
+    const from = ipv4Packet(again.assign.ipv4!.address, '198.18.0.1', 100);
+    again.client.sendPacket(from, 0, from.length);
+    again.client.flush();
+    await until(() => live.lastActivity === clock.now() && live.counters.packetsIn === 1, 'inbound stamp');
+  });
+
   it('refuses the third session with user_limit when the policy is reject', async () => {
     const g = await setup({ limits: sessionLimits({ maxSessionsPerUser: 2 }) });
     await connect(g, 'bob', 'b');

@@ -86,7 +86,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     config,
     logger: log.logger,
     clock,
-    reload: options.reload === undefined ? async () => ({ bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [] }) : () => options.reload!(gateway),
+    reload: options.reload === undefined ? async () => ({ bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [], changed: [] }) : () => options.reload!(gateway),
     ledgerRetainMs: options.ledgerRetainMs,
     metrics: { defaultMetrics: false },
   });

@@ -251,7 +251,7 @@ describe('reload', () => {
     });
     await h.connect('alice');
     const ok = await h.call('/api/reload', { method: 'POST' });
-    expect(await ok.json()).toEqual({ bandwidthChanged: [], usersRemoved: ['alice'], sessionsClosed: 1, needRestart: [] });
+    expect(await ok.json()).toEqual({ bandwidthChanged: [], usersRemoved: ['alice'], sessionsClosed: 1, needRestart: [], changed: [{ key: 'users', effect: 'live' }] });
     fail = true;
     const bad = await h.call('/api/reload', { method: 'POST' });
     expect(bad.status).toBe(409);
@@ -326,7 +326,7 @@ describe('admin server startup', () => {
       config,
       logger: silentLogger(),
       clock,
-      reload: async () => ({ bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [] }),
+      reload: async () => ({ bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [], changed: [] }),
       metrics: { defaultMetrics: false },
     });
     try {

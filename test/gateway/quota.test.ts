@@ -115,6 +115,28 @@ describe('quota: throttle', () => {
     expect(h.gateway.registry.bucketCount).toBe(0);
   });
 
+  it('keeps the throttle through a reload that bypasses the quota enforcer (SIGHUP calls gateway.reload directly)', async () => {
+    const clock = new FakeClock(LATE);
+    h = await startHarness({ clock, config: { users: [user('carol', { bandwidth: 1_000_000, quota: daily('throttle', 50_000) })] } });
+    const { pair, session } = await h.connect('carol');
+    await h.sendFromClient(pair, session, 1200);
+    clock.advance(1000);
+    expect(session.bucket?.rate).toBe(50_000);
+    // No quota tick between the reload and the check: the registry alone decides the effective rate.
+    const summary = h.gateway.reload({ ...h.gateway.currentConfig, users: [user('carol', { bandwidth: 2_000_000, quota: daily('throttle', 50_000) })] });
+    expect(summary.bandwidthChanged).toEqual(['carol']);
+    expect(session.bucket?.rate).toBe(50_000);
+    // A second session of the throttled user starts throttled, as does a reconnect after all sessions ended.
+    const b = await h.connect('carol');
+    expect(b.session.bucket).toBe(session.bucket);
+    h.gateway.sessions.killUser('carol');
+    const c = await h.connect('carol');
+    expect(c.session.bucket?.rate).toBe(50_000);
+    // A configured limit below the throttle rate wins.
+    h.gateway.reload({ ...h.gateway.currentConfig, users: [user('carol', { bandwidth: 10_000, quota: daily('throttle', 50_000) })] });
+    expect(c.session.bucket?.rate).toBe(10_000);
+  });
+
   it('keeps the throttle through a reload that resets buckets, lifts it when a reload raises the quota', async () => {
     const clock = new FakeClock(LATE);
     const carol = (quota: QuotaConfig): UserConfig => user('carol', { bandwidth: 1_000_000, quota });

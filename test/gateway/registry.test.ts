@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { AddressPool, type Allocation } from '../../src/gateway/pool.js';
-import { UserRegistry, effectiveLimit } from '../../src/gateway/registry.js';
+import { UserRegistry, effectiveLimit, effectiveRate } from '../../src/gateway/registry.js';
 import { defaultBurst } from '../../src/gateway/bucket.js';
 import { userConfig } from '../support/config-fixture.js';
 
@@ -161,5 +161,28 @@ describe('UserRegistry', () => {
       expect(pool.stats().ipv6?.inUse).toBe(0);
       expect(pool.freeCount()).toBe(253);
     }
+  });
+});
+
+describe('UserRegistry effective rate (configured limit capped by the rate cap)', () => {
+  it('computes the effective limit in one place: the lower of the two, the cap with the default depth', () => {
+    expect(effectiveRate(limited, null)).toEqual(limited);
+    expect(effectiveRate(limited, 50_000)).toEqual({ bandwidth: 50_000, burst: null });
+    expect(effectiveRate(limited, 2_000_000)).toEqual(limited);
+    expect(effectiveRate(unlimited, 50_000)).toEqual({ bandwidth: 50_000, burst: null });
+  });
+
+  it('keeps a cap through configured-limit changes and for users who connect later; lifting it restores the configured limit', () => {
+    const registry = new UserRegistry({ clock: new FakeClock() });
+    registry.setRateCap('carol', 50_000); // offline
+    const bucket = registry.add('carol', 'c1', limited);
+    expect(bucket?.rate).toBe(50_000);
+    expect(registry.setUserLimit('carol', 2_000_000, null)).toBe(bucket);
+    expect(bucket?.rate).toBe(50_000);
+    expect(registry.setUserLimit('carol', null, null)?.rate).toBe(50_000); // unlimited, still capped
+    expect(registry.setRateCap('carol', null)).toBeNull(); // configured: unlimited
+    expect(registry.setUserLimit('carol', 1_000_000, 100_000)?.burst).toBe(100_000);
+    registry.remove('c1');
+    expect(registry.rateCapOf('carol')).toBeNull();
   });
 });

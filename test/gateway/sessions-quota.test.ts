@@ -19,6 +19,7 @@ const request = (user: string, password = 'pw'): ConnectRequest => ({
   peer: '192.0.2.10:40000',
   previousAddresses: [],
   clientVersion: 'test',
+  resume: null,
   transport: 'memory',
 });
 

@@ -29,6 +29,7 @@ function request(name: string, overrides: Partial<ConnectRequest> = {}): Connect
     peer: '192.0.2.10:40000',
     previousAddresses: [],
     clientVersion: 'test',
+    resume: null,
     transport: 'memory',
     ...overrides,
   };
@@ -338,6 +339,60 @@ describe('SessionManager ending', () => {
     expect(h.manager.pool.stats().ipv4?.inUse).toBe(0);
     expect(h.closed).toHaveLength(1); // the other listener still ran
     expect(h.log.matching('listener threw')).toHaveLength(2);
+    expect(h.manager.stats().listenerErrors).toBe(2);
+    h.manager.closeAll();
+  });
+
+  it('sets a session up and releases it in one place, in reverse order: address, bucket, data plane; whatever ends it', async () => {
+    const h = harness({ users: [user('alice', { bandwidth: 1_000_000 })], limits: sessionLimits({ idleTimeoutMs: 10_000 }) });
+    const steps: string[] = [];
+    h.manager.setDataPlane({
+      attach(session) {
+        // Attached after its address and bucket exist.
+        steps.push(`attach addr=${h.manager.pool.isAllocated(session.ipv4!)} bucket=${h.manager.registry.bucketOf('alice') !== null}`);
+      },
+      detach(session) {
+        // Detached before the address goes back to the pool and the bucket is dropped.
+        steps.push(`detach addr=${h.manager.pool.isAllocated(session.ipv4!)} bucket=${h.manager.registry.bucketOf('alice') !== null}`);
+      },
+    });
+    h.manager.onClosed((session) => steps.push(`closed-listener addr=${h.manager.pool.isAllocated(session.ipv4!)}`));
+    const ends: Array<(s: Session) => void> = [
+      (s) => h.manager.kill(s.id),
+      () => h.clock.advance(10_000),
+      (s) => (s.connection as FakeConnection).clientLeaves({ reason: 'client_closed' }),
+      () => h.manager.closeAll(),
+    ];
+    for (const end of ends) {
+      const { session } = await h.connect('alice');
+      end(session);
+      await settle();
+      expect(steps.splice(0)).toEqual(['attach addr=true bucket=true', 'detach addr=true bucket=true', 'closed-listener addr=false']);
+    }
+    expect(h.manager.stats().ended).toMatchObject({ admin_kill: 1, idle_timeout: 1, client_closed: 1, server_shutdown: 1 });
+  });
+
+  it('releases everything when the data plane fails: on attach (open throws, nothing kept) and on detach (logged, rest released)', async () => {
+    const h = harness({ users: [user('alice', { bandwidth: 1_000_000 })] });
+    let failAttach = true;
+    h.manager.setDataPlane({
+      attach() {
+        if (failAttach) throw new Error('route add failed');
+      },
+      detach() {
+        throw new Error('route remove failed');
+      },
+    });
+    await expect(h.connect('alice')).rejects.toThrow('route add failed');
+    expect(h.manager.size).toBe(0);
+    expect(h.manager.pool.stats().ipv4?.inUse).toBe(0);
+    expect(h.manager.registry.bucketOf('alice')).toBeNull();
+    failAttach = false;
+    const { session } = await h.connect('alice');
+    h.manager.kill(session.id);
+    expect(h.manager.pool.isAllocated(session.ipv4!)).toBe(false);
+    expect(h.manager.registry.connectionCount).toBe(0);
+    expect(h.log.matching('release step failed')).toHaveLength(1);
     h.manager.closeAll();
   });
 

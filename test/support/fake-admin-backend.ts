@@ -59,7 +59,7 @@ export class FakeAdminBackend implements AdminBackend {
   connections: ConnectionGuardStats | null = null;
   poolFree: { ipv4: number | null; ipv6: number | null } = { ipv4: 65_000, ipv6: null };
   /** What reload() does next: resolve with a result or throw this error. */
-  reloadOutcome: ReloadResult | Error = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [] };
+  reloadOutcome: ReloadResult | Error = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [], changed: [] };
   reloadCalls = 0;
   statsWindows: number[] = [];
   private readonly endListeners = new Set<(ended: Ended) => void>();
@@ -217,6 +217,8 @@ export class FakeAdminBackend implements AdminBackend {
       activeSessions: this.sessions.size,
       sessionsStarted: this.sessionsStarted,
       sessionsEnded: { ...this.endedCounts },
+      resumeRefused: 0,
+      listenerErrors: 0,
       rejections: { ...this.rejections },
       drops: { ...this.drops },
       poolFree: { ...this.poolFree },

@@ -14,6 +14,7 @@ import type {
   Admission,
   AdmissionResult,
   ConnectRequest,
+  ResumeClaim,
   TransportKind,
   TunnelConnection,
   TunnelListener,
@@ -40,7 +41,7 @@ export class MemoryListener implements TunnelListener {
   async connect(
     user: string,
     password: string,
-    options: { transport?: TransportKind; previousAddresses?: readonly string[]; sourceAddress?: string; maxDatagramBytes?: number } = {},
+    options: { transport?: TransportKind; previousAddresses?: readonly string[]; sourceAddress?: string; maxDatagramBytes?: number; resume?: ResumeClaim | null } = {},
   ): Promise<{ pair: MemoryPair } | { refused: AdmissionResult }> {
     const source = options.sourceAddress ?? '192.0.2.7';
     const pair = createMemoryPair({ clientPeer: `${source}:${this.port++}`, ...(options.maxDatagramBytes === undefined ? {} : { maxDatagramBytes: options.maxDatagramBytes }) });
@@ -51,6 +52,7 @@ export class MemoryListener implements TunnelListener {
       peer: pair.server.peer,
       previousAddresses: options.previousAddresses ?? [],
       clientVersion: 'test',
+      resume: options.resume ?? null,
       transport: options.transport ?? 'h2',
     };
     const result = await this.admission(request);

@@ -268,7 +268,7 @@ describe('ConnectionGuard on the real listener', () => {
           ':scheme': 'https',
           ':authority': 'localhost',
           ':path': '/\\[',
-          ...credentialHeaders({ user: 'alice', password: 'right', previousAddresses: [], clientVersion: 'test' }),
+          ...credentialHeaders({ user: 'alice', password: 'right', previousAddresses: [], clientVersion: 'test', resume: null }),
         });
         req.on('error', () => {});
         req.once('response', (headers) => {

@@ -12,8 +12,8 @@ import { isQuicgateError, type QuicgateError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { ensureCertificates, type CertificateMaterial } from '../../src/transport/certs.js';
 import type { ControlMessage } from '../../src/transport/control.js';
-import type { AcceptedConnection, Admission, AdmissionResult, TunnelConnection } from '../../src/transport/types.js';
 import { detectHttp3 } from '../../src/transport/http3.js';
+import type { AcceptedConnection, Admission, AdmissionResult, TunnelConnection } from '../../src/transport/types.js';
 import { credentialHeaders, rejectedError, TUNNEL_PATH } from '../../src/transport/wt-auth.js';
 import { connectTunnel, type ConnectTunnelOptions } from '../../src/transport/wt-client.js';
 import { loadWebTransportLibrary } from '../../src/transport/wt-lib.js';
@@ -197,7 +197,7 @@ describe('WebTransport tunnel over HTTP/2', () => {
     const wt = new lib.WebTransport(`https://127.0.0.1:${listener.port}${TUNNEL_PATH}`, {
       forceReliable: true,
       ca: certs.caPem,
-      headers: credentialHeaders({ user: 'raw', password: 'secret', previousAddresses: [], clientVersion: 'test' }),
+      headers: credentialHeaders({ user: 'raw', password: 'secret', previousAddresses: [], clientVersion: 'test', resume: null }),
     });
     wt.closed.catch(() => {});
     await wt.ready;
@@ -346,4 +346,36 @@ describe('patched library: HTTP/2 stream integrity (defect 2)', () => {
       server.stopServer();
     }
   }, 30_000);
+});
+
+describe('transports.h2: false', () => {
+  it('refuses to start without any transport left', async () => {
+    await expect(
+      createTunnelListener({ host: '127.0.0.1', port: 0, cert: certs.certPem, key: certs.keyPem, admission, sendQueuePackets: 64, logger, http3: 'off', http2: false }),
+    ).rejects.toMatchObject({ code: 'QG_ERR_LISTEN', message: expect.stringContaining('no transport left') });
+  });
+
+  it('refuses every HTTP/2 session (404, final for the client) while HTTP/3 serves', async () => {
+    const http3 = await detectHttp3();
+    const start = createTunnelListener({ host: '127.0.0.1', port: 0, cert: certs.certPem, key: certs.keyPem, admission, sendQueuePackets: 64, logger, http3: 'auto', http2: false });
+    if (!http3.available) {
+      // Without the QUIC module nothing is left to serve: the same refusal as above.
+      await expect(start).rejects.toMatchObject({ code: 'QG_ERR_LISTEN' });
+      return;
+    }
+    const h3only = await start;
+    try {
+      expect(h3only.kinds).toEqual(['h3']);
+      const err = await connectTunnel(options({ url: `https://127.0.0.1:${h3only.port}` })).then(
+        (c) => {
+          c.close({ reason: 'client_closed' });
+          return null;
+        },
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: 'QG_ERR_REJECTED', details: { status: 404, reason: 'QG_ERR_TRANSPORT_UNAVAILABLE', retry: false } });
+    } finally {
+      await h3only.close();
+    }
+  });
 });
