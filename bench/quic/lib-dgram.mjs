@@ -16,7 +16,7 @@ const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) 
 if (role === 'server') {
   const dur = Number(a6);
   await quicheLoaded;
-  const server = new Http3Server({ port, host, secret: 'x'.repeat(32), cert: readFileSync(a4, 'utf8'), privKey: readFileSync(a5, 'utf8') });
+  const server = new Http3Server({ port, host, secret: 'x'.repeat(32), cert: readFileSync(a4, 'utf8'), privKey: readFileSync(a5, 'utf8'), quicheNodeSocketOptions: { recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 } });
   server.setRequestCallback(async () => ({ status: 200, path: '/s' }));
   server.startServer();
   await server.ready;

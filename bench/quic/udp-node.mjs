@@ -7,7 +7,7 @@ const port = Number(portArg);
 const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
 if (role === 'server') {
   const dur = Number(a4);
-  const sock = createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
+  const sock = createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
   let n = 0, bytes = 0, t0 = 0, c0 = 0, n0 = 0, b0 = 0, started = false;
   sock.on('message', (msg) => {
     n++; bytes += msg.length;
@@ -26,7 +26,7 @@ if (role === 'server') {
   sock.bind(port, host);
 } else {
   const dur = Number(a4), len = Number(a5), rate = Number(a6);
-  const sock = createSocket({ type: 'udp4', sendBufferSize: 8 << 20 });
+  const sock = createSocket({ type: 'udp4', sendBufferSize: 4 << 20 });
   sock.connect(port, host, async () => {
     const payload = Buffer.alloc(len);
     let sent = 0, c0 = 0, c1 = 0, s0 = 0, s1 = 0;
