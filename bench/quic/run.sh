@@ -51,7 +51,7 @@ cpu() { awk '{print ($14+$15)/100}' /proc/$1/stat 2>/dev/null || echo 0; }
 report() { # name rx_dgrams_per_s rx_mbit cpu_total_s rx_bytes [extra]
   local gb
   gb=$(awk -v b="$5" 'BEGIN{printf "%.3f", b/1e9}')
-  awk -v n="$1" -v d="$2" -v m="$3" -v c="$4" -v gb="$gb" -v x="${6:-}" '-v la="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN{printf "%-22s %9d dgram/s %8.1f Mbit/s  cpu %6.2f s  %7.1f cpu-s/GB  load %s  %s\n", n, d, m, c, (gb>0? c/gb : 0), la, x}' | tee -a "$WORK/results.txt"
+  awk -v n="$1" -v d="$2" -v m="$3" -v c="$4" -v gb="$gb" -v x="${6:-}" -v la="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN{printf "%-22s %9d dgram/s %8.1f Mbit/s  cpu %6.2f s  %7.1f cpu-s/GB  load %s  %s\n", n, d, m, c, (gb>0? c/gb : 0), la, x}' | tee -a "$WORK/results.txt"
 }
 
 run_udp_iperf() {
@@ -62,8 +62,9 @@ run_udp_iperf() {
   bps=$(jq '.end.sum.bits_per_second' "$WORK/iperf.json"); lost=$(jq '.end.sum.lost_percent' "$WORK/iperf.json")
   pk=$(jq '.end.sum.packets - .end.sum.lost_packets' "$WORK/iperf.json")
   local cpu_pct; cpu_pct=$(jq '.end.cpu_utilization_percent.host_total + .end.cpu_utilization_percent.remote_total' "$WORK/iperf.json")
-  report udp_iperf "$(awk -v p="$pk" -v d="$DUR" 'BEGIN{print int(p/d)}')" "$(awk -v b="$bps" 'BEGIN{print b/1e6}')" \
-    "$(awk -v c="$cpu_pct" -v d="$DUR" 'BEGIN{print c/100*d}')" "$(awk -v b="$bps" -v d="$DUR" 'BEGIN{print b/8*d}')" "loss ${lost}%"
+  # end.sum: packets/lost_packets as the receiver counted them; bits_per_second is the sender's offered rate
+  report udp_iperf "$(awk -v p="$pk" -v d="$DUR" 'BEGIN{print int(p/d)}')" "$(awk -v p="$pk" -v l="$LEN" -v d="$DUR" 'BEGIN{print p*l*8/d/1e6}')" \
+    "$(awk -v c="$cpu_pct" -v d="$DUR" 'BEGIN{print c/100*d}')" "$(awk -v p="$pk" -v l="$LEN" 'BEGIN{print p*l}')" "offered $(awk -v b="$bps" 'BEGIN{printf "%.0f", b/1e6}') Mbit/s, loss ${lost}%"
 }
 
 # UDP receive-buffer drops and datagrams received in namespace A (kernel counters)

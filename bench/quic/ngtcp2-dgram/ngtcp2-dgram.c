@@ -1,0 +1,419 @@
+/*
+ * bench/quic/ngtcp2-dgram: one-way QUIC datagrams (RFC 9221) over Debian's ngtcp2 0.12 + GnuTLS, with batched
+ * UDP I/O: sends go out as UDP GSO batches (sendmsg + UDP_SEGMENT), receives come in through recvmmsg with
+ * UDP_GRO (one buffer can hold many packets). One thread, poll(2) loop, same output as bench/quic/lib-dgram.mjs.
+ * A spike for docs/quic-route.md, not production code: one connection, no retry tokens, no migration.
+ *
+ *   ngtcp2-dgram server HOST PORT CERT KEY DUR
+ *   ngtcp2-dgram client HOST PORT CERT DUR LEN RATE      (RATE 0: as fast as congestion control allows)
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+#define MAX_PKT 1452      /* veth MTU 1500 - IPv4 - UDP */
+#define GSO_MAX 44        /* packets per sendmsg: 44 x 1452 stays under the 64 KiB a UDP send can carry */
+#define RX_BATCH 16       /* buffers per recvmmsg */
+#define RX_BUF 65536      /* one GRO super-buffer */
+
+static const char ALPN[] = "qgq";
+
+typedef struct {
+  int fd, server;
+  ngtcp2_conn *conn;
+  ngtcp2_crypto_conn_ref ref;
+  gnutls_session_t tls;
+  gnutls_certificate_credentials_t cred;
+  struct sockaddr_in local, remote;
+  int handshake_done;
+  uint64_t rx_dgrams, rx_bytes, udp_tx_pkts, udp_tx_sends, udp_rx_pkts, udp_rx_calls;
+  /* GSO batch being built */
+  uint8_t *gso_buf;
+  size_t gso_len, gso_seg, gso_count;
+} peer;
+
+static ngtcp2_tstamp now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (ngtcp2_tstamp)ts.tv_sec * 1000000000ull + (ngtcp2_tstamp)ts.tv_nsec;
+}
+
+static double cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, long code) {
+  fprintf(stderr, "%s: %ld (%s)\n", what, code, code < 0 ? ngtcp2_strerror((int)code) : "");
+  exit(1);
+}
+
+static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
+  (void)ctx;
+  gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
+}
+
+static int new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen, void *user) {
+  (void)conn; (void)user;
+  gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen);
+  cid->datalen = cidlen;
+  gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN);
+  return 0;
+}
+
+static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t *data, size_t len, void *user) {
+  (void)conn; (void)flags; (void)data;
+  peer *p = user;
+  p->rx_dgrams++;
+  p->rx_bytes += len;
+  return 0;
+}
+
+static int handshake_completed_cb(ngtcp2_conn *conn, void *user) {
+  (void)conn;
+  ((peer *)user)->handshake_done = 1;
+  return 0;
+}
+
+static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) { return ((peer *)ref->user_data)->conn; }
+
+static ngtcp2_callbacks callbacks(int server) {
+  ngtcp2_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  if (server) cb.recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+  else {
+    cb.client_initial = ngtcp2_crypto_client_initial_cb;
+    cb.recv_retry = ngtcp2_crypto_recv_retry_cb;
+  }
+  cb.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  cb.encrypt = ngtcp2_crypto_encrypt_cb;
+  cb.decrypt = ngtcp2_crypto_decrypt_cb;
+  cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
+  cb.rand = rand_cb;
+  cb.get_new_connection_id = new_cid_cb;
+  cb.update_key = ngtcp2_crypto_update_key_cb;
+  cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+  cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+  cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+  cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+  cb.recv_datagram = recv_datagram_cb;
+  cb.handshake_completed = handshake_completed_cb;
+  return cb;
+}
+
+static void settings_params(ngtcp2_settings *s, ngtcp2_transport_params *tp) {
+  ngtcp2_settings_default(s);
+  s->initial_ts = now_ns();
+  s->max_tx_udp_payload_size = MAX_PKT;
+  s->cc_algo = NGTCP2_CC_ALGO_CUBIC;
+  s->no_tx_udp_payload_size_shaping = 1; /* use MAX_PKT at once (the veth's MTU is known), not 1200 first */
+  ngtcp2_transport_params_default(tp);
+  tp->initial_max_data = 1 << 20;
+  tp->initial_max_streams_bidi = 4;
+  tp->initial_max_stream_data_bidi_local = tp->initial_max_stream_data_bidi_remote = 1 << 18;
+  tp->max_idle_timeout = 30 * NGTCP2_SECONDS;
+  tp->max_datagram_frame_size = 65535;
+  tp->max_udp_payload_size = MAX_PKT;
+}
+
+static void tls_setup(peer *p, const char *cert, const char *key) {
+  int rv;
+  gnutls_certificate_allocate_credentials(&p->cred);
+  if (p->server) {
+    if ((rv = gnutls_certificate_set_x509_key_file(p->cred, cert, key, GNUTLS_X509_FMT_PEM)) != 0) die("key file", rv);
+  } else if ((rv = gnutls_certificate_set_x509_trust_file(p->cred, cert, GNUTLS_X509_FMT_PEM)) < 1) {
+    die("trust file", rv);
+  }
+  gnutls_init(&p->tls, (p->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_ENABLE_EARLY_DATA | GNUTLS_NO_END_OF_EARLY_DATA);
+  if ((rv = gnutls_priority_set_direct(p->tls, "NORMAL:-VERS-ALL:+VERS-TLS1.3", NULL)) != 0) die("priority", rv);
+  if ((rv = p->server ? ngtcp2_crypto_gnutls_configure_server_session(p->tls) : ngtcp2_crypto_gnutls_configure_client_session(p->tls)) != 0)
+    die("configure session", rv);
+  p->ref.get_conn = get_conn;
+  p->ref.user_data = p;
+  gnutls_session_set_ptr(p->tls, &p->ref);
+  gnutls_credentials_set(p->tls, GNUTLS_CRD_CERTIFICATE, p->cred);
+  gnutls_datum_t alpn = {(unsigned char *)ALPN, sizeof ALPN - 1};
+  gnutls_alpn_set_protocols(p->tls, &alpn, 1, GNUTLS_ALPN_MANDATORY);
+  if (!p->server) {
+    gnutls_server_name_set(p->tls, GNUTLS_NAME_DNS, "quic.test", 9);
+    gnutls_session_set_verify_cert(p->tls, "quic.test", 0);
+  }
+}
+
+static int udp_socket(const char *host, int port, struct sockaddr_in *bound) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  int buf = 4 << 20, one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
+  memset(bound, 0, sizeof *bound);
+  bound->sin_family = AF_INET;
+  bound->sin_port = htons(port);
+  inet_pton(AF_INET, host, &bound->sin_addr);
+  if (bind(fd, (struct sockaddr *)bound, sizeof *bound) != 0) die("bind", -errno);
+  socklen_t len = sizeof *bound;
+  getsockname(fd, (struct sockaddr *)bound, &len);
+  return fd;
+}
+
+static ngtcp2_path path_of(peer *p) {
+  ngtcp2_path path = {{(ngtcp2_sockaddr *)&p->local, sizeof p->local}, {(ngtcp2_sockaddr *)&p->remote, sizeof p->remote}, NULL};
+  return path;
+}
+
+/* Send the GSO batch built so far: one sendmsg, the kernel splits it into gso_count UDP packets. */
+static void gso_flush(peer *p) {
+  if (p->gso_count == 0) return;
+  struct iovec iov = {p->gso_buf, p->gso_len};
+  char ctrl[CMSG_SPACE(sizeof(uint16_t))];
+  struct msghdr msg = {.msg_name = &p->remote, .msg_namelen = sizeof p->remote, .msg_iov = &iov, .msg_iovlen = 1};
+  if (p->gso_count > 1) {
+    memset(ctrl, 0, sizeof ctrl);
+    msg.msg_control = ctrl;
+    msg.msg_controllen = sizeof ctrl;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t seg = (uint16_t)p->gso_seg;
+    memcpy(CMSG_DATA(c), &seg, sizeof seg);
+  }
+  for (;;) {
+    if (sendmsg(p->fd, &msg, 0) >= 0) break;
+    if (errno == EAGAIN || errno == ENOBUFS) {
+      struct pollfd pf = {p->fd, POLLOUT, 0};
+      poll(&pf, 1, 10);
+      continue;
+    }
+    if (errno != EINTR) { perror("sendmsg"); break; }
+  }
+  p->udp_tx_pkts += p->gso_count;
+  p->udp_tx_sends++;
+  p->gso_len = p->gso_seg = p->gso_count = 0;
+}
+
+/* Room for the next packet in the batch; packets of one batch have equal size, only the last may be shorter. */
+static uint8_t *gso_slot(peer *p) {
+  if (p->gso_count == GSO_MAX) gso_flush(p);
+  return p->gso_buf + p->gso_len;
+}
+
+static void gso_commit(peer *p, size_t n) {
+  if (p->gso_count > 0 && n > p->gso_seg) { /* larger than the segment size: it starts a batch of its own */
+    uint8_t tmp[MAX_PKT];
+    memcpy(tmp, p->gso_buf + p->gso_len, n);
+    gso_flush(p);
+    memcpy(p->gso_buf, tmp, n);
+  }
+  if (p->gso_count == 0) p->gso_seg = n;
+  p->gso_len += n;
+  p->gso_count++;
+  if (n < p->gso_seg) gso_flush(p);
+}
+
+/* Write what the connection has to send (ACKs, handshake, and, for the sender, up to *want datagrams). */
+static void write_out(peer *p, const uint8_t *payload, size_t len, uint64_t *want, uint64_t *sent) {
+  ngtcp2_path_storage ps;
+  ngtcp2_path_storage_zero(&ps);
+  ngtcp2_pkt_info pi;
+  ngtcp2_tstamp ts = now_ns();
+  size_t quantum = ngtcp2_conn_get_send_quantum(p->conn), written = 0;
+  for (;;) {
+    uint8_t *dest = gso_slot(p);
+    ngtcp2_ssize n;
+    int accepted = 0;
+    if (want != NULL && *want > 0 && p->handshake_done) {
+      ngtcp2_vec v = {(uint8_t *)payload, len};
+      n = ngtcp2_conn_writev_datagram(p->conn, &ps.path, &pi, dest, MAX_PKT, &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_NONE, *sent, &v, 1, ts);
+    } else {
+      n = ngtcp2_conn_write_pkt(p->conn, &ps.path, &pi, dest, MAX_PKT, ts);
+    }
+    if (n < 0) die("write", n);
+    if (accepted) { (*want)--; (*sent)++; }
+    if (n == 0) break;
+    gso_commit(p, (size_t)n);
+    written += (size_t)n;
+    if (written >= quantum) break;
+  }
+  gso_flush(p);
+  ngtcp2_conn_update_pkt_tx_time(p->conn, ts);
+}
+
+static uint8_t rx_bufs[RX_BATCH][RX_BUF];
+
+/* recvmmsg a batch; a buffer may hold several packets of gso_size each (UDP_GRO). */
+static int read_in(peer *p, ngtcp2_transport_params *server_tp, const ngtcp2_callbacks *cb, ngtcp2_settings *s) {
+  struct mmsghdr msgs[RX_BATCH];
+  struct iovec iov[RX_BATCH];
+  struct sockaddr_in from[RX_BATCH];
+  char ctrl[RX_BATCH][CMSG_SPACE(sizeof(int))];
+  for (int i = 0; i < RX_BATCH; i++) {
+    iov[i].iov_base = rx_bufs[i];
+    iov[i].iov_len = RX_BUF;
+    memset(&msgs[i], 0, sizeof msgs[i]);
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &from[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    msgs[i].msg_hdr.msg_control = ctrl[i];
+    msgs[i].msg_hdr.msg_controllen = sizeof ctrl[i];
+  }
+  int got = recvmmsg(p->fd, msgs, RX_BATCH, 0, NULL);
+  if (got <= 0) return 0;
+  p->udp_rx_calls++;
+  for (int i = 0; i < got; i++) {
+    size_t total = msgs[i].msg_len, seg = total;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c))
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) { int v; memcpy(&v, CMSG_DATA(c), sizeof v); seg = (size_t)v; }
+    for (size_t off = 0; off < total; off += seg) {
+      size_t n = total - off < seg ? total - off : seg;
+      const uint8_t *pkt = rx_bufs[i] + off;
+      p->udp_rx_pkts++;
+      if (p->conn == NULL) { /* server: the first Initial creates the connection */
+        ngtcp2_pkt_hd hd;
+        if (ngtcp2_accept(&hd, pkt, n) != 0) continue;
+        p->remote = from[i];
+        ngtcp2_cid scid;
+        scid.datalen = 16;
+        gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
+        server_tp->original_dcid = hd.dcid;
+        ngtcp2_path path = path_of(p);
+        int rv = ngtcp2_conn_server_new(&p->conn, &hd.scid, &scid, &path, hd.version, cb, s, server_tp, NULL, p);
+        if (rv != 0) die("server_new", rv);
+        ngtcp2_conn_set_tls_native_handle(p->conn, p->tls);
+      }
+      ngtcp2_path path = path_of(p);
+      ngtcp2_pkt_info pi = {0};
+      int rv = ngtcp2_conn_read_pkt(p->conn, &path, &pi, pkt, n, now_ns());
+      if (rv == NGTCP2_ERR_DRAINING || rv == NGTCP2_ERR_CLOSING) return -1;
+      if (rv != 0) { fprintf(stderr, "read_pkt: %s\n", ngtcp2_strerror(rv)); return -1; }
+    }
+  }
+  return got;
+}
+
+static int poll_once(peer *p, int wait_ms_max) {
+  ngtcp2_tstamp exp = p->conn ? ngtcp2_conn_get_expiry(p->conn) : UINT64_MAX, t = now_ns();
+  int ms = wait_ms_max;
+  if (exp != UINT64_MAX) {
+    long long d = exp > t ? (long long)((exp - t) / 1000000) : 0;
+    if (d < ms) ms = (int)d;
+  }
+  struct pollfd pf = {p->fd, POLLIN, 0};
+  int r = poll(&pf, 1, ms);
+  if (p->conn && ngtcp2_conn_get_expiry(p->conn) <= now_ns()) {
+    int rv = ngtcp2_conn_handle_expiry(p->conn, now_ns());
+    if (rv != 0) die("handle_expiry", rv);
+  }
+  return r;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 7) { fprintf(stderr, "usage: see the header of ngtcp2-dgram.c\n"); return 2; }
+  peer p;
+  memset(&p, 0, sizeof p);
+  p.server = strcmp(argv[1], "server") == 0;
+  p.gso_buf = malloc(GSO_MAX * MAX_PKT);
+  ngtcp2_settings s;
+  ngtcp2_transport_params tp;
+  settings_params(&s, &tp);
+  ngtcp2_callbacks cb = callbacks(p.server);
+  if (p.server) {
+    double dur = atof(argv[6]);
+    tls_setup(&p, argv[4], argv[5]);
+    p.fd = udp_socket(argv[2], atoi(argv[3]), &p.local);
+    fprintf(stderr, "server ready\n");
+    ngtcp2_tstamp start = 0, t0 = 0;
+    double c0 = 0;
+    uint64_t n0 = 0, b0 = 0;
+    for (;;) {
+      poll_once(&p, 50);
+      if (read_in(&p, &tp, &cb, &s) < 0) break;
+      if (p.conn) write_out(&p, NULL, 0, NULL, NULL);
+      if (p.rx_dgrams > 0 && start == 0) start = now_ns();
+      if (start && !t0 && now_ns() - start >= 1000000000ull) { t0 = now_ns(); c0 = cpu_s(); n0 = p.rx_dgrams; b0 = p.rx_bytes; }
+      if (t0 && now_ns() - t0 >= (ngtcp2_tstamp)(dur * 1e9)) {
+        double secs = (now_ns() - t0) / 1e9;
+        uint64_t dn = p.rx_dgrams - n0, db = p.rx_bytes - b0;
+        printf("{\"side\":\"rx\",\"route\":\"ngtcp2\",\"dgrams_per_s\":%llu,\"mbit_s\":%.1f,\"cpu_s\":%.2f,\"bytes\":%llu,\"secs\":%.2f,\"udp_rx_pkts\":%llu,\"udp_rx_calls\":%llu}\n",
+               (unsigned long long)(dn / secs), db * 8 / secs / 1e6, cpu_s() - c0, (unsigned long long)db, secs,
+               (unsigned long long)p.udp_rx_pkts, (unsigned long long)p.udp_rx_calls);
+        return 0;
+      }
+    }
+    printf("{\"side\":\"rx\",\"route\":\"ngtcp2\",\"error\":\"connection ended after %llu datagrams\"}\n", (unsigned long long)p.rx_dgrams);
+    return 1;
+  }
+  double dur = atof(argv[5]), rate = atof(argv[7]);
+  size_t len = (size_t)atoi(argv[6]);
+  uint8_t *payload = calloc(1, len);
+  tls_setup(&p, argv[4], NULL);
+  p.fd = udp_socket("0.0.0.0", 0, &p.local);
+  p.remote.sin_family = AF_INET;
+  p.remote.sin_port = htons(atoi(argv[3]));
+  inet_pton(AF_INET, argv[2], &p.remote.sin_addr);
+  if (connect(p.fd, (struct sockaddr *)&p.remote, sizeof p.remote) != 0) die("connect", -errno);
+  socklen_t sl = sizeof p.local;
+  getsockname(p.fd, (struct sockaddr *)&p.local, &sl);
+  ngtcp2_cid dcid, scid;
+  dcid.datalen = 18; scid.datalen = 16;
+  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
+  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
+  ngtcp2_path path = path_of(&p);
+  int rv = ngtcp2_conn_client_new(&p.conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &s, &tp, NULL, &p);
+  if (rv != 0) die("client_new", rv);
+  ngtcp2_conn_set_tls_native_handle(p.conn, p.tls);
+  ngtcp2_tstamp hs_deadline = now_ns() + 5000000000ull;
+  while (!p.handshake_done) {
+    write_out(&p, NULL, 0, NULL, NULL);
+    poll_once(&p, 10);
+    if (read_in(&p, NULL, &cb, &s) < 0) die("handshake", 0);
+    if (now_ns() > hs_deadline) die("handshake timeout", 0);
+  }
+  fprintf(stderr, "client ready, max udp payload %zu\n", ngtcp2_conn_get_path_max_tx_udp_payload_size(p.conn));
+  uint64_t sent = 0, want = 0, s0 = 0, s1 = 0;
+  double c0 = 0, c1 = 0;
+  int m0 = 0, m1 = 0;
+  ngtcp2_tstamp t0 = now_ns();
+  for (;;) {
+    double el = (now_ns() - t0) / 1e9;
+    if (!m0 && el >= 1.0) { m0 = 1; c0 = cpu_s(); s0 = sent; }
+    if (!m1 && el >= 1.0 + dur) { m1 = 1; c1 = cpu_s(); s1 = sent; }
+    if (el >= dur + 1.5) break;
+    /* RATE 0: always have datagrams waiting, the congestion window decides */
+    uint64_t due = rate > 0 ? (uint64_t)(el * rate) : sent + 4096;
+    want = due > sent ? due - sent : 0;
+    write_out(&p, payload, len, &want, &sent);
+    poll_once(&p, rate > 0 ? 1 : 0);
+    if (read_in(&p, NULL, &cb, &s) < 0) break;
+    while (read_in(&p, NULL, &cb, &s) > 0) {}
+  }
+  ngtcp2_conn_stat ci;
+  ngtcp2_conn_get_conn_stat(p.conn, &ci);
+  printf("{\"side\":\"tx\",\"route\":\"ngtcp2\",\"sent\":%llu,\"sent_per_s\":%llu,\"cpu_s\":%.2f,\"udp_tx_pkts\":%llu,\"udp_tx_sends\":%llu,\"cwnd\":%llu,\"srtt_us\":%llu}\n",
+         (unsigned long long)sent, (unsigned long long)((s1 - s0) / dur), c1 - c0, (unsigned long long)p.udp_tx_pkts,
+         (unsigned long long)p.udp_tx_sends, (unsigned long long)ci.cwnd, (unsigned long long)(ci.smoothed_rtt / 1000));
+  return 0;
+}
