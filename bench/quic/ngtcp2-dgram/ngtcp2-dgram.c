@@ -6,9 +6,16 @@
  *
  *   ngtcp2-dgram server HOST PORT CERT KEY DUR
  *   ngtcp2-dgram client HOST PORT CERT DUR LEN RATE      (RATE 0: as fast as congestion control allows)
+ *
+ * With QGQ_TUN=NAME both ends instead carry IP packets between a TUN device NAME and QUIC datagrams, both ways,
+ * until killed (route (c)'s data channel in its simplest form: one read per TUN packet, no TSO/GRO on the TUN).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 #include <errno.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -38,6 +45,14 @@
 #define RX_BUF 65536      /* one GRO super-buffer */
 
 static const char ALPN[] = "qgq";
+static int tunfd = -1;
+static uint64_t tun_drops;
+
+/* Where write_out takes the datagrams to send from: peek the next one (NULL: none), pop it once accepted. */
+typedef struct dsource {
+  const uint8_t *(*peek)(struct dsource *, size_t *len);
+  void (*pop)(struct dsource *);
+} dsource;
 
 typedef struct {
   int fd, server;
@@ -88,6 +103,7 @@ static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t *da
   peer *p = user;
   p->rx_dgrams++;
   p->rx_bytes += len;
+  if (tunfd >= 0 && write(tunfd, data, len) < 0) tun_drops++;
   return 0;
 }
 
@@ -233,8 +249,8 @@ static void gso_commit(peer *p, size_t n) {
   if (n < p->gso_seg) gso_flush(p);
 }
 
-/* Write what the connection has to send (ACKs, handshake, and, for the sender, up to *want datagrams). */
-static void write_out(peer *p, const uint8_t *payload, size_t len, uint64_t *want, uint64_t *sent) {
+/* Write what the connection has to send: ACKs, handshake, and the datagrams src offers (src may be NULL). */
+static void write_out(peer *p, dsource *src) {
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi;
@@ -244,14 +260,16 @@ static void write_out(peer *p, const uint8_t *payload, size_t len, uint64_t *wan
     uint8_t *dest = gso_slot(p);
     ngtcp2_ssize n;
     int accepted = 0;
-    if (want != NULL && *want > 0 && p->handshake_done) {
-      ngtcp2_vec v = {(uint8_t *)payload, len};
-      n = ngtcp2_conn_writev_datagram(p->conn, &ps.path, &pi, dest, MAX_PKT, &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_NONE, *sent, &v, 1, ts);
+    size_t len = 0;
+    const uint8_t *d = (src != NULL && p->handshake_done) ? src->peek(src, &len) : NULL;
+    if (d != NULL) {
+      ngtcp2_vec v = {(uint8_t *)d, len};
+      n = ngtcp2_conn_writev_datagram(p->conn, &ps.path, &pi, dest, MAX_PKT, &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_NONE, 0, &v, 1, ts);
     } else {
       n = ngtcp2_conn_write_pkt(p->conn, &ps.path, &pi, dest, MAX_PKT, ts);
     }
     if (n < 0) die("write", n);
-    if (accepted) { (*want)--; (*sent)++; }
+    if (accepted) src->pop(src);
     if (n == 0) break;
     gso_commit(p, (size_t)n);
     written += (size_t)n;
@@ -260,6 +278,26 @@ static void write_out(peer *p, const uint8_t *payload, size_t len, uint64_t *wan
   gso_flush(p);
   ngtcp2_conn_update_pkt_tx_time(p->conn, ts);
 }
+
+/* The blast sender's source: the same payload, `want` more times. */
+typedef struct { dsource s; const uint8_t *payload; size_t len; uint64_t want, sent; } blast_source;
+static const uint8_t *blast_peek(dsource *s, size_t *len) {
+  blast_source *b = (blast_source *)s;
+  *len = b->len;
+  return b->want > 0 ? b->payload : NULL;
+}
+static void blast_pop(dsource *s) { blast_source *b = (blast_source *)s; b->want--; b->sent++; }
+
+/* Packets read from the TUN, waiting for the congestion window. */
+#define TQ 512
+typedef struct { dsource s; uint8_t buf[TQ][1500]; size_t len[TQ]; size_t head, count; } tun_queue;
+static const uint8_t *tq_peek(dsource *s, size_t *len) {
+  tun_queue *q = (tun_queue *)s;
+  if (q->count == 0) return NULL;
+  *len = q->len[q->head];
+  return q->buf[q->head];
+}
+static void tq_pop(dsource *s) { tun_queue *q = (tun_queue *)s; q->head = (q->head + 1) % TQ; q->count--; }
 
 static uint8_t rx_bufs[RX_BATCH][RX_BUF];
 
@@ -330,6 +368,43 @@ static int poll_once(peer *p, int wait_ms_max) {
   return r;
 }
 
+static int tun_open(const char *name) {
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  if (fd < 0 || ioctl(fd, TUNSETIFF, &ifr) != 0) die("TUNSETIFF", -errno);
+  return fd;
+}
+
+static tun_queue tq = {{tq_peek, tq_pop}, {{0}}, {0}, 0, 0};
+
+/* TUN <-> QUIC datagrams until killed: read the TUN while the queue has room, send what the window allows. */
+static void tun_loop(peer *p, const ngtcp2_callbacks *cb, ngtcp2_settings *s) {
+  for (;;) {
+    ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(p->conn), t = now_ns();
+    int ms = exp == UINT64_MAX ? 100 : exp > t ? (int)((exp - t) / 1000000) : 0;
+    if (ms > 100) ms = 100;
+    struct pollfd pf[2] = {{p->fd, POLLIN, 0}, {tunfd, tq.count < TQ ? POLLIN : 0, 0}};
+    poll(pf, 2, ms);
+    if (ngtcp2_conn_get_expiry(p->conn) <= now_ns() && ngtcp2_conn_handle_expiry(p->conn, now_ns()) != 0) return;
+    for (int i = 0; i < 8; i++) {
+      int r = read_in(p, NULL, cb, s);
+      if (r < 0) return;
+      if (r == 0) break;
+    }
+    while (tq.count < TQ) {
+      size_t slot = (tq.head + tq.count) % TQ;
+      ssize_t n = read(tunfd, tq.buf[slot], sizeof tq.buf[slot]);
+      if (n <= 0) break;
+      tq.len[slot] = (size_t)n;
+      tq.count++;
+    }
+    write_out(p, &tq.s);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 7) { fprintf(stderr, "usage: see the header of ngtcp2-dgram.c\n"); return 2; }
   peer p;
@@ -340,6 +415,7 @@ int main(int argc, char **argv) {
   ngtcp2_transport_params tp;
   settings_params(&s, &tp);
   ngtcp2_callbacks cb = callbacks(p.server);
+  if (getenv("QGQ_TUN") != NULL) tunfd = tun_open(getenv("QGQ_TUN"));
   if (p.server) {
     double dur = atof(argv[6]);
     tls_setup(&p, argv[4], argv[5]);
@@ -351,7 +427,8 @@ int main(int argc, char **argv) {
     for (;;) {
       poll_once(&p, 50);
       if (read_in(&p, &tp, &cb, &s) < 0) break;
-      if (p.conn) write_out(&p, NULL, 0, NULL, NULL);
+      if (p.conn) write_out(&p, NULL);
+      if (tunfd >= 0 && p.handshake_done) { tun_loop(&p, &cb, &s); return 0; }
       if (p.rx_dgrams > 0 && start == 0) start = now_ns();
       if (start && !t0 && now_ns() - start >= 1000000000ull) { t0 = now_ns(); c0 = cpu_s(); n0 = p.rx_dgrams; b0 = p.rx_bytes; }
       if (t0 && now_ns() - t0 >= (ngtcp2_tstamp)(dur * 1e9)) {
@@ -387,25 +464,27 @@ int main(int argc, char **argv) {
   ngtcp2_conn_set_tls_native_handle(p.conn, p.tls);
   ngtcp2_tstamp hs_deadline = now_ns() + 5000000000ull;
   while (!p.handshake_done) {
-    write_out(&p, NULL, 0, NULL, NULL);
+    write_out(&p, NULL);
     poll_once(&p, 10);
     if (read_in(&p, NULL, &cb, &s) < 0) die("handshake", 0);
     if (now_ns() > hs_deadline) die("handshake timeout", 0);
   }
   fprintf(stderr, "client ready, max udp payload %zu\n", ngtcp2_conn_get_path_max_tx_udp_payload_size(p.conn));
-  uint64_t sent = 0, want = 0, s0 = 0, s1 = 0;
+  if (tunfd >= 0) { tun_loop(&p, &cb, &s); return 0; }
+  blast_source src = {{blast_peek, blast_pop}, payload, len, 0, 0};
+  uint64_t s0 = 0, s1 = 0;
   double c0 = 0, c1 = 0;
   int m0 = 0, m1 = 0;
   ngtcp2_tstamp t0 = now_ns();
   for (;;) {
     double el = (now_ns() - t0) / 1e9;
-    if (!m0 && el >= 1.0) { m0 = 1; c0 = cpu_s(); s0 = sent; }
-    if (!m1 && el >= 1.0 + dur) { m1 = 1; c1 = cpu_s(); s1 = sent; }
+    if (!m0 && el >= 1.0) { m0 = 1; c0 = cpu_s(); s0 = src.sent; }
+    if (!m1 && el >= 1.0 + dur) { m1 = 1; c1 = cpu_s(); s1 = src.sent; }
     if (el >= dur + 1.5) break;
     /* RATE 0: always have datagrams waiting, the congestion window decides */
-    uint64_t due = rate > 0 ? (uint64_t)(el * rate) : sent + 4096;
-    want = due > sent ? due - sent : 0;
-    write_out(&p, payload, len, &want, &sent);
+    uint64_t due = rate > 0 ? (uint64_t)(el * rate) : src.sent + 4096;
+    src.want = due > src.sent ? due - src.sent : 0;
+    write_out(&p, &src.s);
     poll_once(&p, rate > 0 ? 1 : 0);
     if (read_in(&p, NULL, &cb, &s) < 0) break;
     while (read_in(&p, NULL, &cb, &s) > 0) {}
@@ -413,7 +492,7 @@ int main(int argc, char **argv) {
   ngtcp2_conn_stat ci;
   ngtcp2_conn_get_conn_stat(p.conn, &ci);
   printf("{\"side\":\"tx\",\"route\":\"ngtcp2\",\"sent\":%llu,\"sent_per_s\":%llu,\"cpu_s\":%.2f,\"udp_tx_pkts\":%llu,\"udp_tx_sends\":%llu,\"cwnd\":%llu,\"srtt_us\":%llu}\n",
-         (unsigned long long)sent, (unsigned long long)((s1 - s0) / dur), c1 - c0, (unsigned long long)p.udp_tx_pkts,
+         (unsigned long long)src.sent, (unsigned long long)((s1 - s0) / dur), c1 - c0, (unsigned long long)p.udp_tx_pkts,
          (unsigned long long)p.udp_tx_sends, (unsigned long long)ci.cwnd, (unsigned long long)(ci.smoothed_rtt / 1000));
   return 0;
 }
