@@ -10,7 +10,8 @@
 # Cases: udp_iperf (iperf3 -u -b 0 -l 1200, the kernel's plain-UDP figure), udp_node (node:dgram, one send and
 # one 'message' per packet: what any JS-per-packet design pays at least), lib (the library's HTTP/3 module:
 # WebTransport datagrams; lib+addr,rx,tx: with the JS-side fixes of lib-dgram.mjs), quinn (Debian's quinn 0.9: QUIC datagrams, GSO send, recvmmsg; bench/quic/quinn-dgram),
-# ngtcp2 (Debian's ngtcp2 0.12 + GnuTLS; bench/quic/ngtcp2-dgram). Needs root, iperf3, node; quinn/ngtcp2 are
+# ngtcp2 (Debian's ngtcp2 0.12 + GnuTLS; bench/quic/ngtcp2-dgram), ngtcp2_js (the same, and every received
+# datagram handed in batches to a node process that handles it as quicgate's inbound path would: batch-sink.mjs). Needs root, iperf3, node; quinn/ngtcp2 are
 # built by their own build.sh first.
 #
 # Tunnel cases (TCP through a tunnel, iperf3 one stream up 198.18.0.2 -> 198.18.0.1, CPU of the two tunnel
@@ -166,6 +167,8 @@ for c in $CASES; do
            "$here/quinn-dgram/target/release/quinn-dgram client 192.0.2.1:5304 $WORK/cert.pem $DUR $LEN $r"; done ;;
     ngtcp2) for r in $RATES; do run_pair "ngtcp2@$r" "$here/ngtcp2-dgram/ngtcp2-dgram server 192.0.2.1 5305 $WORK/cert.pem $WORK/key.pem $DUR" \
            "$here/ngtcp2-dgram/ngtcp2-dgram client 192.0.2.1 5305 $WORK/cert.pem $DUR $LEN $r"; done ;;
+    ngtcp2_js) for r in $RATES; do run_pair "ngtcp2_js@$r" "cd $root && node $here/batch-sink.mjs $here/ngtcp2-dgram/ngtcp2-dgram 192.0.2.1 5309 $WORK/cert.pem $WORK/key.pem $DUR" \
+           "$here/ngtcp2-dgram/ngtcp2-dgram client 192.0.2.1 5309 $WORK/cert.pem $DUR $LEN $r"; done ;;
     tun_ngtcp2) run_tun_ngtcp2 ;;
     tun_wg) run_tun_wg ;;
     tun_qg_h3) run_tun_qg_h3 ;;

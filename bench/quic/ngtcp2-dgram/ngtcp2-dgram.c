@@ -7,6 +7,8 @@
  *   ngtcp2-dgram server HOST PORT CERT KEY DUR
  *   ngtcp2-dgram client HOST PORT CERT DUR LEN RATE      (RATE 0: as fast as congestion control allows)
  *
+ * With QGQ_PIPE=1 the server also hands every received datagram to its stdout in batches ([u16 length][bytes]...,
+ * one write per received UDP batch, as an addon would hand a batch to JavaScript) and prints its JSON to stderr.
  * With QGQ_TUN=NAME both ends instead carry IP packets between a TUN device NAME and QUIC datagrams, both ways,
  * until killed (route (c)'s data channel in its simplest form: one read per TUN packet, no TSO/GRO on the TUN).
  */
@@ -46,6 +48,9 @@
 
 static const char ALPN[] = "qgq";
 static int tunfd = -1;
+static int pipe_out = 0;
+static uint8_t pipe_buf[1 << 20];
+static size_t pipe_len;
 static uint64_t tun_drops;
 
 /* Where write_out takes the datagrams to send from: peek the next one (NULL: none), pop it once accepted. */
@@ -104,6 +109,12 @@ static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t *da
   p->rx_dgrams++;
   p->rx_bytes += len;
   if (tunfd >= 0 && write(tunfd, data, len) < 0) tun_drops++;
+  if (pipe_out && pipe_len + 2 + len <= sizeof pipe_buf) {
+    pipe_buf[pipe_len] = (uint8_t)(len >> 8);
+    pipe_buf[pipe_len + 1] = (uint8_t)len;
+    memcpy(pipe_buf + pipe_len + 2, data, len);
+    pipe_len += 2 + len;
+  }
   return 0;
 }
 
@@ -416,6 +427,8 @@ int main(int argc, char **argv) {
   settings_params(&s, &tp);
   ngtcp2_callbacks cb = callbacks(p.server);
   if (getenv("QGQ_TUN") != NULL) tunfd = tun_open(getenv("QGQ_TUN"));
+  pipe_out = getenv("QGQ_PIPE") != NULL;
+  FILE *report = pipe_out ? stderr : stdout;
   if (p.server) {
     double dur = atof(argv[6]);
     tls_setup(&p, argv[4], argv[5]);
@@ -427,6 +440,10 @@ int main(int argc, char **argv) {
     for (;;) {
       poll_once(&p, 50);
       if (read_in(&p, &tp, &cb, &s) < 0) break;
+      if (pipe_len > 0) { /* one batch to the consumer; blocking, so a slow consumer slows the receiver */
+        for (size_t off = 0; off < pipe_len;) { ssize_t w = write(1, pipe_buf + off, pipe_len - off); if (w <= 0) die("pipe", -errno); off += (size_t)w; }
+        pipe_len = 0;
+      }
       if (p.conn) write_out(&p, NULL);
       if (tunfd >= 0 && p.handshake_done) { tun_loop(&p, &cb, &s); return 0; }
       if (p.rx_dgrams > 0 && start == 0) start = now_ns();
@@ -434,7 +451,7 @@ int main(int argc, char **argv) {
       if (t0 && now_ns() - t0 >= (ngtcp2_tstamp)(dur * 1e9)) {
         double secs = (now_ns() - t0) / 1e9;
         uint64_t dn = p.rx_dgrams - n0, db = p.rx_bytes - b0;
-        printf("{\"side\":\"rx\",\"route\":\"ngtcp2\",\"dgrams_per_s\":%llu,\"mbit_s\":%.1f,\"cpu_s\":%.2f,\"bytes\":%llu,\"secs\":%.2f,\"udp_rx_pkts\":%llu,\"udp_rx_calls\":%llu}\n",
+        fprintf(report, "{\"side\":\"rx\",\"route\":\"ngtcp2\",\"dgrams_per_s\":%llu,\"mbit_s\":%.1f,\"cpu_s\":%.2f,\"bytes\":%llu,\"secs\":%.2f,\"udp_rx_pkts\":%llu,\"udp_rx_calls\":%llu}\n",
                (unsigned long long)(dn / secs), db * 8 / secs / 1e6, cpu_s() - c0, (unsigned long long)db, secs,
                (unsigned long long)p.udp_rx_pkts, (unsigned long long)p.udp_rx_calls);
         return 0;
