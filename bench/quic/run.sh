@@ -17,7 +17,8 @@
 # Tunnel cases (TCP through a tunnel, iperf3 one stream up 198.18.0.2 -> 198.18.0.1, CPU of the two tunnel
 # processes per GB): tun_wg (../shared/tools/bin/wireguard-go-modern), tun_qg_h3 (quicgate over HTTP/3 with the
 # library: the built bin/quicgate.js, tunnel offload on), tun_ngtcp2 (the ngtcp2 spike carrying TUN packets:
-# QGQ_TUN, one read per TUN packet, no TUN offloads).
+# QGQ_TUN, one read per TUN packet, no TUN offloads), tun_ngtcp2_gro (the same with quicgate's TUN write
+# coalescer, native/src/gro.cc, on the receiving TUNs: QGQ_TUN_VNET).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -117,13 +118,13 @@ tun_addr() { # ns dev addr
   ip -n "$1" addr add "$3"/24 dev "$2"; ip -n "$1" link set "$2" mtu "$TUN_MTU" up
 }
 
-run_tun_ngtcp2() {
-  local bin=$here/ngtcp2-dgram/ngtcp2-dgram
-  ip netns exec $A env QGQ_TUN=qgq-t0 "$bin" server 192.0.2.1 5306 "$WORK/cert.pem" "$WORK/key.pem" 1 2> "$WORK/tun_ngtcp2.srv.err" & local pa=$!; pids+=($pa)
+run_tun_ngtcp2() { # name [env...]: the ngtcp2 spike between two TUNs
+  local bin=$here/ngtcp2-dgram/ngtcp2-dgram name=$1; shift
+  ip netns exec $A env QGQ_TUN=qgq-t0 "$@" "$bin" server 192.0.2.1 5306 "$WORK/cert.pem" "$WORK/key.pem" 1 2> "$WORK/$name.srv.err" & local pa=$!; pids+=($pa)
   tun_addr $A qgq-t0 198.18.0.1; sleep 0.3
-  ip netns exec $B env QGQ_TUN=qgq-t1 "$bin" client 192.0.2.1 5306 "$WORK/cert.pem" 1 1200 0 2> "$WORK/tun_ngtcp2.cli.err" & local pb=$!; pids+=($pb)
+  ip netns exec $B env QGQ_TUN=qgq-t1 "$@" "$bin" client 192.0.2.1 5306 "$WORK/cert.pem" 1 1200 0 2> "$WORK/$name.cli.err" & local pb=$!; pids+=($pb)
   tun_addr $B qgq-t1 198.18.0.2
-  tcp_through tun_ngtcp2 "$pa" "$pb"
+  tcp_through "$name" "$pa" "$pb"
 }
 
 run_tun_wg() {
@@ -169,7 +170,8 @@ for c in $CASES; do
            "$here/ngtcp2-dgram/ngtcp2-dgram client 192.0.2.1 5305 $WORK/cert.pem $DUR $LEN $r"; done ;;
     ngtcp2_js) for r in $RATES; do run_pair "ngtcp2_js@$r" "cd $root && node $here/batch-sink.mjs $here/ngtcp2-dgram/ngtcp2-dgram 192.0.2.1 5309 $WORK/cert.pem $WORK/key.pem $DUR" \
            "$here/ngtcp2-dgram/ngtcp2-dgram client 192.0.2.1 5309 $WORK/cert.pem $DUR $LEN $r"; done ;;
-    tun_ngtcp2) run_tun_ngtcp2 ;;
+    tun_ngtcp2) run_tun_ngtcp2 tun_ngtcp2 ;;
+    tun_ngtcp2_gro) run_tun_ngtcp2 tun_ngtcp2_gro QGQ_TUN_VNET=1 ;;
     tun_wg) run_tun_wg ;;
     tun_qg_h3) run_tun_qg_h3 ;;
     *) echo "unknown case $c" >&2; exit 2 ;;

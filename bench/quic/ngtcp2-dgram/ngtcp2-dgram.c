@@ -11,6 +11,9 @@
  * one write per received UDP batch, as an addon would hand a batch to JavaScript) and prints its JSON to stderr.
  * With QGQ_TUN=NAME both ends instead carry IP packets between a TUN device NAME and QUIC datagrams, both ways,
  * until killed (route (c)'s data channel in its simplest form: one read per TUN packet, no TSO/GRO on the TUN).
+ * QGQ_TUN_VNET=1 adds receive-side coalescing to the TUN writes: the TUN is opened with IFF_VNET_HDR and the
+ * packets of one received UDP batch go through quicgate's own coalescer (native/src/gro.cc, via gro-glue.cc),
+ * as quicgate's TunWriter does. TUN reads stay one packet per read (no TSO).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -31,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +52,22 @@
 
 static const char ALPN[] = "qgq";
 static int tunfd = -1;
+static int tun_vnet = 0;
+void *qgq_gro_new(void);
+unsigned qgq_gro_write(void *coalescer, unsigned char *data, const unsigned *lengths, size_t stride, size_t count, int fd);
+unsigned long long qgq_gro_super_packets(void *coalescer);
+static void *gro;
+#define GRO_STRIDE 1500
+#define GRO_MAX 64
+static uint8_t gro_data[GRO_MAX * GRO_STRIDE];
+static unsigned gro_len[GRO_MAX];
+static size_t gro_count;
+static uint64_t tun_skipped;
+static void gro_flush(void) {
+  if (gro_count == 0) return;
+  qgq_gro_write(gro, gro_data, gro_len, GRO_STRIDE, gro_count, tunfd);
+  gro_count = 0;
+}
 static int pipe_out = 0;
 static uint8_t pipe_buf[1 << 20];
 static size_t pipe_len;
@@ -108,7 +128,12 @@ static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t *da
   peer *p = user;
   p->rx_dgrams++;
   p->rx_bytes += len;
-  if (tunfd >= 0 && write(tunfd, data, len) < 0) tun_drops++;
+  if (tunfd >= 0 && tun_vnet) {
+    if (len > GRO_STRIDE) { tun_drops++; return 0; }
+    if (gro_count == GRO_MAX) gro_flush();
+    memcpy(gro_data + gro_count * GRO_STRIDE, data, len);
+    gro_len[gro_count++] = (unsigned)len;
+  } else if (tunfd >= 0 && write(tunfd, data, len) < 0) tun_drops++;
   if (pipe_out && pipe_len + 2 + len <= sizeof pipe_buf) {
     pipe_buf[pipe_len] = (uint8_t)(len >> 8);
     pipe_buf[pipe_len + 1] = (uint8_t)len;
@@ -383,9 +408,12 @@ static int tun_open(const char *name) {
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK);
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (tun_vnet ? IFF_VNET_HDR : 0);
   strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
   if (fd < 0 || ioctl(fd, TUNSETIFF, &ifr) != 0) die("TUNSETIFF", -errno);
+  int hdr = 10;
+  if (tun_vnet && ioctl(fd, TUNSETVNETHDRSZ, &hdr) != 0) die("TUNSETVNETHDRSZ", -errno);
+  if (tun_vnet) gro = qgq_gro_new();
   return fd;
 }
 
@@ -402,13 +430,17 @@ static void tun_loop(peer *p, const ngtcp2_callbacks *cb, ngtcp2_settings *s) {
     if (ngtcp2_conn_get_expiry(p->conn) <= now_ns() && ngtcp2_conn_handle_expiry(p->conn, now_ns()) != 0) return;
     for (int i = 0; i < 8; i++) {
       int r = read_in(p, NULL, cb, s);
+      gro_flush();
       if (r < 0) return;
       if (r == 0) break;
     }
     while (tq.count < TQ) {
       size_t slot = (tq.head + tq.count) % TQ;
-      ssize_t n = read(tunfd, tq.buf[slot], sizeof tq.buf[slot]);
+      uint8_t vh[10];
+      struct iovec iov[2] = {{vh, sizeof vh}, {tq.buf[slot], sizeof tq.buf[slot]}};
+      ssize_t n = tun_vnet ? readv(tunfd, iov, 2) - (ssize_t)sizeof vh : read(tunfd, tq.buf[slot], sizeof tq.buf[slot]);
       if (n <= 0) break;
+      if (tun_vnet && (vh[0] != 0 || vh[1] != 0)) { tun_skipped++; continue; } /* no offloads set: never expected */
       tq.len[slot] = (size_t)n;
       tq.count++;
     }
@@ -426,6 +458,7 @@ int main(int argc, char **argv) {
   ngtcp2_transport_params tp;
   settings_params(&s, &tp);
   ngtcp2_callbacks cb = callbacks(p.server);
+  tun_vnet = getenv("QGQ_TUN_VNET") != NULL;
   if (getenv("QGQ_TUN") != NULL) tunfd = tun_open(getenv("QGQ_TUN"));
   pipe_out = getenv("QGQ_PIPE") != NULL;
   FILE *report = pipe_out ? stderr : stdout;
