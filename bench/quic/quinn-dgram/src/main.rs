@@ -4,7 +4,7 @@
 //! receives with recvmmsg. One tokio current-thread runtime per process: one core's worth of QUIC.
 //!   quinn-dgram server ADDR CERT KEY DUR
 //!   quinn-dgram client ADDR CERT DUR LEN RATE      (RATE 0: as fast as the connection takes them)
-use std::{fs, net::SocketAddr, sync::Arc, time::{Duration, Instant}};
+use std::{fs, net::SocketAddr, sync::{atomic::{AtomicU64, Ordering}, Arc}, time::{Duration, Instant}};
 
 fn cpu_s() -> f64 {
     let s = fs::read_to_string("/proc/self/stat").unwrap();
@@ -46,31 +46,24 @@ async fn server(addr: SocketAddr, cert: &str, key: &str, dur: f64) {
     eprintln!("server ready");
     let conn = ep.accept().await.unwrap().await.unwrap();
     let first = conn.read_datagram().await.unwrap();
-    let (mut n, mut bytes) = (1u64, first.len() as u64);
-    let start = Instant::now();
-    let (mut t0, mut c0, mut n0, mut b0) = (None, 0.0, 0, 0);
-    loop {
-        let d = match tokio::time::timeout(Duration::from_millis(50), conn.read_datagram()).await {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => { eprintln!("connection: {e}"); break; }
-            Err(_) => { if start.elapsed().as_secs_f64() > dur + 5.0 { break; } continue; }
-        };
-        n += 1;
-        bytes += d.len() as u64;
-        let el = start.elapsed().as_secs_f64();
-        if t0.is_none() && el >= 1.0 { t0 = Some(Instant::now()); c0 = cpu_s(); n0 = n; b0 = bytes; }
-        if let Some(t) = t0 {
-            let secs = t.elapsed().as_secs_f64();
-            if secs >= dur {
-                let (dn, db) = (n - n0, bytes - b0);
-                let st = conn.stats();
-                println!("{{\"side\":\"rx\",\"route\":\"quinn\",\"dgrams_per_s\":{},\"mbit_s\":{:.1},\"cpu_s\":{:.2},\"bytes\":{},\"secs\":{:.2},\"udp_rx_datagrams\":{},\"udp_tx_datagrams\":{}}}",
-                    (dn as f64 / secs) as u64, db as f64 * 8.0 / secs / 1e6, cpu_s() - c0, db, secs, st.udp_rx.datagrams, st.udp_tx.datagrams);
-                return;
-            }
+    // Count in a task of its own (no timer per datagram); the measurement window is timed here.
+    let counts = Arc::new((AtomicU64::new(1), AtomicU64::new(first.len() as u64)));
+    let (c2, conn2) = (counts.clone(), conn.clone());
+    tokio::spawn(async move {
+        while let Ok(d) = conn2.read_datagram().await {
+            c2.0.fetch_add(1, Ordering::Relaxed);
+            c2.1.fetch_add(d.len() as u64, Ordering::Relaxed);
         }
-    }
-    println!("{{\"side\":\"rx\",\"route\":\"quinn\",\"error\":\"ended early after {n} datagrams\"}}");
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (t0, c0) = (Instant::now(), cpu_s());
+    let (n0, b0) = (counts.0.load(Ordering::Relaxed), counts.1.load(Ordering::Relaxed));
+    tokio::time::sleep(Duration::from_secs_f64(dur)).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let (dn, db) = (counts.0.load(Ordering::Relaxed) - n0, counts.1.load(Ordering::Relaxed) - b0);
+    let st = conn.stats();
+    println!("{{\"side\":\"rx\",\"route\":\"quinn\",\"dgrams_per_s\":{},\"mbit_s\":{:.1},\"cpu_s\":{:.2},\"bytes\":{},\"secs\":{:.2},\"udp_rx_datagrams\":{},\"udp_tx_datagrams\":{}}}",
+        (dn as f64 / secs) as u64, db as f64 * 8.0 / secs / 1e6, cpu_s() - c0, db, secs, st.udp_rx.datagrams, st.udp_tx.datagrams);
 }
 
 async fn client(addr: SocketAddr, cert: &str, dur: f64, len: usize, rate: f64) {
