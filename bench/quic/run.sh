@@ -18,7 +18,8 @@
 # processes per GB): tun_wg (../shared/tools/bin/wireguard-go-modern), tun_qg_h3 (quicgate over HTTP/3 with the
 # library: the built bin/quicgate.js, tunnel offload on), tun_ngtcp2 (the ngtcp2 spike carrying TUN packets:
 # QGQ_TUN, one read per TUN packet, no TUN offloads), tun_ngtcp2_gro (the same with quicgate's TUN write
-# coalescer, native/src/gro.cc, on the receiving TUNs: QGQ_TUN_VNET).
+# coalescer, native/src/gro.cc, on the receiving TUNs: QGQ_TUN_VNET), tun_ngtcp2_tso (and TSO reads, IPv4 TCP
+# super-packets segmented into datagrams in the spike: QGQ_TUN_TSO).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -172,6 +173,7 @@ for c in $CASES; do
            "$here/ngtcp2-dgram/ngtcp2-dgram client 192.0.2.1 5309 $WORK/cert.pem $DUR $LEN $r"; done ;;
     tun_ngtcp2) run_tun_ngtcp2 tun_ngtcp2 ;;
     tun_ngtcp2_gro) run_tun_ngtcp2 tun_ngtcp2_gro QGQ_TUN_VNET=1 ;;
+    tun_ngtcp2_tso) run_tun_ngtcp2 tun_ngtcp2_tso QGQ_TUN_VNET=1 QGQ_TUN_TSO=1 ;;
     tun_wg) run_tun_wg ;;
     tun_qg_h3) run_tun_qg_h3 ;;
     *) echo "unknown case $c" >&2; exit 2 ;;

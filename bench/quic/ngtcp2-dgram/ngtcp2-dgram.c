@@ -14,12 +14,15 @@
  * QGQ_TUN_VNET=1 adds receive-side coalescing to the TUN writes: the TUN is opened with IFF_VNET_HDR and the
  * packets of one received UDP batch go through quicgate's own coalescer (native/src/gro.cc, via gro-glue.cc),
  * as quicgate's TunWriter does. TUN reads stay one packet per read (no TSO).
+ * QGQ_TUN_TSO=1 (with QGQ_TUN_VNET) also turns on TSO for IPv4 TCP on the TUN (TUNSETOFFLOAD): one read brings
+ * up to 64 KB of a flow, segmented here into MSS-size packets (headers and checksums rebuilt), one datagram each.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <sys/ioctl.h>
 #include <errno.h>
 #include <gnutls/crypto.h>
@@ -63,6 +66,23 @@ static uint8_t gro_data[GRO_MAX * GRO_STRIDE];
 static unsigned gro_len[GRO_MAX];
 static size_t gro_count;
 static uint64_t tun_skipped;
+static int tun_tso = 0;
+static uint8_t tso_buf[10 + 65536];
+
+static uint32_t sum16(uint32_t s, const uint8_t *p, size_t n) {
+  for (; n > 1; n -= 2, p += 2) s += (uint32_t)(p[0] << 8 | p[1]);
+  if (n) s += (uint32_t)(p[0] << 8);
+  return s;
+}
+static void put_csum(uint8_t *at, uint32_t s) {
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  s = ~s & 0xffff;
+  at[0] = (uint8_t)(s >> 8);
+  at[1] = (uint8_t)s;
+}
+static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static void put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static void put32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v; }
 static void gro_flush(void) {
   if (gro_count == 0) return;
   qgq_gro_write(gro, gro_data, gro_len, GRO_STRIDE, gro_count, tunfd);
@@ -414,10 +434,55 @@ static int tun_open(const char *name) {
   int hdr = 10;
   if (tun_vnet && ioctl(fd, TUNSETVNETHDRSZ, &hdr) != 0) die("TUNSETVNETHDRSZ", -errno);
   if (tun_vnet) gro = qgq_gro_new();
+  if (tun_tso && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) != 0) die("TUNSETOFFLOAD", -errno);
   return fd;
 }
 
 static tun_queue tq = {{tq_peek, tq_pop}, {{0}}, {0}, 0, 0};
+
+/* One TSO read: a plain packet (its partial checksum completed) or an IPv4 TCP super-packet cut into
+ * gso_size segments, each with its own IP length, id, TCP sequence number and checksums. Into the queue. */
+static int tso_read(void) {
+  ssize_t n = read(tunfd, tso_buf, sizeof tso_buf);
+  if (n <= 10) return 0;
+  uint8_t *vh = tso_buf, *pkt = tso_buf + 10;
+  size_t len = (size_t)n - 10;
+  uint16_t gso_size, csum_start, csum_offset;
+  memcpy(&gso_size, vh + 4, 2); memcpy(&csum_start, vh + 6, 2); memcpy(&csum_offset, vh + 8, 2);
+  if (vh[1] == VIRTIO_NET_HDR_GSO_NONE) {
+    if ((vh[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) && csum_start + csum_offset + 2u <= len)
+      put_csum(pkt + csum_start + csum_offset, sum16(0, pkt + csum_start, len - csum_start));
+    if (len > 1500) { tun_skipped++; return 1; }
+    size_t slot = (tq.head + tq.count) % TQ;
+    memcpy(tq.buf[slot], pkt, len);
+    tq.len[slot] = len;
+    tq.count++;
+    return 1;
+  }
+  if (vh[1] != VIRTIO_NET_HDR_GSO_TCPV4 || (pkt[0] >> 4) != 4) { tun_skipped++; return 1; }
+  size_t ihl = (size_t)(pkt[0] & 15) * 4, thl = (size_t)(pkt[ihl + 12] >> 4) * 4, hdr = ihl + thl;
+  uint32_t seq = be32(pkt + ihl + 4), id = (uint32_t)(pkt[4] << 8 | pkt[5]);
+  size_t payload = len - hdr;
+  for (size_t off = 0, i = 0; off < payload; off += gso_size, i++) {
+    size_t seg = payload - off < gso_size ? payload - off : gso_size;
+    size_t slot = (tq.head + tq.count) % TQ;
+    uint8_t *q = tq.buf[slot];
+    memcpy(q, pkt, hdr);
+    memcpy(q + hdr, pkt + hdr + off, seg);
+    put16(q + 2, (uint32_t)(hdr + seg));
+    put16(q + 4, id + (uint32_t)i);
+    q[10] = q[11] = 0;
+    put_csum(q + 10, sum16(0, q, ihl));
+    put32(q + ihl + 4, seq + (uint32_t)off);
+    if (off + seg < payload) q[ihl + 13] &= (uint8_t)~0x09; /* FIN and PSH only on the last segment */
+    q[ihl + 16] = q[ihl + 17] = 0;
+    uint32_t ps = sum16(0, q + 12, 8) + 6 + (uint32_t)(thl + seg);
+    put_csum(q + ihl + 16, sum16(ps, q + ihl, thl + seg));
+    tq.len[slot] = hdr + seg;
+    tq.count++;
+  }
+  return 1;
+}
 
 /* TUN <-> QUIC datagrams until killed: read the TUN while the queue has room, send what the window allows. */
 static void tun_loop(peer *p, const ngtcp2_callbacks *cb, ngtcp2_settings *s) {
@@ -434,7 +499,8 @@ static void tun_loop(peer *p, const ngtcp2_callbacks *cb, ngtcp2_settings *s) {
       if (r < 0) return;
       if (r == 0) break;
     }
-    while (tq.count < TQ) {
+    while (tun_tso && tq.count + 48 <= TQ && tso_read()) {}
+    while (!tun_tso && tq.count < TQ) {
       size_t slot = (tq.head + tq.count) % TQ;
       uint8_t vh[10];
       struct iovec iov[2] = {{vh, sizeof vh}, {tq.buf[slot], sizeof tq.buf[slot]}};
@@ -459,6 +525,7 @@ int main(int argc, char **argv) {
   settings_params(&s, &tp);
   ngtcp2_callbacks cb = callbacks(p.server);
   tun_vnet = getenv("QGQ_TUN_VNET") != NULL;
+  tun_tso = tun_vnet && getenv("QGQ_TUN_TSO") != NULL;
   if (getenv("QGQ_TUN") != NULL) tunfd = tun_open(getenv("QGQ_TUN"));
   pipe_out = getenv("QGQ_PIPE") != NULL;
   FILE *report = pipe_out ? stderr : stdout;
