@@ -99,16 +99,20 @@ TUN_MTU=${TUN_MTU:-1400}
 WG=${WG:-$root/../shared/tools/bin/wireguard-go-modern}
 wait_for() { local i; for i in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timeout: $*" >&2; return 1; }
 
+iperf_up() { [ -n "$(ip netns exec $A ss -Hltn 'sport = :5311')" ]; }
+
 tcp_through() { # name pid_a pid_b: iperf3 TCP up for DUR through 198.18.0.1, CPU of both pids
   local name=$1 pa=$2 pb=$3 ca cb
   if ! wait_for ip netns exec $B ping -n -q -c1 -W1 198.18.0.1; then echo "$name: FAILED (no tunnel)" | tee -a "$WORK/results.txt"; return; fi
-  ip netns exec $A iperf3 -s -1 -B 198.18.0.1 -p 5311 >/dev/null 2>&1 & pids+=($!); sleep 0.5
+  ip netns exec $A iperf3 -s -1 -B 198.18.0.1 -p 5311 >/dev/null 2>&1 & pids+=($!); wait_for iperf_up
   ip netns exec $B iperf3 -c 198.18.0.1 -p 5311 -t 1 >/dev/null 2>&1 || true   # warm-up
-  ip netns exec $A iperf3 -s -1 -B 198.18.0.1 -p 5311 >/dev/null 2>&1 & pids+=($!); sleep 0.5
+  sleep 0.2
+  ip netns exec $A iperf3 -s -1 -B 198.18.0.1 -p 5311 >/dev/null 2>&1 & pids+=($!); wait_for iperf_up 
   ca=$(cpu "$pa"); cb=$(cpu "$pb")
   ip netns exec $B iperf3 -c 198.18.0.1 -p 5311 -t "$DUR" -J > "$WORK/$name.json" 2>/dev/null || true
   local c; c=$(awk -v a0="$ca" -v b0="$cb" -v a1="$(cpu "$pa")" -v b1="$(cpu "$pb")" 'BEGIN{print a1-a0+b1-b0}')
-  local bps; bps=$(jq '.end.sum_received.bits_per_second // 0' "$WORK/$name.json")
+  local bps; bps=$(jq '.end.sum_received.bits_per_second // 0' "$WORK/$name.json" 2>/dev/null || echo 0)
+  if [ "$bps" = 0 ]; then echo "$name: FAILED (no iperf3 result, see $WORK/$name.json)" | tee -a "$WORK/results.txt"; kill "$pa" "$pb" 2>/dev/null || true; return; fi
   report "$name" 0 "$(awk -v b="$bps" 'BEGIN{print b/1e6}')" "$c" "$(jq '.end.sum_received.bytes // 0' "$WORK/$name.json")" \
     "TCP up, retransmits $(jq '.end.sum_sent.retransmits // 0' "$WORK/$name.json")"
   kill "$pa" "$pb" 2>/dev/null || true; wait "$pa" "$pb" 2>/dev/null || true
