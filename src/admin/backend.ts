@@ -96,6 +96,8 @@ export interface MetricsSnapshot {
   }[];
   readonly historyDegraded: boolean;
   readonly historyPending: number;
+  /** History records dropped since start (queue full while the database failed or stalled, refused rows). */
+  readonly historyDropped: number;
 }
 
 export interface AdminBackend {
@@ -105,8 +107,9 @@ export interface AdminBackend {
   killSession(id: string): boolean;
   /** Number of sessions closed; null when the user does not exist in config. */
   killUserSessions(name: string): number | null;
-  getUser(name: string): UserView | null;
-  stats(windowHours: number): StatsView;
+  /** Async: the usage comes from the history, read by its worker thread. */
+  getUser(name: string): Promise<UserView | null>;
+  stats(windowHours: number): Promise<StatsView>;
   /** Throws QuicgateError QG_ERR_RELOAD_FAILED (message as at start) when the new config is invalid. */
   reload(): Promise<ReloadResult>;
   health(): HealthView;

@@ -58,7 +58,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
   let historyError: string | null = null;
   if (config.history.enabled) {
     try {
-      history = HistoryStore.open({ dataDir: config.dataDir, config: config.history, clock, logger });
+      history = await HistoryStore.open({ dataDir: config.dataDir, config: config.history, clock, logger });
     } catch (err) {
       historyError = err instanceof Error ? err.message : String(err);
       logger.error({ err: historyError, dataDir: config.dataDir }, 'history could not be opened; running without it (degraded)');
@@ -109,7 +109,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
     metrics.close();
     backend.close();
     recorder?.detach();
-    history?.close();
+    await history?.close();
     throw err;
   }
 
@@ -129,7 +129,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
         metrics.close();
         backend.close();
         recorder?.detach();
-        history?.close();
+        await history?.close();
       })();
       return stopping;
     },

@@ -89,7 +89,7 @@ export class MetricsExporter {
     });
     new Gauge({
       name: 'quicgate_history_degraded',
-      help: '1 while the session history database is failing (records are held in memory), else 0.',
+      help: '1 while the session history database is failing or stalled (records are held in memory, bounded), else 0.',
       registers,
       collect() {
         this.set(snapshot().historyDegraded ? 1 : 0);
@@ -103,6 +103,13 @@ export class MetricsExporter {
         this.set(snapshot().historyPending);
       },
     });
+    monotonicCounter(
+      'quicgate_history_dropped_records_total',
+      'History records dropped since start: the queue was full while the database failed or stalled, or the database refused the record.',
+      [],
+      registers,
+      (s) => [[{}, s.historyDropped]],
+    );
 
     const durations = new Histogram({
       name: 'quicgate_session_duration_seconds',

@@ -55,6 +55,7 @@ export class FakeAdminBackend implements AdminBackend {
   };
   historyDegraded = false;
   historyPending = 0;
+  historyDropped = 0;
   poolFree: { ipv4: number | null; ipv6: number | null } = { ipv4: 65_000, ipv6: null };
   /** What reload() does next: resolve with a result or throw this error. */
   reloadOutcome: ReloadResult | Error = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [] };
@@ -149,7 +150,7 @@ export class FakeAdminBackend implements AdminBackend {
     return closed;
   }
 
-  getUser(name: string): UserView | null {
+  async getUser(name: string): Promise<UserView | null> {
     const user = this.users.get(name);
     if (user === undefined) return null;
     const sessions = this.listSessions().filter((s) => s.user === name);
@@ -172,7 +173,7 @@ export class FakeAdminBackend implements AdminBackend {
     };
   }
 
-  stats(windowHours: number): StatsView {
+  async stats(windowHours: number): Promise<StatsView> {
     this.statsWindows.push(windowHours);
     const byUser = new Map<string, number>();
     let bytesIn = 0;
@@ -223,6 +224,7 @@ export class FakeAdminBackend implements AdminBackend {
       users: [...this.traffic].map(([user, t]) => ({ user, ...t })),
       historyDegraded: this.historyDegraded,
       historyPending: this.historyPending,
+      historyDropped: this.historyDropped,
     };
   }
 
