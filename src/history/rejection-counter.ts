@@ -38,19 +38,22 @@ export class RejectionCounter {
     return this.pending.size;
   }
 
-  add(r: RejectionRecord): void {
+  /** Counts the refusal; false (nothing counted) when it needs a new pending row and `newRow` is false. */
+  add(r: RejectionRecord, newRow = true): boolean {
     const hourMs = Math.floor(r.at / HOUR_MS) * HOUR_MS;
     const source = this.admitSource(hourMs, r.source, r.reason);
     const key = `${hourMs}\u0000${r.reason}\u0000${source}`;
     const entry = this.pending.get(key);
     if (entry === undefined) {
+      if (!newRow) return false;
       this.pending.set(key, { source, reason: r.reason, hourMs, user: r.user, count: 1, firstAt: r.at, lastAt: r.at });
-      return;
+      return true;
     }
     entry.count++;
     if (r.user !== null) entry.user = r.user;
     entry.firstAt = Math.min(entry.firstAt, r.at);
     entry.lastAt = Math.max(entry.lastAt, r.at);
+    return true;
   }
 
   /** Copies of the pending rows, for a write. */

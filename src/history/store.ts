@@ -221,13 +221,12 @@ export class HistoryStore {
     });
   }
 
-  /** Counted per (source, reason, hour): see rejection-counter.ts. */
+  /** Counted per (source, reason, hour): see rejection-counter.ts. Pending rows share the queue's bound. */
   recordRejection(r: RejectionRecord): void {
-    if (this.closing !== null) {
-      this.dropped++;
-      return;
-    }
-    this.rejections.add({ user: r.user, source: r.source, reason: r.reason, at: toInt(r.at) });
+    const counted =
+      this.closing === null &&
+      this.rejections.add({ user: r.user, source: r.source, reason: r.reason, at: toInt(r.at) }, this.rejections.size < this.maxPending);
+    if (!counted) this.dropped++;
   }
 
   /** Adds bytes to the user's usage for the period; written with the next batch. */
@@ -531,8 +530,9 @@ export class HistoryStore {
     this.queue.length = 0;
     this.pendingQuota.clear();
     this.rejections.clear();
+    // A worker stuck in the database cannot close it: then only a short wait for the thread, then on.
     if (written !== 'timeout') await withTimeout(this.call('close', {}, null).catch(() => null), this.queryTimeoutMs);
-    await this.stopWorker(this.queryTimeoutMs);
+    await this.stopWorker(written === 'timeout' ? 100 : this.queryTimeoutMs);
     this.closed = true;
   }
 

@@ -3,7 +3,9 @@
  * (plus one "*" row per reason for the sources beyond): a flood of refusals cannot fill the disk.
  */
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startHarness } from '../gateway/operator-harness.js';
+import { testPasswordHash, userConfig } from '../support/config-fixture.js';
 import { REJECT_REASONS } from '../../src/gateway/session.js';
 import { OTHER_SOURCES, RejectionCounter } from '../../src/history/rejection-counter.js';
 import { FakeClock, openStore, rawRows, tempDir } from './helpers/fixtures.js';
@@ -92,6 +94,21 @@ describe('rejections in the history file', () => {
     await store.close();
   });
 
+  it('pending rejection rows share the queue bound while writes fail: new rows dropped and counted, counts go on', async () => {
+    const clock = new FakeClock(T0);
+    const { store } = await openStore(dir, clock, { maxPending: 3, config: { rejectionRowsPerHour: 1000 } });
+    for (let i = 0; i < 5; i++) store.recordRejection({ user: null, source: `192.0.2.${i}`, reason: 'throttled', at: T0 + i });
+    store.recordRejection({ user: null, source: '192.0.2.0', reason: 'throttled', at: T0 + 10 });
+    expect(store.health()).toMatchObject({ pending: 3, dropped: 2 });
+    await store.flush();
+    expect(rawRows(file, 'SELECT source, count FROM rejection_counts ORDER BY source')).toEqual([
+      { source: '192.0.2.0', count: 2 },
+      { source: '192.0.2.1', count: 1 },
+      { source: '192.0.2.2', count: 1 },
+    ]);
+    await store.close();
+  });
+
   it('refusals do not take the place of session records in the bounded queue', async () => {
     const clock = new FakeClock(T0);
     const { store } = await openStore(dir, clock, { maxPending: 10 });
@@ -102,5 +119,30 @@ describe('rejections in the history file', () => {
     expect(rawRows(file, 'SELECT id FROM sessions')).toEqual([{ id: 's1' }]);
     expect(rawRows(file, 'SELECT count FROM rejection_counts')).toEqual([{ count: 10_000 }]);
     await store.close();
+  });
+});
+
+describe('the gateway records refusals per throttling key', () => {
+  let hash = '';
+  beforeAll(async () => {
+    hash = await testPasswordHash('pw-alice');
+  });
+
+  it('wrong passwords from rotating addresses of one IPv6 /64 land in one row with their count', async () => {
+    const h = await startHarness({ config: { users: [userConfig('alice', { passwordHash: hash })] } });
+    try {
+      for (let i = 1; i <= 6; i++) {
+        const outcome = await h.listener.connect('alice', 'wrong', { sourceAddress: `2001:db8:77:1::${i.toString(16)}` });
+        expect('refused' in outcome).toBe(true);
+      }
+      expect('refused' in (await h.listener.connect('alice', 'wrong', { sourceAddress: '192.0.2.44' }))).toBe(true);
+      await h.surface.history!.flush();
+      expect(h.rows('SELECT source, reason, user, count FROM rejection_counts ORDER BY source')).toEqual([
+        { source: '192.0.2.44', reason: 'auth_failed', user: 'alice', count: 1 },
+        { source: '2001:db8:77:1::/64', reason: 'auth_failed', user: 'alice', count: 6 },
+      ]);
+    } finally {
+      await h.cleanup();
+    }
   });
 });
