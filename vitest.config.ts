@@ -10,6 +10,8 @@ export default defineConfig({
           name: 'unit',
           include: ['test/**/*.test.ts'],
           exclude: ['test/e2e/**'],
+          // fast-check runs from FC_SEED or a fixed seed (printed by .ci/run, rotated by scripts/soak-fuzz.sh).
+          setupFiles: ['test/support/fc-seed.ts'],
           testTimeout: 20_000,
         },
       },

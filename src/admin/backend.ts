@@ -103,6 +103,8 @@ export interface MetricsSnapshot {
   readonly historyPending: number;
   /** The tunnel listener's connection guard (null without one, e.g. in-memory tests). */
   readonly connections: ConnectionGuardStats | null;
+  /** History records dropped since start (queue full while the database failed or stalled, refused rows). */
+  readonly historyDropped: number;
 }
 
 export interface AdminBackend {
@@ -112,8 +114,9 @@ export interface AdminBackend {
   killSession(id: string): boolean;
   /** Number of sessions closed; null when the user does not exist in config. */
   killUserSessions(name: string): number | null;
-  getUser(name: string): UserView | null;
-  stats(windowHours: number): StatsView;
+  /** Async: the usage comes from the history, read by its worker thread. */
+  getUser(name: string): Promise<UserView | null>;
+  stats(windowHours: number): Promise<StatsView>;
   /** Throws QuicgateError QG_ERR_RELOAD_FAILED (message as at start) when the new config is invalid. */
   reload(): Promise<ReloadResult>;
   health(): HealthView;

@@ -125,7 +125,7 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       async handle(req) {
         noQuery(req);
         const name = parseParam(userNameParam, req.params.name, 'name');
-        const user = backend.getUser(name);
+        const user = await backend.getUser(name);
         if (user === null) throw userNotFound(name);
         return json(user);
       },
@@ -149,7 +149,7 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       auth: 'required',
       async handle(req) {
         const { window_hours } = parseQuery(statsQuery, req.query);
-        return json(backend.stats(window_hours));
+        return json(await backend.stats(window_hours));
       },
     },
     {

@@ -2,8 +2,10 @@
  * `quicgate server`: validate config, open the TUN, serve, and stay up until SIGTERM/SIGINT, which close
  * every session with a reason before exiting cleanly. SIGHUP re-reads config and users (live reload).
  */
+import type { Logger } from 'pino';
 import { loadServerConfig } from '../config/load.js';
-import { attachOperatorSurface } from '../gateway/operator.js';
+import type { ServerConfig } from '../config/types.js';
+import { attachOperatorSurface, openHistory, type OpenedHistory } from '../gateway/operator.js';
 import { ReloadQueue } from '../gateway/reload-queue.js';
 import { Gateway, logStartFailure } from '../gateway/server.js';
 import { prepareServerTls } from '../gateway/server-tls.js';
@@ -21,6 +23,17 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   const config = await loadServerConfig(configPath);
   const logger = createLogger({ level: config.logLevel });
   logger.info({ config: config.source, users: config.users.length }, 'config loaded');
+  // The history's worker checks and opens the database while the gateway starts (both take a moment).
+  const history = openHistory(config, logger);
+  try {
+    await serve(configPath, config, logger, history);
+  } catch (err) {
+    await (await history).history?.close();
+    throw err;
+  }
+}
+
+async function serve(configPath: string | null, config: ServerConfig, logger: Logger, history: Promise<OpenedHistory>): Promise<void> {
   const http3 = config.transports.h3 === 'off' ? { available: false as const, reason: 'turned off in config' } : await detectHttp3();
   const tls = await prepareServerTls(config, logger);
   const gateway = await Gateway.start(config, {
@@ -54,7 +67,7 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   const reloads = new ReloadQueue(async () => gateway.reload(await loadServerConfig(configPath)));
   let surface;
   try {
-    surface = await attachOperatorSurface(gateway, { config, logger, reload: () => reloads.run(), tunUp: () => gateway.tunOpen });
+    surface = await attachOperatorSurface(gateway, { config, logger, reload: () => reloads.run(), tunUp: () => gateway.tunOpen, history });
   } catch (err) {
     // e.g. the admin port in use: say so in the log too, and end the sessions cleanly before exiting.
     logStartFailure(logger, err);

@@ -42,10 +42,26 @@ export interface ConfigIssue {
   readonly message: string;
 }
 
+/**
+ * "users[2].bandwidth". A key that is not a plain word (a YAML complex key `? ...` may hold line breaks,
+ * brackets, quotes) is written quoted and escaped, `listen["a\nb"]`, so the path stays on one line and reads
+ * unambiguously.
+ */
 export function formatPath(path: ConfigPath): string {
   let out = '';
-  for (const segment of path) out += typeof segment === 'number' ? `[${segment}]` : out === '' ? segment : `.${segment}`;
+  for (const segment of path) {
+    if (typeof segment === 'number') out += `[${segment}]`;
+    else if (!PLAIN_KEY.test(segment)) out += `[${quoteKey(segment)}]`;
+    else out += out === '' ? segment : `.${segment}`;
+  }
   return out;
+}
+
+const PLAIN_KEY = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
+
+/** A key as a one-line, escaped, double-quoted string (JSON's escapes, plus the Unicode line breaks). */
+export function quoteKey(key: string): string {
+  return JSON.stringify(key).replace(/[\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 export function formatIssue(issue: ConfigIssue): string {
@@ -151,7 +167,7 @@ function editDistance(a: string, b: string): number {
 function unknownKeyMessage(key: string, known: readonly string[]): string {
   const close = known.filter((k) => editDistance(k, key) <= Math.max(1, Math.floor(k.length / 4)));
   const hint = close.length > 0 ? `; did you mean "${close[0]}"?` : '';
-  return `unknown key "${key}"${hint} (expected one of: ${known.join(', ')})`;
+  return `unknown key ${quoteKey(key)}${hint} (expected one of: ${known.join(', ')})`;
 }
 
 const EXPECTED_NAMES: Readonly<Record<string, string>> = {

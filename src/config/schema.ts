@@ -236,6 +236,9 @@ export const ServerFileSchema = z.strictObject({
       retention_days: z.number().int().min(0).optional(),
       flush_interval: duration(100, '100ms').optional(),
       batch_size: positiveInt.optional(),
+      queue_limit: positiveInt.optional(),
+      busy_timeout: duration(1, '1ms').optional(),
+      rejection_rows_per_hour: positiveInt.optional(),
     })
     .optional(),
   log_level: logLevel.optional(),

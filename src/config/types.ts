@@ -70,6 +70,12 @@ export interface HistoryConfig {
   readonly retentionDays: number;
   readonly flushIntervalMs: number;
   readonly batchSize: number;
+  /** Records held in memory for the writer thread at most; beyond it new ones are dropped and counted. */
+  readonly queueLimit: number;
+  /** How long a write waits for another connection's lock (in the writer thread, never the event loop). */
+  readonly busyTimeoutMs: number;
+  /** Rejection rows per UTC hour at most; refusals from further sources are counted under source "*". */
+  readonly rejectionRowsPerHour: number;
 }
 
 export interface ServerConfig {

@@ -1,11 +1,12 @@
 /**
  * Wires the session manager's events into the session history: a start row when a session opens, its end
- * (final counters, reason) when it closes, a row per refused request, and the live sessions' counters with
+ * (final counters, reason) when it closes, a count per refused request's source and reason, and the live sessions' counters with
  * every flush (so a crash loses at most one flush interval of byte counts). Recording only copies into the
  * store's memory queue; the store writes on its own timer.
  */
 import type { Clock } from '../clock.js';
 import type { HistoryStore } from '../history/index.js';
+import { sourceKey } from './admission.js';
 import type { Session } from './session.js';
 import type { SessionManager } from './sessions.js';
 
@@ -29,7 +30,8 @@ export function attachHistoryRecorder(sessions: SessionManager, store: Recording
     store.recordEnd({ id: s.id, endedAt, reason, message: message ?? null, counters: s.counters });
   });
   const offRejected = sessions.onRejected((user, source, reason) => {
-    store.recordRejection({ user: user === '' ? null : user, source, reason, at: clock.wallNow() });
+    // Counted per throttling key (IPv4 address, IPv6 /64): rotating addresses inside a /64 adds no rows.
+    store.recordRejection({ user: user === '' ? null : user, source: sourceKey(source), reason, at: clock.wallNow() });
   });
   // Session satisfies CounterSnapshot; the store copies the counters when it writes.
   store.setSnapshotProvider(() => sessions.list());

@@ -127,7 +127,7 @@ export class GatewayBackend implements AdminBackend {
 
   // ── users and stats ────────────────────────────────────────────────────────────────────────────────
 
-  getUser(name: string): UserView | null {
+  async getUser(name: string): Promise<UserView | null> {
     const user = this.userConfig(name);
     if (user === undefined) return null;
     const live = this.gateway.sessions.sessionsOf(name);
@@ -141,18 +141,19 @@ export class GatewayBackend implements AdminBackend {
       rateOut: views.reduce((a, v) => a + v.rateOut, 0),
       maxSessions: user.maxSessions ?? this.gateway.currentConfig.limits.maxSessionsPerUser,
       sessions: views,
-      usage: this.usageOf(name, live),
+      usage: await this.usageOf(name, live),
       quota: this.quota?.view(user) ?? null,
     };
   }
 
-  stats(windowHours: number): StatsView {
+  async stats(windowHours: number): Promise<StatsView> {
+    const history = await this.readableHistory();
+    // Live figures taken after the history answered, so both describe the same moment.
     const sessionStats = this.gateway.sessions.stats();
     const base = { windowHours, activeSessions: sessionStats.sessions, activeUsers: sessionStats.users };
-    const history = this.readableHistory();
     if (history !== null) {
       try {
-        const h = history.stats({ windowHours, topUsers: TOP_USERS });
+        const h = await history.stats({ windowHours, topUsers: TOP_USERS });
         return {
           ...base,
           sessionsInWindow: h.sessionsStarted,
@@ -248,6 +249,7 @@ export class GatewayBackend implements AdminBackend {
       historyDegraded: health === undefined ? historyEnabled : health.degraded,
       historyPending: health?.pending ?? 0,
       connections: this.gateway.connectionStats,
+      historyDropped: health?.dropped ?? 0,
     };
   }
 
@@ -280,11 +282,11 @@ export class GatewayBackend implements AdminBackend {
   }
 
   /** All-time usage: the history (flushed first, so live sessions are in it exactly once), else memory. */
-  private usageOf(name: string, live: readonly Session[]): UserView['usage'] {
-    const history = this.readableHistory();
+  private async usageOf(name: string, live: readonly Session[]): Promise<UserView['usage']> {
+    const history = await this.readableHistory();
     if (history !== null) {
       try {
-        const u = history.userUsage(name);
+        const u = await history.userUsage(name);
         return { sessions: u.sessions, bytesIn: u.bytesIn, bytesOut: u.bytesOut };
       } catch (err) {
         this.logger.warn({ err: errorText(err), user: name }, 'history usage unavailable; answering from memory');
@@ -302,13 +304,14 @@ export class GatewayBackend implements AdminBackend {
 
   /**
    * The history, flushed so that queued starts/ends and the live counters are in the file, when it is
-   * healthy; null otherwise (a degraded store's file lags behind and would mix with live counters twice).
+   * healthy; null otherwise (a degraded or stalled store's file lags behind and would mix with live counters
+   * twice). The flush and the query go through the history's worker thread; a stalled one makes this null.
    */
-  private readableHistory(): HistoryStore | null {
+  private async readableHistory(): Promise<HistoryStore | null> {
     const history = this.history;
     // While degraded, a flush per request would be one more failing write; the store retries on its own.
     if (history === null || !history.health().ok) return null;
-    history.flush();
+    await history.flush();
     return history.health().ok ? history : null;
   }
 

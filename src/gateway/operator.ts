@@ -33,6 +33,26 @@ export interface OperatorOptions {
   readonly metrics?: MetricsExporterOptions;
   /** Whether the TUN device is up (see GatewayBackendOptions.tunUp). */
   readonly tunUp?: () => boolean;
+  /** The history, opened by openHistory() while the gateway started (its worker opens the file in parallel). */
+  readonly history?: Promise<OpenedHistory>;
+}
+
+export interface OpenedHistory {
+  /** Null when history is disabled or could not be opened (then `error` says why). */
+  readonly history: HistoryStore | null;
+  readonly error: string | null;
+}
+
+/** Opens the history when the config enables it; a failure is logged and reported, never thrown. */
+export async function openHistory(config: ServerConfig, logger: Logger, clock: Clock = systemClock): Promise<OpenedHistory> {
+  if (!config.history.enabled) return { history: null, error: null };
+  try {
+    return { history: await HistoryStore.open({ dataDir: config.dataDir, config: config.history, clock, logger }), error: null };
+  } catch (err) {
+    const error = err instanceof Error ? err.message : String(err);
+    logger.error({ err: error, dataDir: config.dataDir }, 'history could not be opened; running without it (degraded)');
+    return { history: null, error };
+  }
 }
 
 export interface OperatorSurface {
@@ -51,16 +71,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
   const { config, logger } = opts;
   const clock = opts.clock ?? systemClock;
 
-  let history: HistoryStore | null = null;
-  let historyError: string | null = null;
-  if (config.history.enabled) {
-    try {
-      history = HistoryStore.open({ dataDir: config.dataDir, config: config.history, clock, logger });
-    } catch (err) {
-      historyError = err instanceof Error ? err.message : String(err);
-      logger.error({ err: historyError, dataDir: config.dataDir }, 'history could not be opened; running without it (degraded)');
-    }
-  }
+  const { history, error: historyError } = await (opts.history ?? openHistory(config, logger, clock));
   const recorder: HistoryRecorder | null = history === null ? null : attachHistoryRecorder(gateway.sessions, history, clock);
 
   const quota = new QuotaEnforcer({
@@ -104,7 +115,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
     metrics.close();
     backend.close();
     recorder?.detach();
-    history?.close();
+    await history?.close();
     throw err;
   }
 
@@ -124,7 +135,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
         metrics.close();
         backend.close();
         recorder?.detach();
-        history?.close();
+        await history?.close();
       })();
       return stopping;
     },

@@ -70,6 +70,29 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    version: 3,
+    name: 'rejections counted per source, reason and hour',
+    // One row per refusal let a flood of refusals fill the disk; now a flood costs one row per hour.
+    sql: `
+      CREATE TABLE rejection_counts (
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        hour_ms INTEGER NOT NULL,
+        user TEXT,
+        count INTEGER NOT NULL CHECK (count > 0),
+        first_at INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        PRIMARY KEY (source, reason, hour_ms)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX rejection_counts_hour ON rejection_counts (hour_ms);
+      CREATE INDEX rejection_counts_last_at ON rejection_counts (last_at);
+      INSERT INTO rejection_counts (source, reason, hour_ms, user, count, first_at, last_at)
+        SELECT source, reason, (at / 3600000) * 3600000, MAX(user), COUNT(*), MIN(at), MAX(at)
+        FROM rejections GROUP BY source, reason, (at / 3600000) * 3600000;
+      DROP TABLE rejections;
+    `,
+  },
 ];
 
 export interface MigrationResult {

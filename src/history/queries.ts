@@ -69,12 +69,27 @@ const sessionRow = z
     }),
   );
 
-const rejectionRow = z.object({
-  user: z.string().nullable(),
-  source: z.string(),
-  reason: z.enum(REJECT_REASONS),
-  at: int,
-});
+const rejectionRow = z
+  .object({
+    user: z.string().nullable(),
+    source: z.string(),
+    reason: z.enum(REJECT_REASONS),
+    hour_ms: int,
+    count: count.min(1),
+    first_at: int,
+    last_at: int,
+  })
+  .transform(
+    (r): RejectionRow => ({
+      user: r.user,
+      source: r.source,
+      reason: r.reason,
+      hourMs: r.hour_ms,
+      count: r.count,
+      firstAt: r.first_at,
+      at: r.last_at,
+    }),
+  );
 
 export function recentSessions(db: SqliteDatabase, query: RecentSessionsQuery): SessionHistoryRow[] {
   const q = recentSessionsQuery.parse(query);
@@ -91,7 +106,10 @@ export function recentSessions(db: SqliteDatabase, query: RecentSessionsQuery): 
 export function recentRejections(db: SqliteDatabase, query: RecentRejectionsQuery): RejectionRow[] {
   const q = recentRejectionsQuery.parse(query);
   const rows = db
-    .prepare('SELECT user, source, reason, at FROM rejections WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?')
+    .prepare(
+      `SELECT user, source, reason, hour_ms, count, first_at, last_at FROM rejection_counts
+       WHERE last_at >= ? ORDER BY last_at DESC, source, reason LIMIT ?`,
+    )
     .all(q.sinceMs ?? Number.MIN_SAFE_INTEGER, q.limit);
   return z.array(rejectionRow).parse(rows);
 }
@@ -121,8 +139,9 @@ export function windowStats(db: SqliteDatabase, query: StatsQuery, wallNowMs: nu
       )
       .all(fromHour, q.topUsers),
   );
+  // Counted per whole UTC hour, like the traffic.
   const rejections = z.array(z.object({ reason: z.enum(REJECT_REASONS), n: count })).parse(
-    db.prepare('SELECT reason, COUNT(*) AS n FROM rejections WHERE at >= ? GROUP BY reason').all(sinceMs),
+    db.prepare('SELECT reason, SUM(count) AS n FROM rejection_counts WHERE hour_ms >= ? GROUP BY reason').all(fromHour),
   );
   const topUsers: UserTraffic[] = top.map((t) => ({ user: t.user, bytesIn: t.bytes_in, bytesOut: t.bytes_out }));
   return {

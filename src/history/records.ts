@@ -33,6 +33,20 @@ export interface RejectionRecord {
   readonly at: number;
 }
 
+/** Refusals of one (source, reason) within one UTC hour: the unit the history stores rejections in. */
+export interface RejectionCount {
+  /** The throttling key of the source (IPv4 address, IPv6 /64), or "*" for sources past the hourly row limit. */
+  readonly source: string;
+  readonly reason: RejectReason;
+  /** Start of the UTC hour. */
+  readonly hourMs: number;
+  /** The user name last claimed from that source in that hour (null when none was sent). */
+  readonly user: string | null;
+  readonly count: number;
+  readonly firstAt: number;
+  readonly lastAt: number;
+}
+
 /** One live session's counters; a gateway Session satisfies this structurally. */
 export interface CounterSnapshot {
   readonly id: string;
@@ -50,7 +64,7 @@ export interface HistoryHealth {
   readonly lastError: string | null;
   /** Records (and quota increments) waiting to be written. */
   readonly pending: number;
-  /** Records dropped since start because the queue was full (or the store closed). */
+  /** Records dropped since start because the queue was full (or the store closed, or the database refused one). */
   readonly dropped: number;
 }
 
@@ -81,10 +95,16 @@ export interface SessionHistoryRow extends SessionStartRecord, Readonly<TrafficC
   readonly updatedAt: number;
 }
 
+/** A stored rejection count (newest `at` first in queries). */
 export interface RejectionRow {
   readonly user: string | null;
   readonly source: string;
   readonly reason: RejectReason;
+  /** Start of the UTC hour the refusals were counted in. */
+  readonly hourMs: number;
+  readonly count: number;
+  readonly firstAt: number;
+  /** Time of the last refusal counted in the row. */
   readonly at: number;
 }
 
@@ -96,7 +116,7 @@ export interface UserTraffic {
 
 export interface HistoryStats {
   readonly windowHours: number;
-  /** Start of the window (wall ms). Traffic is counted per whole UTC hour from the hour containing this. */
+  /** Start of the window (wall ms). Traffic and rejections are counted per whole UTC hour from the hour containing this. */
   readonly sinceMs: number;
   readonly sessionsStarted: number;
   readonly bytesIn: number;

@@ -21,7 +21,7 @@ export function applyRetention(db: SqliteDatabase, retentionDays: number, wallNo
   return db.transaction(
     () => ({
       sessions: db.prepare("DELETE FROM sessions WHERE status = 'closed' AND ended_at < ?").run(cutoff).changes,
-      rejections: db.prepare('DELETE FROM rejections WHERE at < ?').run(cutoff).changes,
+      rejections: db.prepare('DELETE FROM rejection_counts WHERE hour_ms + ? <= ?').run(HOUR_MS, cutoff).changes,
       traffic: db.prepare('DELETE FROM traffic_hourly WHERE hour_ms + ? <= ?').run(HOUR_MS, cutoff).changes,
       quota: db.prepare('DELETE FROM quota_usage WHERE updated_at < ?').run(quotaCutoff).changes,
     }),

@@ -1,45 +1,33 @@
 /**
- * HistoryStore: the session history in `<dataDir>/history.sqlite`.
+ * HistoryStore: the session history in `<dataDir>/history.sqlite`, written by a worker thread.
  *
- *   record*() / addQuotaUsage()  ── copy into memory (queue, quota map), no I/O ──┐
+ *   record*() / addQuotaUsage()  ── copy into memory (bounded queue, quota and rejection counts), no I/O ──┐
  *   every flushIntervalMs, or soon after the queue reaches batchSize, or flush()/close():
- *     connection(): file still the one we opened? (stat) else reopen / fresh file
- *     writeBatch(): queued records + live counter snapshots + quota in ONE transaction
- *   failure ─► degraded: records stay queued (bounded, overflow counted as dropped), retry with backoff;
- *              success ─► not degraded, queued rows written.
- *   retention: once at open, then on a Clock interval.
+ *     ONE write at a time goes to the worker (worker.ts → engine.ts): up to MAX_CHUNK queued records, the live
+ *     sessions' counters, quota increments and rejection counts, in one transaction; forgotten here when the
+ *     worker says it committed.
+ *   failure ─► degraded: records stay queued (bounded: queueLimit, overflow dropped and counted), retried with
+ *              backoff; success ─► not degraded.
+ *   a write out longer than stallAfterMs (a disk or lock that does not answer) ─► reported degraded; records
+ *     keep queueing up to the bound, then are dropped and counted. Nothing here ever waits for the database.
+ *   retention: once at open, then on a Clock interval.  Queries: async, answered by the worker in order.
  *
- * SQLite (node:sqlite; better-sqlite3 on Node 20: see sqlite.ts) is synchronous, so writes run on the event loop,
- * but only from timers and in short transactions (chunks of at most MAX_CHUNK records, busy timeout of a few ms):
- * never inside a record call.
+ * SQLite is synchronous (node:sqlite; better-sqlite3 on Node 20: see sqlite.ts), so all of it runs in the
+ * worker thread: a slow disk, another process's lock or a WAL checkpoint blocks that thread, never the event
+ * loop that forwards packets.
  */
-import { statSync } from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { HistoryConfig } from '../config/types.js';
-import { QuicgateError } from '../errors.js';
+import { ErrorCodes, QuicgateError, type ErrorCode } from '../errors.js';
 import type { TrafficCounters } from '../gateway/session.js';
-import {
-  HISTORY_FILE,
-  closeQuietly,
-  describeError,
-  fileIdentity,
-  isBusyError,
-  isCorruptionError,
-  openHistoryDatabase,
-  type FileIdentity,
-} from './db.js';
-import {
-  recentRejections,
-  recentSessions,
-  userUsage,
-  windowStats,
-  type RecentRejectionsQuery,
-  type RecentSessionsQuery,
-  type StatsQuery,
-} from './queries.js';
-import { periodKey, storedQuotaUsage, type QuotaPeriod } from './quota.js';
+import { HISTORY_FILE } from './db.js';
+import type { QuotaRow } from './engine.js';
+import type { FromWorker, RequestKind, Requests, WireError, WorkerInit } from './protocol.js';
+import type { RecentRejectionsQuery, RecentSessionsQuery, StatsQuery } from './queries.js';
+import { periodKey, type QuotaPeriod } from './quota.js';
 import type {
   CounterSnapshot,
   FlushReport,
@@ -54,68 +42,78 @@ import type {
   SnapshotProvider,
   UserUsage,
 } from './records.js';
-import { applyRetention } from './retention.js';
-import type { SqliteDatabase } from './sqlite.js';
-import {
-  BatchStatements,
-  LiveSessions,
-  writeBatch,
-  type Batch,
-  type QueuedRecord,
-  type QuotaIncrement,
-} from './writer.js';
+import { RejectionCounter } from './rejection-counter.js';
+import type { QueuedRecord, QuotaIncrement } from './writer.js';
 
 export interface HistoryStoreOptions {
   readonly dataDir: string;
   readonly config: HistoryConfig;
   readonly clock: Clock;
   readonly logger: Logger;
-  /** Most records kept while writes fail; beyond it new records are dropped and counted. */
+  /** Overrides config.queueLimit: most records kept while writes fail or stall. */
   readonly maxPending?: number;
   /** Backoff between write attempts while degraded (doubles up to maxMs). */
   readonly retry?: { readonly initialMs: number; readonly maxMs: number };
-  /** How long a write waits for another connection's lock before counting as a failure. */
+  /** Overrides config.busyTimeoutMs. */
   readonly busyTimeoutMs?: number;
   readonly retentionIntervalMs?: number;
+  /** A write out longer than this (Clock time) reports the history degraded. Default max(1 s, 2 flush intervals). */
+  readonly stallAfterMs?: number;
+  /** Real time a query (or flush) waits for the worker before failing (flush: giving up). Default 5 s. */
+  readonly queryTimeoutMs?: number;
   /** Called after each committed write (for metrics). */
   readonly onFlush?: (report: FlushReport) => void;
 }
 
-const DEFAULT_MAX_PENDING = 100_000;
 const DEFAULT_RETRY = { initialMs: 1_000, maxMs: 60_000 };
-const DEFAULT_BUSY_TIMEOUT_MS = 20;
 const DEFAULT_RETENTION_INTERVAL_MS = 3_600_000;
+const DEFAULT_QUERY_TIMEOUT_MS = 5_000;
+/** Opening checks, migrates and may move a corrupt file aside: give it time, but not forever. */
+const OPEN_TIMEOUT_MS = 60_000;
 const MAX_CHUNK = 2_000;
 
-interface Connection {
-  readonly db: SqliteDatabase;
-  readonly identity: FileIdentity;
-  readonly statements: BatchStatements;
+interface Waiting {
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout | null;
 }
 
 export class HistoryStore {
   readonly file: string;
-  /** What happened while opening: created, migrated, corrupt file moved aside, crashed sessions closed. */
-  readonly startupEvents: readonly HistoryStartupEvent[];
 
-  private readonly dataDir: string;
   private readonly config: HistoryConfig;
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly maxPending: number;
   private readonly retry: { readonly initialMs: number; readonly maxMs: number };
-  private readonly busyTimeoutMs: number;
+  private readonly stallAfterMs: number;
+  private readonly queryTimeoutMs: number;
+  private readonly retentionIntervalMs: number;
   private readonly onFlush: ((report: FlushReport) => void) | undefined;
 
-  private conn: Connection | null;
-  private lastIdentity: FileIdentity;
+  private readonly worker: Worker;
+  private readonly waiting = new Map<number, Waiting>();
+  private nextId = 1;
+  private workerError: string | null = null;
+
+  private events: readonly HistoryStartupEvent[] = [];
   private readonly queue: QueuedRecord[] = [];
   private readonly pendingQuota = new Map<string, { user: string; periodKey: string; bytes: number }>();
-  private readonly live = new LiveSessions();
+  private readonly rejections: RejectionCounter;
+  /** Stored plus added bytes per user and period, for every period key >= quotaFrom and those loaded since. */
+  private readonly quotaTotals = new Map<string, number>();
+  private quotaFrom = '';
+  private readonly quotaKeysLoaded = new Set<string>();
+  private readonly quotaKeysLoading = new Set<string>();
   private snapshotProvider: SnapshotProvider | null = null;
-  private reseedLive = false;
-  private needsQuickCheck = false;
 
+  /** Writes run one after another: each waits for the previous one. */
+  private writeChain: Promise<unknown> = Promise.resolve();
+  /** The write a timer started, until it ends (so timers firing meanwhile start no second one). */
+  private draining: Promise<boolean> | null = null;
+  /** Clock time the write now out was sent; null when none is out. */
+  private writeSentAt: number | null = null;
+  private stallWarned = false;
   private degraded = false;
   private lastError: string | null = null;
   private dropped = 0;
@@ -123,52 +121,74 @@ export class HistoryStore {
   private retryDelayMs: number;
   private retryTimer: TimerHandle | null = null;
   private soonTimer: TimerHandle | null = null;
-  private readonly intervalTimer: TimerHandle;
-  private readonly retentionTimer: TimerHandle | null;
+  private intervalTimer: TimerHandle | null = null;
+  private retentionTimer: TimerHandle | null = null;
+  /** No more records accepted (close() started). */
+  private closing: Promise<void> | null = null;
   private closed = false;
 
-  /** Opens (creating, migrating or replacing a corrupt file as needed). Throws QG_ERR_HISTORY if it cannot. */
-  static open(opts: HistoryStoreOptions): HistoryStore {
-    return new HistoryStore(opts);
+  /** Opens (creating, migrating or replacing a corrupt file as needed). Rejects with QG_ERR_HISTORY if it cannot. */
+  static async open(opts: HistoryStoreOptions): Promise<HistoryStore> {
+    const store = new HistoryStore(opts);
+    let opened: Requests['open']['res'];
+    try {
+      const wallNowMs = store.wallNow();
+      opened = await store.call('open', { wallNowMs, quotaFrom: periodKey('month', wallNowMs) }, OPEN_TIMEOUT_MS);
+    } catch (err) {
+      await store.stopWorker(1000);
+      throw err instanceof QuicgateError ? err : new QuicgateError('QG_ERR_HISTORY', errorText(err), { cause: err });
+    }
+    store.started(opened.events, opened.quota);
+    return store;
   }
 
   private constructor(opts: HistoryStoreOptions) {
-    this.dataDir = opts.dataDir;
     this.file = path.join(opts.dataDir, HISTORY_FILE);
     this.config = opts.config;
     this.clock = opts.clock;
     this.logger = opts.logger;
-    this.maxPending = opts.maxPending ?? DEFAULT_MAX_PENDING;
+    this.maxPending = opts.maxPending ?? opts.config.queueLimit;
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.retryDelayMs = this.retry.initialMs;
-    this.busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    this.stallAfterMs = opts.stallAfterMs ?? Math.max(1000, 2 * opts.config.flushIntervalMs);
+    this.queryTimeoutMs = opts.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+    this.retentionIntervalMs = opts.retentionIntervalMs ?? DEFAULT_RETENTION_INTERVAL_MS;
     this.onFlush = opts.onFlush;
-
-    const opened = openHistoryDatabase({
+    this.rejections = new RejectionCounter(opts.config.rejectionRowsPerHour, (hourMs) =>
+      this.logger.warn(
+        { hour: new Date(hourMs).toISOString(), rowsPerHour: opts.config.rejectionRowsPerHour },
+        'history: rejection rows for this hour at their limit; further sources are counted under source "*"',
+      ),
+    );
+    this.worker = startWorker({
       file: this.file,
-      wallNowMs: this.wallNow(),
-      logger: this.logger,
-      busyTimeoutMs: this.busyTimeoutMs,
-      quickCheck: true,
-      recoverCrashed: true,
+      dataDir: opts.dataDir,
+      busyTimeoutMs: opts.busyTimeoutMs ?? opts.config.busyTimeoutMs,
+      logLevel: this.logger.level,
     });
-    this.conn = { ...opened, statements: new BatchStatements(opened.db) };
-    this.lastIdentity = opened.identity;
-    this.startupEvents = opened.events;
-    this.logger.info({ file: this.file, events: opened.events.map((e) => e.kind) }, 'history store open');
+    this.worker.unref();
+    this.worker.on('message', (msg: FromWorker) => this.onMessage(msg));
+    this.worker.on('error', (err) => this.onWorkerGone(`history worker failed: ${errorText(err)}`));
+    this.worker.on('exit', (code) => {
+      if (this.closing === null) this.onWorkerGone(`history worker exited (code ${code})`);
+    });
+  }
 
-    this.intervalTimer = this.clock.setInterval(() => {
-      if (!this.degraded) this.attempt();
-    }, this.config.flushIntervalMs);
+  private started(events: HistoryStartupEvent[], quota: readonly QuotaRow[]): void {
+    this.events = events;
+    this.quotaFrom = periodKey('month', this.wallNow());
+    for (const q of quota) this.quotaTotals.set(quotaKey(q.user, q.periodKey), q.bytes);
+    this.logger.info({ file: this.file, events: events.map((e) => e.kind) }, 'history store open');
+    this.intervalTimer = this.clock.setInterval(() => this.onInterval(), this.config.flushIntervalMs);
     if (this.config.retentionDays > 0) {
       this.runRetention();
-      this.retentionTimer = this.clock.setInterval(
-        () => this.runRetention(),
-        opts.retentionIntervalMs ?? DEFAULT_RETENTION_INTERVAL_MS,
-      );
-    } else {
-      this.retentionTimer = null;
+      this.retentionTimer = this.clock.setInterval(() => this.runRetention(), this.retentionIntervalMs);
     }
+  }
+
+  /** What happened while opening: created, migrated, corrupt file moved aside, crashed sessions closed. */
+  get startupEvents(): readonly HistoryStartupEvent[] {
+    return this.events;
   }
 
   // ── recording: memory only ──────────────────────────────────────────────────────────────────────────
@@ -201,18 +221,23 @@ export class HistoryStore {
     });
   }
 
+  /** Counted per (source, reason, hour): see rejection-counter.ts. Pending rows share the queue's bound. */
   recordRejection(r: RejectionRecord): void {
-    this.enqueue({ kind: 'rejection', record: { user: r.user, source: r.source, reason: r.reason, at: toInt(r.at) } });
+    const counted =
+      this.closing === null &&
+      this.rejections.add({ user: r.user, source: r.source, reason: r.reason, at: toInt(r.at) }, this.rejections.size < this.maxPending);
+    if (!counted) this.dropped++;
   }
 
   /** Adds bytes to the user's usage for the period; written with the next batch. */
   addQuotaUsage(user: string, key: string, bytes: number): void {
     const add = toInt(bytes);
-    if (add <= 0 || this.closed) return;
-    const mapKey = `${user}\u0000${key}`;
+    if (add <= 0 || this.closing !== null) return;
+    const mapKey = quotaKey(user, key);
     const pending = this.pendingQuota.get(mapKey);
     if (pending !== undefined) pending.bytes += add;
     else this.pendingQuota.set(mapKey, { user, periodKey: key, bytes: add });
+    this.quotaTotals.set(mapKey, (this.quotaTotals.get(mapKey) ?? 0) + add);
   }
 
   /** The provider's live sessions' counters are written with every flush (so a crash loses one interval). */
@@ -222,65 +247,73 @@ export class HistoryStore {
 
   // ── writing ─────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Writes everything pending now (also while degraded: one extra attempt). Never throws. */
-  flush(): void {
-    if (this.closed) return;
-    this.attempt();
+  /**
+   * Writes everything pending now (also while degraded: one extra attempt) and resolves when it is written or
+   * has failed, or after the query timeout when the database does not answer. Never rejects.
+   */
+  async flush(): Promise<void> {
+    if (this.closing !== null) return;
+    await withTimeout(this.drain(), this.queryTimeoutMs);
+  }
+
+  /** Resolves when the writes started so far (by timers or flush()) have been answered. Never rejects. */
+  async settled(): Promise<void> {
+    for (;;) {
+      const chain = this.writeChain;
+      await this.draining;
+      await chain;
+      if (chain === this.writeChain && this.draining === null) return;
+    }
   }
 
   health(): HistoryHealth {
+    const stalledMs = this.stalledMs();
+    const stalled = stalledMs !== null;
     return {
-      ok: !this.closed && !this.degraded,
-      degraded: this.degraded,
-      lastError: this.lastError,
-      pending: this.queue.length + this.pendingQuota.size,
+      ok: !this.closed && this.closing === null && !this.degraded && !stalled,
+      degraded: this.degraded || stalled,
+      lastError: stalled ? `a write has waited ${Math.round(stalledMs)} ms for the database (stalled)` : this.lastError,
+      pending: this.queue.length + this.pendingQuota.size + this.rejections.size,
       dropped: this.dropped,
     };
   }
 
-  /** Flushes what it can, stops the timers and closes the file. Never throws. */
-  close(): void {
-    if (this.closed) return;
-    for (const t of [this.intervalTimer, this.retentionTimer, this.retryTimer, this.soonTimer]) t?.cancel();
-    try {
-      do this.writeChunk();
-      while (this.queue.length > 0);
-    } catch (err) {
-      this.lastError = describeError(err);
-      const lost = this.queue.length + this.pendingQuota.size;
-      this.dropped += lost;
-      this.logger.error({ err: this.lastError, lost }, 'history: final flush failed; pending records lost');
-    }
-    this.closed = true;
-    this.queue.length = 0;
-    this.pendingQuota.clear();
-    if (this.conn !== null) closeQuietly(this.conn.db);
-    this.conn = null;
+  /** Flushes what it can, stops the timers, closes the file and the worker. Never rejects. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
   }
 
-  // ── queries (admin API, CLI); throw QG_ERR_HISTORY when the file cannot be read ────────────────────
+  // ── queries (admin API, CLI); reject with QG_ERR_HISTORY when the file cannot be read ────────────────
 
   /** Newest first. Shows what is written: sessions recorded within the last interval may not be there yet. */
-  recentSessions(query: RecentSessionsQuery): SessionHistoryRow[] {
-    return this.read((db) => recentSessions(db, query));
+  recentSessions(query: RecentSessionsQuery): Promise<SessionHistoryRow[]> {
+    return this.query('recentSessions', { query, wallNowMs: this.wallNow() });
   }
 
-  recentRejections(query: RecentRejectionsQuery): RejectionRow[] {
-    return this.read((db) => recentRejections(db, query));
+  /** Rejection counts, the newest last refusal first. */
+  recentRejections(query: RecentRejectionsQuery): Promise<RejectionRow[]> {
+    return this.query('recentRejections', { query, wallNowMs: this.wallNow() });
   }
 
-  stats(query: StatsQuery): HistoryStats {
-    return this.read((db) => windowStats(db, query, this.wallNow()));
+  stats(query: StatsQuery): Promise<HistoryStats> {
+    return this.query('stats', { query, wallNowMs: this.wallNow() });
   }
 
-  userUsage(user: string): UserUsage {
-    return this.read((db) => userUsage(db, user));
+  userUsage(user: string): Promise<UserUsage> {
+    return this.query('userUsage', { user, wallNowMs: this.wallNow() });
   }
 
-  /** Stored plus not yet written bytes of the user in the period. */
+  /**
+   * Stored plus not yet written bytes of the user in the period, from memory (loaded at open for this month's
+   * periods and later; this process is the only writer). An earlier period is read in the background: until
+   * then this throws QG_ERR_HISTORY and the caller asks again later.
+   */
   quotaUsage(user: string, key: string): number {
-    const pending = this.pendingQuota.get(`${user}\u0000${key}`)?.bytes ?? 0;
-    return this.read((db) => storedQuotaUsage(db, user, key)) + pending;
+    if (this.closed) throw new QuicgateError('QG_ERR_CLOSED', 'history store is closed');
+    if (key >= this.quotaFrom || this.quotaKeysLoaded.has(key)) return this.quotaTotals.get(quotaKey(user, key)) ?? 0;
+    this.loadQuotaKey(key);
+    throw new QuicgateError('QG_ERR_HISTORY', `quota usage of period ${key} is being read from the history`);
   }
 
   periodKey(period: QuotaPeriod, wallMs: number = this.wallNow()): string {
@@ -290,9 +323,9 @@ export class HistoryStore {
   // ── internals ───────────────────────────────────────────────────────────────────────────────────────
 
   private enqueue(record: QueuedRecord): void {
-    if (this.closed || this.queue.length >= this.maxPending) {
+    if (this.closing !== null || this.queue.length >= this.maxPending) {
       this.dropped++;
-      if (!this.droppedWarned && !this.closed) {
+      if (!this.droppedWarned && this.closing === null) {
         this.droppedWarned = true;
         this.logger.warn({ maxPending: this.maxPending }, 'history queue full; dropping new records');
       }
@@ -302,66 +335,96 @@ export class HistoryStore {
     if (this.queue.length >= this.config.batchSize && !this.degraded) this.scheduleSoon();
   }
 
+  private onInterval(): void {
+    const stalledMs = this.stalledMs();
+    if (stalledMs !== null && !this.stallWarned) {
+      this.stallWarned = true;
+      this.logger.error(
+        { waitedMs: Math.round(stalledMs), pending: this.queue.length, maxPending: this.maxPending },
+        'history writes stalled; queueing (bounded) while forwarding goes on',
+      );
+    }
+    if (!this.degraded) this.kick();
+  }
+
   private scheduleSoon(): void {
-    if (this.soonTimer !== null || this.closed) return;
+    if (this.soonTimer !== null || this.closing !== null) return;
     this.soonTimer = this.clock.setTimeout(() => {
       this.soonTimer = null;
-      if (!this.degraded) this.attempt();
+      if (!this.degraded) this.kick();
     }, 0);
   }
 
-  private attempt(): void {
-    try {
-      this.writeChunk();
-    } catch (err) {
-      this.failed(err);
-      return;
-    }
-    if (this.degraded) {
-      this.degraded = false;
-      this.droppedWarned = false;
-      this.retryDelayMs = this.retry.initialMs;
-      this.retryTimer?.cancel();
-      this.retryTimer = null;
-      this.logger.info({ pending: this.queue.length, dropped: this.dropped }, 'history writes recovered');
-    }
-    if (this.queue.length > 0) this.scheduleSoon();
+  /** Starts a write unless one is running; more queued than one write takes follows on the next Clock turn. */
+  private kick(): void {
+    if (this.draining !== null || this.closing !== null) return;
+    const run = this.writeOnce().then((ok) => {
+      if (ok && this.queue.length > 0) this.scheduleSoon();
+      return ok;
+    });
+    this.draining = run;
+    void run.then(() => {
+      if (this.draining === run) this.draining = null;
+    });
   }
 
-  /** One transaction: up to MAX_CHUNK queued records, the live counters and the quota increments. */
-  private writeChunk(): void {
-    const started = this.clock.now();
-    const conn = this.connection();
-    const records = this.queue.slice(0, MAX_CHUNK);
-    const quota: QuotaIncrement[] = [...this.pendingQuota.values()].map((q) => ({ ...q }));
-    const batch: Batch = {
-      records,
-      snapshots: this.collectSnapshots(),
-      quota,
-      reseed: this.reseedLive ? this.live.starts() : [],
-      wallNowMs: this.wallNow(),
+  /** Writes until the queue is empty or a write fails; true when everything was written. */
+  private async drain(): Promise<boolean> {
+    let ok: boolean;
+    do ok = await this.writeOnce();
+    while (ok && this.queue.length > 0);
+    return ok;
+  }
+
+  /** One write (after the one out, if any): up to MAX_CHUNK records plus counters, quota and rejections. */
+  private writeOnce(): Promise<boolean> {
+    const run = async (): Promise<boolean> => {
+      const records = this.queue.slice(0, MAX_CHUNK);
+      const quota: QuotaIncrement[] = [...this.pendingQuota.values()].map((q) => ({ ...q }));
+      const rejections = this.rejections.snapshot();
+      const snapshots = this.collectSnapshots();
+      const started = this.clock.now();
+      this.writeSentAt = started;
+      try {
+        const { refused } = await this.call('write', { batch: { records, snapshots, quota, rejections, wallNowMs: this.wallNow() } }, null);
+        this.forgetWritten(records.length, quota);
+        this.rejections.written(rejections);
+        this.dropped += refused;
+        this.writeDone();
+        this.recovered();
+        this.onFlush?.({ records: records.length, snapshots: snapshots.length, quotaUpdates: quota.length, durationMs: this.clock.now() - started });
+        return true;
+      } catch (err) {
+        this.writeDone();
+        this.failed(err);
+        return false;
+      }
     };
-    try {
-      writeBatch(conn.statements, batch, this.live);
-      this.forgetWritten(records.length, quota);
-    } catch (err) {
-      if (!isDataError(err)) throw err;
-      this.writeIsolatingBadRecords(conn, batch);
+    const result = this.writeChain.then(run);
+    this.writeChain = result;
+    return result;
+  }
+
+  private writeDone(): void {
+    const stalledMs = this.stalledMs();
+    if (this.stallWarned) {
+      this.logger.info({ waitedMs: stalledMs === null ? null : Math.round(stalledMs) }, 'history write answered after a stall');
     }
-    this.reseedLive = false;
-    this.onFlush?.({
-      records: records.length,
-      snapshots: batch.snapshots.length,
-      quotaUpdates: quota.length,
-      durationMs: this.clock.now() - started,
-    });
+    this.stallWarned = false;
+    this.writeSentAt = null;
+  }
+
+  private stalledMs(): number | null {
+    if (this.writeSentAt === null) return null;
+    const waited = this.clock.now() - this.writeSentAt;
+    return waited > this.stallAfterMs ? waited : null;
   }
 
   /** Removes what a committed transaction wrote from the queue and the pending quota. */
   private forgetWritten(records: number, quota: readonly QuotaIncrement[]): void {
     this.queue.splice(0, records);
     for (const q of quota) {
-      const key = `${q.user}\u0000${q.periodKey}`;
+      const key = quotaKey(q.user, q.periodKey);
       const pending = this.pendingQuota.get(key);
       if (pending === undefined) continue;
       pending.bytes -= q.bytes;
@@ -369,80 +432,19 @@ export class HistoryStore {
     }
   }
 
-  // A record the schema refuses must not block the queue forever: write one by one and drop the refused.
-  // Each part is forgotten as soon as it is committed, so a disk failure midway repeats nothing.
-  private writeIsolatingBadRecords(conn: Connection, batch: Batch): void {
-    const writeAlone = (part: Partial<Batch>): void => {
-      const single: Batch = { records: [], snapshots: [], quota: [], reseed: [], wallNowMs: batch.wallNowMs, ...part };
-      try {
-        writeBatch(conn.statements, single, this.live);
-      } catch (err) {
-        if (!isDataError(err)) throw err;
-        this.dropped++;
-        this.logger.error({ err: describeError(err), record: single }, 'history: dropping a record the database refuses');
-      }
-      this.forgetWritten(single.records.length, single.quota);
-    };
-    for (const start of batch.reseed) writeAlone({ reseed: [start] });
-    for (const record of batch.records) writeAlone({ records: [record] });
-    for (const snapshot of batch.snapshots) writeAlone({ snapshots: [snapshot] });
-    for (const q of batch.quota) writeAlone({ quota: [q] });
-  }
-
-  /** The open connection if the file at our path is still the one it has open; otherwise reopen. */
-  private connection(): Connection {
-    let isDirectory: boolean;
-    try {
-      isDirectory = statSync(this.dataDir).isDirectory();
-    } catch (err) {
-      throw new QuicgateError('QG_ERR_HISTORY', `data directory unavailable: ${describeError(err)}`, { cause: err });
-    }
-    if (!isDirectory) throw new QuicgateError('QG_ERR_HISTORY', `${this.dataDir} is not a directory`);
-    let current: FileIdentity | null = null;
-    try {
-      current = fileIdentity(this.file);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    const conn = this.conn;
-    if (conn !== null && !this.needsQuickCheck && current !== null && sameFile(current, conn.identity)) return conn;
-
-    if (conn !== null) {
-      closeQuietly(conn.db);
-      this.conn = null;
-    }
-    const opened = openHistoryDatabase({
-      file: this.file,
-      wallNowMs: this.wallNow(),
-      logger: this.logger,
-      busyTimeoutMs: this.busyTimeoutMs,
-      quickCheck: this.needsQuickCheck,
-      recoverCrashed: false,
-    });
-    this.needsQuickCheck = false;
-    this.conn = { ...opened, statements: new BatchStatements(opened.db) };
-    // The file may be another one (removed, replaced, moved aside as corrupt; a freed inode number can even
-    // come back), so insert our live sessions again: ON CONFLICT DO NOTHING makes this harmless for the same file.
-    this.reseedLive = true;
-    if (current === null || !sameFile(opened.identity, this.lastIdentity)) {
-      this.logger.warn(
-        { file: this.file, reason: current === null ? 'file missing' : 'file replaced', events: opened.events },
-        'history database file changed under us; continuing in the file now at the path',
-      );
-    }
-    this.lastIdentity = opened.identity;
-    return this.conn;
+  private recovered(): void {
+    if (!this.degraded) return;
+    this.degraded = false;
+    this.droppedWarned = false;
+    this.retryDelayMs = this.retry.initialMs;
+    this.retryTimer?.cancel();
+    this.retryTimer = null;
+    this.logger.info({ pending: this.queue.length, dropped: this.dropped }, 'history writes recovered');
   }
 
   private failed(err: unknown): void {
-    const message = describeError(err);
+    const message = errorText(err);
     this.lastError = message;
-    if (isCorruptionError(err)) this.needsQuickCheck = true;
-    else if (!isBusyError(err) && this.conn !== null) {
-      // Unknown state (I/O error, disk full, read-only): start over with a fresh connection next time.
-      closeQuietly(this.conn.db);
-      this.conn = null;
-    }
     if (!this.degraded) {
       this.degraded = true;
       this.retryDelayMs = this.retry.initialMs;
@@ -452,9 +454,11 @@ export class HistoryStore {
       this.logger.debug({ err: message, retryInMs: this.retryDelayMs }, 'history write retry failed');
     }
     this.retryTimer?.cancel();
+    this.retryTimer = null;
+    if (this.closing !== null) return;
     this.retryTimer = this.clock.setTimeout(() => {
       this.retryTimer = null;
-      this.attempt();
+      this.kick();
     }, this.retryDelayMs);
   }
 
@@ -465,34 +469,146 @@ export class HistoryStore {
       for (const s of this.snapshotProvider()) out.push({ id: s.id, counters: cleanCounters(s.counters) });
       return out;
     } catch (err) {
-      this.logger.error({ err: describeError(err) }, 'history snapshot provider threw; counters not written');
+      this.logger.error({ err: errorText(err) }, 'history snapshot provider threw; counters not written');
       return [];
     }
   }
 
   private runRetention(): void {
-    try {
-      const removed = applyRetention(this.connection().db, this.config.retentionDays, this.wallNow());
-      this.logger.debug({ removed }, 'history retention applied');
-    } catch (err) {
+    this.call('retention', { retentionDays: this.config.retentionDays, wallNowMs: this.wallNow() }, null).then(
+      (removed) => this.logger.debug({ removed }, 'history retention applied'),
       // The next write notices a broken file; retention simply runs again next time.
-      this.logger.warn({ err: describeError(err) }, 'history retention failed');
+      (err: unknown) => this.logger.warn({ err: errorText(err) }, 'history retention failed'),
+    );
+  }
+
+  private loadQuotaKey(key: string): void {
+    if (this.quotaKeysLoading.has(key)) return;
+    this.quotaKeysLoading.add(key);
+    this.call('quotaOf', { key, wallNowMs: this.wallNow() }, this.queryTimeoutMs).then(
+      (rows) => {
+        // Answers come in order: every write sent before this read is committed and already forgotten here,
+        // so stored + still pending counts each byte once.
+        const users = new Set([...rows.map((r) => r.user), ...[...this.pendingQuota.values()].filter((q) => q.periodKey === key).map((q) => q.user)]);
+        const stored = new Map(rows.map((r) => [r.user, r.bytes]));
+        for (const user of users) {
+          const k = quotaKey(user, key);
+          this.quotaTotals.set(k, (stored.get(user) ?? 0) + (this.pendingQuota.get(k)?.bytes ?? 0));
+        }
+        this.quotaKeysLoaded.add(key);
+        this.quotaKeysLoading.delete(key);
+      },
+      (err: unknown) => {
+        this.quotaKeysLoading.delete(key);
+        this.logger.warn({ period: key, err: errorText(err) }, 'history: quota usage of an earlier period unreadable');
+      },
+    );
+  }
+
+  private async query<K extends RequestKind>(kind: K, req: Requests[K]['req']): Promise<Requests[K]['res']> {
+    if (this.closing !== null) throw new QuicgateError('QG_ERR_CLOSED', 'history store is closed');
+    try {
+      return await this.call(kind, req, this.queryTimeoutMs);
+    } catch (err) {
+      if (err instanceof QuicgateError) throw err;
+      throw new QuicgateError('QG_ERR_HISTORY', `history query failed: ${errorText(err)}`, { cause: err });
     }
   }
 
-  private read<T>(fn: (db: SqliteDatabase) => T): T {
-    if (this.closed) throw new QuicgateError('QG_ERR_CLOSED', 'history store is closed');
-    let conn: Connection;
-    try {
-      conn = this.conn ?? this.connection();
-    } catch (err) {
-      throw new QuicgateError('QG_ERR_HISTORY', `history unavailable: ${describeError(err)}`, { cause: err });
+  private async shutdown(): Promise<void> {
+    for (const t of [this.intervalTimer, this.retentionTimer, this.retryTimer, this.soonTimer]) t?.cancel();
+    // A stalled database must not hold the shutdown for ever: the drain gets the query timeout.
+    const written = await withTimeout(this.drain(), this.queryTimeoutMs);
+    if (written !== true) {
+      const lost = this.queue.length + this.pendingQuota.size + this.rejections.size;
+      this.dropped += lost;
+      this.logger.error(
+        { err: written === 'timeout' ? 'the database did not answer' : this.lastError, lost },
+        'history: final flush failed; pending records lost',
+      );
     }
+    this.queue.length = 0;
+    this.pendingQuota.clear();
+    this.rejections.clear();
+    // A worker stuck in the database cannot close it: then only a short wait for the thread, then on.
+    if (written !== 'timeout') await withTimeout(this.call('close', {}, null).catch(() => null), this.queryTimeoutMs);
+    await this.stopWorker(written === 'timeout' ? 100 : this.queryTimeoutMs);
+    this.closed = true;
+  }
+
+  private async stopWorker(timeoutMs: number): Promise<void> {
+    this.closing ??= Promise.resolve();
+    await withTimeout(this.worker.terminate(), timeoutMs);
+    for (const w of this.waiting.values()) {
+      if (w.timer !== null) clearTimeout(w.timer);
+      w.reject(new QuicgateError('QG_ERR_CLOSED', 'history store is closed'));
+    }
+    this.waiting.clear();
+  }
+
+  // ── the worker ──────────────────────────────────────────────────────────────────────────────────────
+
+  private call<K extends RequestKind>(kind: K, req: Requests[K]['req'], timeoutMs: number | null): Promise<Requests[K]['res']> {
+    if (this.workerError !== null) return Promise.reject(new QuicgateError('QG_ERR_HISTORY', this.workerError));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer =
+        timeoutMs === null
+          ? null
+          : setTimeout(() => {
+              this.settle(id);
+              reject(new QuicgateError('QG_ERR_HISTORY', `the history database did not answer within ${timeoutMs} ms (${kind})`));
+            }, timeoutMs);
+      timer?.unref();
+      this.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
+      // Referenced while an answer is awaited, so a process does not exit with a write out.
+      if (this.waiting.size === 1) this.worker.ref();
+      this.worker.postMessage({ id, kind, req });
+    });
+  }
+
+  private settle(id: number): Waiting | undefined {
+    const w = this.waiting.get(id);
+    if (w === undefined) return undefined;
+    this.waiting.delete(id);
+    if (w.timer !== null) clearTimeout(w.timer);
+    if (this.waiting.size === 0) this.worker.unref();
+    return w;
+  }
+
+  private onMessage(msg: FromWorker): void {
+    if ('log' in msg) {
+      this.relayLog(msg.log);
+      return;
+    }
+    const w = this.settle(msg.id);
+    if (w === undefined) return; // timed out meanwhile
+    if (msg.ok) w.resolve(msg.value);
+    else w.reject(fromWire(msg.error));
+  }
+
+  /** A pino line from the worker, logged again on our logger (level, message and fields as they were). */
+  private relayLog(line: string): void {
+    let entry: { level?: unknown; msg?: unknown; [key: string]: unknown };
     try {
-      return fn(conn.db);
-    } catch (err) {
-      if (err instanceof QuicgateError) throw err;
-      throw new QuicgateError('QG_ERR_HISTORY', `history query failed: ${describeError(err)}`, { cause: err });
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      return;
+    }
+    const { level, msg, time: _time, pid: _pid, hostname: _hostname, ...fields } = entry;
+    const label = typeof level === 'number' ? this.logger.levels.labels[level] : undefined;
+    const log = label === undefined ? undefined : (this.logger as unknown as Record<string, unknown>)[label];
+    if (typeof log === 'function') (log as (obj: object, msg: string) => void).call(this.logger, fields, String(msg ?? ''));
+  }
+
+  private onWorkerGone(message: string): void {
+    if (this.workerError !== null) return;
+    this.workerError = message;
+    this.lastError = message;
+    this.logger.error({ err: message }, 'history worker gone; records are dropped and counted until a restart');
+    for (const [id, w] of [...this.waiting]) {
+      this.settle(id);
+      w.reject(new QuicgateError('QG_ERR_HISTORY', message));
     }
   }
 
@@ -501,8 +617,44 @@ export class HistoryStore {
   }
 }
 
-function sameFile(a: FileIdentity, b: FileIdentity): boolean {
-  return a.dev === b.dev && a.ino === b.ino;
+/** Starts worker.js next to this module; from the TypeScript sources (tests, tsx) through tsx's loader. */
+function startWorker(init: WorkerInit): Worker {
+  const here = import.meta.url;
+  if (!here.endsWith('.ts')) return new Worker(new URL('./worker.js', here), { workerData: init });
+  const url = JSON.stringify(new URL('./worker.ts', here).href);
+  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${url}); })`, {
+    eval: true,
+    workerData: init,
+  });
+}
+
+function fromWire(e: WireError): Error {
+  if (e.qgCode !== null && e.qgCode in ErrorCodes) return new QuicgateError(e.qgCode as ErrorCode, e.message);
+  const err = new Error(e.message) as Error & { code?: string };
+  if (e.code !== null) err.code = e.code;
+  return err;
+}
+
+/** Resolves with the promise's value, or 'timeout' after ms of real time. */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function quotaKey(user: string, key: string): string {
+  return `${user}\u0000${key}`;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function toInt(n: number): number {
@@ -517,10 +669,4 @@ function cleanCounters(c: Readonly<TrafficCounters>): TrafficCounters {
     bytesOut: Math.max(0, toInt(c.bytesOut)),
     packetsOut: Math.max(0, toInt(c.packetsOut)),
   };
-}
-
-function isDataError(err: unknown): boolean {
-  if (err instanceof TypeError || err instanceof RangeError) return true;
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH' || code === 'SQLITE_TOOBIG');
 }

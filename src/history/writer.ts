@@ -1,19 +1,19 @@
 /**
  * Writes one batch in one transaction (called by the store's flush, never on the forwarding path).
  *
- *   queued records in order (start → INSERT, end → UPDATE + traffic delta, rejection → INSERT)
+ *   queued records in order (start → INSERT, end → UPDATE + traffic delta)
  *   → live sessions' counter snapshots (UPDATE + traffic delta since the last written counters)
  *   → traffic deltas summed per user and hour (UPSERT add) → quota increments (UPSERT add)
+ *   → rejection counts per source, reason and hour (UPSERT add)
  *   → on commit only: remember what was written (LiveSessions) so deltas never count twice.
  */
 import { newCounters, type TrafficCounters } from '../gateway/session.js';
-import type { CounterSnapshot, RejectionRecord, SessionEndRecord, SessionStartRecord } from './records.js';
+import type { CounterSnapshot, RejectionCount, SessionEndRecord, SessionStartRecord } from './records.js';
 import type { SqliteDatabase, SqliteStatement } from './sqlite.js';
 
 export type QueuedRecord =
   | { readonly kind: 'start'; readonly record: SessionStartRecord }
-  | { readonly kind: 'end'; readonly record: SessionEndRecord }
-  | { readonly kind: 'rejection'; readonly record: RejectionRecord };
+  | { readonly kind: 'end'; readonly record: SessionEndRecord };
 
 export interface QuotaIncrement {
   readonly user: string;
@@ -26,6 +26,7 @@ export interface Batch {
   /** Values copied at flush time. */
   readonly snapshots: readonly CounterSnapshot[];
   readonly quota: readonly QuotaIncrement[];
+  readonly rejections: readonly RejectionCount[];
   /** Live sessions to insert again (after switching to a fresh file). */
   readonly reseed: readonly SessionStartRecord[];
   readonly wallNowMs: number;
@@ -54,6 +55,16 @@ export class LiveSessions {
     return this.entries.get(id);
   }
 
+  /** A copy of the entries, to put back with restore() when an enclosing transaction rolls back. */
+  save(): ReadonlyMap<string, LiveEntry> {
+    return new Map(this.entries);
+  }
+
+  restore(saved: ReadonlyMap<string, LiveEntry>): void {
+    this.entries.clear();
+    for (const [id, entry] of saved) this.entries.set(id, entry);
+  }
+
   apply(changes: ReadonlyMap<string, LiveEntry | null>): void {
     for (const [id, entry] of changes) {
       if (entry === null) this.entries.delete(id);
@@ -67,7 +78,7 @@ export class BatchStatements {
   readonly insertSession: SqliteStatement;
   readonly updateCounters: SqliteStatement;
   readonly endSession: SqliteStatement;
-  readonly insertRejection: SqliteStatement;
+  readonly addRejections: SqliteStatement;
   readonly addTraffic: SqliteStatement;
   readonly addQuota: SqliteStatement;
 
@@ -89,8 +100,12 @@ export class BatchStatements {
          close_reason = @reason, close_message = @message, updated_at = @endedAt
        WHERE id = @id AND status = 'open'`,
     );
-    this.insertRejection = db.prepare(
-      'INSERT INTO rejections (user, source, reason, at) VALUES (@user, @source, @reason, @at)',
+    this.addRejections = db.prepare(
+      `INSERT INTO rejection_counts (source, reason, hour_ms, user, count, first_at, last_at)
+       VALUES (@source, @reason, @hourMs, @user, @count, @firstAt, @lastAt)
+       ON CONFLICT (source, reason, hour_ms) DO UPDATE SET count = count + excluded.count,
+         first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at),
+         user = COALESCE(excluded.user, user)`,
     );
     this.addTraffic = db.prepare(
       `INSERT INTO traffic_hourly (user, hour_ms, bytes_in, bytes_out) VALUES (@user, @hourMs, @bytesIn, @bytesOut)
@@ -148,9 +163,6 @@ export function writeBatch(st: BatchStatements, batch: Batch, live: LiveSessions
           staged.set(r.id, null);
           break;
         }
-        case 'rejection':
-          st.insertRejection.run(item.record);
-          break;
       }
     }
     for (const snap of batch.snapshots) {
@@ -162,6 +174,7 @@ export function writeBatch(st: BatchStatements, batch: Batch, live: LiveSessions
     }
     for (const t of traffic.values()) st.addTraffic.run(t);
     for (const q of batch.quota) st.addQuota.run({ ...q, at: batch.wallNowMs });
+    for (const r of batch.rejections) st.addRejections.run(r);
   }, 'immediate');
   live.apply(staged);
 }

@@ -96,7 +96,7 @@ export class MetricsExporter {
     });
     new Gauge({
       name: 'quicgate_history_degraded',
-      help: '1 while the session history database is failing (records are held in memory), else 0.',
+      help: '1 while the session history database is failing or stalled (records are held in memory, bounded), else 0.',
       registers,
       collect() {
         this.set(snapshot().historyDegraded ? 1 : 0);
@@ -115,6 +115,13 @@ export class MetricsExporter {
     );
     monotonicCounter('quicgate_connections_closed_total', 'Tunnel connections without a session closed or reset by the gateway, by reason.', ['reason'], registers, (s) =>
       s.connections === null ? [] : withKnownKeys(GUARD_CLOSE_REASONS, s.connections.closed).map(([reason, n]) => [{ reason }, n]),
+    );
+    monotonicCounter(
+      'quicgate_history_dropped_records_total',
+      'History records dropped since start: the queue was full while the database failed or stalled, or the database refused the record.',
+      [],
+      registers,
+      (s) => [[{}, s.historyDropped]],
     );
 
     const durations = new Histogram({

@@ -90,7 +90,7 @@ ${users('alice')}`);
     expect(c.transports).toEqual({ h2: true, h3: 'off' });
     expect(c.authAttempts.perSourcePerMinute).toBe(3);
     expect(c.admin).toEqual({ enabled: true, listen: '127.0.0.1', port: 9191, token: 'abcdefghijklmnopq' });
-    expect(c.history).toEqual({ enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 50 });
+    expect(c.history).toEqual({ enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 50, queueLimit: 100_000, busyTimeoutMs: 1000, rejectionRowsPerHour: 1000 });
     expect(c.logLevel).toBe('debug');
     expect(c.dataDir).toBe(fixture('state'));
     expect(c.tls).toEqual({ certFile: fixture('cert.pem'), keyFile: '/etc/qg/key.pem', names: [] });
@@ -184,6 +184,17 @@ describe('users in a separate file', () => {
 });
 
 describe('problems', () => {
+  // Found by a random fast-check seed (test/fuzz/config.test.ts): a YAML complex key holding line breaks made
+  // one problem span several lines, the later ones without the file name.
+  it('renders a YAML complex key on one line, quoted and escaped, in a line that names the file', async () => {
+    const err = await thrown(() => parse('listen:\n  ? |\n    a\n    b\n  : 3\n? [x, "y"]\n: 1\n'), 'QG_ERR_CONFIG_INVALID');
+    const lines = err.message.split('\n').slice(1);
+    expect(lines).toHaveLength(2);
+    expect(lines).toContain(`  ${SOURCE}:2:5: listen["a\\nb\\n"]: unknown key "a\\nb\\n" (expected one of: address, port)`);
+    expect(lines.find((l) => l.includes('[ x'))).toMatch(/^ {2}.+: \["\[ x, \\"y\\" \]"\]: unknown key "\[ x, \\"y\\" \]" \(expected one of: listen, /);
+    expect(lines.every((l) => l.includes(SOURCE))).toBe(true);
+  });
+
   it('reports a missing server file as not found, naming the path', async () => {
     const err = await thrown(() => loadServerConfig(fixture('missing.yaml')), 'QG_ERR_CONFIG_NOT_FOUND');
     expect(err.message).toContain(fixture('missing.yaml'));

@@ -11,9 +11,6 @@ import { describe, expect, it } from 'vitest';
 import { parseServerConfigText } from '../../src/config/load.js';
 import { QuicgateError } from '../../src/errors.js';
 
-// A fixed seed for reproduction or soak runs (scripts/soak-faults.sh): FC_SEED=<n>.
-if (process.env.FC_SEED) fc.configureGlobal({ seed: Number(process.env.FC_SEED) });
-
 const EXAMPLE = resolve(import.meta.dirname, '../../config/server.example.yaml');
 const EXAMPLE_TEXT = readFileSync(EXAMPLE, 'utf8');
 const EXAMPLE_USERS = resolve(import.meta.dirname, '../../config/users.example.yaml');

@@ -16,9 +16,6 @@ import {
 import { createMemoryPair } from '../../src/transport/memory.js';
 import { tick } from '../support/wait.js';
 
-// A fixed seed for reproduction or soak runs (scripts/soak-faults.sh): FC_SEED=<n>.
-if (process.env.FC_SEED) fc.configureGlobal({ seed: Number(process.env.FC_SEED) });
-
 
 const addressArb = fc.option(
   fc.record({ address: fc.string({ maxLength: 40 }), prefix: fc.integer({ min: 0, max: 128 }), gateway: fc.string({ maxLength: 40 }) }),

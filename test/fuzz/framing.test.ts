@@ -10,9 +10,6 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DatagramDecoder, DatagramEncoder, MAX_PACKET_BYTES, MIN_DATAGRAM_BYTES } from '../../src/transport/framing.js';
 
-// A fixed seed for reproduction or soak runs (scripts/soak-faults.sh): FC_SEED=<n>.
-if (process.env.FC_SEED) fc.configureGlobal({ seed: Number(process.env.FC_SEED) });
-
 /** Reference reading of the wire format, written from the format comment, not from the implementation. */
 function referenceWellFormed(d: Uint8Array): boolean {
   if (d.length === 0) return false;

@@ -19,9 +19,6 @@ import { nextControl, startMemoryGateway, type MemoryGateway } from '../support/
 import { ipv4PacketWith, ipv6PacketWith } from '../support/packets.js';
 import { tick, until } from '../support/wait.js';
 
-// A fixed seed for reproduction or soak runs (scripts/soak-faults.sh): FC_SEED=<n>.
-if (process.env.FC_SEED) fc.configureGlobal({ seed: Number(process.env.FC_SEED) });
-
 
 interface Connected {
   pair: MemoryPair;

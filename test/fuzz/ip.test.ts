@@ -17,9 +17,6 @@ import {
 } from '../../src/packet/ip.js';
 import { ipv4PacketWith, ipv6PacketWith } from '../support/packets.js';
 
-// A fixed seed for reproduction or soak runs (scripts/soak-faults.sh): FC_SEED=<n>.
-if (process.env.FC_SEED) fc.configureGlobal({ seed: Number(process.env.FC_SEED) });
-
 function reference(d: Uint8Array, offset: number, length: number): 0 | 4 | 6 {
   if (length < 1) return 0;
   const v = d[offset]! >> 4;

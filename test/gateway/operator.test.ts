@@ -98,7 +98,7 @@ describe('operator surface over a running gateway', () => {
     expect((await h.call(`/api/sessions/${session.id}`)).status).toBe(404);
     expect((await h.call(`/api/sessions/${session.id}`, { method: 'DELETE' })).status).toBe(404);
 
-    h.surface.history?.flush();
+    await h.surface.history?.flush();
     const rows = h.rows<SessionRow>('SELECT * FROM sessions');
     expect(rows).toEqual([expect.objectContaining({ id: session.id, user: 'alice', status: 'closed', close_reason: 'admin_kill', bytes_in: 100, ipv4: session.ipv4 })]);
   });
@@ -179,6 +179,7 @@ describe('operator surface over a running gateway', () => {
     a.pair.client.close({ reason: 'client_closed' });
     await settle();
     h.clock.advance(1000); // one flush interval: the snapshot of b's counters and the rows are written
+    await h.surface.history?.settled();
 
     const rows = h.rows<SessionRow>('SELECT * FROM sessions ORDER BY started_at, id');
     expect(rows.map((r) => [r.id, r.status, r.close_reason]).sort()).toEqual(
@@ -188,9 +189,9 @@ describe('operator surface over a running gateway', () => {
       ].sort(),
     );
     expect(rows.find((r) => r.id === a.session.id)?.bytes_in).toBe(200);
-    expect(h.rows<{ user: string; reason: string }>('SELECT user, reason FROM rejections ORDER BY id')).toEqual([
-      { user: 'alice', reason: 'auth_failed' },
-      { user: 'bob', reason: 'user_disabled' },
+    expect(h.rows<{ user: string; reason: string }>('SELECT user, reason, count FROM rejection_counts ORDER BY reason')).toEqual([
+      { user: 'alice', reason: 'auth_failed', count: 1 },
+      { user: 'bob', reason: 'user_disabled', count: 1 },
     ]);
 
     const history = h.surface.history;
@@ -220,12 +221,12 @@ describe('operator surface over a running gateway', () => {
     });
     await h.cleanup();
 
-    h = await startHarness({ config: { users: [user('alice'), user('bob')], history: { enabled: false, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100 } } });
+    h = await startHarness({ config: { users: [user('alice'), user('bob')], history: { enabled: false, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 } } });
     expect(h.surface.history).toBeNull();
     const b = await h.connect('bob');
     await h.sendToClient(b.session, 50);
     await h.listener.connect('alice', 'nope');
-    expect(h.surface.backend.stats(1)).toEqual({
+    expect(await h.surface.backend.stats(1)).toEqual({
       windowHours: 1,
       activeSessions: 1,
       activeUsers: 1,
@@ -235,7 +236,7 @@ describe('operator surface over a running gateway', () => {
       rejections: { auth_failed: 1 },
     });
     expect(h.surface.backend.health()).toMatchObject({ status: 'ok', checks: { history: 'disabled' } });
-    expect(h.surface.backend.getUser('bob')?.usage).toEqual({ sessions: 1, bytesIn: 0, bytesOut: 50 });
+    expect((await h.surface.backend.getUser('bob'))?.usage).toEqual({ sessions: 1, bytesIn: 0, bytesOut: 50 });
   });
 });
 
@@ -267,6 +268,7 @@ describe('health', () => {
     other.exec('BEGIN EXCLUSIVE');
     await h.connect('alice');
     h.clock.advance(1000); // the flush fails on the lock
+    await h.surface.history?.settled();
     const anonymous = await h.call('/healthz', { token: null });
     expect(anonymous.status).toBe(503);
     expect(await anonymous.json()).toEqual({ status: 'degraded' });
@@ -280,6 +282,7 @@ describe('health', () => {
     other.exec('COMMIT');
     other.close();
     h.clock.advance(5000); // the store's retry succeeds
+    await h.surface.history?.settled();
     expect((await h.call('/healthz', { token: null })).status).toBe(200);
   });
 
@@ -314,7 +317,7 @@ describe('admin server startup', () => {
   it('is not started without a token; the rest of the surface still works', async () => {
     const clock = new FakeClock();
     const dataDir = tempDataDir();
-    const config = serverConfig({ dataDir, users: [user('alice')], history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100 } });
+    const config = serverConfig({ dataDir, users: [user('alice')], history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 } });
     let listener: MemoryListener | null = null;
     const gateway = await Gateway.start(config, {
       logger: silentLogger(),

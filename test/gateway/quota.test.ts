@@ -53,9 +53,9 @@ describe('quota: disconnect', () => {
     expect(metrics.get('quicgate_user_quota_used_bytes{user="bob"}')).toBe(1200);
     expect(metrics.get('quicgate_rejections_total{reason="quota_exceeded"}')).toBe(1);
 
-    h.surface.history?.flush();
+    await h.surface.history?.flush();
     expect(h.rows<{ close_reason: string }>('SELECT close_reason FROM sessions')).toEqual([{ close_reason: 'quota_exceeded' }]);
-    expect(h.rows<{ reason: string }>('SELECT reason FROM rejections')).toEqual([{ reason: 'quota_exceeded' }]);
+    expect(h.rows<{ reason: string }>('SELECT reason, count FROM rejection_counts')).toEqual([{ reason: 'quota_exceeded', count: 1 }]);
 
     // A restart reads the spent quota back from the database.
     await h.cleanup();
@@ -65,7 +65,7 @@ describe('quota: disconnect', () => {
     clock.advance(TO_MIDNIGHT);
     const next = await h.connect('bob');
     expect(next.session.user).toBe('bob');
-    expect(h.surface.backend.getUser('bob')?.quota).toMatchObject({ periodKey: '2026-01-02', used: 0, exceeded: false });
+    expect((await h.surface.backend.getUser('bob'))?.quota).toMatchObject({ periodKey: '2026-01-02', used: 0, exceeded: false });
   });
 });
 
@@ -98,7 +98,7 @@ describe('quota: throttle', () => {
     clock.advance(TO_MIDNIGHT);
     expect(registry.bucketOf('carol')?.rate).toBe(1_000_000);
     expect(c.session.bucket).toBe(registry.bucketOf('carol'));
-    expect(h.surface.backend.getUser('carol')?.quota).toMatchObject({ periodKey: '2026-01-02', used: 0, exceeded: false });
+    expect((await h.surface.backend.getUser('carol'))?.quota).toMatchObject({ periodKey: '2026-01-02', used: 0, exceeded: false });
   });
 
   it('gives an unlimited user a bucket at the throttle rate, and takes it away next period', async () => {
@@ -159,6 +159,6 @@ describe('quota: throttle', () => {
     next = { ...h.gateway.currentConfig, users: [carol(daily('throttle', 50_000, 1_000_000))] };
     expect((await h.call('/api/reload', { method: 'POST' })).status).toBe(200);
     expect(session.bucket?.rate).toBe(1_000_000);
-    expect(h.surface.backend.getUser('carol')?.quota).toMatchObject({ bytes: 1_000_000, used: 1200, exceeded: false });
+    expect((await h.surface.backend.getUser('carol'))?.quota).toMatchObject({ bytes: 1_000_000, used: 1200, exceeded: false });
   });
 });

@@ -42,9 +42,9 @@ describe('crash recovery with a real process', () => {
     const { at, counters, records } = flushed!;
     expect(records).toBe(5);
 
-    const { store } = openStore(dir, new FakeClock(Date.now()));
+    const { store } = await openStore(dir, new FakeClock(Date.now()));
     expect(store.startupEvents).toEqual([{ kind: 'crash_recovered', sessions: 5 }]);
-    const rows = store.recentSessions({ limit: 100 }).sort((a, b) => a.id.localeCompare(b.id));
+    const rows = (await store.recentSessions({ limit: 100 })).sort((a, b) => a.id.localeCompare(b.id));
     expect(rows.map((r) => r.id)).toEqual(['s1', 's2', 's3', 's4', 's5']); // s6..s8 were never flushed
     for (const row of rows) {
       expect(row).toMatchObject({ status: 'closed', closeReason: 'crash', endedAt: at, durationMs: at - row.startedAt });
@@ -53,11 +53,11 @@ describe('crash recovery with a real process', () => {
       );
     }
     expect(rows.find((r) => r.id === 's3')?.bytesIn).toBe(3000);
-    expect(store.recentRejections({ limit: 10 })).toEqual([]);
+    expect(await store.recentRejections({ limit: 10 })).toEqual([]);
     // The hourly traffic written with that flush survives too.
     const total = Object.values(counters).reduce((sum, c) => sum + c.bytesIn, 0);
-    expect(store.stats({ windowHours: 24 }).bytesIn).toBe(total);
-    store.close();
+    expect((await store.stats({ windowHours: 24 })).bytesIn).toBe(total);
+    await store.close();
     expect(rawRows(path.join(dir, 'history.sqlite'), "SELECT COUNT(*) AS n FROM sessions WHERE status = 'open'")).toEqual([{ n: 0 }]);
   });
 });

@@ -16,15 +16,15 @@ describe('opening the history file', () => {
   });
   afterEach(() => cleanup());
 
-  it('creates the file in WAL mode with the schema, and re-opens it without changes', () => {
+  it('creates the file in WAL mode with the schema, and re-opens it without changes', async () => {
     const clock = new FakeClock();
-    const first = openStore(dir, clock);
+    const first = await openStore(dir, clock);
     expect(first.store.startupEvents).toEqual([{ kind: 'created', path: file }]);
-    first.store.close();
+    await first.store.close();
 
-    const second = openStore(dir, clock);
+    const second = await openStore(dir, clock);
     expect(second.store.startupEvents).toEqual([]);
-    second.store.close();
+    await second.store.close();
 
     const db = openDatabase(file, { readonly: true });
     expect(db.pragmaValue('journal_mode')).toBe('wal');
@@ -34,7 +34,7 @@ describe('opening the history file', () => {
     db.close();
   });
 
-  it('migrates an older file at start', () => {
+  it('migrates an older file at start', async () => {
     const db = openDatabase(file);
     db.pragma('journal_mode = WAL');
     db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT');
@@ -42,13 +42,13 @@ describe('opening the history file', () => {
     db.prepare('INSERT INTO schema_migrations VALUES (1, ?, 0)').run(MIGRATIONS[0]!.name);
     db.close();
 
-    const { store } = openStore(dir, new FakeClock());
+    const { store } = await openStore(dir, new FakeClock());
     expect(store.startupEvents).toEqual([{ kind: 'migrated', from: 1, to: MIGRATIONS.at(-1)!.version }]);
     expect(store.quotaUsage('alice', '2026-01')).toBe(0);
-    store.close();
+    await store.close();
   });
 
-  it('moves a non-SQLite file aside (with its -wal/-shm), starts fresh and logs it', () => {
+  it('moves a non-SQLite file aside (with its -wal/-shm), starts fresh and logs it', async () => {
     const garbage = Buffer.from('this is not a database at all; '.repeat(40));
     writeFileSync(file, garbage);
     writeFileSync(`${file}-wal`, 'stale wal');
@@ -56,7 +56,7 @@ describe('opening the history file', () => {
     expect(inspectHeader(file).kind).toBe('corrupt');
 
     const clock = new FakeClock(Date.UTC(2026, 10, 23, 8, 30, 0));
-    const { store, lines } = openStore(dir, clock);
+    const { store, lines } = await openStore(dir, clock);
     const base = `${file}.corrupt-20261123T083000Z`;
     expect(store.startupEvents).toEqual([
       { kind: 'corrupt_moved_aside', reason: 'not a SQLite database (bad header magic)', movedTo: [base, `${base}-wal`, `${base}-shm`] },
@@ -67,44 +67,44 @@ describe('opening the history file', () => {
     expect(lines.some((l) => l.level === 50 && l.reason === 'not a SQLite database (bad header magic)')).toBe(true);
 
     store.recordStart(startRecord('s1', 'alice', clock.wallNow()));
-    store.flush();
-    expect(store.recentSessions({ limit: 10 }).map((r) => r.id)).toEqual(['s1']);
-    store.close();
+    await store.flush();
+    expect((await store.recentSessions({ limit: 10 })).map((r) => r.id)).toEqual(['s1']);
+    await store.close();
   });
 
-  it('moves a short file aside', () => {
+  it('moves a short file aside', async () => {
     writeFileSync(file, 'SQLite format 3\0short');
-    const { store } = openStore(dir, new FakeClock());
+    const { store } = await openStore(dir, new FakeClock());
     expect(store.startupEvents[0]).toMatchObject({ kind: 'corrupt_moved_aside', reason: expect.stringMatching(/shorter/) });
-    store.close();
+    await store.close();
   });
 
-  it('moves a truncated real database aside (found by quick_check) and keeps its bytes', () => {
+  it('moves a truncated real database aside (found by quick_check) and keeps its bytes', async () => {
     const clock = new FakeClock();
-    const first = openStore(dir, clock, { config: { batchSize: 100_000 } });
+    const first = await openStore(dir, clock, { config: { batchSize: 100_000 } });
     for (let i = 0; i < 3000; i++) first.store.recordStart(startRecord(`session-${i}`, `user-${i % 50}`, clock.wallNow() + i, i % 200));
-    first.store.close();
+    await first.store.close();
     const size = statSync(file).size;
     expect(size).toBeGreaterThan(100_000);
     truncateSync(file, Math.floor(size / 2));
     expect(inspectHeader(file).kind).toBe('ok');
 
-    const second = openStore(dir, clock);
+    const second = await openStore(dir, clock);
     expect(second.store.startupEvents[0]).toMatchObject({ kind: 'corrupt_moved_aside', reason: expect.stringMatching(/quick_check|malformed/) });
     expect(second.store.startupEvents[1]).toEqual({ kind: 'created', path: file });
-    expect(second.store.recentSessions({ limit: 10 })).toEqual([]);
-    second.store.close();
+    expect((await second.store.recentSessions({ limit: 10 }))).toEqual([]);
+    await second.store.close();
     const aside = readdirSync(dir).filter((n) => n.startsWith('history.sqlite.corrupt-'));
     expect(aside).toHaveLength(1);
     expect(statSync(path.join(dir, aside[0]!)).size).toBe(Math.floor(size / 2));
   });
 
-  it('moves side files without a database out of the way before creating one', () => {
+  it('moves side files without a database out of the way before creating one', async () => {
     writeFileSync(`${file}-wal`, 'orphan');
-    const { store } = openStore(dir, new FakeClock());
+    const { store } = await openStore(dir, new FakeClock());
     expect(store.startupEvents).toEqual([{ kind: 'created', path: file }]);
     expect(readdirSync(dir).some((n) => n.startsWith('history.sqlite.orphan-') && n.endsWith('-wal'))).toBe(true);
-    store.close();
+    await store.close();
     expect(existsSync(file)).toBe(true);
     expect(rawRows(file, 'SELECT COUNT(*) AS n FROM sessions')).toEqual([{ n: 0 }]);
   });

@@ -19,11 +19,11 @@ describe('applyMigrations', () => {
     const result = applyMigrations(db, 1234);
     const latest = MIGRATIONS.at(-1)!.version;
     expect(result).toEqual({ from: 0, to: latest });
-    expect(tables()).toEqual(['quota_usage', 'rejections', 'schema_migrations', 'sessions', 'traffic_hourly']);
+    expect(tables()).toEqual(['quota_usage', 'rejection_counts', 'schema_migrations', 'sessions', 'traffic_hourly']);
     const rows = db.prepare('SELECT version, applied_at FROM schema_migrations ORDER BY version').all();
     expect(rows).toEqual(MIGRATIONS.map((m) => ({ version: m.version, applied_at: 1234 })));
     const indexes = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>).map((r) => r.name);
-    expect(indexes).toEqual(expect.arrayContaining(['sessions_user', 'sessions_started_at', 'sessions_status', 'rejections_at']));
+    expect(indexes).toEqual(expect.arrayContaining(['sessions_user', 'sessions_started_at', 'sessions_status', 'rejection_counts_hour']));
   });
 
   it('is idempotent: a second run changes nothing', () => {
@@ -37,8 +37,25 @@ describe('applyMigrations', () => {
     applyMigrations(db, 1, MIGRATIONS.slice(0, 1));
     expect(schemaVersion(db)).toBe(1);
     expect(tables()).not.toContain('quota_usage');
-    expect(applyMigrations(db, 2)).toEqual({ from: 1, to: 2 });
+    expect(applyMigrations(db, 2)).toEqual({ from: 1, to: MIGRATIONS.at(-1)!.version });
     expect(tables()).toContain('quota_usage');
+  });
+
+  it('version 3 folds the rejection rows of older files into counts per source, reason and hour', () => {
+    applyMigrations(db, 1, MIGRATIONS.slice(0, 2));
+    const HOUR = 3_600_000;
+    const insert = db.prepare('INSERT INTO rejections (user, source, reason, at) VALUES (?, ?, ?, ?)');
+    insert.run('eve', '192.0.2.66', 'auth_failed', 10 * HOUR + 5);
+    insert.run('mallory', '192.0.2.66', 'auth_failed', 10 * HOUR + 900);
+    insert.run(null, '192.0.2.66', 'throttled', 10 * HOUR + 1000);
+    insert.run('eve', '192.0.2.66', 'auth_failed', 11 * HOUR);
+    expect(applyMigrations(db, 3)).toEqual({ from: 2, to: 3 });
+    expect(tables()).not.toContain('rejections');
+    expect(db.prepare('SELECT source, reason, hour_ms, user, count, first_at, last_at FROM rejection_counts ORDER BY hour_ms, reason').all()).toEqual([
+      { source: '192.0.2.66', reason: 'auth_failed', hour_ms: 10 * HOUR, user: 'mallory', count: 2, first_at: 10 * HOUR + 5, last_at: 10 * HOUR + 900 },
+      { source: '192.0.2.66', reason: 'throttled', hour_ms: 10 * HOUR, user: null, count: 1, first_at: 10 * HOUR + 1000, last_at: 10 * HOUR + 1000 },
+      { source: '192.0.2.66', reason: 'auth_failed', hour_ms: 11 * HOUR, user: 'eve', count: 1, first_at: 11 * HOUR, last_at: 11 * HOUR },
+    ]);
   });
 
   it('rolls a failing migration back and keeps the earlier ones', () => {

@@ -57,6 +57,7 @@ export class FakeAdminBackend implements AdminBackend {
   historyDegraded = false;
   historyPending = 0;
   connections: ConnectionGuardStats | null = null;
+  historyDropped = 0;
   poolFree: { ipv4: number | null; ipv6: number | null } = { ipv4: 65_000, ipv6: null };
   /** What reload() does next: resolve with a result or throw this error. */
   reloadOutcome: ReloadResult | Error = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [], changed: [] };
@@ -151,7 +152,7 @@ export class FakeAdminBackend implements AdminBackend {
     return closed;
   }
 
-  getUser(name: string): UserView | null {
+  async getUser(name: string): Promise<UserView | null> {
     const user = this.users.get(name);
     if (user === undefined) return null;
     const sessions = this.listSessions().filter((s) => s.user === name);
@@ -174,7 +175,7 @@ export class FakeAdminBackend implements AdminBackend {
     };
   }
 
-  stats(windowHours: number): StatsView {
+  async stats(windowHours: number): Promise<StatsView> {
     this.statsWindows.push(windowHours);
     const byUser = new Map<string, number>();
     let bytesIn = 0;
@@ -228,6 +229,7 @@ export class FakeAdminBackend implements AdminBackend {
       historyDegraded: this.historyDegraded,
       historyPending: this.historyPending,
       connections: this.connections,
+      historyDropped: this.historyDropped,
     };
   }
 

@@ -24,11 +24,11 @@ const live = new Map<string, { id: string; counters: TrafficCounters }>();
 const send = (msg: object): void => void process.stdout.write(`${JSON.stringify(msg)}\n`);
 
 let flushes = 0;
-const store = HistoryStore.open({
+const store = await HistoryStore.open({
   dataDir,
   clock,
   logger: pino({ level: 'warn' }, process.stderr),
-  config: { enabled: true, retentionDays: 0, flushIntervalMs: 1500, batchSize: 100_000 },
+  config: { enabled: true, retentionDays: 0, flushIntervalMs: 1500, batchSize: 100_000, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 },
   onFlush: (report) => {
     if (++flushes !== 1) return;
     // Exactly what this flush wrote: nothing changes the counters between the snapshot and here.

@@ -26,15 +26,15 @@ export function tempDir(): { dir: string; cleanup: () => void } {
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export const baseConfig: HistoryConfig = { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100 };
+export const baseConfig: HistoryConfig = { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 };
 
-export function openStore(
+export async function openStore(
   dataDir: string,
   clock: FakeClock,
   overrides: Partial<Omit<HistoryStoreOptions, 'dataDir' | 'clock' | 'config'>> & { config?: Partial<HistoryConfig> } = {},
-): { store: HistoryStore; lines: LogLine[] } {
+): Promise<{ store: HistoryStore; lines: LogLine[] }> {
   const { logger, lines } = captureLogger();
-  const store = HistoryStore.open({
+  const store = await HistoryStore.open({
     logger,
     ...overrides,
     dataDir,
@@ -42,6 +42,12 @@ export function openStore(
     config: { ...baseConfig, ...overrides.config },
   });
   return { store, lines };
+}
+
+/** Advances the fake clock and waits until the writes its timers started have been answered by the worker. */
+export async function advance(clock: FakeClock, store: HistoryStore, ms: number): Promise<void> {
+  clock.advance(ms);
+  await store.settled();
 }
 
 export function startRecord(id: string, user: string, startedAt: number, n = 1): SessionStartRecord {

@@ -1,0 +1,64 @@
+/**
+ * Messages between the HistoryStore (gateway thread) and the history worker (worker.ts). Plain data only
+ * (structured clone); errors cross as WireError, since a clone keeps neither their class nor their `code`.
+ *
+ *   store ─► worker   { id, req }            one at a time per kind of work, answered in order
+ *   worker ─► store   { id, ok, value|error } or { log } (a pino line to re-emit on the gateway's logger)
+ */
+import type { QueuedRecord, QuotaIncrement } from './writer.js';
+import type { QuotaRow } from './engine.js';
+import type { RecentRejectionsQuery, RecentSessionsQuery, StatsQuery } from './queries.js';
+import type {
+  CounterSnapshot,
+  HistoryStartupEvent,
+  HistoryStats,
+  RejectionCount,
+  RejectionRow,
+  SessionHistoryRow,
+  UserUsage,
+} from './records.js';
+import type { RetentionResult } from './retention.js';
+
+export interface WorkerInit {
+  readonly file: string;
+  readonly dataDir: string;
+  readonly busyTimeoutMs: number;
+  readonly logLevel: string;
+}
+
+export interface WireBatch {
+  readonly records: readonly QueuedRecord[];
+  readonly snapshots: readonly CounterSnapshot[];
+  readonly quota: readonly QuotaIncrement[];
+  readonly rejections: readonly RejectionCount[];
+  readonly wallNowMs: number;
+}
+
+/** What the worker does, and what it answers with. */
+export interface Requests {
+  open: { req: { wallNowMs: number; quotaFrom: string }; res: { events: HistoryStartupEvent[]; quota: QuotaRow[] } };
+  write: { req: { batch: WireBatch }; res: { refused: number } };
+  retention: { req: { retentionDays: number; wallNowMs: number }; res: RetentionResult };
+  recentSessions: { req: { query: RecentSessionsQuery; wallNowMs: number }; res: SessionHistoryRow[] };
+  recentRejections: { req: { query: RecentRejectionsQuery; wallNowMs: number }; res: RejectionRow[] };
+  stats: { req: { query: StatsQuery; wallNowMs: number }; res: HistoryStats };
+  userUsage: { req: { user: string; wallNowMs: number }; res: UserUsage };
+  quotaOf: { req: { key: string; wallNowMs: number }; res: QuotaRow[] };
+  close: { req: Record<string, never>; res: null };
+}
+export type RequestKind = keyof Requests;
+
+export type ToWorker = { [K in RequestKind]: { readonly id: number; readonly kind: K; readonly req: Requests[K]['req'] } }[RequestKind];
+
+export interface WireError {
+  /** QuicgateError code (QG_ERR_*), or null. */
+  readonly qgCode: string | null;
+  /** SQLite or errno code, or null. */
+  readonly code: string | null;
+  readonly message: string;
+}
+
+export type FromWorker =
+  | { readonly id: number; readonly ok: true; readonly value: unknown }
+  | { readonly id: number; readonly ok: false; readonly error: WireError }
+  | { readonly log: string };
