@@ -13,12 +13,34 @@ import { measureAllocationQuietest } from '../support/alloc.js';
 
 const DELAY = 50;
 const MBIT = 125_000; // bytes/s
+const TCP = 6;
+const UDP = 17;
 
 interface Sent {
   readonly at: number;
   readonly length: number;
   readonly wait: number;
 }
+
+/** Where a test packet carries its flow's number and its offer time (past the IPv4 and TCP/UDP port words). */
+const ID_AT = 24;
+const STAMP_AT = 28;
+
+/** An IPv4 packet of `size` bytes (at least 36) from 198.18.0.`host`:`port` to 198.18.1.1:443. */
+function ipPacket(size: number, protocol: number, port: number, host = 2): Buffer {
+  const p = Buffer.alloc(size);
+  p[0] = 0x45;
+  p.writeUInt16BE(size, 2);
+  p[8] = 64;
+  p[9] = protocol;
+  p.set([198, 18, 0, host], 12);
+  p.set([198, 18, 1, 1], 16);
+  p.writeUInt16BE(port, 20);
+  p.writeUInt16BE(443, 22);
+  return p;
+}
+
+let nextPort = 10_000;
 
 class Flow {
   readonly sent: Sent[] = [];
@@ -28,20 +50,27 @@ class Flow {
   private readonly packet: Buffer;
 
   constructor(
+    readonly id: number,
     readonly queue: ShapingQueue,
     readonly size: number,
     /** Offered bytes/s while running. */
     public rate: number,
     /** The session's bucket as the pipelines read it per packet (a reload may swap it). */
     readonly bucket: () => TokenBucket,
+    protocol: number,
   ) {
-    this.packet = Buffer.alloc(size);
+    this.packet = ipPacket(size, protocol, nextPort++);
+    this.packet.writeUInt32BE(id, ID_AT);
   }
 
   bytesBetween(from: number, to: number): number {
     let n = 0;
     for (const s of this.sent) if (s.at >= from && s.at < to) n += s.length;
     return n;
+  }
+
+  sentBytes(): number {
+    return this.bytesBetween(-Infinity, Infinity);
   }
 
   /** Packets due in a step of `ms` at the offered rate. */
@@ -53,9 +82,17 @@ class Flow {
   }
 
   stamp(now: number): Buffer {
-    this.packet.writeDoubleLE(now, 0);
+    this.packet.writeDoubleLE(now, STAMP_AT);
     return this.packet;
   }
+}
+
+interface FlowOptions {
+  /** The session's bucket as the pipelines read it per packet (a reload may swap it). */
+  readonly bucket?: () => TokenBucket;
+  /** Another flow of the same session and direction (its queue); default a queue of its own. */
+  readonly sameQueueAs?: Flow;
+  readonly protocol?: number;
 }
 
 class Sim {
@@ -64,27 +101,31 @@ class Sim {
   readonly bucket: TokenBucket;
   readonly flows: Flow[] = [];
 
-  constructor(rate: number, burst: number | null = null) {
+  constructor(rate: number, burst: number | null = null, shaping: 'fair' | 'fifo' = 'fair') {
     this.bucket = new TokenBucket(rate, burst, this.clock);
+    this.bucket.fair = shaping === 'fair';
   }
 
   get scheduler(): UserScheduler {
     return this.bucket.scheduler!;
   }
 
-  flow(size: number, rate: number, bucket: () => TokenBucket = () => this.bucket): Flow {
+  flow(size: number, rate: number, options: FlowOptions = {}): Flow {
     const clock = this.clock;
-    let flow: Flow | null = null;
-    const queue = new ShapingQueue(clock, {
-      send(data, offset, length) {
-        flow!.sent.push({ at: clock.now(), length, wait: clock.now() - data.readDoubleLE(offset) });
-      },
-      flush() {
-        flow!.flushes++;
-      },
-    }, 1 << 20, 4096);
-    flow = new Flow(queue, size, rate, bucket);
-    this.flows.push(flow);
+    const flows = this.flows;
+    const queue =
+      options.sameQueueAs?.queue ??
+      new ShapingQueue(clock, {
+        send(data, offset, length) {
+          const flow = flows[data.readUInt32BE(offset + ID_AT)]!;
+          flow.sent.push({ at: clock.now(), length, wait: clock.now() - data.readDoubleLE(offset + STAMP_AT) });
+        },
+        flush() {
+          for (const f of flows) if (f.queue === queue) f.flushes++;
+        },
+      }, 1 << 20, 4096);
+    const flow = new Flow(flows.length, queue, size, rate, options.bucket ?? (() => this.bucket), options.protocol ?? TCP);
+    flows.push(flow);
     return flow;
   }
 
@@ -119,9 +160,9 @@ class Sim {
     }
   }
 
-  maxWait(): number {
+  maxWait(flows: readonly Flow[] = this.flows): number {
     let max = 0;
-    for (const f of this.flows) for (const s of f.sent) if (s.wait > max) max = s.wait;
+    for (const f of flows) for (const s of f.sent) if (s.wait > max) max = s.wait;
     return max;
   }
 
@@ -132,6 +173,11 @@ class Sim {
   /** Bytes sent in each whole 1 s window from `from` for `seconds` seconds. */
   windows(from: number, seconds: number): number[] {
     return Array.from({ length: seconds }, (_, i) => this.totalBetween(from + i * 1000, from + (i + 1) * 1000));
+  }
+
+  /** Packets dropped by the scheduler for any reason of its own. */
+  get shaped(): number {
+    return this.drops.rate_limit + this.drops.aqm;
   }
 }
 
@@ -145,7 +191,7 @@ describe('UserScheduler: rate', () => {
     expect(Math.abs(total - (10 * MBIT + sim.bucket.burst))).toBeLessThanOrEqual(1000 + MBIT / 1000);
     for (const w of sim.windows(1000, 9)) expect(Math.abs(w - MBIT)).toBeLessThanOrEqual(1000);
     expect(f.offered).toBe(20 * MBIT);
-    expect(sim.drops.rate_limit).toBeGreaterThan(9 * MBIT / 1000 - 50); // about half of the packets
+    expect(sim.shaped).toBeGreaterThan(9 * MBIT / 1000 - 50); // about half of the packets (admission or CoDel)
     expect(sim.drops.queue_full).toBe(0);
   });
 
@@ -182,16 +228,26 @@ describe('UserScheduler: bound', () => {
     }
   });
 
-  it('a single queue needs no drop at release: its admission alone keeps every wait within the delay', () => {
-    const sim = new Sim(MBIT);
+  it('fifo: a single queue needs no drop at release: its admission alone keeps every wait within the delay', () => {
+    const sim = new Sim(MBIT, null, 'fifo');
     const f = sim.flow(1000, 3 * MBIT);
     sim.run(2_000);
     // Every dropped packet was refused on arrival: offered − sent − still queued = drops × size, and every
     // admitted one was sent within the delay.
-    const sent = f.sent.reduce((n, s) => n + s.length, 0);
-    expect(f.offered - sent - f.queue.queuedBytes).toBe(sim.drops.rate_limit * 1000);
+    expect(f.offered - f.sentBytes() - f.queue.queuedBytes).toBe(sim.drops.rate_limit * 1000);
+    expect(sim.drops.aqm).toBe(0);
     expect(sim.maxWait()).toBeLessThanOrEqual(DELAY);
     expect(sim.maxWait()).toBeGreaterThan(DELAY - 10);
+  });
+
+  it('fair: an unresponsive flow three times over the limit is held by CoDel well below the delay, every drop counted', () => {
+    const sim = new Sim(MBIT);
+    const f = sim.flow(1000, 3 * MBIT, { protocol: UDP });
+    sim.run(2_000);
+    expect(f.offered - f.sentBytes() - f.queue.queuedBytes).toBe(sim.shaped * 1000);
+    expect(sim.drops.aqm).toBeGreaterThan(0);
+    expect(sim.maxWait()).toBeLessThanOrEqual(DELAY);
+    expect(Math.abs(f.bytesBetween(1000, 2000) - MBIT)).toBeLessThanOrEqual(1000);
   });
 });
 
@@ -207,7 +263,8 @@ describe('UserScheduler: waited too long', () => {
     expect(a.sent.map((s) => s.at)).toEqual([8, 16, 24, 32, 40, 48]);
     expect(sim.drops.rate_limit).toBe(34);
     expect(sim.bucket.available()).toBe(1000); // 8 ms of refill since the sixth: the dropped ones cost nothing
-    expect(sim.clock.pendingTimers).toBe(0);
+    expect(sim.scheduler.armed).toBe(false);
+    expect(sim.clock.pendingTimers).toBe(1); // only the storage's idle trim
   });
 });
 
@@ -316,11 +373,11 @@ describe('UserScheduler: lifecycle', () => {
     expect(sim.scheduler.queuedBytes).toBe(0);
     expect(sim.scheduler.armed).toBe(false);
     expect(sim.scheduler.linked).toBe(false);
-    expect(sim.clock.pendingTimers).toBe(0);
+    expect(sim.clock.pendingTimers).toBe(1); // only the storage's idle trim
     const sent = sim.totalBetween(0, Infinity);
     sim.clock.advance(1000);
     expect(sim.totalBetween(0, Infinity)).toBe(sent);
-    for (const f of flows) expect([f.queue.scheduler, f.queue.next, f.queue.prev]).toEqual([null, null, null]);
+    for (const f of flows) expect([f.queue.scheduler, f.queue.pending]).toEqual([null, 0]);
   });
 
   it('lets go of a queue once it is empty, and stops the timer with the last one', () => {
@@ -333,8 +390,8 @@ describe('UserScheduler: lifecycle', () => {
     sim.clock.advance(16);
     expect(a.sent.length).toBe(2);
     expect(a.flushes).toBe(2); // one per pass that sent from it
-    expect(a.queue.scheduler).toBeNull();
-    expect(sim.clock.pendingTimers).toBe(0);
+    expect([a.queue.pending, sim.scheduler.activeQueues, sim.scheduler.linked, sim.scheduler.armed]).toEqual([0, 0, false, false]);
+    expect(sim.clock.pendingTimers).toBe(1); // only the storage's idle trim
   });
 
   it('flushes each queue once per pass however many packets it sent', () => {
@@ -383,10 +440,10 @@ describe('UserScheduler: reload', () => {
     expect(a.sent[0]!.at).toBeCloseTo(1 + 1275 / 12_500, 9);
   });
 
-  it('a swapped bucket takes the queue with its waiting packets: charged to the new bucket, the old one forgotten', () => {
+  it('a swapped bucket: packets waiting in the old one go from there, charged to it; new ones wait in the new one', () => {
     const sim = new Sim(MBIT, 16_384);
     let current = sim.bucket;
-    const a = sim.flow(1000, 0, () => current);
+    const a = sim.flow(1000, 0, { bucket: () => current });
     sim.bucket.tryConsume(16_384);
     for (let i = 0; i < 5; i++) sim.offer(a);
     const old = sim.scheduler;
@@ -395,29 +452,28 @@ describe('UserScheduler: reload', () => {
     next.tryConsume(16_384);
     current = next;
     sim.offer(a); // the sixth, with the new bucket
-    expect(old.activeQueues).toBe(0);
-    expect(old.armed).toBe(false);
-    expect(next.scheduler!.activeQueues).toBe(1);
-    expect(next.scheduler!.queuedBytes).toBe(6000);
-    expect(sim.clock.pendingTimers).toBe(1);
+    expect(old.queuedBytes).toBe(5000);
+    expect(next.scheduler!.queuedBytes).toBe(1000);
+    expect(a.queue.pending).toBe(6);
     sim.clock.advance(100);
     expect(a.sent.length).toBe(6);
-    expect(sim.bucket.available()).toBe(100 * 125); // the old bucket paid for none of them: 100 ms of refill
-    expect(next.available()).toBe(100 * 125 - 6000); // the new one for all six
+    expect(sim.bucket.available()).toBe(100 * 125 - 5000); // the old bucket paid for its five
+    expect(next.available()).toBe(100 * 125 - 1000); // the new one for the sixth
+    expect([old.armed, next.scheduler!.armed, a.queue.pending]).toEqual([false, false, 0]);
   });
 });
 
 /**
- * A clock whose timers allocate nothing: one pending timer at most, fired by advance(). Its time is held as a
- * tagged value (the field once held a string), so handing a batch's time on to shapeOrDrop, a call V8 need not
- * inline, passes the same boxed number instead of boxing a fresh one per call: what is measured is the
- * scheduler, not V8's calling convention for doubles.
+ * A clock whose timers allocate nothing: a few timer slots with handles made once, fired by advance(). Its time
+ * is held as a tagged value (the field once held a string), so handing a batch's time on to shapeOrDrop, a call
+ * V8 need not inline, passes the same boxed number instead of boxing a fresh one per call: what is measured is
+ * the scheduler, not V8's calling convention for doubles.
  */
 class BareClock implements Clock {
   t: number = 'tagged' as unknown as number;
-  due = Infinity;
-  fn: (() => void) | null = null;
-  private readonly handle: TimerHandle = { cancel: () => this.clear() };
+  private readonly due = new Float64Array(4).fill(Infinity);
+  private readonly fns: ((() => void) | null)[] = [null, null, null, null];
+  private readonly handles: TimerHandle[] = [0, 1, 2, 3].map((i) => ({ cancel: () => this.clear(i) }));
   constructor() {
     this.t = 0;
   }
@@ -428,29 +484,34 @@ class BareClock implements Clock {
     return this.t;
   }
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    this.fn = fn;
-    this.due = this.t + ms;
-    return this.handle;
+    const i = this.fns.indexOf(null);
+    if (i < 0) throw new Error('BareClock: more than 4 timers');
+    this.fns[i] = fn;
+    this.due[i] = this.t + ms;
+    return this.handles[i]!;
   }
   setInterval(): TimerHandle {
     throw new Error('not used');
   }
-  clear(): void {
-    this.fn = null;
-    this.due = Infinity;
+  clear(i: number): void {
+    this.fns[i] = null;
+    this.due[i] = Infinity;
   }
   advance(ms: number): void {
     this.t += ms;
-    while (this.fn !== null && this.due <= this.t) {
-      const fn = this.fn;
-      this.clear();
+    for (;;) {
+      let next = -1;
+      for (let i = 0; i < 4; i++) if (this.fns[i] !== null && this.due[i]! <= this.t && (next < 0 || this.due[i]! < this.due[next]!)) next = i;
+      if (next < 0) return;
+      const fn = this.fns[next]!;
+      this.clear(next);
       fn();
     }
   }
 }
 
 describe('UserScheduler: per packet', () => {
-  it('allocates nothing per packet (4e6 packets through admission, push-out, release and drop)', () => {
+  it('allocates nothing per packet (4e6 packets through hashing, admission, push-out, CoDel, release and drop)', () => {
     const clock = new BareClock();
     const bucket = new TokenBucket(10 * MBIT, null, clock);
     const drops = newDropCounters();
@@ -465,7 +526,8 @@ describe('UserScheduler: per packet', () => {
     const lengths = [1400, 60, 1400, 576, 1400, 40, 1400, 1200];
     // Each packet fills its own buffer: Node 20's Buffer#copy allocates a view for a copy of part of a buffer
     // (the queue's one copy in, as before this scheduler and as in the TUN writer); that is Node's, not ours.
-    const packets = lengths.map((length) => Buffer.alloc(length));
+    // Real IPv4 packets of 16 flows (TCP and UDP, two ports per queue and length), so flows are hashed and served.
+    const packets = lengths.map((length, i) => ipPacket(length < 40 ? 40 : length, i & 1 ? UDP : TCP, 20_000 + i));
     const run = (n: number): number => {
       // As the pipelines do: one clock reading per batch of 16 packets, offered at about 3 times the rate.
       for (let b = 0; b < n; b += 16) {
@@ -481,6 +543,7 @@ describe('UserScheduler: per packet', () => {
     };
     const measured = measureAllocationQuietest(run, 4_000_000);
     expect(drops.rate_limit).toBeGreaterThan(0);
+    expect(drops.aqm).toBeGreaterThan(0);
     // Allocating even 16 bytes per packet would be 64 MB here: several scavenges even with Node 22/24's larger
     // young generation. The heap delta alone is not a signal in the full suite: optimized-code metadata from
     // earlier files in the same worker moved it by up to ~10 MB with no collection at all.
