@@ -206,6 +206,7 @@ export const ServerFileSchema = z.strictObject({
     .optional(),
   keepalive_interval: duration(100, '100ms').optional(),
   shaping_delay: duration(1, '1ms').optional(),
+  shaping: z.enum(['fair', 'fifo']).optional(),
   send_queue_packets: positiveInt.optional(),
   allow_client_to_client: boolean.optional(),
   transports: z.strictObject({ h2: boolean.optional(), h3: z.enum(['auto', 'off']).optional() }).optional(),

@@ -7,6 +7,7 @@
  *   add(user, id, limit)   first connection creates the bucket (null when unlimited); later ones get the same object
  *   remove(id)             last connection of the user drops the bucket
  *   setUserLimit(...)      changes the live bucket in place (setRate), or creates/drops it when limited↔unlimited
+ *   setShaping(mode)       config `shaping` (fair | fifo) on every live bucket and those made later
  */
 import { systemClock, type Clock } from '../clock.js';
 import type { Bandwidth, UserConfig } from '../config/types.js';
@@ -41,9 +42,17 @@ export class UserRegistry {
   private readonly userOf = new Map<string, string>();
 
   private readonly clock: Clock;
+  private fair: boolean;
 
-  constructor(options: { readonly clock?: Clock } = {}) {
+  constructor(options: { readonly clock?: Clock; readonly shaping?: 'fair' | 'fifo' } = {}) {
     this.clock = options.clock ?? systemClock;
+    this.fair = (options.shaping ?? 'fair') === 'fair';
+  }
+
+  /** Config `shaping` for every live bucket and those made later (reload: applies from the next packet). */
+  setShaping(shaping: 'fair' | 'fifo'): void {
+    this.fair = shaping === 'fair';
+    for (const entry of this.users.values()) if (entry.bucket !== null) entry.bucket.fair = this.fair;
   }
 
   /**
@@ -139,7 +148,10 @@ export class UserRegistry {
   }
 
   private newBucket(limit: UserLimit): TokenBucket | null {
-    return limit.bandwidth === null ? null : new TokenBucket(limit.bandwidth, limit.burst, this.clock);
+    if (limit.bandwidth === null) return null;
+    const bucket = new TokenBucket(limit.bandwidth, limit.burst, this.clock);
+    bucket.fair = this.fair;
+    return bucket;
   }
 }
 

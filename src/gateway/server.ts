@@ -62,7 +62,7 @@ export class Gateway {
     this.clock = parts.clock ?? systemClock;
     this.logger = parts.logger;
     this.pool = new AddressPool(config);
-    this.registry = new UserRegistry({ clock: this.clock });
+    this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping });
     this.sessions = new SessionManager({
       config,
       pool: this.pool,
@@ -194,6 +194,7 @@ export class Gateway {
       throw new QuicgateError('QG_ERR_RELOAD_FAILED', `reload refused: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     this.sessions.throttle.setLimit(next.authAttempts.perSourcePerMinute);
+    this.registry.setShaping(next.shaping);
     this.config = {
       ...next,
       listen: before.listen,
