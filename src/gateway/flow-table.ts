@@ -40,6 +40,8 @@ export class FlowTable {
   readonly dropCount: Int32Array;
   readonly lastCount: Int32Array;
   readonly dropping: Uint8Array;
+  /** Per flow: its head slot when that is a packet larger than the whole budget (admitted alone), else -1. */
+  readonly oversizeSlot: Int32Array;
   /** Packets that had to share a queue with another flow (all ways of their set busy). */
   collisions = 0;
 
@@ -61,6 +63,7 @@ export class FlowTable {
     this.dropCount = new Int32Array(n);
     this.lastCount = new Int32Array(n);
     this.dropping = new Uint8Array(n);
+    this.oversizeSlot = new Int32Array(n).fill(-1);
   }
 
   /** The flow queue for `hash`. A queue taken anew starts with fresh round-robin and CoDel state. */

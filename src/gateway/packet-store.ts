@@ -32,6 +32,8 @@ export class PacketStore {
   private writePos = 0;
   /** The newest packets lie at the start of the ring, before the oldest (the ring has wrapped). */
   private wrapped = false;
+  /** Subtracted from the arrival time put() is given (the scheduler's excess clock; see user-scheduler.ts). */
+  arrivalOffset = 0;
 
   constructor(
     readonly capacityBytes: number,
@@ -46,7 +48,7 @@ export class PacketStore {
     this.held = new Uint8Array(capacitySlots);
   }
 
-  /** Copy a packet in; its slot, or -1 when the ring has no room for it (nothing done). */
+  /** Copy a packet in (arrived at `now` less arrivalOffset); its slot, or -1 when the ring has no room for it. */
   put(data: Buffer, offset: number, length: number, now: number, owner: ShapingQueue): number {
     if (this.count >= this.capacitySlots) return -1;
     const at = this.placeFor(length);
@@ -56,7 +58,7 @@ export class PacketStore {
     const slot = (this.head + this.count) % this.capacitySlots;
     this.offsets[slot] = at;
     this.lengths[slot] = length;
-    this.arrivedAt[slot] = now;
+    this.arrivedAt[slot] = now - this.arrivalOffset;
     this.next[slot] = -1;
     this.owners[slot] = owner;
     this.held[slot] = 1;

@@ -32,9 +32,12 @@
  * fattest flow), never the others.
  *
  * Bounds: all of the user's flows hold at most what the bucket pays within the shaping delay (rate × delay +
- * its balance); a packet that still waits longer is dropped when its turn comes. A packet larger than that
- * budget (a super-packet at a low rate) is admitted when nothing else waits and may wait as long as the bucket
- * needs to save up for it (see bucket.ts: it goes once the bucket is full and leaves debt).
+ * its balance); a packet that still waits longer is dropped when its turn comes. Packets up to 65535 bytes: a
+ * packet larger than that budget (a TSO super-packet at a low rate) is admitted into an empty flow, outside the
+ * budget, and may wait as long as the bucket takes to fill for it; it goes once the bucket is full and leaves
+ * debt (bucket.ts), so the long-run rate stays exact. The debt beyond the burst is the super-packet's own time
+ * on the link: waits (the delay bound, CoDel's sojourn) are measured on a clock that stands still meanwhile, so
+ * the packets behind it are not dropped for it; DRR then has its flow sit out turns until its bytes are even.
  *
  * `shaping: fifo` (bucket.fair false) keeps the scheduler of before: one flow per session and direction, no
  * CoDel, and the pipelines' fast path for a packet whose own queue is empty.
@@ -115,6 +118,14 @@ export class UserScheduler {
   /** Packets and bytes waiting over all flows. */
   private packets = 0;
   private bytes = 0;
+  /** Bytes of the waiting packets admitted as larger than the whole budget (not counted against it). */
+  private oversizeBytes = 0;
+  /**
+   * Time the bucket has spent, in all, repaying packets larger than its burst beyond the burst (clock ms).
+   * Waits are measured on a clock that stands still meanwhile: a super-packet's excess is the time it takes
+   * on the link, not a wait of the packets behind it (arrival times are stored on that clock).
+   */
+  private excessMs = 0;
   private timer: TimerHandle | null = null;
   /** Clock time the timer is armed for. */
   private armedAt = 0;
@@ -200,8 +211,18 @@ export class UserScheduler {
     const table = this.table ?? this.allocate();
     const store = this.store!;
     const f = table.lookup(bucket.fair ? flowHash(data, offset, length, queue.salt) : queue.salt);
-    this.limit = (bucket.rate * this.delayMs) / 1000 + bucket.available(now);
-    if (this.bytes + length > this.limit && !this.makeRoom(f, length)) {
+    // Debt is not held against the budget: what a super-packet left is excess (excessMs), and what a timer's
+    // early release left is less than a millisecond's worth.
+    const available = bucket.available(now);
+    this.limit = (bucket.rate * this.delayMs) / 1000 + (available > 0 ? available : 0);
+    const oversize = length > this.limit;
+    if (oversize) {
+      // Larger than all that may wait (a super-packet at a low rate): admitted only into an empty flow, alone.
+      if (table.packets[f] !== 0) {
+        this.drops.rate_limit++;
+        return;
+      }
+    } else if (this.bytes - this.oversizeBytes + length > this.limit && !this.makeRoom(f, length)) {
       this.drops.rate_limit++;
       return;
     }
@@ -209,6 +230,10 @@ export class UserScheduler {
     if (slot < 0) {
       this.drops.queue_full++; // the store is full of packets freed out of order (or a reload raised the rate)
       return;
+    }
+    if (oversize) {
+      table.oversizeSlot[f] = slot;
+      this.oversizeBytes += length;
     }
     if (table.heads[f]! < 0) table.heads[f] = slot;
     else store.next[table.tails[f]!] = slot;
@@ -250,6 +275,10 @@ export class UserScheduler {
         const next = store.next[s]!;
         if (store.owners[s] === queue && s !== this.sendingSlot) {
           const length = store.lengths[s]!;
+          if (s === table.oversizeSlot[f]) {
+            table.oversizeSlot[f] = -1;
+            this.oversizeBytes -= length;
+          }
           table.bytes[f] = table.bytes[f]! - length;
           table.packets[f] = table.packets[f]! - 1;
           this.bytes -= length;
@@ -289,21 +318,21 @@ export class UserScheduler {
   private allocate(): FlowTable {
     const { bytes, slots, sets } = storageSize(this.bucket.rate, this.bucket.burst, this.delayMs);
     this.store = new PacketStore(bytes, slots);
+    this.store.arrivalOffset = this.excessMs;
     this.table = new FlowTable(sets);
     return this.table;
   }
 
   // A packet of flow `f` that would overflow the budget (this.limit) gets in only if its flow holds less than
-  // its fair share; room is made by dropping from the head of the fattest other flow (fq_codel). A packet
-  // larger than the whole budget gets in only alone. False: drop the packet instead.
+  // its fair share; room is made by dropping from the head of the fattest other flow (fq_codel), never a
+  // waiting super-packet. False: drop the packet instead.
   private makeRoom(f: number, length: number): boolean {
     const budget = this.limit;
-    if (length > budget) return this.packets === 0 && budget >= (this.bucket.rate * this.delayMs) / 1000;
     const table = this.table!;
     const mine = table.bytes[f]!;
     const sharing = this.active + (mine === 0 ? 1 : 0);
     if (mine >= budget / sharing) return false;
-    while (this.bytes + length > budget) {
+    while (this.bytes - this.oversizeBytes + length > budget) {
       const victim = this.fattestBut(f, mine + length);
       if (victim < 0) return false;
       this.drops.rate_limit++;
@@ -319,8 +348,9 @@ export class UserScheduler {
     let most = atLeast;
     for (let pass = 0; pass < 2; pass++) {
       for (let f = pass === 0 ? this.newHead : this.oldHead; f >= 0; f = table.nexts[f]!) {
+        const head = table.heads[f]!;
         const bytes = table.bytes[f]!;
-        if (f !== except && bytes > most && table.heads[f] !== this.sendingSlot) {
+        if (f !== except && bytes > most && head !== this.sendingSlot && head !== table.oversizeSlot[f]) {
           best = f;
           most = bytes;
         }
@@ -392,7 +422,7 @@ export class UserScheduler {
           this.dropHead(f); // left in this scheduler when a reload swapped the bucket, and the session ended since
           continue;
         }
-        const waited = now - store.arrivedAt[slot]!;
+        const waited = now - this.excessMs - store.arrivedAt[slot]!;
         const saved = length < bucket.burst ? length : bucket.burst;
         if (waited > (saved > delayBytes ? maxWait + (saved - delayBytes) / perMs : maxWait)) {
           // Waited too long (a rate cut, other flows served first, a late timer): dropped, never charged.
@@ -407,6 +437,10 @@ export class UserScheduler {
           continue;
         }
         bucket.consume(length, now);
+        if (length > bucket.burst) {
+          this.excessMs += (length - bucket.burst) / perMs;
+          store.arrivalOffset = this.excessMs;
+        }
         this.sendingSlot = slot;
         owner.send(store.ring, store.offsets[slot]!, length);
         this.sendingSlot = -1;
@@ -437,7 +471,7 @@ export class UserScheduler {
     const table = this.table!;
     const now = this.passNow;
     const interval = this.interval;
-    const sojourn = now - this.store!.arrivedAt[slot]!;
+    const sojourn = now - this.excessMs - this.store!.arrivedAt[slot]!;
     let above = false;
     if (sojourn < this.target || table.bytes[f]! <= CODEL_MTU_BYTES) table.firstAbove[f] = 0;
     else if (table.firstAbove[f] === 0) table.firstAbove[f] = now + interval;
@@ -470,6 +504,10 @@ export class UserScheduler {
     const length = store.lengths[slot]!;
     const owner = store.owners[slot];
     const next = store.next[slot]!;
+    if (slot === table.oversizeSlot[f]) {
+      table.oversizeSlot[f] = -1;
+      this.oversizeBytes -= length;
+    }
     table.heads[f] = next;
     if (next < 0) table.tails[f] = -1;
     table.bytes[f] = table.bytes[f]! - length;
@@ -506,6 +544,7 @@ export class UserScheduler {
     this.newHead = this.newTail = this.oldHead = this.oldTail = -1;
     this.active = 0;
     this.bytes = 0;
+    this.oversizeBytes = 0;
     this.bucket.holding = 0;
     if (this.timer !== null) {
       this.timer.cancel();
