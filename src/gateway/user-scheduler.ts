@@ -81,8 +81,8 @@ export const REARM_MS = 1;
 export const CODEL_TARGET_MS = 5;
 export const CODEL_INTERVAL_MS = 100;
 /**
- * A flow holding at most this many bytes is never dropped by CoDel (RFC 8289: a queue of one MTU is not
- * standing). At low rates the target grows to 1.5 such packets' sending time, as CAKE does, so one full-size
+ * A flow holding at most this many bytes (or its share of what the limit sends within the target) is never
+ * dropped by CoDel (RFC 8289: a queue of one MTU is not standing). At low rates the target grows to 1.5 such packets' sending time, as CAKE does, so one full-size
  * packet on the wire does not count as a standing queue.
  */
 export const CODEL_MTU_BYTES = 1514;
@@ -137,6 +137,8 @@ export class UserScheduler {
   private passNow = 0;
   private target = CODEL_TARGET_MS;
   private interval = CODEL_INTERVAL_MS;
+  /** What the limit sends within the target: a flow holding its share of it or less is not standing. */
+  private targetBytes = 0;
   private inPass = false;
   private passNumber = 0;
   /** The slot inside sink.send() now (a push-out or purge during that call must leave it alone). */
@@ -406,6 +408,7 @@ export class UserScheduler {
     this.passNow = now;
     this.target = Math.min(Math.max(CODEL_TARGET_MS, 1.5 * mtuMs), this.delayMs);
     this.interval = Math.max(CODEL_INTERVAL_MS + this.target - CODEL_TARGET_MS, 2 * this.target);
+    this.targetBytes = perMs * this.target;
     const mark = ++this.passNumber;
     let touched: ShapingQueue | null = null;
     this.inPass = true;
@@ -472,8 +475,12 @@ export class UserScheduler {
     const now = this.passNow;
     const interval = this.interval;
     const sojourn = now - this.excessMs - this.store!.arrivedAt[slot]!;
+    // Standing also in bytes: under CPU load the release timer fires late and every packet's sojourn grows
+    // with the event loop's lag, not with a queue; a flow is over only if it also holds more than its share of
+    // what the limit sends within the target (and more than one full-size packet).
+    const bytes = table.bytes[f]!;
     let above = false;
-    if (sojourn < this.target || table.bytes[f]! <= CODEL_MTU_BYTES) table.firstAbove[f] = 0;
+    if (sojourn < this.target || bytes <= CODEL_MTU_BYTES || bytes <= this.targetBytes / this.active) table.firstAbove[f] = 0;
     else if (table.firstAbove[f] === 0) table.firstAbove[f] = now + interval;
     else above = now >= table.firstAbove[f]!;
     if (table.dropping[f] !== 0) {
