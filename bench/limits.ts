@@ -2,7 +2,7 @@
  * bench/limits.ts - do per-user bandwidth limits hold, and what do they cost in latency?
  *
  *   sudo npx tsx bench/limits.ts                 (needs: npm run build, iperf3, ping; root)
- *   LIMITS="1 10 100" DUR=5 SHAPING_DELAY_MS=50 sudo -E npx tsx bench/limits.ts
+ *   LIMITS="1 10 100" DUR=5 SHAPING_DELAY_MS=50 SHAPING=fair sudo -E npx tsx bench/limits.ts   (SHAPING=fifo: A/B)
  *
  * One gateway namespace, three client namespaces: alice (limited) twice, bob (limited to BOB_MBIT, 5 Mbit/s)
  * once. Per limit L (Mbit/s, set for alice by editing the users file + SIGHUP):
@@ -29,6 +29,8 @@ const DUR = Number(process.env.DUR ?? 5);
 const DELAY_MS = Number(process.env.SHAPING_DELAY_MS ?? 50);
 const BOB_MBIT = Number(process.env.BOB_MBIT ?? 5);
 const MAX_TIME = Number(process.env.MAX_TIME ?? 600);
+/** Config `shaping` (fair | fifo), for A/B runs of the per-flow scheduler against the per-queue one. */
+const SHAPING = process.env.SHAPING ?? 'fair';
 
 if (process.getuid?.() !== 0) {
   console.error('limits.ts: run as root (namespaces, TUN)');
@@ -158,6 +160,7 @@ tunnel:
   ipv4: { network: 198.18.0.0/15, gateway: ${GW4} }
   ipv6: null
 shaping_delay: ${DELAY_MS}ms
+shaping: ${SHAPING}
 log_level: info
 history: { enabled: false }
 `);
@@ -177,7 +180,7 @@ history: { enabled: false }
   }
   await sleep(500);
   const idle = pingRtts((await topo.exec(nsA1, 'ping', ['-n', '-i', '0.1', '-c', '10', GW4])).stdout);
-  console.log(`# ${new Date().toISOString()} DUR=${DUR}s shaping_delay=${DELAY_MS}ms bob=${BOB_MBIT} Mbit/s; idle ping alice median ${median(idle).toFixed(2)} ms`);
+  console.log(`# ${new Date().toISOString()} DUR=${DUR}s shaping=${SHAPING} shaping_delay=${DELAY_MS}ms bob=${BOB_MBIT} Mbit/s; idle ping alice median ${median(idle).toFixed(2)} ms`);
   console.log('# goals: IP rate/limit within 0.95..1.05, worst 1 s window (after the first) <= 1.05, ping RTT p95 <= shaping delay + 5 ms, bob rate/limit 0.9..1.05');
   console.log('# note: one bucket and one scheduler per user carry both directions; a ping shares its queue with the bulk flow of its direction (up to the shaping delay), the reply goes first in the quiet direction');
   for (const limit of LIMITS) {
