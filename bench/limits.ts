@@ -2,7 +2,7 @@
  * bench/limits.ts - do per-user bandwidth limits hold, and what do they cost in latency?
  *
  *   sudo npx tsx bench/limits.ts                 (needs: npm run build, iperf3, ping; root)
- *   LIMITS="1 10 100" DUR=5 SHAPING_DELAY_MS=50 sudo -E npx tsx bench/limits.ts
+ *   LIMITS="1 10 100" DUR=5 SHAPING_DELAY_MS=50 SHAPING=fair sudo -E npx tsx bench/limits.ts   (SHAPING=fifo: A/B)
  *
  * One gateway namespace, three client namespaces: alice (limited) twice, bob (limited to BOB_MBIT, 5 Mbit/s)
  * once. Per limit L (Mbit/s, set for alice by editing the users file + SIGHUP):
@@ -19,6 +19,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { removeStaleNamespaces, requireNetnsSupport, Topology } from '../test/e2e/helpers/netns.js';
 import { GatewayFiles, startClient, startGateway, stopTestbed, type QuicgateProcess, type TestUser } from '../test/e2e/helpers/quicgate.js';
+import { iperfJson, median, output as outputIn, pingRtts, quantile, receiverIntervals, receiverRate, type IperfJson } from './lib/measure.js';
 
 /** The gateway's tunnel address (tunnel 198.18.0.0/15; the underlay 192.0.2.0/24 is the e2e Topology's). */
 const GW4 = '198.18.0.1';
@@ -28,6 +29,8 @@ const DUR = Number(process.env.DUR ?? 5);
 const DELAY_MS = Number(process.env.SHAPING_DELAY_MS ?? 50);
 const BOB_MBIT = Number(process.env.BOB_MBIT ?? 5);
 const MAX_TIME = Number(process.env.MAX_TIME ?? 600);
+/** Config `shaping` (fair | fifo), for A/B runs of the per-flow scheduler against the per-queue one. */
+const SHAPING = process.env.SHAPING ?? 'fair';
 
 if (process.getuid?.() !== 0) {
   console.error('limits.ts: run as root (namespaces, TUN)');
@@ -51,15 +54,6 @@ const watchdog = setTimeout(() => {
 }, MAX_TIME * 1000);
 watchdog.unref();
 
-interface IperfInterval {
-  sum: { bits_per_second: number; seconds: number };
-}
-interface IperfJson {
-  end: { sum_received?: { bits_per_second: number }; sum?: { bits_per_second: number; lost_percent?: number } };
-  server_output_json?: { intervals: IperfInterval[]; end: { sum?: { bits_per_second: number; lost_percent?: number }; sum_received?: { bits_per_second: number } } };
-  intervals: IperfInterval[];
-}
-
 /** The three client namespaces: alice#1, alice#2, bob. */
 let nsA1: string;
 let nsA2: string;
@@ -73,72 +67,18 @@ function usersFor(aliceMbit: number): Promise<void> {
   return files!.writeUsers(users);
 }
 
-/**
- * Runs `cmd` in `ns` (a child of the topology: killed with it) and resolves with its stdout once it ended,
- * whatever its exit status (a failed iperf3 or a ping with losses still reports what it measured).
- */
 function output(ns: string, cmd: string, args: readonly string[]): Promise<string> {
-  const child = topo!.spawn(ns, cmd, args);
-  let text = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-  child.stderr!.resume();
-  return new Promise((resolve) => {
-    child.once('close', () => resolve(text));
-    child.once('error', () => resolve(text));
-  });
+  return outputIn(topo!, ns, cmd, args);
 }
 
 function iperf(ns: string, port: number, args: string[], seconds = DUR): Promise<IperfJson | undefined> {
-  return output(ns, 'iperf3', ['-c', GW4, '-p', String(port), '-t', String(seconds), '-J', '--get-server-output', ...args]).then((text) => {
-    try {
-      return JSON.parse(text) as IperfJson;
-    } catch {
-      return undefined;
-    }
-  });
-}
-
-/** Receiver-side per-second rates (bit/s): the server's intervals for uploads, the client's for -R. */
-function receiverIntervals(j: IperfJson | undefined, reverse: boolean): number[] {
-  if (j === undefined) return [];
-  const iv = reverse ? j.intervals : (j.server_output_json?.intervals ?? []);
-  return iv.map((i) => i.sum.bits_per_second);
-}
-
-function receiverRate(j: IperfJson | undefined, reverse: boolean, udp: boolean): number {
-  if (j === undefined) return NaN;
-  if (udp) {
-    // Receiver side of an upload flood: the server's intervals (its end summary has no received sum).
-    const iv = j.server_output_json?.intervals ?? [];
-    const secs = iv.reduce((a, i) => a + i.sum.seconds, 0);
-    return secs > 0 ? iv.reduce((a, i) => a + i.sum.bits_per_second * i.sum.seconds, 0) / secs : NaN;
-  }
-  return reverse ? (j.end.sum_received?.bits_per_second ?? NaN) : (j.server_output_json?.end.sum_received?.bits_per_second ?? j.end.sum_received?.bits_per_second ?? NaN);
+  return iperfJson(topo!, ns, GW4, port, args, seconds);
 }
 
 /** ping's output (RTTs: pingRtts) after about `seconds`. */
 function ping(ns: string, seconds: number): Promise<string> {
   const count = Math.max(3, Math.floor((seconds - 1.5) / 0.1));
   return output(ns, 'ping', ['-n', '-i', '0.1', '-c', String(count), '-W', '2', GW4]);
-}
-
-/** Median of the finite values (NaN when none). */
-function median(values: readonly number[]): number {
-  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-}
-
-function quantile(values: readonly number[], q: number): number {
-  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  return v[Math.min(v.length - 1, Math.floor(q * v.length))]!;
-}
-
-/** RTTs (ms) from ping output. */
-function pingRtts(text: string): number[] {
-  return [...text.matchAll(/time=([0-9.]+) ms/g)].map((m) => Number(m[1]));
 }
 
 function sumSeries(series: number[][]): number[] {
@@ -220,6 +160,7 @@ tunnel:
   ipv4: { network: 198.18.0.0/15, gateway: ${GW4} }
   ipv6: null
 shaping_delay: ${DELAY_MS}ms
+shaping: ${SHAPING}
 log_level: info
 history: { enabled: false }
 `);
@@ -239,7 +180,7 @@ history: { enabled: false }
   }
   await sleep(500);
   const idle = pingRtts((await topo.exec(nsA1, 'ping', ['-n', '-i', '0.1', '-c', '10', GW4])).stdout);
-  console.log(`# ${new Date().toISOString()} DUR=${DUR}s shaping_delay=${DELAY_MS}ms bob=${BOB_MBIT} Mbit/s; idle ping alice median ${median(idle).toFixed(2)} ms`);
+  console.log(`# ${new Date().toISOString()} DUR=${DUR}s shaping=${SHAPING} shaping_delay=${DELAY_MS}ms bob=${BOB_MBIT} Mbit/s; idle ping alice median ${median(idle).toFixed(2)} ms`);
   console.log('# goals: IP rate/limit within 0.95..1.05, worst 1 s window (after the first) <= 1.05, ping RTT p95 <= shaping delay + 5 ms, bob rate/limit 0.9..1.05');
   console.log('# note: one bucket and one scheduler per user carry both directions; a ping shares its queue with the bulk flow of its direction (up to the shaping delay), the reply goes first in the quiet direction');
   for (const limit of LIMITS) {

@@ -206,6 +206,7 @@ export const ServerFileSchema = z.strictObject({
     .optional(),
   keepalive_interval: duration(100, '100ms').optional(),
   shaping_delay: duration(1, '1ms').optional(),
+  shaping: z.enum(['fair', 'fifo']).optional(),
   send_queue_packets: positiveInt.optional(),
   allow_client_to_client: boolean.optional(),
   transports: z.strictObject({ h2: boolean.optional(), h3: z.enum(['auto', 'off']).optional() }).optional(),
@@ -275,6 +276,8 @@ export const RELOAD_EFFECTS: { readonly [K in keyof ServerConfig]: { readonly ke
   keepaliveIntervalMs: { key: 'keepalive_interval', effect: 'new_sessions' },
   // The shaping queues are sized and timed with it when a session first shapes; a restart sizes them anew.
   shapingDelayMs: { key: 'shaping_delay', effect: 'restart' },
+  // Every live user's scheduler switches at its next packet (registry.setShaping).
+  shaping: { key: 'shaping', effect: 'live' },
   // Each connection's send queue is made with it when the transport accepts the session.
   sendQueuePackets: { key: 'send_queue_packets', effect: 'restart' },
   allowClientToClient: { key: 'allow_client_to_client', effect: 'live' },

@@ -97,6 +97,8 @@ export interface ServerConfig {
   readonly keepaliveIntervalMs: number;
   /** Longest a packet may wait in the shaping queue before it is dropped. */
   readonly shapingDelayMs: number;
+  /** Inside a user's limit: fair per flow (fq_codel), or fifo per session and direction (the old way, for A/B runs). */
+  readonly shaping: 'fair' | 'fifo';
   /** Per-session send queue bound, in packets. */
   readonly sendQueuePackets: number;
   readonly allowClientToClient: boolean;

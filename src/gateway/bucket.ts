@@ -8,7 +8,8 @@
  * Tokens are bytes, so a 60-byte packet costs exactly 60. The balance may go negative (debt) when consume()
  * charges more than is there (a packet larger than the burst, a timer that fired a little early); debt is paid
  * back by the refill, which keeps the long-run rate exact.
- * A packet larger than the burst may go once the bucket is full (it then leaves debt), so it never deadlocks.
+ * A packet larger than the burst (up to 65535 bytes, a TSO super-packet) may go once the bucket is full: it
+ * leaves debt of its length less the burst, so it never deadlocks and the long-run rate stays exact.
  */
 // Written by hand: rate-limit libraries (bottleneck, limiter) are promise-based and allocate per call; the
 // per-packet path needs a synchronous, allocation-free check (see bench/bucket-vs-bottleneck.ts).
@@ -59,6 +60,17 @@ export class TokenBucket {
    * holds no queue and no timer while nothing waits.
    */
   scheduler: UserScheduler | null = null;
+  /**
+   * Shaping inside the limit (config `shaping`): true fair (per-flow queues), false fifo (one queue per session
+   * and direction). Set by the registry at creation and on reload; read by the scheduler per packet.
+   */
+  fair = true;
+  /**
+   * 1 while the fair scheduler holds packets of the user: tryConsume then refuses, so every packet goes
+   * through the scheduler and none passes one that waits (fifo keeps the old fast path: only the packet's own
+   * queue must be empty).
+   */
+  holding = 0;
   private readonly clock: Clock;
 
   /** `rate` in bytes/s; `burst` in bytes (null: defaultBurst(rate)). Starts full. */
@@ -88,8 +100,9 @@ export class TokenBucket {
     return this.tokens;
   }
 
-  /** May `bytes` go now? Consumes them on yes. */
+  /** May `bytes` go now, ahead of nothing that waits? Consumes them on yes. */
   tryConsume(bytes: number, now: number = this.clock.now()): boolean {
+    if (this.holding !== 0) return false;
     this.refill(now);
     if (this.tokens + ROUNDING_SLACK < (bytes < this.depth ? bytes : this.depth)) return false;
     this.tokens -= bytes;

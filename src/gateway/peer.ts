@@ -51,8 +51,9 @@ export class TunnelPeer {
 }
 
 /**
- * A shaping queue sized for the session's current rate and the shaping delay. The user's scheduler keeps all
- * of the user's queues together within rate × delay; a queue's own ring only bounds a queue on its own.
+ * A shaping queue bounded for the session's current rate and the shaping delay (a bound only: the packets wait
+ * in the user's scheduler's storage, made while packets wait). The scheduler keeps all of the user's packets
+ * together within rate × delay; this bounds one session and direction on its own.
  */
 export function newShaper(clock: Clock, delayMs: number, session: Session, sink: ShaperSink): ShapingQueue {
   const rate = session.bucket?.rate ?? 0;

@@ -9,6 +9,7 @@
  *   setUserLimit(...)      changes the live bucket in place (setRate), or creates/drops it when limited↔unlimited
  *   setRateCap(user, rate) a cap on top of the configured limit (a spent quota's throttle rate), kept while the
  *                          user is offline too
+ *   setShaping(mode)       config `shaping` (fair | fifo) on every live bucket and those made later
  *
  * The registry is the one owner of a user's effective rate: effective = configured limit capped by the rate
  * cap (effectiveRate below). Reload supplies the configured limit, the quota enforcer the cap; neither sets
@@ -61,9 +62,17 @@ export class UserRegistry {
   private readonly caps = new Map<string, number>();
 
   private readonly clock: Clock;
+  private fair: boolean;
 
-  constructor(options: { readonly clock?: Clock } = {}) {
+  constructor(options: { readonly clock?: Clock; readonly shaping?: 'fair' | 'fifo' } = {}) {
     this.clock = options.clock ?? systemClock;
+    this.fair = (options.shaping ?? 'fair') === 'fair';
+  }
+
+  /** Config `shaping` for every live bucket and those made later (reload: applies from the next packet). */
+  setShaping(shaping: 'fair' | 'fifo'): void {
+    this.fair = shaping === 'fair';
+    for (const entry of this.users.values()) if (entry.bucket !== null) entry.bucket.fair = this.fair;
   }
 
   /**
@@ -182,7 +191,10 @@ export class UserRegistry {
   }
 
   private newBucket(limit: UserLimit): TokenBucket | null {
-    return limit.bandwidth === null ? null : new TokenBucket(limit.bandwidth, limit.burst, this.clock);
+    if (limit.bandwidth === null) return null;
+    const bucket = new TokenBucket(limit.bandwidth, limit.burst, this.clock);
+    bucket.fair = this.fair;
+    return bucket;
   }
 }
 

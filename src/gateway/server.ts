@@ -74,7 +74,7 @@ export class Gateway {
     this.clock = parts.clock ?? systemClock;
     this.logger = parts.logger;
     this.pool = new AddressPool(config);
-    this.registry = new UserRegistry({ clock: this.clock });
+    this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping });
     this.sessions = new SessionManager({
       config,
       pool: this.pool,
@@ -222,6 +222,7 @@ export class Gateway {
     }
     this.sessions.throttle.setLimit(next.authAttempts.perSourcePerMinute);
     this.forwarder?.setAllowClientToClient(next.allowClientToClient);
+    this.registry.setShaping(next.shaping);
     this.config = { ...next, ...kept } as ServerConfig;
     const names = new Set(next.users.map((u) => u.name));
     const needRestart = changed.filter((c) => c.effect === 'restart').map((c) => c.key);

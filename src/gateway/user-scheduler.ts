@@ -1,46 +1,67 @@
 /**
- * One user's shaping scheduler: serves every shaping queue of the user (all sessions, both directions) from
- * the user's one token bucket, with one timer. Packets wait uncharged; the bucket is charged when a packet
- * goes, so the long-run rate is the bucket's own arithmetic (tryConsume / delayFor).
+ * One user's shaping scheduler: serves every waiting packet of the user (all sessions, both directions) from
+ * the user's one token bucket, with one timer, fairly per flow inside the limit (fq_codel, RFC 8290, inside a
+ * shaper, as CAKE). Packets wait uncharged; the bucket is charged when a packet goes, so the long-run rate is
+ * the bucket's own arithmetic (delayFor / consume).
  *
- *   admit(queue, packet) ──► bucket cannot pay all queued bytes + this one within the delay?
- *        │                     │ queue below its fair share (budget / queues holding packets, itself counted):
- *        │                     │   push out the tail of the fattest queue (rate_limit) until it fits
- *        │                     └ else: drop rate_limit
- *        ├─ queue was empty (and not parked, see below): it joins the sparse list with one quantum of priority
- *        └─ timer armed for when the bucket can pay the next packet to go (brought forward for a sparse one)
+ *   admit(queue, packet) ──► flow = hash(5-tuple, session and direction) in the flow table (flow-table.ts)
+ *        ├─ the bucket cannot pay all waiting bytes + this one within the delay?
+ *        │     flow below its fair share (budget / flows holding packets, itself counted): drop from the head
+ *        │     of the fattest flow (rate_limit) until it fits; else drop this packet (rate_limit)
+ *        ├─ copied into the user's packet store (packet-store.ts; full: queue_full), linked to its flow's tail
+ *        ├─ flow was on no list: it joins the new-flow list with one quantum (sparse flows first)
+ *        └─ timer armed for when the bucket can pay the next packet to go (brought forward for a new flow)
  *
- *   timer ──► pick: sparse list head first, else round robin by bytes (deficit round robin) over the others
- *        ──► waited longer than the delay (+ 1 ms)? drop rate_limit, uncharged ──► bucket pays? send, else stop
- *        ──► flush each queue that sent, once ──► re-arm for the next packet (no timer when nothing waits)
+ *   timer ──► pick a flow: new-flow list head first, else the old-flow list (deficit round robin by bytes)
+ *        ──► its head waited longer than the delay? drop rate_limit ──► bucket cannot pay it yet? stop
+ *        ──► CoDel says drop (sojourn above target for an interval)? drop aqm ──► else charge, send
+ *        ──► flush each session and direction that sent, once ──► re-arm (no timer when nothing waits)
  *
- * Order (fq_codel's idea, RFC 8290, for the handful of queues of one user): a queue that was empty when a
- * packet arrived is "sparse" and goes first for up to QUANTUM bytes, so a ping or an ACK in the quiet direction
- * does not wait behind the other direction's backlog; it then joins the round robin, where the queues share
- * the rate equally by bytes. A sparse queue that runs empty is parked at the back of the round robin until its
- * turn comes, so a queue that empties after every packet cannot go first every time.
+ * Flows: a TCP connection's two directions are two flows (the ACKs of a download are a sparse flow of their
+ * own and go first, instead of waiting behind the upload's data, or the download's). Every flow of the user
+ * shares the limit equally by bytes, whatever session or direction it is in: with TCP up, TCP down and a UDP
+ * stream, each gets a third, so neither direction takes more than its flows' shares while the other has demand.
  *
- * Queues are linked through their own fields (shaper.ts), so nothing is allocated per packet. A timer is made
- * per release pass, and for a sparse arrival only when that brings the release a millisecond or more forward.
- * All of the user's queues hold at most what the bucket pays within the delay (rate × delay + its balance);
- * a packet that still waits longer (served after later, quieter arrivals, or after a rate cut) is dropped when
- * its turn comes, so "at most the shaping delay" holds for every packet sent.
+ * Order and drops (fq_codel): a flow that was on no list when a packet arrived is new and goes first for up to
+ * QUANTUM bytes, so a ping, an ACK or a DNS query does not wait behind backlogs; it then joins the old-flow
+ * list, where flows take turns by bytes (a packet goes while its flow's deficit is positive, so a packet of up
+ * to 65535 bytes goes in one turn and the flow then sits out turns until its deficit is paid back). A new flow
+ * that runs empty is parked on the old list until its turn comes, so a flow that empties after every packet
+ * cannot go first every time. CoDel per flow keeps a responsive flow's queue near the target; an unresponsive
+ * flow over its share fills its own queue and is dropped from (by CoDel, by the delay, and at admission as the
+ * fattest flow), never the others.
  *
- * Written by hand: intrusive lists and a deficit round robin over a handful of queues, without allocation per
- * packet and on the injectable Clock; no scheduling library offers that.
+ * Bounds: all of the user's flows hold at most what the bucket pays within the shaping delay (rate × delay +
+ * its balance); a packet that still waits longer is dropped when its turn comes. Packets up to 65535 bytes: a
+ * packet larger than that budget (a TSO super-packet at a low rate) is admitted into an empty flow, outside the
+ * budget, and may wait as long as the bucket takes to fill for it; it goes once the bucket is full and leaves
+ * debt (bucket.ts), so the long-run rate stays exact. The debt beyond the burst is the super-packet's own time
+ * on the link: waits (the delay bound, CoDel's sojourn) are measured on a clock that stands still meanwhile, so
+ * the packets behind it are not dropped for it; DRR then has its flow sit out turns until its bytes are even.
+ *
+ * `shaping: fifo` (bucket.fair false) keeps the scheduler of before: one flow per session and direction, no
+ * CoDel, and the pipelines' fast path for a packet whose own queue is empty.
+ *
+ * Storage (packet store and flow table) is made on the first packet that must wait and dropped after
+ * IDLE_TRIM_MS without a waiting packet, so an idle limited user holds none. Nothing is allocated per packet:
+ * a timer is made per release pass, and for a new flow's arrival only when that brings the release a
+ * millisecond or more forward.
+ *
+ * Written by hand: fq_codel inside a token-bucket shaper, without allocation per packet and on the injectable
+ * Clock; no scheduling library offers that.
  */
 import type { Clock, TimerHandle } from '../clock.js';
+import { flowHash } from '../packet/flow-hash.js';
 import type { TokenBucket } from './bucket.js';
 import type { DropCounters } from './drops.js';
+import { FlowTable, NEW_LIST, NO_LIST, OLD_LIST, WAYS } from './flow-table.js';
+import { PacketStore } from './packet-store.js';
 import type { ShapingQueue } from './shaper.js';
 
 /**
- * Bytes a queue may send per turn, and the priority a newly busy queue gets: 1500, one full-size packet at
- * the usual MTU (the tunnel MTU defaults to 1400). A sparse queue's first packet (ping, ACK, DNS, any packet up
- * to 1500 bytes) fits in it, while a queue that turns out to be bulk gets at most one full-size packet ahead of
- * the others per arrival in an empty queue. Smaller would only add turns (a packet goes once its queue has
- * saved up its length) without sharing any fairer at MTU-sized packets; larger would let a "sparse" queue push
- * more bytes ahead of the waiting ones. Jumbo packets (MTU up to 9000) take a few turns to save up for.
+ * Bytes a flow may send per turn, and the priority a new flow gets: 1500, one full-size packet at the usual
+ * MTU (the tunnel MTU defaults to 1400), as fq_codel's default quantum. A sparse flow's packet (ping, ACK,
+ * DNS) fits in it, while a flow that turns out to be bulk gets at most one full-size packet ahead per arrival.
  */
 export const QUANTUM = 1500;
 /**
@@ -54,35 +75,79 @@ export const LATE_MS = 1;
  * refill repays before the next packet: the long-run rate is unchanged and no extra timer is needed.
  */
 export const EARLY_MS = 1;
-/** A sparse arrival re-arms the timer only when that brings the next release at least this much forward. */
+/** A new flow's arrival re-arms the timer only when that brings the next release at least this much forward. */
 export const REARM_MS = 1;
+/** CoDel's target sojourn and interval (RFC 8289's defaults, as fq_codel and CAKE). */
+export const CODEL_TARGET_MS = 5;
+export const CODEL_INTERVAL_MS = 100;
+/**
+ * A flow holding at most this many bytes (or its share of what the limit sends within the target) is never
+ * dropped by CoDel (RFC 8289: a queue of one MTU is not standing). At low rates the target grows to 1.5 such packets' sending time, as CAKE does, so one full-size
+ * packet on the wire does not count as a standing queue.
+ */
+export const CODEL_MTU_BYTES = 1514;
+/** Storage not used for this long (no packet waited) is dropped; the next packet to wait makes it anew. */
+export const IDLE_TRIM_MS = 5000;
 
-const NONE = 0;
-const SPARSE = 1;
-const ROUND = 2;
+const MIN_STORE_BYTES = 128 * 1024;
+const MAX_STORE_BYTES = 16 * 1024 * 1024;
+const MIN_SETS = 16;
+const MAX_SETS = 128;
+
+/**
+ * Store bytes for a user: three times what may wait (rate × delay + burst), as the ring frees out of order,
+ * at least two of the largest packets (128 KiB), at most 16 MiB. Flow table: one set of WAYS queues per 8
+ * full-size packets that fit, 16 to 128 sets (128 to 1024 flows; fq_codel has 1024).
+ */
+export function storageSize(rate: number, burst: number, delayMs: number): { bytes: number; slots: number; sets: number } {
+  const bytes = Math.min(MAX_STORE_BYTES, Math.max(MIN_STORE_BYTES, Math.ceil(3 * ((rate * delayMs) / 1000 + burst))));
+  let sets = MIN_SETS;
+  while (sets < MAX_SETS && sets * WAYS * QUANTUM < bytes) sets *= 2;
+  return { bytes, slots: Math.max(1024, Math.ceil(bytes / 64)), sets };
+}
 
 export class UserScheduler {
-  private sparseHead: ShapingQueue | null = null;
-  private sparseTail: ShapingQueue | null = null;
-  private roundHead: ShapingQueue | null = null;
-  private roundTail: ShapingQueue | null = null;
-  /** Linked queues holding packets (a sparse queue that ran empty may stay linked, parked, without any). */
+  private store: PacketStore | null = null;
+  private table: FlowTable | null = null;
+  private newHead = -1;
+  private newTail = -1;
+  private oldHead = -1;
+  private oldTail = -1;
+  /** Flows holding packets. */
   private active = 0;
-  /** Bytes waiting over all of them. */
+  /** Packets and bytes waiting over all flows. */
+  private packets = 0;
   private bytes = 0;
+  /** Bytes of the waiting packets admitted as larger than the whole budget (not counted against it). */
+  private oversizeBytes = 0;
+  /**
+   * Time the bucket has spent, in all, repaying packets larger than its burst beyond the burst (clock ms).
+   * Waits are measured on a clock that stands still meanwhile: a super-packet's excess is the time it takes
+   * on the link, not a wait of the packets behind it (arrival times are stored on that clock).
+   */
+  private excessMs = 0;
   private timer: TimerHandle | null = null;
   /** Clock time the timer is armed for. */
   private armedAt = 0;
   /**
-   * budget() for the packet being admitted, kept in a field: a double handed to a call that is not inlined
-   * would be boxed anew per packet.
+   * budget() for the packet being admitted, and the CoDel parameters and time of the release pass, kept in
+   * fields: a double handed to a call that is not inlined would be boxed anew per packet.
    */
   private limit = 0;
+  private passNow = 0;
+  private target = CODEL_TARGET_MS;
+  private interval = CODEL_INTERVAL_MS;
+  /** What the limit sends within the target: a flow holding its share of it or less is not standing. */
+  private targetBytes = 0;
   private inPass = false;
   private passNumber = 0;
-  /** The queue whose head is inside sink.send() now (a push-out during that call must leave it alone). */
-  private sending: ShapingQueue | null = null;
+  /** The slot inside sink.send() now (a push-out or purge during that call must leave it alone). */
+  private sendingSlot = -1;
+  private trimTimer: TimerHandle | null = null;
+  /** When the last packet left (storage idle since). */
+  private idleSince = 0;
   private readonly fire = (): void => this.release();
+  private readonly trimFire = (): void => this.trimIfIdle();
 
   constructor(
     private readonly bucket: TokenBucket,
@@ -92,14 +157,19 @@ export class UserScheduler {
     private readonly drops: DropCounters,
   ) {}
 
-  /** Queues of the user holding packets now. */
+  /** Flows of the user holding packets now. */
   get activeQueues(): number {
     return this.active;
   }
 
-  /** Bytes waiting over all of the user's queues. */
+  /** Bytes waiting over all of the user's flows. */
   get queuedBytes(): number {
     return this.bytes;
+  }
+
+  /** Packets waiting over all of the user's flows. */
+  get queuedPackets(): number {
+    return this.packets;
   }
 
   /** Whether a release timer is pending. */
@@ -107,67 +177,128 @@ export class UserScheduler {
     return this.timer !== null;
   }
 
-  /** Whether any queue is linked (holding packets, or parked after it ran empty). */
+  /** Whether any flow is on a list (holding packets, or parked after it ran empty). */
   get linked(): boolean {
-    return this.sparseHead !== null || this.roundHead !== null;
+    return this.newHead >= 0 || this.oldHead >= 0;
+  }
+
+  /** Bytes held for packet storage now (0 once trimmed). */
+  get storageBytes(): number {
+    return this.store === null ? 0 : this.store.capacityBytes;
+  }
+
+  /** Flow queues in the table (0 once trimmed), and packets that had to share one with another flow. */
+  get flowCount(): number {
+    return this.table === null ? 0 : this.table.flows;
+  }
+
+  get collisions(): number {
+    return this.table === null ? 0 : this.table.collisions;
   }
 
   /**
-   * Bytes that may wait in all of the user's queues for a packet arriving `now`: what the bucket pays within
+   * Bytes that may wait in all of the user's flows for a packet arriving `now`: what the bucket pays within
    * the shaping delay, less any debt (plus any tokens it already holds). (admit() computes it in place.)
    */
   budget(now: number): number {
     return (this.bucket.rate * this.delayMs) / 1000 + this.bucket.available(now);
   }
 
-  /** Queue a packet of `queue` (the caller checked queue.hasRoom), or drop it rate_limit. */
+  /** Queue a packet of `queue` (the caller checked queue.hasRoom), or drop it. */
   admit(queue: ShapingQueue, data: Buffer, offset: number, length: number, now: number): void {
-    // A reload swapped the session's bucket: the queue brings its (uncharged) packets over to this user's
-    // scheduler, where they are charged to the new bucket as they go.
-    if (queue.scheduler !== this && queue.scheduler !== null) {
-      queue.scheduler.remove(queue);
-      if (queue.pending > 0) {
-        this.active++;
-        this.bytes += queue.queuedBytes;
-        this.enlist(queue);
-      }
-    }
+    // A reload swapped the session's bucket: packets already waiting in the old one's scheduler go from there
+    // (charged to the old bucket); new ones wait here.
+    queue.scheduler = this;
     const bucket = this.bucket;
-    this.limit = (bucket.rate * this.delayMs) / 1000 + bucket.available(now);
-    if (this.bytes + length > this.limit && !this.pushOut(queue, length)) {
+    const table = this.table ?? this.allocate();
+    const store = this.store!;
+    const f = table.lookup(bucket.fair ? flowHash(data, offset, length, queue.salt) : queue.salt);
+    // Debt is not held against the budget: what a super-packet left is excess (excessMs), and what a timer's
+    // early release left is less than a millisecond's worth.
+    const available = bucket.available(now);
+    this.limit = (bucket.rate * this.delayMs) / 1000 + (available > 0 ? available : 0);
+    const oversize = length > this.limit;
+    if (oversize) {
+      // Larger than all that may wait (a super-packet at a low rate): admitted only into an empty flow, alone.
+      if (table.packets[f] !== 0) {
+        this.drops.rate_limit++;
+        return;
+      }
+    } else if (this.bytes - this.oversizeBytes + length > this.limit && !this.makeRoom(f, length)) {
       this.drops.rate_limit++;
       return;
     }
-    const wasEmpty = queue.pending === 0;
-    if (!queue.push(data, offset, length, now)) {
-      this.drops.queue_full++; // shapeOrDrop checked hasRoom(): only a caller that did not gets here
+    const slot = store.put(data, offset, length, now, queue);
+    if (slot < 0) {
+      this.drops.queue_full++; // the store is full of packets freed out of order (or a reload raised the rate)
       return;
     }
+    if (oversize) {
+      table.oversizeSlot[f] = slot;
+      this.oversizeBytes += length;
+    }
+    if (table.heads[f]! < 0) table.heads[f] = slot;
+    else store.next[table.tails[f]!] = slot;
+    table.tails[f] = slot;
+    if (table.packets[f] === 0) this.active++;
+    table.packets[f] = table.packets[f]! + 1;
+    table.bytes[f] = table.bytes[f]! + length;
+    queue.count++;
+    queue.bytesQueued += length;
+    this.packets++;
     this.bytes += length;
-    if (wasEmpty) this.active++;
-    // A queue that was empty and is not parked in the round robin is sparse: it goes first.
-    const sparse = wasEmpty && queue.scheduler !== this;
-    if (sparse) this.enlist(queue);
+    if (bucket.fair) bucket.holding = 1;
+    const fresh = table.lists[f] === NO_LIST;
+    if (fresh) {
+      table.deficits[f] = QUANTUM;
+      this.append(f, NEW_LIST);
+    }
     if (this.inPass) return; // the pass re-arms when it ends
     if (this.timer === null) {
       this.arm(now);
       return;
     }
-    // A sparse packet may now be the next to go, and due sooner than what the timer waits for.
-    if (sparse && this.armedAt - now > REARM_MS && this.select() === queue && now + bucket.delayFor(length, now) + REARM_MS <= this.armedAt) {
+    // A new flow's packet may now be the next to go, and due sooner than what the timer waits for.
+    if (fresh && this.armedAt - now > REARM_MS && this.select() === f && now + bucket.delayFor(length, now) + REARM_MS <= this.armedAt) {
       this.arm(now);
     }
   }
 
-  /** Unlink a queue with its packets (closed, or moving to another bucket's scheduler). */
-  remove(queue: ShapingQueue): void {
-    if (queue.scheduler !== this) return;
-    if (queue.pending > 0) {
-      this.bytes -= queue.queuedBytes;
-      this.active--;
+  /** Forget every waiting packet of `queue` (its session ended); the timer stops with the last packet. */
+  purge(queue: ShapingQueue): void {
+    const table = this.table;
+    const store = this.store;
+    if (table === null || store === null) return;
+    for (let f = 0; f < table.flows; f++) {
+      if (table.packets[f] === 0) continue;
+      let kept = -1;
+      let prev = -1;
+      for (let s = table.heads[f]!; s >= 0; ) {
+        const next = store.next[s]!;
+        if (store.owners[s] === queue && s !== this.sendingSlot) {
+          const length = store.lengths[s]!;
+          if (s === table.oversizeSlot[f]) {
+            table.oversizeSlot[f] = -1;
+            this.oversizeBytes -= length;
+          }
+          table.bytes[f] = table.bytes[f]! - length;
+          table.packets[f] = table.packets[f]! - 1;
+          this.bytes -= length;
+          this.packets--;
+          store.free(s);
+        } else {
+          if (prev < 0) kept = s;
+          else store.next[prev] = s;
+          prev = s;
+        }
+        s = next;
+      }
+      if (prev >= 0) store.next[prev] = -1;
+      table.heads[f] = kept;
+      table.tails[f] = prev;
+      if (table.packets[f] === 0) this.active--;
     }
-    this.detach(queue);
-    if (this.active === 0) this.idle();
+    if (this.packets === 0) this.idle();
   }
 
   /** The bucket's rate changed: the next packet's release time moved with it. */
@@ -175,33 +306,54 @@ export class UserScheduler {
     if (this.timer !== null && !this.inPass) this.arm(this.clock.now());
   }
 
-  // A packet that would overflow the budget (this.limit) gets in only if its queue holds less than its fair
-  // share; room is made by dropping from the tail of the fattest other queue. False: drop the packet instead.
-  private pushOut(queue: ShapingQueue, length: number): boolean {
+  /** Drop the storage if no packet waited for IDLE_TRIM_MS (the trim timer calls it; exported for tests). */
+  trimIfIdle(): void {
+    this.trimTimer = null;
+    if (this.store === null || this.packets !== 0) return;
+    const idleFor = this.clock.now() - this.idleSince;
+    if (idleFor >= IDLE_TRIM_MS) {
+      this.store = null;
+      this.table = null;
+    } else this.trimTimer = this.clock.setTimeout(this.trimFire, IDLE_TRIM_MS - idleFor);
+  }
+
+  private allocate(): FlowTable {
+    const { bytes, slots, sets } = storageSize(this.bucket.rate, this.bucket.burst, this.delayMs);
+    this.store = new PacketStore(bytes, slots);
+    this.store.arrivalOffset = this.excessMs;
+    this.table = new FlowTable(sets);
+    return this.table;
+  }
+
+  // A packet of flow `f` that would overflow the budget (this.limit) gets in only if its flow holds less than
+  // its fair share; room is made by dropping from the head of the fattest other flow (fq_codel), never a
+  // waiting super-packet. False: drop the packet instead.
+  private makeRoom(f: number, length: number): boolean {
     const budget = this.limit;
-    if (length > budget) return false;
-    const mine = queue.queuedBytes;
+    const table = this.table!;
+    const mine = table.bytes[f]!;
     const sharing = this.active + (mine === 0 ? 1 : 0);
     if (mine >= budget / sharing) return false;
-    while (this.bytes + length > budget) {
-      const victim = this.fattestBut(queue, mine + length);
-      if (victim === null) return false;
-      this.bytes -= victim.popTail();
+    while (this.bytes - this.oversizeBytes + length > budget) {
+      const victim = this.fattestBut(f, mine + length);
+      if (victim < 0) return false;
       this.drops.rate_limit++;
-      if (victim.pending === 0) this.emptied(victim);
+      this.dropHead(victim);
     }
     return true;
   }
 
-  // The queue holding the most bytes, more than `atLeast`, other than `except`, with a packet it may give up.
-  private fattestBut(except: ShapingQueue, atLeast: number): ShapingQueue | null {
-    let best: ShapingQueue | null = null;
+  // The flow holding the most bytes, more than `atLeast`, other than `except`, whose head may be dropped.
+  private fattestBut(except: number, atLeast: number): number {
+    const table = this.table!;
+    let best = -1;
     let most = atLeast;
     for (let pass = 0; pass < 2; pass++) {
-      for (let q = pass === 0 ? this.sparseHead : this.roundHead; q !== null; q = q.next) {
-        const bytes = q.queuedBytes;
-        if (q !== except && bytes > most && q.pending > (q === this.sending ? 1 : 0)) {
-          best = q;
+      for (let f = pass === 0 ? this.newHead : this.oldHead; f >= 0; f = table.nexts[f]!) {
+        const head = table.heads[f]!;
+        const bytes = table.bytes[f]!;
+        if (f !== except && bytes > most && head !== this.sendingSlot && head !== table.oversizeSlot[f]) {
+          best = f;
           most = bytes;
         }
       }
@@ -209,78 +361,104 @@ export class UserScheduler {
     return best;
   }
 
-  // The next queue to send from (deficit round robin): the sparse list's head while its head packet fits in
-  // the quantum it got, else the round robin's head while its head packet fits in its deficit; a queue whose
-  // packet does not fit gets another quantum at the back of the round robin, a parked queue still empty when
-  // its turn comes leaves. Null: nothing waits.
-  private select(): ShapingQueue | null {
+  // The next flow to send from (fq_codel's dequeue order): the new list's head, else the old list's; a flow
+  // whose deficit is spent gets another quantum at the back of the old list; an empty flow from the new list
+  // is parked at the back of the old one (while that holds flows), an empty one from the old list leaves.
+  // -1: nothing waits.
+  private select(): number {
+    const table = this.table;
+    if (table === null) return -1;
     for (;;) {
-      let q = this.sparseHead;
-      if (q !== null) {
-        if (q.headLength <= q.deficit) return q;
-        this.unlistFrom(q);
-        q.deficit += QUANTUM;
-        this.append(q, ROUND);
+      let f = this.newHead;
+      const fromNew = f >= 0;
+      if (!fromNew) {
+        f = this.oldHead;
+        if (f < 0) return -1;
+      }
+      if (table.deficits[f]! <= 0) {
+        table.deficits[f] = table.deficits[f]! + QUANTUM;
+        this.popList(fromNew);
+        this.append(f, OLD_LIST);
         continue;
       }
-      q = this.roundHead;
-      if (q === null) return null;
-      if (q.pending === 0) {
-        this.detach(q);
+      if (table.packets[f] === 0) {
+        this.popList(fromNew);
+        if (fromNew && this.oldHead >= 0) this.append(f, OLD_LIST);
+        else {
+          table.lists[f] = NO_LIST;
+          table.dropping[f] = 0;
+        }
         continue;
       }
-      if (q.headLength <= q.deficit) return q;
-      q.deficit += QUANTUM;
-      if (q !== this.roundTail) {
-        this.unlistFrom(q);
-        this.append(q, ROUND);
-      }
+      return f;
     }
   }
 
   private release(): void {
     this.timer = null;
     const now = this.clock.now();
-    const maxWait = this.delayMs + LATE_MS;
     const bucket = this.bucket;
+    const perMs = bucket.rate / 1000;
+    const fair = bucket.fair;
+    // Packets up to what the bucket pays within the delay may wait the delay; a larger one (it can only have
+    // come in alone) as long as the bucket takes to save up for it, which is at most its burst.
+    const delayBytes = perMs * this.delayMs;
+    const maxWait = this.delayMs + LATE_MS;
+    const mtuMs = CODEL_MTU_BYTES / perMs;
+    this.passNow = now;
+    this.target = Math.min(Math.max(CODEL_TARGET_MS, 1.5 * mtuMs), this.delayMs);
+    this.interval = Math.max(CODEL_INTERVAL_MS + this.target - CODEL_TARGET_MS, 2 * this.target);
+    this.targetBytes = perMs * this.target;
     const mark = ++this.passNumber;
     let touched: ShapingQueue | null = null;
     this.inPass = true;
     try {
       for (;;) {
-        const q = this.select();
-        if (q === null) break;
-        const length = q.headLength;
-        if (now - q.headArrivedAt > maxWait) {
-          // Waited too long (a rate cut, quieter queues served first, a late timer): dropped, never charged.
-          q.popHead();
-          this.bytes -= length;
-          this.drops.rate_limit++;
-          if (q.pending === 0) this.emptied(q);
+        const f = this.select();
+        if (f < 0) break;
+        const table = this.table!;
+        const store = this.store!;
+        const slot = table.heads[f]!;
+        const length = store.lengths[slot]!;
+        const owner = store.owners[slot]!;
+        if (owner.closed) {
+          this.dropHead(f); // left in this scheduler when a reload swapped the bucket, and the session ended since
           continue;
         }
-        if (!bucket.tryConsume(length, now)) {
-          if (bucket.delayFor(length, now) > EARLY_MS) break;
-          bucket.consume(length, now);
+        const waited = now - this.excessMs - store.arrivedAt[slot]!;
+        const saved = length < bucket.burst ? length : bucket.burst;
+        if (waited > (saved > delayBytes ? maxWait + (saved - delayBytes) / perMs : maxWait)) {
+          // Waited too long (a rate cut, other flows served first, a late timer): dropped, never charged.
+          this.drops.rate_limit++;
+          this.dropHead(f);
+          continue;
         }
-        this.sending = q;
-        q.sendHead();
-        this.sending = null;
-        if (q.scheduler !== this) continue; // closed (or moved) from inside the sink
-        q.popHead();
-        this.bytes -= length;
-        q.deficit -= length;
-        if (q.passMark !== mark) {
-          q.passMark = mark;
-          q.nextTouched = touched;
-          touched = q;
+        if (bucket.delayFor(length, now) > EARLY_MS) break;
+        if (fair && this.codelDrops(f, slot)) {
+          this.drops.aqm++;
+          this.dropHead(f);
+          continue;
         }
-        if (q.pending === 0) this.emptied(q);
+        bucket.consume(length, now);
+        if (length > bucket.burst) {
+          this.excessMs += (length - bucket.burst) / perMs;
+          store.arrivalOffset = this.excessMs;
+        }
+        this.sendingSlot = slot;
+        owner.send(store.ring, store.offsets[slot]!, length);
+        this.sendingSlot = -1;
+        table.deficits[f] = table.deficits[f]! - length;
+        this.dropHead(f);
+        if (owner.passMark !== mark && !owner.closed) {
+          owner.passMark = mark;
+          owner.nextTouched = touched;
+          touched = owner;
+        }
       }
     } finally {
       // A sink that throws must not leave the scheduler thinking a pass still runs (it would never re-arm).
       this.inPass = false;
-      this.sending = null;
+      this.sendingSlot = -1;
     }
     while (touched !== null) {
       const q: ShapingQueue = touched;
@@ -291,90 +469,131 @@ export class UserScheduler {
     if (this.timer === null) this.arm(now);
   }
 
+  // CoDel (RFC 8289) for flow `f` whose head `slot` is about to go: drop it? Uses passNow, target, interval.
+  private codelDrops(f: number, slot: number): boolean {
+    const table = this.table!;
+    const now = this.passNow;
+    const interval = this.interval;
+    const sojourn = now - this.excessMs - this.store!.arrivedAt[slot]!;
+    // Standing also in bytes: under CPU load the release timer fires late and every packet's sojourn grows
+    // with the event loop's lag, not with a queue; a flow is over only if it also holds more than its share of
+    // what the limit sends within the target (and more than one full-size packet).
+    const bytes = table.bytes[f]!;
+    let above = false;
+    if (sojourn < this.target || bytes <= CODEL_MTU_BYTES || bytes <= this.targetBytes / this.active) table.firstAbove[f] = 0;
+    else if (table.firstAbove[f] === 0) table.firstAbove[f] = now + interval;
+    else above = now >= table.firstAbove[f]!;
+    if (table.dropping[f] !== 0) {
+      if (!above) {
+        table.dropping[f] = 0;
+        return false;
+      }
+      if (now < table.dropNext[f]!) return false;
+      table.dropCount[f] = table.dropCount[f]! + 1;
+      table.dropNext[f] = table.dropNext[f]! + interval / Math.sqrt(table.dropCount[f]!);
+      return true;
+    }
+    if (!above) return false;
+    table.dropping[f] = 1;
+    // Back to dropping soon after the last time: start near the drop rate that was reached (RFC 8289).
+    const delta = table.dropCount[f]! - table.lastCount[f]!;
+    table.dropCount[f] = delta > 1 && now - table.dropNext[f]! < 16 * interval ? delta : 1;
+    table.lastCount[f] = table.dropCount[f]!;
+    table.dropNext[f] = now + interval / Math.sqrt(table.dropCount[f]!);
+    return true;
+  }
+
+  // Take the head packet off flow `f` (sent or dropped) and give its slot back.
+  private dropHead(f: number): void {
+    const table = this.table!;
+    const store = this.store!;
+    const slot = table.heads[f]!;
+    const length = store.lengths[slot]!;
+    const owner = store.owners[slot];
+    const next = store.next[slot]!;
+    if (slot === table.oversizeSlot[f]) {
+      table.oversizeSlot[f] = -1;
+      this.oversizeBytes -= length;
+    }
+    table.heads[f] = next;
+    if (next < 0) table.tails[f] = -1;
+    table.bytes[f] = table.bytes[f]! - length;
+    table.packets[f] = table.packets[f]! - 1;
+    if (table.packets[f] === 0) this.active--;
+    if (owner !== null && owner !== undefined && !owner.closed) {
+      owner.count--;
+      owner.bytesQueued -= length;
+    }
+    store.free(slot);
+    this.bytes -= length;
+    if (--this.packets === 0) this.idle();
+  }
+
   // (Re)arm the one timer for when the bucket can pay the next packet to go; none while nothing waits.
   private arm(now: number): void {
     if (this.timer !== null) {
       this.timer.cancel();
       this.timer = null;
     }
-    const q = this.select();
-    if (q === null) return;
-    const wait = this.bucket.delayFor(q.headLength, now);
+    const f = this.select();
+    if (f < 0) return;
+    const wait = this.bucket.delayFor(this.store!.lengths[this.table!.heads[f]!]!, now);
     this.armedAt = now + wait;
     this.timer = this.clock.setTimeout(this.fire, wait);
   }
 
-  // A queue ran empty. From the sparse list it is parked at the back of the round robin while others wait
-  // there (fq_codel): a packet arriving before its turn comes round finds it there and gets no priority, so a
-  // queue that empties after every packet cannot keep going first. From the round robin it leaves.
-  private emptied(queue: ShapingQueue): void {
-    this.active--;
-    if (this.active === 0) {
-      this.idle();
-      return;
-    }
-    if (queue.list === SPARSE && this.roundHead !== null) {
-      this.unlistFrom(queue);
-      this.append(queue, ROUND);
-    } else this.detach(queue);
-  }
-
-  // Nothing waits: every queue leaves (parked ones too) and the timer stops.
+  // Nothing waits: every flow leaves its list (parked ones too), the timer stops, the fast path opens, and
+  // the storage is dropped after IDLE_TRIM_MS unless a packet waits again (at once if a raised rate outgrew it).
   private idle(): void {
-    while (this.sparseHead !== null) this.detach(this.sparseHead);
-    while (this.roundHead !== null) this.detach(this.roundHead);
+    const table = this.table!;
+    for (let f = this.newHead; f >= 0; f = table.nexts[f]!) table.lists[f] = NO_LIST;
+    for (let f = this.oldHead; f >= 0; f = table.nexts[f]!) table.lists[f] = NO_LIST;
+    this.newHead = this.newTail = this.oldHead = this.oldTail = -1;
     this.active = 0;
     this.bytes = 0;
+    this.oversizeBytes = 0;
+    this.bucket.holding = 0;
     if (this.timer !== null) {
       this.timer.cancel();
       this.timer = null;
     }
+    if (this.store!.capacityBytes < storageSize(this.bucket.rate, this.bucket.burst, this.delayMs).bytes) {
+      this.store = null;
+      this.table = null;
+      return;
+    }
+    this.idleSince = this.clock.now();
+    if (this.trimTimer === null) this.trimTimer = this.clock.setTimeout(this.trimFire, IDLE_TRIM_MS);
   }
 
-  // Link a queue into the sparse list with one quantum of priority.
-  private enlist(queue: ShapingQueue): void {
-    queue.scheduler = this;
-    queue.deficit = QUANTUM;
-    this.append(queue, SPARSE);
-  }
-
-  private detach(queue: ShapingQueue): void {
-    this.unlistFrom(queue);
-    queue.scheduler = null;
-    queue.deficit = 0;
-  }
-
-  private append(queue: ShapingQueue, list: number): void {
-    queue.list = list;
-    queue.next = null;
-    if (list === SPARSE) {
-      queue.prev = this.sparseTail;
-      if (this.sparseTail === null) this.sparseHead = queue;
-      else this.sparseTail.next = queue;
-      this.sparseTail = queue;
+  // Remove the head of the new list (fromNew) or the old list.
+  private popList(fromNew: boolean): void {
+    const table = this.table!;
+    if (fromNew) {
+      const f = this.newHead;
+      this.newHead = table.nexts[f]!;
+      if (this.newHead < 0) this.newTail = -1;
+      table.nexts[f] = -1;
     } else {
-      queue.prev = this.roundTail;
-      if (this.roundTail === null) this.roundHead = queue;
-      else this.roundTail.next = queue;
-      this.roundTail = queue;
+      const f = this.oldHead;
+      this.oldHead = table.nexts[f]!;
+      if (this.oldHead < 0) this.oldTail = -1;
+      table.nexts[f] = -1;
     }
   }
 
-  private unlistFrom(queue: ShapingQueue): void {
-    const { prev, next } = queue;
-    if (queue.list === SPARSE) {
-      if (prev === null) this.sparseHead = next;
-      else prev.next = next;
-      if (next === null) this.sparseTail = prev;
-      else next.prev = prev;
-    } else if (queue.list === ROUND) {
-      if (prev === null) this.roundHead = next;
-      else prev.next = next;
-      if (next === null) this.roundTail = prev;
-      else next.prev = prev;
+  private append(f: number, list: number): void {
+    const table = this.table!;
+    table.lists[f] = list;
+    table.nexts[f] = -1;
+    if (list === NEW_LIST) {
+      if (this.newTail < 0) this.newHead = f;
+      else table.nexts[this.newTail] = f;
+      this.newTail = f;
+    } else {
+      if (this.oldTail < 0) this.oldHead = f;
+      else table.nexts[this.oldTail] = f;
+      this.oldTail = f;
     }
-    queue.list = NONE;
-    queue.prev = null;
-    queue.next = null;
   }
 }

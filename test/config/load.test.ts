@@ -69,6 +69,7 @@ default_bandwidth: 10 Mbit/s
 limits: { idle_timeout: 10m, session_timeout: 12h, at_limit: replace_oldest }
 keepalive_interval: 20s
 shaping_delay: 80ms
+shaping: fifo
 send_queue_packets: 256
 allow_client_to_client: true
 transports: { h3: off }
@@ -87,6 +88,7 @@ ${users('alice')}`);
     expect(c.defaultBandwidth).toBe(1_250_000);
     expect(c.limits).toEqual({ maxSessionsPerUser: 4, maxTotalSessions: 1000, idleTimeoutMs: 600_000, sessionTimeoutMs: 43_200_000, atLimit: 'replace_oldest' });
     expect([c.keepaliveIntervalMs, c.shapingDelayMs, c.sendQueuePackets, c.allowClientToClient]).toEqual([20_000, 80, 256, true]);
+    expect(c.shaping).toBe('fifo');
     expect(c.transports).toEqual({ h2: true, h3: 'off' });
     expect(c.authAttempts.perSourcePerMinute).toBe(3);
     expect(c.admin).toEqual({ enabled: true, listen: '127.0.0.1', port: 9191, token: 'abcdefghijklmnopq' });

@@ -120,6 +120,15 @@ describe('UserRegistry', () => {
     expect(registry.has('nobody')).toBe(false);
   });
 
+  it('shaping (fair | fifo) goes on every bucket made and, on setShaping, on every live one', () => {
+    const registry = new UserRegistry({ clock: new FakeClock(), shaping: 'fifo' });
+    const alice = registry.add('alice', 'c1', limited)!;
+    expect(alice.fair).toBe(false);
+    registry.setShaping('fair');
+    expect([alice.fair, registry.add('bob', 'c2', limited)!.fair]).toEqual([true, true]);
+    expect(new UserRegistry().add('carol', 'c3', limited)!.fair).toBe(true); // the default
+  });
+
   it('20 connections over 5 users, added and removed concurrently, leave nothing behind', async () => {
     for (const seed of [1, 2, 3, 42, 2026]) {
       const random = lcg(seed);

@@ -8,11 +8,14 @@ import { FakeClock, type Clock, type TimerHandle } from '../../src/clock.js';
 import { TokenBucket } from '../../src/gateway/bucket.js';
 import { newDropCounters } from '../../src/gateway/drops.js';
 import { shapeOrDrop, ShapingQueue } from '../../src/gateway/shaper.js';
-import { LATE_MS, REARM_MS, UserScheduler } from '../../src/gateway/user-scheduler.js';
+import { LATE_MS, REARM_MS, storageSize, UserScheduler } from '../../src/gateway/user-scheduler.js';
+import { flowHash } from '../../src/packet/flow-hash.js';
 import { measureAllocationQuietest } from '../support/alloc.js';
 
 const DELAY = 50;
 const MBIT = 125_000; // bytes/s
+const TCP = 6;
+const UDP = 17;
 
 interface Sent {
   readonly at: number;
@@ -20,28 +23,65 @@ interface Sent {
   readonly wait: number;
 }
 
+/** Where a test packet carries its flow's number and its offer time (past the IPv4 and TCP/UDP port words). */
+const ID_AT = 24;
+const STAMP_AT = 28;
+const SEQ_AT = 36;
+
+/** An IPv4 packet of `size` bytes (at least 40) from 198.18.0.`host`:`port` to 198.18.1.1:443. */
+function ipPacket(size: number, protocol: number, port: number, host = 2): Buffer {
+  const p = Buffer.alloc(size);
+  p[0] = 0x45;
+  p.writeUInt16BE(size, 2);
+  p[8] = 64;
+  p[9] = protocol;
+  p.set([198, 18, 0, host], 12);
+  p.set([198, 18, 1, 1], 16);
+  p.writeUInt16BE(port, 20);
+  p.writeUInt16BE(443, 22);
+  return p;
+}
+
+let nextPort = 10_000;
+
 class Flow {
   readonly sent: Sent[] = [];
   offered = 0;
   flushes = 0;
+  /** Packets of this flow that never went (seen as gaps in the sequence numbers of those that did). */
+  lost = 0;
+  /** Losses seen since the responsive model last looked. */
+  private lossesSeen = 0;
+  private seq = 0;
+  private nextExpected = 0;
   private carry = 0;
   private readonly packet: Buffer;
+  /** Responsive (TCP-like AIMD): the offered rate drops after a round trip with a loss, else grows by a packet. */
+  responsive: { readonly rttMs: number; nextAt: number } | null = null;
 
   constructor(
+    readonly id: number,
     readonly queue: ShapingQueue,
     readonly size: number,
     /** Offered bytes/s while running. */
     public rate: number,
     /** The session's bucket as the pipelines read it per packet (a reload may swap it). */
     readonly bucket: () => TokenBucket,
+    protocol: number,
+    readonly port: number,
   ) {
-    this.packet = Buffer.alloc(size);
+    this.packet = ipPacket(size, protocol, port);
+    this.packet.writeUInt32BE(id, ID_AT);
   }
 
   bytesBetween(from: number, to: number): number {
     let n = 0;
     for (const s of this.sent) if (s.at >= from && s.at < to) n += s.length;
     return n;
+  }
+
+  sentBytes(): number {
+    return this.bytesBetween(-Infinity, Infinity);
   }
 
   /** Packets due in a step of `ms` at the offered rate. */
@@ -53,9 +93,45 @@ class Flow {
   }
 
   stamp(now: number): Buffer {
-    this.packet.writeDoubleLE(now, 0);
+    this.packet.writeDoubleLE(now, STAMP_AT);
+    this.packet.writeUInt32BE(this.seq++, SEQ_AT);
     return this.packet;
   }
+
+  /** A packet of this flow went: packets before it that did not go were dropped (each flow is FIFO). */
+  went(seq: number): void {
+    if (seq > this.nextExpected) {
+      this.lost += seq - this.nextExpected;
+      this.lossesSeen += seq - this.nextExpected;
+    }
+    this.nextExpected = seq + 1;
+  }
+
+  /** Make this flow responsive, starting at `rate`, with a round trip of `rttMs`. */
+  aimd(rttMs: number): this {
+    this.responsive = { rttMs, nextAt: rttMs };
+    return this;
+  }
+
+  /** Once per round trip: × 0.7 after a loss (CUBIC's β; at least one packet per round trip), else one packet more. */
+  react(now: number): void {
+    const r = this.responsive;
+    if (r === null || now < r.nextAt) return;
+    r.nextAt = now + r.rttMs;
+    const packetPerRtt = (this.size * 1000) / r.rttMs;
+    this.rate = this.lossesSeen > 0 ? Math.max(packetPerRtt, this.rate * 0.7) : this.rate + packetPerRtt;
+    this.lossesSeen = 0;
+  }
+}
+
+interface FlowOptions {
+  /** The session's bucket as the pipelines read it per packet (a reload may swap it). */
+  readonly bucket?: () => TokenBucket;
+  /** Another flow of the same session and direction (its queue); default a queue of its own. */
+  readonly sameQueueAs?: Flow;
+  readonly protocol?: number;
+  /** Source port (default: a new one per flow). */
+  readonly port?: number;
 }
 
 class Sim {
@@ -64,27 +140,32 @@ class Sim {
   readonly bucket: TokenBucket;
   readonly flows: Flow[] = [];
 
-  constructor(rate: number, burst: number | null = null) {
+  constructor(rate: number, burst: number | null = null, shaping: 'fair' | 'fifo' = 'fair') {
     this.bucket = new TokenBucket(rate, burst, this.clock);
+    this.bucket.fair = shaping === 'fair';
   }
 
   get scheduler(): UserScheduler {
     return this.bucket.scheduler!;
   }
 
-  flow(size: number, rate: number, bucket: () => TokenBucket = () => this.bucket): Flow {
+  flow(size: number, rate: number, options: FlowOptions = {}): Flow {
     const clock = this.clock;
-    let flow: Flow | null = null;
-    const queue = new ShapingQueue(clock, {
-      send(data, offset, length) {
-        flow!.sent.push({ at: clock.now(), length, wait: clock.now() - data.readDoubleLE(offset) });
-      },
-      flush() {
-        flow!.flushes++;
-      },
-    }, 1 << 20, 4096);
-    flow = new Flow(queue, size, rate, bucket);
-    this.flows.push(flow);
+    const flows = this.flows;
+    const queue =
+      options.sameQueueAs?.queue ??
+      new ShapingQueue(clock, {
+        send(data, offset, length) {
+          const flow = flows[data.readUInt32BE(offset + ID_AT)]!;
+          flow.sent.push({ at: clock.now(), length, wait: clock.now() - data.readDoubleLE(offset + STAMP_AT) });
+          flow.went(data.readUInt32BE(offset + SEQ_AT));
+        },
+        flush() {
+          for (const f of flows) if (f.queue === queue) f.flushes++;
+        },
+      }, 1 << 20, 4096);
+    const flow = new Flow(flows.length, queue, size, rate, options.bucket ?? (() => this.bucket), options.protocol ?? TCP, options.port ?? nextPort++);
+    flows.push(flow);
     return flow;
   }
 
@@ -96,6 +177,7 @@ class Sim {
     const packet = flow.stamp(now);
     if (flow.queue.pending === 0 && bucket.tryConsume(length, now)) {
       flow.sent.push({ at: now, length, wait: 0 });
+      flow.went(packet.readUInt32BE(SEQ_AT));
       return;
     }
     shapeOrDrop(bucket, flow.queue, packet, 0, length, now, DELAY, this.drops);
@@ -104,6 +186,7 @@ class Sim {
   /** Offer every flow's rate for `ms`, in steps of `step` ms (packets of a step arrive interleaved). */
   run(ms: number, flows: readonly Flow[] = this.flows, step = 1): void {
     for (let t = 0; t < ms; t += step) {
+      for (const f of flows) f.react(this.clock.now());
       const counts = flows.map((f) => f.due(step));
       for (let more = true; more; ) {
         more = false;
@@ -119,9 +202,9 @@ class Sim {
     }
   }
 
-  maxWait(): number {
+  maxWait(flows: readonly Flow[] = this.flows): number {
     let max = 0;
-    for (const f of this.flows) for (const s of f.sent) if (s.wait > max) max = s.wait;
+    for (const f of flows) for (const s of f.sent) if (s.wait > max) max = s.wait;
     return max;
   }
 
@@ -132,6 +215,11 @@ class Sim {
   /** Bytes sent in each whole 1 s window from `from` for `seconds` seconds. */
   windows(from: number, seconds: number): number[] {
     return Array.from({ length: seconds }, (_, i) => this.totalBetween(from + i * 1000, from + (i + 1) * 1000));
+  }
+
+  /** Packets dropped by the scheduler for any reason of its own. */
+  get shaped(): number {
+    return this.drops.rate_limit + this.drops.aqm;
   }
 }
 
@@ -145,7 +233,7 @@ describe('UserScheduler: rate', () => {
     expect(Math.abs(total - (10 * MBIT + sim.bucket.burst))).toBeLessThanOrEqual(1000 + MBIT / 1000);
     for (const w of sim.windows(1000, 9)) expect(Math.abs(w - MBIT)).toBeLessThanOrEqual(1000);
     expect(f.offered).toBe(20 * MBIT);
-    expect(sim.drops.rate_limit).toBeGreaterThan(9 * MBIT / 1000 - 50); // about half of the packets
+    expect(sim.shaped).toBeGreaterThan(9 * MBIT / 1000 - 50); // about half of the packets (admission or CoDel)
     expect(sim.drops.queue_full).toBe(0);
   });
 
@@ -182,16 +270,26 @@ describe('UserScheduler: bound', () => {
     }
   });
 
-  it('a single queue needs no drop at release: its admission alone keeps every wait within the delay', () => {
-    const sim = new Sim(MBIT);
+  it('fifo: a single queue needs no drop at release: its admission alone keeps every wait within the delay', () => {
+    const sim = new Sim(MBIT, null, 'fifo');
     const f = sim.flow(1000, 3 * MBIT);
     sim.run(2_000);
     // Every dropped packet was refused on arrival: offered − sent − still queued = drops × size, and every
     // admitted one was sent within the delay.
-    const sent = f.sent.reduce((n, s) => n + s.length, 0);
-    expect(f.offered - sent - f.queue.queuedBytes).toBe(sim.drops.rate_limit * 1000);
+    expect(f.offered - f.sentBytes() - f.queue.queuedBytes).toBe(sim.drops.rate_limit * 1000);
+    expect(sim.drops.aqm).toBe(0);
     expect(sim.maxWait()).toBeLessThanOrEqual(DELAY);
     expect(sim.maxWait()).toBeGreaterThan(DELAY - 10);
+  });
+
+  it('fair: an unresponsive flow three times over the limit is held by CoDel well below the delay, every drop counted', () => {
+    const sim = new Sim(MBIT);
+    const f = sim.flow(1000, 3 * MBIT, { protocol: UDP });
+    sim.run(2_000);
+    expect(f.offered - f.sentBytes() - f.queue.queuedBytes).toBe(sim.shaped * 1000);
+    expect(sim.drops.aqm).toBeGreaterThan(0);
+    expect(sim.maxWait()).toBeLessThanOrEqual(DELAY);
+    expect(Math.abs(f.bytesBetween(1000, 2000) - MBIT)).toBeLessThanOrEqual(1000);
   });
 });
 
@@ -207,7 +305,8 @@ describe('UserScheduler: waited too long', () => {
     expect(a.sent.map((s) => s.at)).toEqual([8, 16, 24, 32, 40, 48]);
     expect(sim.drops.rate_limit).toBe(34);
     expect(sim.bucket.available()).toBe(1000); // 8 ms of refill since the sixth: the dropped ones cost nothing
-    expect(sim.clock.pendingTimers).toBe(0);
+    expect(sim.scheduler.armed).toBe(false);
+    expect(sim.clock.pendingTimers).toBe(1); // only the storage's idle trim
   });
 });
 
@@ -316,11 +415,11 @@ describe('UserScheduler: lifecycle', () => {
     expect(sim.scheduler.queuedBytes).toBe(0);
     expect(sim.scheduler.armed).toBe(false);
     expect(sim.scheduler.linked).toBe(false);
-    expect(sim.clock.pendingTimers).toBe(0);
+    expect(sim.clock.pendingTimers).toBe(1); // only the storage's idle trim
     const sent = sim.totalBetween(0, Infinity);
     sim.clock.advance(1000);
     expect(sim.totalBetween(0, Infinity)).toBe(sent);
-    for (const f of flows) expect([f.queue.scheduler, f.queue.next, f.queue.prev]).toEqual([null, null, null]);
+    for (const f of flows) expect([f.queue.scheduler, f.queue.pending]).toEqual([null, 0]);
   });
 
   it('lets go of a queue once it is empty, and stops the timer with the last one', () => {
@@ -333,8 +432,8 @@ describe('UserScheduler: lifecycle', () => {
     sim.clock.advance(16);
     expect(a.sent.length).toBe(2);
     expect(a.flushes).toBe(2); // one per pass that sent from it
-    expect(a.queue.scheduler).toBeNull();
-    expect(sim.clock.pendingTimers).toBe(0);
+    expect([a.queue.pending, sim.scheduler.activeQueues, sim.scheduler.linked, sim.scheduler.armed]).toEqual([0, 0, false, false]);
+    expect(sim.clock.pendingTimers).toBe(1); // only the storage's idle trim
   });
 
   it('flushes each queue once per pass however many packets it sent', () => {
@@ -383,10 +482,10 @@ describe('UserScheduler: reload', () => {
     expect(a.sent[0]!.at).toBeCloseTo(1 + 1275 / 12_500, 9);
   });
 
-  it('a swapped bucket takes the queue with its waiting packets: charged to the new bucket, the old one forgotten', () => {
+  it('a swapped bucket: packets waiting in the old one go from there, charged to it; new ones wait in the new one', () => {
     const sim = new Sim(MBIT, 16_384);
     let current = sim.bucket;
-    const a = sim.flow(1000, 0, () => current);
+    const a = sim.flow(1000, 0, { bucket: () => current });
     sim.bucket.tryConsume(16_384);
     for (let i = 0; i < 5; i++) sim.offer(a);
     const old = sim.scheduler;
@@ -395,29 +494,251 @@ describe('UserScheduler: reload', () => {
     next.tryConsume(16_384);
     current = next;
     sim.offer(a); // the sixth, with the new bucket
-    expect(old.activeQueues).toBe(0);
-    expect(old.armed).toBe(false);
-    expect(next.scheduler!.activeQueues).toBe(1);
-    expect(next.scheduler!.queuedBytes).toBe(6000);
-    expect(sim.clock.pendingTimers).toBe(1);
+    expect(old.queuedBytes).toBe(5000);
+    expect(next.scheduler!.queuedBytes).toBe(1000);
+    expect(a.queue.pending).toBe(6);
     sim.clock.advance(100);
     expect(a.sent.length).toBe(6);
-    expect(sim.bucket.available()).toBe(100 * 125); // the old bucket paid for none of them: 100 ms of refill
-    expect(next.available()).toBe(100 * 125 - 6000); // the new one for all six
+    expect(sim.bucket.available()).toBe(100 * 125 - 5000); // the old bucket paid for its five
+    expect(next.available()).toBe(100 * 125 - 1000); // the new one for the sixth
+    expect([old.armed, next.scheduler!.armed, a.queue.pending]).toEqual([false, false, 0]);
+  });
+});
+
+const LIMIT_3_3 = 3.3 * MBIT;
+
+/** The issue-13 mix on two devices: TCP up and a UDP stream at half the limit from one, TCP down to the other. */
+function issueMix(rate: number, shaping: 'fair' | 'fifo') {
+  const sim = new Sim(rate, null, shaping);
+  const tcpUp = sim.flow(1400, rate / 10).aimd(40); // device 1, up
+  const udp = sim.flow(1200, rate / 2, { sameQueueAs: tcpUp, protocol: UDP }); // device 1, up, unresponsive
+  const tcpDown = sim.flow(1400, rate / 10).aimd(40); // device 2, down
+  return { sim, tcpUp, udp, tcpDown };
+}
+
+function share(flow: Flow, from: number, to: number, rate: number): number {
+  return flow.bytesBetween(from, to) / (((to - from) / 1000) * rate);
+}
+
+describe('UserScheduler fair: flows inside the limit (issue 13)', () => {
+  it('TCP up, TCP down and a UDP stream at half the limit: every flow ≥ 0.25 of 3.3 Mbit/s, the total exact; fifo starves the upload', () => {
+    for (const shaping of ['fair', 'fifo'] as const) {
+      const { sim, tcpUp, udp, tcpDown } = issueMix(LIMIT_3_3, shaping);
+      sim.run(20_000);
+      const shares = [tcpUp, udp, tcpDown].map((f) => share(f, 10_000, 20_000, LIMIT_3_3));
+      const total = sim.totalBetween(10_000, 20_000) / (10 * LIMIT_3_3);
+      expect(Math.abs(total - 1)).toBeLessThan(0.01);
+      if (shaping === 'fair') {
+        for (const x of shares) expect(x).toBeGreaterThanOrEqual(0.25);
+        // The UDP stream is dropped from most; the responsive flows lose what makes them back off.
+        expect(udp.lost).toBeGreaterThan(Math.max(tcpUp.lost, tcpDown.lost));
+      } else expect(shares[0]).toBeLessThan(0.2); // the upload shares its session's queue with the UDP stream
+    }
+  });
+
+  it('8 responsive flows of one session and direction get 1/8 each (± 25 %), with the totals exact, at 3.3 and 37 Mbit/s', () => {
+    for (const rate of [LIMIT_3_3, 37 * MBIT]) {
+      const sim = new Sim(rate);
+      const first = sim.flow(1400, rate / 16).aimd(30);
+      const flows = [first, ...Array.from({ length: 7 }, (_, i) => sim.flow(1400, rate / 16, { sameQueueAs: first }).aimd(30 + 3 * i))];
+      sim.run(12_000);
+      for (const f of flows) expect(Math.abs(share(f, 4000, 12_000, rate) * 8 - 1)).toBeLessThanOrEqual(0.25);
+      expect(Math.abs(sim.totalBetween(4000, 12_000) / (8 * rate) - 1)).toBeLessThan(0.03);
+    }
+  });
+
+  it('saturating unresponsive flows of mixed sizes share exactly by bytes; a flow under its share gets all it offers, never dropped', () => {
+    const rate = 10 * MBIT;
+    const sim = new Sim(rate);
+    const big = sim.flow(1400, 2 * rate, { protocol: UDP });
+    const small = sim.flow(200, 2 * rate, { sameQueueAs: big, protocol: UDP });
+    const other = sim.flow(576, 2 * rate, { protocol: UDP }); // another session
+    const light = sim.flow(1000, 0.1 * rate, { sameQueueAs: big }); // under a quarter
+    sim.run(6_000);
+    expect(light.lost).toBe(0);
+    expect(light.bytesBetween(1000, 6000)).toBeGreaterThanOrEqual(0.1 * rate * 5 - 2000);
+    for (const f of [big, small, other]) expect(Math.abs(share(f, 1000, 6000, rate) - 0.3)).toBeLessThan(0.01);
+  });
+
+  it('a ping in the same session and direction as a flood goes within two milliseconds (fair), waits about the delay (fifo)', () => {
+    for (const shaping of ['fair', 'fifo'] as const) {
+      const sim = new Sim(LIMIT_3_3, null, shaping);
+      const flood = sim.flow(1400, 2 * LIMIT_3_3, { protocol: UDP });
+      const tcp = sim.flow(1400, LIMIT_3_3 / 4, { sameQueueAs: flood }).aimd(40);
+      const ping = sim.flow(84, 0, { sameQueueAs: flood });
+      sim.run(3000, [flood, tcp]);
+      for (let i = 0; i < 20; i++) {
+        sim.offer(ping);
+        sim.run(200, [flood, tcp]);
+      }
+      const waits = ping.sent.map((s) => s.wait);
+      if (shaping === 'fair') {
+        expect(waits.length).toBe(20);
+        expect(Math.max(...waits)).toBeLessThanOrEqual(2);
+      } else expect(Math.max(...waits)).toBeGreaterThan(DELAY / 2);
+    }
+  });
+
+  it('CoDel keeps a responsive flow’s queue short: 99th percentile wait ≤ 20 ms in fair, under half of fifo’s', () => {
+    const waits: Record<string, number> = {};
+    for (const shaping of ['fair', 'fifo'] as const) {
+      const sim = new Sim(10 * MBIT, null, shaping);
+      const tcp = sim.flow(1400, 12 * MBIT).aimd(100);
+      sim.run(20_000);
+      const w = tcp.sent.filter((x) => x.at > 5000).map((x) => x.wait).sort((a, b) => a - b);
+      waits[shaping] = w[Math.floor(w.length * 0.99)]!;
+      if (shaping === 'fair') expect(sim.drops.aqm).toBeGreaterThan(0);
+      else expect(sim.drops.aqm).toBe(0);
+    }
+    expect(waits.fair).toBeLessThanOrEqual(20);
+    expect(waits.fair).toBeLessThan(waits.fifo! / 2);
+  });
+
+  it('CoDel drops from an unresponsive flow at a rising rate (interval / √count) once its sojourn stays above target', () => {
+    const sim = new Sim(MBIT);
+    const udp = sim.flow(1000, 1.2 * MBIT, { protocol: UDP }); // 20 % over: its queue grows slowly
+    const dropsAt: number[] = [];
+    let before = 0;
+    for (let t = 0; t < 3000; t++) {
+      sim.run(1, [udp]);
+      if (sim.drops.aqm > before) dropsAt.push(sim.clock.now());
+      before = sim.drops.aqm;
+    }
+    expect(dropsAt.length).toBeGreaterThan(3);
+    // At 1 Mbit/s the target is 1.5 packets' time (18.2 ms, as CAKE) and the interval 113.2 ms. No drop before
+    // the sojourn has stood above the target for an interval; then drops come interval / √count apart (RFC 8289),
+    // each within a packet's time (8 ms) of the law.
+    const target = (1.5 * 1514) / 125;
+    const interval = 100 + target - 5;
+    expect(dropsAt[0]).toBeGreaterThan(interval);
+    const gaps = dropsAt.slice(1, 6).map((t, i) => t - dropsAt[i]!);
+    gaps.forEach((gap, i) => expect(Math.abs(gap - interval / Math.sqrt(i + 1))).toBeLessThanOrEqual(8));
+    expect(sim.maxWait()).toBeLessThanOrEqual(DELAY + LATE_MS);
+  });
+
+  it('directions: a UDP flood up at twice the limit leaves a download its half', () => {
+    const rate = 37 * MBIT;
+    const sim = new Sim(rate);
+    sim.flow(1400, 2 * rate, { protocol: UDP }); // up
+    const down = sim.flow(1400, rate).aimd(30); // down, another queue
+    sim.run(10_000);
+    expect(share(down, 5000, 10_000, rate)).toBeGreaterThanOrEqual(0.4);
+    expect(Math.abs(sim.totalBetween(5000, 10_000) / (5 * rate) - 1)).toBeLessThan(0.01);
+  });
+});
+
+describe('UserScheduler fair: flow table collisions', () => {
+  it('nine flows in one set of eight ways: eight keep their own queue, two share one (counted), the total stays exact', () => {
+    const rate = 10 * MBIT;
+    const sim = new Sim(rate);
+    const first = sim.flow(1000, 2 * rate, { protocol: UDP });
+    const salt = first.queue.salt;
+    // Find eight more source ports whose flows hash into the same set as the first (16 sets at this rate).
+    const sets = storageSize(rate, sim.bucket.burst, DELAY).sets;
+    const setOf = (port: number): number => flowHash(ipPacket(1000, UDP, port), 0, 1000, salt) & (sets - 1);
+    const target = setOf(first.port);
+    const colliding: Flow[] = [first];
+    for (let port = 30_000; colliding.length < 9; port++) {
+      if (setOf(port) === target) colliding.push(sim.flow(1000, 2 * rate, { sameQueueAs: first, protocol: UDP, port }));
+    }
+    sim.run(5000, colliding);
+    expect(sim.scheduler.flowCount).toBe(sets * 8);
+    expect(sim.scheduler.collisions).toBeGreaterThan(0);
+    const shares = colliding.map((f) => share(f, 1000, 5000, rate) * 8).sort((a, b) => a - b);
+    // Two flows share one queue's eighth; the other seven have an eighth each.
+    expect(shares[0]! + shares[1]!).toBeCloseTo(1, 1);
+    for (const x of shares.slice(2)) expect(Math.abs(x - 1)).toBeLessThan(0.05);
+    expect(Math.abs(sim.totalBetween(1000, 5000) / (4 * rate) - 1)).toBeLessThan(0.01);
+  });
+});
+
+describe('UserScheduler: packets up to 65535 bytes (TSO super-packets)', () => {
+  it('released at 3.3 and 230 Mbit/s although larger than the burst, alone or beside MTU flows, with the long-run rate exact', () => {
+    for (const rate of [LIMIT_3_3, 230 * MBIT]) {
+      for (const shaping of ['fair', 'fifo'] as const) {
+        const sim = new Sim(rate, 16_384, shaping); // the smallest burst: a super-packet is four times larger
+        const big = sim.flow(65_535, 2 * rate);
+        const mtu = sim.flow(1400, rate, { protocol: UDP });
+        sim.run(10_000);
+        expect(big.sent.length).toBeGreaterThan(0);
+        const total = sim.totalBetween(2000, 10_000) / (8 * rate);
+        expect(Math.abs(total - 1)).toBeLessThan(0.02);
+        expect(sim.totalBetween(0, 10_000)).toBeLessThanOrEqual(10 * rate + 16_384 + 65_535);
+        if (shaping === 'fair') expect(share(big, 2000, 10_000, rate)).toBeGreaterThan(0.3);
+        expect(mtu.sent.length).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it('a lone super-packet into an empty scheduler waits for the bucket to fill, then leaves debt the refill repays', () => {
+    const sim = new Sim(LIMIT_3_3, 16_384);
+    const big = sim.flow(65_535, 0);
+    sim.bucket.tryConsume(16_384);
+    sim.offer(big);
+    expect(sim.scheduler.queuedBytes).toBe(65_535);
+    sim.clock.advance(100);
+    expect(big.sent.length).toBe(1);
+    expect(big.sent[0]!.at).toBeCloseTo(16_384 / (LIMIT_3_3 / 1000), 0);
+    const sentAt = big.sent[0]!.at;
+    expect(sim.bucket.available()).toBeCloseTo(16_384 - 65_535 + (100 - sentAt) * (LIMIT_3_3 / 1000), 3);
+  });
+});
+
+describe('UserScheduler: storage', () => {
+  it('is made on the first packet that waits, dropped after 5 s without one, and made again when needed', () => {
+    const sim = new Sim(LIMIT_3_3);
+    const a = sim.flow(1400, 2 * LIMIT_3_3);
+    sim.run(1000);
+    expect(sim.scheduler.storageBytes).toBe(storageSize(LIMIT_3_3, sim.bucket.burst, DELAY).bytes);
+    a.rate = 0;
+    sim.run(4000);
+    expect(sim.scheduler.storageBytes).toBeGreaterThan(0); // idle for less than 5 s
+    sim.run(1100);
+    expect([sim.scheduler.storageBytes, sim.scheduler.flowCount, sim.clock.pendingTimers]).toEqual([0, 0, 0]);
+    a.rate = 2 * LIMIT_3_3;
+    sim.run(1000);
+    expect(sim.scheduler.storageBytes).toBeGreaterThan(0);
+    expect(Math.abs(sim.totalBetween(6100, 7100) / LIMIT_3_3 - 1)).toBeLessThan(0.05);
+  });
+
+  it('sizes: 128 KiB and 128 flows at 3.3 Mbit/s, three times rate × delay + burst at 230 Mbit/s (1024 flows), at most 16 MiB', () => {
+    expect(storageSize(LIMIT_3_3, 20_625, 50)).toEqual({ bytes: 128 * 1024, slots: 2048, sets: 16 });
+    const fast = storageSize(230 * MBIT, 230 * MBIT * 0.05, 50);
+    expect(fast.bytes).toBe(Math.ceil(3 * 2 * 230 * MBIT * 0.05));
+    expect(fast.sets * 8).toBe(1024);
+    expect(storageSize(10_000 * MBIT, 10_000 * MBIT * 0.05, 50).bytes).toBe(16 * 1024 * 1024);
+  });
+
+  it('1,000 limited users that were shaped and went idle hold no storage after the idle trim (was ≥ 512 KiB per session)', () => {
+    const clock = new FakeClock();
+    const drops = newDropCounters();
+    const schedulers: UserScheduler[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const bucket = new TokenBucket(LIMIT_3_3, null, clock);
+      bucket.consume(bucket.burst);
+      const q = new ShapingQueue(clock, { send() {}, flush() {} }, 1 << 20, 1024);
+      shapeOrDrop(bucket, q, ipPacket(1400, TCP, 1000 + i), 0, 1400, 0, DELAY, drops);
+      schedulers.push(bucket.scheduler!);
+    }
+    const held = (): number => schedulers.reduce((n, s) => n + s.storageBytes, 0);
+    expect(held()).toBe(1000 * 128 * 1024);
+    clock.advance(6000);
+    expect(held()).toBe(0);
+    expect(clock.pendingTimers).toBe(0);
   });
 });
 
 /**
- * A clock whose timers allocate nothing: one pending timer at most, fired by advance(). Its time is held as a
- * tagged value (the field once held a string), so handing a batch's time on to shapeOrDrop, a call V8 need not
- * inline, passes the same boxed number instead of boxing a fresh one per call: what is measured is the
- * scheduler, not V8's calling convention for doubles.
+ * A clock whose timers allocate nothing: a few timer slots with handles made once, fired by advance(). Its time
+ * is held as a tagged value (the field once held a string), so handing a batch's time on to shapeOrDrop, a call
+ * V8 need not inline, passes the same boxed number instead of boxing a fresh one per call: what is measured is
+ * the scheduler, not V8's calling convention for doubles.
  */
 class BareClock implements Clock {
   t: number = 'tagged' as unknown as number;
-  due = Infinity;
-  fn: (() => void) | null = null;
-  private readonly handle: TimerHandle = { cancel: () => this.clear() };
+  private readonly due = new Float64Array(4).fill(Infinity);
+  private readonly fns: ((() => void) | null)[] = [null, null, null, null];
+  private readonly handles: TimerHandle[] = [0, 1, 2, 3].map((i) => ({ cancel: () => this.clear(i) }));
   constructor() {
     this.t = 0;
   }
@@ -428,29 +749,34 @@ class BareClock implements Clock {
     return this.t;
   }
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    this.fn = fn;
-    this.due = this.t + ms;
-    return this.handle;
+    const i = this.fns.indexOf(null);
+    if (i < 0) throw new Error('BareClock: more than 4 timers');
+    this.fns[i] = fn;
+    this.due[i] = this.t + ms;
+    return this.handles[i]!;
   }
   setInterval(): TimerHandle {
     throw new Error('not used');
   }
-  clear(): void {
-    this.fn = null;
-    this.due = Infinity;
+  clear(i: number): void {
+    this.fns[i] = null;
+    this.due[i] = Infinity;
   }
   advance(ms: number): void {
     this.t += ms;
-    while (this.fn !== null && this.due <= this.t) {
-      const fn = this.fn;
-      this.clear();
+    for (;;) {
+      let next = -1;
+      for (let i = 0; i < 4; i++) if (this.fns[i] !== null && this.due[i]! <= this.t && (next < 0 || this.due[i]! < this.due[next]!)) next = i;
+      if (next < 0) return;
+      const fn = this.fns[next]!;
+      this.clear(next);
       fn();
     }
   }
 }
 
 describe('UserScheduler: per packet', () => {
-  it('allocates nothing per packet (4e6 packets through admission, push-out, release and drop)', () => {
+  it('allocates nothing per packet (4e6 packets through hashing, admission, push-out, CoDel, release and drop)', () => {
     const clock = new BareClock();
     const bucket = new TokenBucket(10 * MBIT, null, clock);
     const drops = newDropCounters();
@@ -465,7 +791,8 @@ describe('UserScheduler: per packet', () => {
     const lengths = [1400, 60, 1400, 576, 1400, 40, 1400, 1200];
     // Each packet fills its own buffer: Node 20's Buffer#copy allocates a view for a copy of part of a buffer
     // (the queue's one copy in, as before this scheduler and as in the TUN writer); that is Node's, not ours.
-    const packets = lengths.map((length) => Buffer.alloc(length));
+    // Real IPv4 packets of 16 flows (TCP and UDP, two ports per queue and length), so flows are hashed and served.
+    const packets = lengths.map((length, i) => ipPacket(length < 40 ? 40 : length, i & 1 ? UDP : TCP, 20_000 + i));
     const run = (n: number): number => {
       // As the pipelines do: one clock reading per batch of 16 packets, offered at about 3 times the rate.
       for (let b = 0; b < n; b += 16) {
@@ -481,6 +808,7 @@ describe('UserScheduler: per packet', () => {
     };
     const measured = measureAllocationQuietest(run, 4_000_000);
     expect(drops.rate_limit).toBeGreaterThan(0);
+    expect(drops.aqm).toBeGreaterThan(0);
     // Allocating even 16 bytes per packet would be 64 MB here: several scavenges even with Node 22/24's larger
     // young generation. The heap delta alone is not a signal in the full suite: optimized-code metadata from
     // earlier files in the same worker moved it by up to ~10 MB with no collection at all.

@@ -59,6 +59,7 @@ export function serverConfig(overrides: Partial<ServerConfig> = {}): ServerConfi
     limits: sessionLimits(),
     keepaliveIntervalMs: 15_000,
     shapingDelayMs: 50,
+    shaping: 'fair',
     sendQueuePackets: 1024,
     allowClientToClient: false,
     transports: { h2: true, h3: 'auto' },

@@ -1,0 +1,200 @@
+/**
+ * bench/fairness.ts - is a user's limit shared fairly among the user's own flows (issue 13)?
+ *
+ *   sudo npx tsx bench/fairness.ts              (needs: npm run build, iperf3, ping; root)
+ *   LIMITS="3.3 37 230" DUR=6 SHAPINGS="fair fifo" TRANSPORTS="h2 h3" sudo -E npx tsx bench/fairness.ts
+ *
+ * One gateway namespace, three client namespaces: alice on two devices (alice#1, alice#2), bob (BOB_MBIT,
+ * 5 Mbit/s) once. Per client transport (h2, h3: the clients are restarted), per limit L of alice (users file +
+ * SIGHUP) and per `shaping` (fair, fifo: server file + SIGHUP, applied live), two cases:
+ *   mix   TCP up from alice#1, a UDP stream at 0.5 x L up from alice#1, TCP down to alice#2, all at once, with
+ *         a ping at 5/s from alice#1 and bob's own TCP upload beside them
+ *   tcp8  8 TCP flows down to alice#1 (-P 8), bob's upload beside them
+ * Printed (receiver side, after the first 2 s): each flow's IP rate / L (goal >= 0.25), their total with the
+ * TCP ACKs (estimated: one 52-byte ACK per two 1400-byte segments; goal within +-3 %), the ping median vs idle
+ * (goal <= +10 ms; p95 shown), each of the 8 flows x 8 (goal 1 +- 0.25), bob's rate / his limit (goal 0.9..1.05).
+ * Bounded: about 2 x (DUR + 2) s per transport, limit and shaping, plus client restarts.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { removeStaleNamespaces, requireNetnsSupport, Topology } from '../test/e2e/helpers/netns.js';
+import { GatewayFiles, startClient, startGateway, stopTestbed, type ClientTransport, type QuicgateProcess } from '../test/e2e/helpers/quicgate.js';
+import { iperfJson, median, output, pingRtts, quantile, receiverIntervals, type IperfJson } from './lib/measure.js';
+
+const GW4 = '198.18.0.1';
+const LIMITS = (process.env.LIMITS ?? '3.3 37 230').split(/\s+/).filter(Boolean).map(Number);
+const DUR = Number(process.env.DUR ?? 6);
+const SHAPINGS = (process.env.SHAPINGS ?? 'fair fifo').split(/\s+/).filter(Boolean) as ('fair' | 'fifo')[];
+const TRANSPORTS = (process.env.TRANSPORTS ?? 'h2 h3').split(/\s+/).filter(Boolean) as ClientTransport[];
+const BOB_MBIT = Number(process.env.BOB_MBIT ?? 5);
+const MAX_TIME = Number(process.env.MAX_TIME ?? 900);
+/** Seconds of each run left out (TCP slow start, the UDP stream's first burst). */
+const SKIP = 2;
+/** IP bytes per payload byte: TCP over MTU 1400 with timestamps, UDP with -l 1200. */
+const TCP_IP = 1400 / 1348;
+const UDP_IP = 1228 / 1200;
+/** ACKs of a TCP flow in the other direction, charged to the same bucket: 52 bytes per two 1400-byte segments. */
+const ACK_SHARE = 52 / 2800;
+
+if (process.getuid?.() !== 0) {
+  console.error('fairness.ts: run as root (namespaces, TUN)');
+  process.exit(2);
+}
+
+let topo: Topology | undefined;
+let files: GatewayFiles | undefined;
+process.once('exit', () => {
+  topo?.destroySync();
+  files?.cleanup();
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+const watchdog = setTimeout(() => {
+  console.error(`fairness.ts: watchdog: MAX_TIME=${MAX_TIME}s reached`);
+  process.exit(3);
+}, MAX_TIME * 1000);
+watchdog.unref();
+
+let nsA1: string;
+let nsA2: string;
+let nsB: string;
+let misses = 0;
+
+function verdict(ok: boolean): string {
+  if (!ok) misses++;
+  return ok ? 'PASS' : 'MISS';
+}
+
+function serverYaml(shaping: string): string {
+  return `
+listen: { address: 192.0.2.1, port: 4433 }
+tunnel:
+  ipv4: { network: 198.18.0.0/15, gateway: ${GW4} }
+  ipv6: null
+shaping: ${shaping}
+log_level: info
+history: { enabled: false }
+`;
+}
+
+function iperf(ns: string, port: number, args: readonly string[]): Promise<IperfJson | undefined> {
+  return iperfJson(topo!, ns, GW4, port, args, DUR);
+}
+
+/** Mean receiver rate (bit/s) over the whole seconds after SKIP. */
+function steadyRate(j: IperfJson | undefined, reverse: boolean): number {
+  const iv = receiverIntervals(j, reverse).slice(SKIP, DUR);
+  return iv.length === 0 ? NaN : iv.reduce((a, b) => a + b, 0) / iv.length;
+}
+
+function bobText(j: IperfJson | undefined): string {
+  const ratio = (steadyRate(j, false) / (BOB_MBIT * 1e6)) * TCP_IP;
+  return `bob ${ratio.toFixed(3)} [${verdict(ratio > 0.9 && ratio < 1.05)}]`;
+}
+
+async function mix(label: string, limit: number, idleMedian: number): Promise<void> {
+  const L = limit * 1e6;
+  const up = iperf(nsA1, 5301, []);
+  const udp = iperf(nsA1, 5302, ['-u', '-b', `${0.5 * limit}M`, '-l', '1200']);
+  const down = iperf(nsA2, 5303, ['-R']);
+  const bob = iperf(nsB, 5304, []);
+  await sleep(SKIP * 1000);
+  const pings = output(topo!, nsA1, 'ping', ['-n', '-i', '0.2', '-c', String(Math.floor((DUR - SKIP - 0.5) / 0.2)), '-W', '2', GW4]);
+  const [ju, jd, jp, jb] = await Promise.all([up, udp, down, bob]);
+  const shares = [steadyRate(ju, false) * TCP_IP, steadyRate(jd, false) * UDP_IP, steadyRate(jp, true) * TCP_IP].map((r) => r / L);
+  const acks = (shares[0]! + shares[2]!) * ACK_SHARE;
+  const total = shares.reduce((a, b) => a + b, 0) + acks;
+  const rtts = pingRtts(await pings);
+  const med = median(rtts);
+  const okShares = shares.every((s) => s >= 0.25);
+  console.log(
+    `${label} mix   tcp_up ${shares[0]!.toFixed(3)} udp ${shares[1]!.toFixed(3)} tcp_down ${shares[2]!.toFixed(3)} [${verdict(okShares)}]` +
+      `  total ${total.toFixed(3)} (acks ~${acks.toFixed(3)}) [${verdict(Math.abs(total - 1) <= 0.03)}]` +
+      `  ping median ${med.toFixed(1)} (+${(med - idleMedian).toFixed(1)}) p95 ${quantile(rtts, 0.95).toFixed(1)} ms, ${rtts.length} replies [${verdict(med - idleMedian <= 10)}]` +
+      `  ${bobText(jb)}`,
+  );
+}
+
+async function tcp8(label: string, limit: number): Promise<void> {
+  const L = limit * 1e6;
+  const eight = iperf(nsA1, 5301, ['-R', '-P', '8']);
+  const bob = iperf(nsB, 5304, []);
+  const [j, jb] = await Promise.all([eight, bob]);
+  // Per stream: the client is the receiver with -R; whole-run means (the streams start together).
+  const streams = (j?.end.streams ?? []).map((s) => ((s.receiver?.bits_per_second ?? NaN) * TCP_IP) / L);
+  const sum = streams.reduce((a, b) => a + b, 0);
+  const each = streams.map((s) => (s / sum) * 8);
+  const ok = streams.length === 8 && each.every((x) => Math.abs(x - 1) <= 0.25);
+  console.log(
+    `${label} tcp8  each x8 ${each.map((x) => x.toFixed(2)).join(' ')} [${verdict(ok)}]  total ${(sum * (1 + ACK_SHARE)).toFixed(3)} (whole run, with slow start)  ${bobText(jb)}`,
+  );
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  await requireNetnsSupport();
+  await removeStaleNamespaces();
+  files = new GatewayFiles();
+  topo = await Topology.create(3);
+  [nsA1, nsA2, nsB] = topo.clients as [string, string, string];
+  const users = (aliceMbit: number) =>
+    files!.writeUsers([
+      { name: 'alice', password: 'alice-pw', bandwidth: `${aliceMbit} Mbit/s`, maxSessions: 2 },
+      { name: 'bob', password: 'bob-pw', bandwidth: `${BOB_MBIT} Mbit/s` },
+    ]);
+  await users(LIMITS[0] ?? 10);
+  files.writeServer(serverYaml(SHAPINGS[0] ?? 'fair'));
+  const gw = startGateway(topo, files);
+  await gw.waitForMsg('gateway up');
+  const reload = async (): Promise<void> => {
+    const mark = gw.lines.length;
+    gw.signal('SIGHUP');
+    await gw.waitForMsg('config reloaded', 10_000, mark);
+    await sleep(300);
+  };
+  for (const port of [5301, 5302, 5303, 5304]) {
+    const server = topo.spawn(topo.server, 'iperf3', ['-s', '-J', '-B', GW4, '-p', String(port)]);
+    server.stdout!.resume();
+    server.stderr!.resume();
+  }
+  console.log(`# ${new Date().toISOString()} DUR=${DUR}s (first ${SKIP}s left out) bob=${BOB_MBIT} Mbit/s; shared 2-vCPU machine, other jobs running: figures are noisy`);
+  console.log('# goals: mix: every flow >= 0.25 of the limit, total within +-3 %, ping median <= idle + 10 ms; tcp8: each flow x8 within 1 +- 0.25; bob 0.9..1.05');
+  for (const transport of TRANSPORTS) {
+    const clients: QuicgateProcess[] = [];
+    for (const [ns, user, label] of [
+      [nsA1, 'alice', 'alice1'],
+      [nsA2, 'alice', 'alice2'],
+      [nsB, 'bob', 'bob'],
+    ] as const) {
+      const c = startClient(topo, ns, files.clientConfig(`${label}-${transport}`, user, `${user}-pw`, { transport }), label);
+      clients.push(c);
+    }
+    await Promise.all(clients.map((c) => c.waitForMsg('tunnel up')));
+    await sleep(500);
+    const idle = median(pingRtts((await topo.exec(nsA1, 'ping', ['-n', '-i', '0.2', '-c', '10', GW4])).stdout));
+    console.log(`# transport ${transport}: idle ping alice#1 median ${idle.toFixed(2)} ms`);
+    for (const limit of LIMITS) {
+      await users(limit);
+      await reload();
+      for (const shaping of SHAPINGS) {
+        files.writeServer(serverYaml(shaping));
+        await reload();
+        const label = `${transport} ${String(limit).padStart(5)} Mbit/s ${shaping}`;
+        await mix(label, limit, idle);
+        await tcp8(label, limit);
+      }
+    }
+    for (const c of clients) c.signal('SIGTERM');
+    await Promise.all(clients.map((c) => c.exited));
+    await sleep(500);
+  }
+  console.log(`# ${misses === 0 ? 'all goals met' : `${misses} goal(s) missed`}; ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error('fairness.ts failed:', err);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    await stopTestbed({ topo, files });
+    process.exit();
+  });
