@@ -22,6 +22,7 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
   logger.info({ config: config.source, users: config.users.length }, 'config loaded');
   const http3 = config.transports.h3 === 'off' ? { available: false as const, reason: 'turned off in config' } : await detectHttp3();
   const tls = await prepareServerTls(config, logger);
+  let certificatePem = tls.certPem;
   const gateway = await Gateway.start(config, {
     logger,
     openTun: (settings) => LinuxTun.open(settings),
@@ -36,7 +37,10 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
         logger,
         http3: http3.available ? 'auto' : 'off',
       });
-      tls.onRenewed((certPem, keyPem) => listener.updateCertificate(certPem, keyPem));
+      tls.onRenewed((certPem, keyPem) => {
+        certificatePem = certPem;
+        listener.updateCertificate(certPem, keyPem);
+      });
       logger.info(
         { http3: listener.kinds.includes('h3'), reason: http3.available ? listener.http3Unavailable : http3.reason },
         listener.kinds.includes('h3') ? 'serving HTTP/3 and HTTP/2' : 'serving HTTP/2 only',
@@ -51,7 +55,7 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
     logger.info(summary, 'config reloaded');
     return summary;
   };
-  const surface = await attachOperatorSurface(gateway, { config, logger, reload, tunUp: () => gateway.tunOpen });
+  const surface = await attachOperatorSurface(gateway, { config, logger, reload, tunUp: () => gateway.tunOpen, certificatePem: () => certificatePem });
 
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {

@@ -33,6 +33,8 @@ export interface OperatorOptions {
   readonly metrics?: MetricsExporterOptions;
   /** Whether the TUN device is up (see GatewayBackendOptions.tunUp). */
   readonly tunUp?: () => boolean;
+  /** The server certificate presented now (PEM), for the console's expiry display. */
+  readonly certificatePem?: () => string | null;
 }
 
 export interface OperatorSurface {
@@ -86,6 +88,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
     clock,
     ledgerRetainMs: opts.ledgerRetainMs,
     tunUp: opts.tunUp,
+    certificatePem: opts.certificatePem,
     reload: async () => {
       const before = gateway.currentConfig;
       const result = await opts.reload();

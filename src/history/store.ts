@@ -31,12 +31,16 @@ import {
   type FileIdentity,
 } from './db.js';
 import {
+  hourlySeries,
   recentRejections,
   recentSessions,
+  searchSessions,
   userUsage,
   windowStats,
   type RecentRejectionsQuery,
   type RecentSessionsQuery,
+  type HourlyRow,
+  type SearchSessionsQuery,
   type StatsQuery,
 } from './queries.js';
 import { periodKey, storedQuotaUsage, type QuotaPeriod } from './quota.js';
@@ -271,6 +275,16 @@ export class HistoryStore {
 
   stats(query: StatsQuery): HistoryStats {
     return this.read((db) => windowStats(db, query, this.wallNow()));
+  }
+
+  /** Sessions started in the window matching a search, newest first. */
+  searchSessions(query: SearchSessionsQuery): SessionHistoryRow[] {
+    return this.read((db) => searchSessions(db, query));
+  }
+
+  /** Sessions started and bytes per UTC hour, the last `windowHours` hours (this one included). */
+  hourly(windowHours: number): HourlyRow[] {
+    return this.read((db) => hourlySeries(db, windowHours, this.wallNow()));
   }
 
   userUsage(user: string): UserUsage {
