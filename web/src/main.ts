@@ -56,12 +56,12 @@ function Console({ onOut }: { onOut: () => void }) {
   }, []);
 
   const tab = (id: View, label: string) =>
-    html`<a href=${`#${id}`} role="tab" aria-selected=${view === id} aria-current=${view === id ? 'page' : undefined} class=${view === id ? 'tab active' : 'tab'}>${label}</a>`;
+    html`<a href=${`#${id}`} aria-current=${view === id ? 'page' : undefined} class=${view === id ? 'tab active' : 'tab'}>${label}</a>`;
   const linkText = live.link === 'live' ? 'live' : live.link === 'connecting' ? 'connecting…' : 'reconnecting…';
   return html`<div class="app">
     <header>
       <h1>quicgate</h1>
-      <nav role="tablist" aria-label="Views">${tab('now', 'Now')}${tab('history', 'History')}</nav>
+      <nav aria-label="Views">${tab('now', 'Now')}${tab('history', 'History')}</nav>
       <span class="link ${live.link}" data-testid="link" role="status">${linkText}</span>
       <button class="quiet" onClick=${() => void logout().then(onOut)}>Log out</button>
     </header>
