@@ -33,7 +33,8 @@ export class ConsoleFeed {
   private readonly intervalMs: number;
   private readonly maxSubscribers: number;
   private timer: TimerHandle | null = null;
-  private last: string | null = null;
+  /** The latest frame, encoded once: every page gets the same bytes. */
+  private last: Buffer | null = null;
   /** Snapshots taken since start (tests check there is one per interval, not one per page). */
   snapshots = 0;
 
@@ -95,7 +96,7 @@ export class ConsoleFeed {
     for (const sub of this.subscribers) this.send(sub, frame);
   }
 
-  private snapshot(): string {
+  private snapshot(): Buffer {
     this.snapshots++;
     let frame: string;
     try {
@@ -104,11 +105,11 @@ export class ConsoleFeed {
       this.options.logger.error({ err }, 'console feed: overview failed');
       frame = `event: failure\ndata: ${JSON.stringify({ message: 'the gateway could not build its overview (see its log)' })}\n\n`;
     }
-    this.last = frame;
-    return frame;
+    this.last = Buffer.from(frame, 'utf8');
+    return this.last;
   }
 
-  private send(sub: Subscriber, frame: string): void {
+  private send(sub: Subscriber, frame: Buffer): void {
     if (sub.blocked || sub.res.destroyed) return;
     if (!sub.res.write(frame)) sub.blocked = true;
   }

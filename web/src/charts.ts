@@ -19,6 +19,8 @@ export interface ChartProps {
   readonly unit: 'rate' | 'bytes' | 'count';
   readonly height?: number;
   readonly testId?: string;
+  /** Seconds of room left and right of the data (hourly bars would be cut in half at the edges). */
+  readonly padX?: number;
 }
 
 const formatValue = (unit: ChartProps['unit'], v: number | null): string =>
@@ -38,7 +40,10 @@ export function Chart(props: ChartProps) {
       height: props.height ?? 180,
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+      scales: {
+        x: props.padX === undefined ? { time: true } : { time: true, range: (_u, min, max) => [min - (props.padX ?? 0), max + (props.padX ?? 0)] },
+        y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+      },
       axes: [
         { stroke: 'currentColor', grid: { stroke: 'rgba(128,128,128,0.15)' } },
         {
@@ -70,7 +75,7 @@ export function Chart(props: ChartProps) {
       u.destroy();
       plot.current = null;
     };
-  }, [seriesKey, props.unit, props.height]);
+  }, [seriesKey, props.unit, props.height, props.padX]);
 
   useEffect(() => {
     plot.current?.setData(props.data);

@@ -86,8 +86,8 @@ export function HistoryView() {
     </div>
     ${data !== null && !data.hourly.available ? html`<p class="error">History is disabled or degraded: only live figures are available.</p>` : null}
     <div class="two">
-      <${Chart} title="Sessions started per hour" unit="count" data=${series.sessions} testId="sessions-chart" series=${[{ label: 'sessions', stroke: '#2a7ab0', fill: 'rgba(42,122,176,0.35)', bars: true }]} />
-      <${Chart} title="Bytes per hour" unit="bytes" data=${series.bytes} testId="bytes-chart"
+      <${Chart} title="Sessions started per hour" unit="count" data=${series.sessions} testId="sessions-chart" padX=${1800} series=${[{ label: 'sessions', stroke: '#2a7ab0', fill: 'rgba(42,122,176,0.35)', bars: true }]} />
+      <${Chart} title="Bytes per hour" unit="bytes" data=${series.bytes} testId="bytes-chart" padX=${1800}
         series=${[{ label: 'in', stroke: '#2a7ab0', fill: 'rgba(42,122,176,0.15)' }, { label: 'out', stroke: '#c2571a', fill: 'rgba(194,87,26,0.15)' }]} />
     </div>
     <details class="as-table">
