@@ -23,11 +23,12 @@ const GW4 = '198.18.0.1';
 const DOCS = resolve(import.meta.dirname, '../../docs');
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-const FIRST_LIMIT = '12 Mbit/s';
-const SECOND_LIMIT = '4 Mbit/s';
+// Rates a busy shared machine still reaches; what is tested is the holding and the following, not speed.
+const FIRST_LIMIT = '8 Mbit/s';
+const SECOND_LIMIT = '2 Mbit/s';
 const USERS: TestUser[] = [
   { name: 'alice', password: 'alice-pw', bandwidth: FIRST_LIMIT, maxSessions: 2 },
-  { name: 'bob', password: 'bob-pw', bandwidth: '8 Mbit/s' },
+  { name: 'bob', password: 'bob-pw', bandwidth: '4 Mbit/s' },
 ];
 const SERVER_YAML = `
 listen: { address: 192.0.2.1, port: 4433 }
@@ -178,27 +179,27 @@ describe('web console in chromium against a real gateway', () => {
     expect(await sessionRows('alice').locator('td.mono').first().textContent()).toMatch(/^198\.18\.\d+\.\d+/);
 
     // alice's upload runs through the whole rest of the file's traffic steps (the limit change included).
-    aliceIperf = iperfIntervals(topo.clients[0]!, 5601, 30);
+    aliceIperf = iperfIntervals(topo.clients[0]!, 5601, 45);
     aliceIperf.catch(() => undefined); // awaited (and its failure reported) by the limit test
     const bobIperf = iperfIntervals(topo.clients[1]!, 5602, 8);
     const samples: number[] = [];
     await until('alice held near her limit on the gauge', async () => {
       samples.push(Number(await sessionRows('alice').getAttribute('data-rate-in')));
       return (await gaugeFraction('alice')) >= 0.7 && (await gaugeFraction('bob')) >= 0.7;
-    }, 20_000);
+    }, 30_000);
     await sleep(1500);
     samples.push(Number(await sessionRows('alice').getAttribute('data-rate-in')));
     expect(new Set(samples).size, `rates seen: ${samples.join(', ')}`).toBeGreaterThan(1);
     expect(await gaugeFraction('alice')).toBeLessThanOrEqual(1);
     const gaugeText = (await page.locator('[data-user="alice"] [data-testid=user-gauge]').getAttribute('aria-valuetext')) ?? '';
-    expect(gaugeText).toMatch(/bit\/s of 12 Mbit\/s$/);
+    expect(gaugeText).toMatch(/bit\/s of 8 Mbit\/s$/);
     await page.screenshot({ path: join(DOCS, 'console-now.png'), fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
     await sleep(500);
     await page.screenshot({ path: join(DOCS, 'console-now-390.png'), fullPage: true });
     await page.setViewportSize({ width: 1280, height: 860 });
     await bobIperf;
-  });
+  }, 120_000);
 
   it('kills a session: it disappears and the client exits with its reason', async () => {
     // By keyboard: Enter opens the confirmation, Escape cancels it, Tab reaches the confirm button past Cancel.
@@ -232,12 +233,12 @@ describe('web console in chromium against a real gateway', () => {
     await page.locator('[aria-label="Change the limit of alice"]').click();
     // From the click: the request, the file edit and the reload all count against the 2 s.
     const { text: outcome, clickedAt: changedAt } = await confirmDialog(SECOND_LIMIT);
-    expect(outcome).toMatch(/^alice: bandwidth 12 Mbit\/s -> 4 Mbit\/s — written to .*users\.yaml and applied\.$/);
+    expect(outcome).toMatch(/^alice: bandwidth 8 Mbit\/s -> 2 Mbit\/s — written to .*users\.yaml and applied\.$/);
     const usersFile = readFileSync(files.usersFile, 'utf8');
     expect(usersFile).toContain('# users of the console e2e test; edited by the console, comments kept');
-    expect(usersFile).toMatch(/bandwidth: 4 ?Mbit\/s/);
+    expect(usersFile).toMatch(/bandwidth: 2 ?Mbit\/s/);
     // The page shows it with its next snapshot (one a second).
-    await expect.poll(() => page.locator('[data-user="alice"] [data-testid=user-limit]').textContent(), { timeout: 5000 }).toBe('4 Mbit/s');
+    await expect.poll(() => page.locator('[data-user="alice"] [data-testid=user-limit]').textContent(), { timeout: 5000 }).toBe('2 Mbit/s');
 
     const measured = await aliceIperf!;
     const newLimitBps = parseRate(SECOND_LIMIT) * 8;
@@ -260,7 +261,7 @@ describe('web console in chromium against a real gateway', () => {
     for (const i of after) expect(i.bps, `interval ${i.start}-${i.end} s`).toBeLessThan(newLimitBps * 1.3);
     // The page shows it too: the gauge is against the new limit.
     expect((await page.locator('[data-user="alice"] [data-testid=user-gauge]').getAttribute('aria-valuemax')) ?? '').toBe(String(parseRate(SECOND_LIMIT)));
-  }, 60_000);
+  }, 120_000);
 
   it('refuses state changes made with the cookie but without the CSRF token', async () => {
     const answers = await page.evaluate(async () => {
