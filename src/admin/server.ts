@@ -125,7 +125,7 @@ async function handleRequest(req: IncomingMessage, res: ServerResponse, ctx: Req
   const method = req.method ?? 'GET';
   const url = parseRequestUrl(req.url ?? '/');
   const pathname = url.pathname;
-  const secure = (req.socket as Partial<TLSSocket>).encrypted === true;
+  const secure = cameOverTls(req);
   try {
     if (serveConsoleFile(req, res, pathname, ctx.assets)) return;
 
@@ -214,6 +214,16 @@ const SECURITY_HEADERS = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Resource-Policy': 'same-origin',
 } as const;
+
+/**
+ * Over TLS, directly or through a reverse proxy that says so (X-Forwarded-Proto: https). Trusting the header is
+ * safe here: it only adds Secure to the cookie and makes the origin check expect https; a page on another
+ * origin cannot make a browser send it (a custom header needs a CORS preflight this listener never allows).
+ */
+function cameOverTls(req: IncomingMessage): boolean {
+  if ((req.socket as Partial<TLSSocket>).encrypted === true) return true;
+  return headerText(req.headers['x-forwarded-proto'])?.split(',')[0]?.trim().toLowerCase() === 'https';
+}
 
 function headerText(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;

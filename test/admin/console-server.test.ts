@@ -150,6 +150,18 @@ describe('console login', () => {
     expect((await fetch(`${base}/api/sessions`, { headers: { Cookie: 'qg_console=v1.forged.cookie.value' } })).status).toBe(401);
   });
 
+  it('behind a TLS reverse proxy (X-Forwarded-Proto: https): Secure cookie, https origin expected', async () => {
+    const proxied = { 'Content-Type': 'application/json', 'X-Forwarded-Proto': 'https', Origin: origin.replace('http:', 'https:') };
+    const res = await fetch(`${base}/api/console/login`, { method: 'POST', headers: proxied, body: JSON.stringify({ token: TOKEN }) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('set-cookie')).toMatch(/; HttpOnly; SameSite=Strict; Max-Age=43200; Secure$/);
+    const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    const { csrfToken } = (await res.json()) as { csrfToken: string };
+    const kill = (headers: Record<string, string>) => fetch(`${base}/api/sessions/s-bob-1`, { method: 'DELETE', headers: { Cookie: cookie, 'X-CSRF-Token': csrfToken, ...headers } });
+    expect((await kill({ 'X-Forwarded-Proto': 'https', Origin: origin })).status).toBe(403);
+    expect((await kill({ 'X-Forwarded-Proto': 'https', Origin: origin.replace('http:', 'https:') })).status).toBe(200);
+  });
+
   it('refuses a login posted from another origin', async () => {
     const res = await fetch(`${base}/api/console/login`, { method: 'POST', headers: { 'Content-Type': 'application/json', Origin: 'http://evil.example' }, body: JSON.stringify({ token: TOKEN }) });
     expect(res.status).toBe(403);
