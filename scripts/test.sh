@@ -17,6 +17,8 @@ command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
 # nft: the e2e test of `transport: auto` drops UDP to the gateway in a client namespace.
 command -v nft >/dev/null 2>&1 || need+=(nftables)
+# The web console's browser tests (test/e2e/console.test.ts) drive Debian's chromium.
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
 if ((${#need[@]})); then
   echo "# installing ${need[*]}"
   apt-get update -qq

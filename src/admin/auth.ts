@@ -8,13 +8,19 @@ export type TokenCheck = 'valid' | 'missing' | 'invalid';
 
 export type TokenChecker = (authorizationHeader: string | undefined) => TokenCheck;
 
-export function createTokenChecker(token: string): TokenChecker {
+/** Whether a candidate is the admin token (the console's login form sends it once in a POST body). */
+export function createSecretCheck(token: string): (candidate: string) => boolean {
   const expected = sha256(token);
+  return (candidate) => timingSafeEqual(sha256(candidate), expected);
+}
+
+export function createTokenChecker(token: string): TokenChecker {
+  const isToken = createSecretCheck(token);
   return (header) => {
     if (header === undefined || header.trim() === '') return 'missing';
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
     if (match === null) return 'invalid';
-    return timingSafeEqual(sha256(match[1] ?? ''), expected) ? 'valid' : 'invalid';
+    return isToken(match[1] ?? '') ? 'valid' : 'invalid';
   };
 }
 

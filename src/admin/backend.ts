@@ -6,71 +6,42 @@ import type { ConnectionGuardStats } from '../transport/connection-guard.js';
 import type { ReloadSummary } from '../gateway/server.js';
 import type { EndReason, RejectReason } from '../gateway/session.js';
 import type { TransportKind } from '../transport/types.js';
+import type { z } from 'zod';
+import type {
+  healthViewSchema,
+  hourlyViewSchema,
+  overviewViewSchema,
+  pastSessionsViewSchema,
+  quotaViewSchema,
+  sessionViewSchema,
+  statsViewSchema,
+  userUpdateResultSchema,
+  userViewSchema,
+} from './schemas.js';
 
-export interface SessionView {
-  readonly id: string;
-  readonly user: string;
-  readonly ipv4: string | null;
-  readonly ipv6: string | null;
-  readonly peer: string;
-  readonly transport: TransportKind;
-  /** ISO 8601 wall-clock times. */
-  readonly startedAt: string;
-  readonly lastActivityAt: string;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-  readonly packetsIn: number;
-  readonly packetsOut: number;
-  /** Bytes per second over the last few seconds, each way. */
-  readonly rateIn: number;
-  readonly rateOut: number;
-}
+export type SessionView = z.infer<typeof sessionViewSchema>;
+export type QuotaView = z.infer<typeof quotaViewSchema>;
+export type UserView = z.infer<typeof userViewSchema>;
+export type StatsView = z.infer<typeof statsViewSchema>;
+export type HealthView = z.infer<typeof healthViewSchema>;
+/** One shared snapshot for the console's Now view: live sessions, every user, gateway health. */
+export type OverviewView = z.infer<typeof overviewViewSchema>;
+export type HourlyView = z.infer<typeof hourlyViewSchema>;
+export type PastSessionsView = z.infer<typeof pastSessionsViewSchema>;
+export type UserUpdateResult = Omit<z.infer<typeof userUpdateResultSchema>, 'reload'> & { readonly reload: ReloadResult | null };
 
-export interface QuotaView {
-  readonly bytes: number;
-  readonly period: 'day' | 'month';
-  readonly periodKey: string;
-  readonly used: number;
-  readonly remaining: number;
-  readonly action: 'disconnect' | 'throttle';
-  readonly exceeded: boolean;
-}
-
-export interface UserView {
-  readonly name: string;
-  readonly disabled: boolean;
-  /** Configured limit in bytes per second; null = unlimited. */
-  readonly bandwidth: number | null;
-  readonly burst: number | null;
-  /** Current combined rate of the user's live sessions, bytes per second, each way. */
-  readonly rateIn: number;
-  readonly rateOut: number;
-  readonly maxSessions: number;
-  readonly sessions: readonly SessionView[];
-  /** Totals from the history (all time), plus live sessions. */
-  readonly usage: { readonly sessions: number; readonly bytesIn: number; readonly bytesOut: number };
-  readonly quota: QuotaView | null;
-}
-
-export interface StatsView {
+export interface PastSessionsQuery {
   readonly windowHours: number;
-  readonly activeSessions: number;
-  readonly activeUsers: number;
-  readonly sessionsInWindow: number;
-  readonly bytesInWindow: { readonly in: number; readonly out: number };
-  readonly topUsers: readonly { readonly user: string; readonly bytes: number }[];
-  readonly rejections: Readonly<Partial<Record<RejectReason, number>>>;
+  /** Case-insensitive substring of user, id, tunnel address, peer, transport or end reason. */
+  readonly search: string | null;
+  readonly limit: number;
 }
 
-export interface HealthView {
-  readonly status: 'ok' | 'degraded';
-  readonly uptimeSeconds: number;
-  readonly checks: {
-    readonly tun: 'ok' | 'down';
-    readonly listener: 'ok' | 'down';
-    readonly history: 'ok' | 'degraded' | 'disabled';
-    readonly historyError?: string | null;
-  };
+/** A change to a user in the users file; absent fields stay as they are. */
+export interface UserChanges {
+  /** Bytes per second; null = unlimited. */
+  readonly bandwidth?: number | null;
+  readonly disabled?: boolean;
 }
 
 /** What a reload changed: the gateway's own summary (Gateway.reload). */
@@ -120,6 +91,17 @@ export interface AdminBackend {
   /** Throws QuicgateError QG_ERR_RELOAD_FAILED (message as at start) when the new config is invalid. */
   reload(): Promise<ReloadResult>;
   health(): HealthView;
+  /** Live sessions, every configured user and gateway health in one pass (the console's shared snapshot). */
+  overview(): OverviewView;
+  /** Sessions started and bytes per UTC hour over the window (from the history). */
+  hourly(windowHours: number): Promise<HourlyView>;
+  /** Past and open sessions from the history, newest first. */
+  pastSessions(query: PastSessionsQuery): Promise<PastSessionsView>;
+  /**
+   * Edits the user in the users file (comments kept, written atomically), then reloads: the file stays the
+   * source of truth. Null when no such user; throws QG_ERR_CONFIG_INVALID when the users are not in a file.
+   */
+  updateUser(name: string, changes: UserChanges): Promise<UserUpdateResult | null>;
   metrics(): MetricsSnapshot;
   /** Called once per ended session (for the duration histogram); returns an unsubscribe function. */
   onSessionEnded(listener: (ended: { readonly durationSeconds: number; readonly reason: EndReason }) => void): () => void;

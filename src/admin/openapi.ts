@@ -1,28 +1,58 @@
 /**
- * OpenAPI 3.1 description of the admin API, served at GET /api/openapi.json. Written by hand as a static
- * object so it reads like documentation; test/admin/openapi.test.ts checks it lists exactly the routes in
- * routes.ts. Field names are those of the views in backend.ts.
+ * OpenAPI 3.1 description of the admin API, served at GET /api/openapi.json. The component schemas (every
+ * response shape and the request bodies) are derived from the zod schemas the code uses (schemas.ts,
+ * validation.ts) with z.toJSONSchema, so they cannot drift; the paths are written here so they read like
+ * documentation, and test/admin/openapi.test.ts checks they list exactly the routes in routes.ts and
+ * console-routes.ts and that real answers validate against the schemas.
  */
-import { DEFAULT_WINDOW_HOURS, MAX_WINDOW_HOURS } from './validation.js';
+import { z } from 'zod';
+import { apiSchemas } from './schemas.js';
+import { DEFAULT_PAST_SESSIONS, DEFAULT_WINDOW_HOURS, loginBody, MAX_PAST_SESSIONS, MAX_WINDOW_HOURS, sessionIdParam, userNameParam, userPatchBody } from './validation.js';
+
+type JsonObject = Record<string, unknown>;
+
+/** JSON Schema of zod schemas, shaped for OpenAPI components: no $schema/$id, date-times by format only. */
+function tidy(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(tidy);
+  if (node === null || typeof node !== 'object') return node;
+  const out: JsonObject = {};
+  const object = node as JsonObject;
+  for (const [key, value] of Object.entries(object)) {
+    if (key === '$schema' || key === '$id') continue;
+    if (key === 'pattern' && object.format === 'date-time') continue;
+    out[key] = tidy(value);
+  }
+  return out;
+}
+
+const componentSchemas = tidy(z.toJSONSchema(apiSchemas, { uri: (id) => `#/components/schemas/${id}` }).schemas) as JsonObject;
+const requestSchema = (schema: z.ZodType): JsonObject => tidy(z.toJSONSchema(schema, { io: 'input' })) as JsonObject;
 
 const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
 const jsonContent = (schema: object): object => ({ 'application/json': { schema } });
 const errorResponse = (description: string): object => ({ description, content: jsonContent(ref('Error')) });
 
-const unauthorized = errorResponse('Missing or wrong bearer token (QG_ERR_ADMIN_UNAUTHORIZED).');
+const unauthorized = errorResponse('Missing or wrong bearer token, or no valid console login (QG_ERR_ADMIN_UNAUTHORIZED).');
+const forbidden = errorResponse('Made with the console cookie but without the X-CSRF-Token header or from another origin (QG_ERR_ADMIN_FORBIDDEN).');
+const windowParam = {
+  name: 'window_hours',
+  in: 'query',
+  required: false,
+  schema: { type: 'integer', minimum: 1, maximum: MAX_WINDOW_HOURS, default: DEFAULT_WINDOW_HOURS },
+};
 const badRequest = errorResponse('Invalid parameter, query or body (QG_ERR_ADMIN_BAD_REQUEST); details.parameter names it.');
 
 const idParam = {
   name: 'id',
   in: 'path',
   required: true,
-  schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' },
+  schema: requestSchema(sessionIdParam),
 };
 const nameParam = {
   name: 'name',
   in: 'path',
   required: true,
-  schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$' },
+  schema: requestSchema(userNameParam),
 };
 
 const counts = (description: string): object => ({ type: 'object', description, additionalProperties: { type: 'integer' } });
@@ -34,145 +64,27 @@ export const OPENAPI_DOCUMENT = {
     version: '1',
     description:
       'Operator API of the quicgate VPN gateway. Every route needs `Authorization: Bearer <token>` except ' +
-      'GET /healthz, which answers without a token with the status only. Errors are ' +
+      'GET /healthz, which answers without a token with the status only, and POST /api/console/login, which ' +
+      'exchanges the token for the web console\'s session cookie (accepted by every route like the token). Errors are ' +
       '`{ "error": { "code": "QG_ERR_...", "message": "...", "details": {...} } }`.',
   },
   components: {
-    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-    schemas: {
-      Error: {
-        type: 'object',
-        required: ['error'],
-        properties: {
-          error: {
-            type: 'object',
-            required: ['code', 'message'],
-            properties: {
-              code: {
-                type: 'string',
-                enum: [
-                  'QG_ERR_ADMIN_UNAUTHORIZED',
-                  'QG_ERR_ADMIN_BAD_REQUEST',
-                  'QG_ERR_ADMIN_NOT_FOUND',
-                  'QG_ERR_SESSION_NOT_FOUND',
-                  'QG_ERR_USER_NOT_FOUND',
-                  'QG_ERR_RELOAD_FAILED',
-                  'QG_ERR_ADMIN_INTERNAL',
-                ],
-              },
-              message: { type: 'string' },
-              details: { type: 'object', additionalProperties: true },
-            },
-          },
-        },
-      },
-      Session: {
-        type: 'object',
-        required: ['id', 'user', 'ipv4', 'ipv6', 'peer', 'transport', 'startedAt', 'lastActivityAt', 'bytesIn', 'bytesOut', 'packetsIn', 'packetsOut', 'rateIn', 'rateOut'],
-        properties: {
-          id: { type: 'string' },
-          user: { type: 'string' },
-          ipv4: { type: ['string', 'null'], description: 'Tunnel IPv4 address.' },
-          ipv6: { type: ['string', 'null'], description: 'Tunnel IPv6 address.' },
-          peer: { type: 'string', description: 'Client address as "ip:port".' },
-          transport: { type: 'string', enum: ['h3', 'h2', 'memory'] },
-          startedAt: { type: 'string', format: 'date-time' },
-          lastActivityAt: { type: 'string', format: 'date-time' },
-          bytesIn: { type: 'integer', description: 'Client to gateway.' },
-          bytesOut: { type: 'integer', description: 'Gateway to client.' },
-          packetsIn: { type: 'integer' },
-          packetsOut: { type: 'integer' },
-          rateIn: { type: 'number', description: 'Bytes per second over the last few seconds.' },
-          rateOut: { type: 'number' },
-        },
-      },
-      Quota: {
-        type: 'object',
-        properties: {
-          bytes: { type: 'integer' },
-          period: { type: 'string', enum: ['day', 'month'] },
-          periodKey: { type: 'string' },
-          used: { type: 'integer' },
-          remaining: { type: 'integer' },
-          action: { type: 'string', enum: ['disconnect', 'throttle'] },
-          exceeded: { type: 'boolean' },
-        },
-      },
-      User: {
-        type: 'object',
-        properties: {
-          name: { type: 'string' },
-          disabled: { type: 'boolean' },
-          bandwidth: { type: ['integer', 'null'], description: 'Limit in bytes per second; null = unlimited.' },
-          burst: { type: ['integer', 'null'] },
-          rateIn: { type: 'number' },
-          rateOut: { type: 'number' },
-          maxSessions: { type: 'integer' },
-          sessions: { type: 'array', items: ref('Session') },
-          usage: {
-            type: 'object',
-            properties: { sessions: { type: 'integer' }, bytesIn: { type: 'integer' }, bytesOut: { type: 'integer' } },
-          },
-          quota: { oneOf: [ref('Quota'), { type: 'null' }] },
-        },
-      },
-      Stats: {
-        type: 'object',
-        properties: {
-          windowHours: { type: 'integer' },
-          activeSessions: { type: 'integer' },
-          activeUsers: { type: 'integer' },
-          sessionsInWindow: { type: 'integer' },
-          bytesInWindow: { type: 'object', properties: { in: { type: 'integer' }, out: { type: 'integer' } } },
-          topUsers: {
-            type: 'array',
-            items: { type: 'object', properties: { user: { type: 'string' }, bytes: { type: 'integer' } } },
-          },
-          rejections: counts('Refused session requests in the window, by reason.'),
-        },
-      },
-      Health: {
-        type: 'object',
-        required: ['status'],
-        properties: {
-          status: { type: 'string', enum: ['ok', 'degraded'] },
-          uptimeSeconds: { type: 'number', description: 'Only with a valid token.' },
-          checks: {
-            type: 'object',
-            description: 'Only with a valid token.',
-            properties: {
-              tun: { type: 'string', enum: ['ok', 'down'] },
-              listener: { type: 'string', enum: ['ok', 'down'] },
-              history: { type: 'string', enum: ['ok', 'degraded', 'disabled'] },
-              historyError: { type: ['string', 'null'] },
-            },
-          },
-        },
-      },
-      ReloadResult: {
-        type: 'object',
-        properties: {
-          bandwidthChanged: { type: 'array', items: { type: 'string' } },
-          usersRemoved: { type: 'array', items: { type: 'string' } },
-          sessionsClosed: { type: 'integer' },
-          needRestart: { type: 'array', items: { type: 'string' }, description: 'settings that apply only after a restart' },
-          changed: {
-            type: 'array',
-            description: 'every setting that differs from the running config, with how it took effect',
-            items: {
-              type: 'object',
-              properties: {
-                key: { type: 'string', description: 'the key in the config file, e.g. shaping_delay' },
-                effect: { type: 'string', enum: ['live', 'new_sessions', 'restart'] },
-              },
-              required: ['key', 'effect'],
-            },
-          },
-        },
+    securitySchemes: {
+      bearer: { type: 'http', scheme: 'bearer' },
+      consoleCookie: {
+        type: 'apiKey',
+        in: 'cookie',
+        name: 'qg_console',
+        description: 'Console login (POST /api/console/login). POST, PATCH and DELETE with it also need the X-CSRF-Token header and a same-origin request.',
       },
     },
+    schemas: {
+      ...componentSchemas,
+      UserPatch: requestSchema(userPatchBody),
+      ConsoleLogin: requestSchema(loginBody),
+    },
   },
-  security: [{ bearer: [] }],
+  security: [{ bearer: [] }, { consoleCookie: [] }],
   paths: {
     '/healthz': {
       get: {
@@ -250,6 +162,18 @@ export const OPENAPI_DOCUMENT = {
           '404': errorResponse('No user has that name (QG_ERR_USER_NOT_FOUND).'),
         },
       },
+      patch: {
+        summary: "Change a user's bandwidth or enabled state: edits the users file in place (comments kept), then reloads.",
+        requestBody: { required: true, content: jsonContent(ref('UserPatch')) },
+        responses: {
+          '200': { description: 'Written and applied (or nothing to change).', content: jsonContent(ref('UserUpdateResult')) },
+          '400': badRequest,
+          '401': unauthorized,
+          '403': forbidden,
+          '404': errorResponse('No user has that name (QG_ERR_USER_NOT_FOUND).'),
+          '409': errorResponse('The users are not in a users file (QG_ERR_CONFIG_INVALID), or the reload refused the result (QG_ERR_RELOAD_FAILED).'),
+        },
+      },
     },
     '/api/users/{name}/sessions': {
       parameters: [nameParam],
@@ -269,17 +193,81 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
+    '/api/overview': {
+      get: {
+        summary: "Live sessions, every user with live rate against limit, and gateway health in one snapshot (the console's Now view).",
+        responses: { '200': { description: 'Snapshot.', content: jsonContent(ref('Overview')) }, '401': unauthorized },
+      },
+    },
+    '/api/history/hourly': {
+      get: {
+        summary: 'Sessions started and bytes per UTC hour over the window (every hour listed, zeros included).',
+        parameters: [windowParam],
+        responses: { '200': { description: 'Series.', content: jsonContent(ref('HourlyHistory')) }, '400': badRequest, '401': unauthorized },
+      },
+    },
+    '/api/history/sessions': {
+      get: {
+        summary: 'Past (and open) sessions from the history with their end reason, newest first; JSON or CSV.',
+        parameters: [
+          windowParam,
+          { name: 'q', in: 'query', required: false, description: 'Substring of user, id, tunnel address, peer, transport or end reason (case-insensitive).', schema: { type: 'string', maxLength: 200 } },
+          { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: MAX_PAST_SESSIONS, default: DEFAULT_PAST_SESSIONS } },
+          { name: 'format', in: 'query', required: false, schema: { type: 'string', enum: ['json', 'csv'], default: 'json' } },
+        ],
+        responses: {
+          '200': {
+            description: 'Sessions.',
+            content: { ...jsonContent(ref('PastSessions')), 'text/csv': { schema: { type: 'string', description: 'One row per session, the PastSession fields as columns.' } } },
+          },
+          '400': badRequest,
+          '401': unauthorized,
+        },
+      },
+    },
+    '/api/console/login': {
+      post: {
+        summary: 'Exchange the admin token for a console session cookie (HttpOnly, SameSite=Strict, Secure over TLS).',
+        security: [{}],
+        requestBody: { required: true, content: jsonContent(ref('ConsoleLogin')) },
+        responses: {
+          '200': { description: 'Logged in; Set-Cookie carries the session.', content: jsonContent(ref('ConsoleSession')) },
+          '400': badRequest,
+          '401': errorResponse('Wrong admin token (QG_ERR_ADMIN_UNAUTHORIZED).'),
+          '403': errorResponse('Sent from another origin (QG_ERR_ADMIN_FORBIDDEN).'),
+        },
+      },
+    },
+    '/api/console/logout': {
+      post: {
+        summary: 'End the console login: the cookie is refused from now on and deleted.',
+        responses: {
+          '200': { description: 'Logged out.', content: jsonContent({ type: 'object', properties: { loggedOut: { const: true } } }) },
+          '401': unauthorized,
+          '403': forbidden,
+        },
+      },
+    },
+    '/api/console/session': {
+      get: {
+        summary: "The console login this cookie stands for: its CSRF token and expiry (a reloaded page reads it here).",
+        responses: { '200': { description: 'The login.', content: jsonContent(ref('ConsoleSession')) }, '400': badRequest, '401': unauthorized },
+      },
+    },
+    '/api/console/events': {
+      get: {
+        summary: 'Server-sent events: an `overview` event (the Overview schema) at once and every second; one shared snapshot for all open pages.',
+        responses: {
+          '200': { description: 'Event stream.', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          '401': unauthorized,
+          '503': errorResponse('Too many open console pages (QG_ERR_ADMIN_UNAVAILABLE).'),
+        },
+      },
+    },
     '/api/stats': {
       get: {
         summary: 'Totals over a window: active sessions, sessions and bytes, top users, rejections.',
-        parameters: [
-          {
-            name: 'window_hours',
-            in: 'query',
-            required: false,
-            schema: { type: 'integer', minimum: 1, maximum: MAX_WINDOW_HOURS, default: DEFAULT_WINDOW_HOURS },
-          },
-        ],
+        parameters: [windowParam],
         responses: { '200': { description: 'Stats.', content: jsonContent(ref('Stats')) }, '400': badRequest, '401': unauthorized },
       },
     },

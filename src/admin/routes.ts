@@ -3,44 +3,59 @@
  * validate input, call the backend and shape the answer; HTTP plumbing lives in server.ts. The OpenAPI
  * description (openapi.ts) documents exactly this table; a test keeps the two in step.
  */
-import type { AdminBackend } from './backend.js';
+import type { ServerResponse } from 'node:http';
+import type { AdminBackend, PastSessionsView } from './backend.js';
+import type { ConsoleSession } from './console-session.js';
+import { parseRate } from '../config/units.js';
 import type { MetricsExporter } from '../metrics/exporter.js';
 import type { Logger } from '../log.js';
 import { isQuicgateError } from '../errors.js';
 import { AdminHttpError } from './http-error.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import {
+  badRequest,
   emptyQuery,
   parseJsonBody,
+  pastSessionsQuery,
   parseParam,
   parseQuery,
   reloadBody,
   sessionIdParam,
   statsQuery,
   userNameParam,
+  userPatchBody,
 } from './validation.js';
 
-export type HttpMethod = 'GET' | 'POST' | 'DELETE';
+export type HttpMethod = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 
 export interface RouteRequest {
   /** Decoded path parameters, by the names in the pattern (":id" -> "id"). */
   readonly params: Readonly<Record<string, string>>;
   readonly query: URLSearchParams;
-  /** True when a valid bearer token came with the request (always true on routes that require one). */
+  /** True when a valid bearer token or console cookie came with the request (always true on routes that require one). */
   readonly authenticated: boolean;
+  /** The console login the cookie stands for; null with a bearer token or none. */
+  readonly consoleSession: ConsoleSession | null;
+  /** The request came over TLS (cookies then get Secure). */
+  readonly secure: boolean;
   readBody(): Promise<Buffer>;
 }
 
 export type RouteResponse =
-  | { readonly status: number; readonly json: unknown }
-  | { readonly status: number; readonly text: string; readonly contentType: string };
+  | { readonly status: number; readonly json: unknown; readonly headers?: Readonly<Record<string, string>> }
+  | { readonly status: number; readonly text: string; readonly contentType: string; readonly headers?: Readonly<Record<string, string>> }
+  /** The handler takes the response over (server-sent events). */
+  | { readonly stream: (res: ServerResponse) => void };
 
 export interface Route {
   readonly method: HttpMethod;
   /** Segments starting with ":" are parameters, e.g. "/api/sessions/:id". */
   readonly path: string;
-  /** 'optional': answered without a token (with less detail); a wrong token is still refused. */
-  readonly auth: 'required' | 'optional';
+  /**
+   * 'optional': answered without a token (with less detail); a wrong token is still refused. 'public': needs
+   * no credential at all (the console's login).
+   */
+  readonly auth: 'required' | 'optional' | 'public';
   handle(req: RouteRequest): Promise<RouteResponse>;
 }
 
@@ -144,6 +159,63 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       },
     },
     {
+      method: 'PATCH',
+      path: '/api/users/:name',
+      auth: 'required',
+      async handle(req) {
+        noQuery(req);
+        const name = parseParam(userNameParam, req.params.name, 'name');
+        const body = parseJsonBody(userPatchBody, await req.readBody());
+        const changes = {
+          ...(body.bandwidth === undefined ? {} : { bandwidth: bandwidthOf(body.bandwidth) }),
+          ...(body.disabled === undefined ? {} : { disabled: body.disabled }),
+        };
+        let result;
+        try {
+          result = await backend.updateUser(name, changes);
+        } catch (err) {
+          throw isQuicgateError(err, 'QG_ERR_CONFIG_INVALID') || isQuicgateError(err, 'QG_ERR_USER_NOT_FOUND') ? err : reloadFailed(err);
+        }
+        if (result === null) throw userNotFound(name);
+        logger.info({ user: name, changes: result.changes }, 'admin API: user updated in the users file');
+        return json(result);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/overview',
+      auth: 'required',
+      async handle(req) {
+        noQuery(req);
+        return json(backend.overview());
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/history/hourly',
+      auth: 'required',
+      async handle(req) {
+        const { window_hours } = parseQuery(statsQuery, req.query);
+        return json(await backend.hourly(window_hours));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/history/sessions',
+      auth: 'required',
+      async handle(req) {
+        const q = parseQuery(pastSessionsQuery, req.query);
+        const past = await backend.pastSessions({ windowHours: q.window_hours, search: q.q?.trim() || null, limit: q.limit });
+        if (q.format === 'json') return json(past);
+        return {
+          status: 200,
+          text: pastSessionsCsv(past),
+          contentType: 'text/csv; charset=utf-8',
+          headers: { 'Content-Disposition': 'attachment; filename="quicgate-sessions.csv"' },
+        };
+      },
+    },
+    {
       method: 'GET',
       path: '/api/stats',
       auth: 'required',
@@ -169,6 +241,38 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       },
     },
   ];
+}
+
+/** "unlimited"/null, bytes per second, or a rate with its unit as in the users file. */
+function bandwidthOf(value: number | string | null): number | null {
+  if (value === null || value === 'unlimited') return null;
+  if (typeof value === 'number') return value;
+  let rate: number;
+  try {
+    rate = parseRate(value);
+  } catch (err) {
+    throw badRequest('body.bandwidth', err instanceof Error ? err.message : 'not a rate');
+  }
+  if (!(rate >= 1)) throw badRequest('body.bandwidth', `expected "unlimited" or a rate of at least 1 B/s, got "${value}"`);
+  return Math.round(rate);
+}
+
+const CSV_COLUMNS = ['id', 'user', 'ipv4', 'ipv6', 'peer', 'transport', 'startedAt', 'endedAt', 'durationSeconds', 'bytesIn', 'bytesOut', 'status', 'endReason', 'endMessage'] as const;
+
+/**
+ * RFC 4180 CSV of past sessions, by hand: one fixed table of plain values needs quoting and nothing else. Cells
+ * a spreadsheet would run as a formula (=, +, -, @ first) get a leading apostrophe.
+ */
+export function pastSessionsCsv(past: PastSessionsView): string {
+  const cell = (value: string | number | null): string => {
+    if (value === null) return '';
+    let text = String(value);
+    if (typeof value === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  };
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const s of past.sessions) lines.push(CSV_COLUMNS.map((c) => cell(s[c])).join(','));
+  return `${lines.join('\r\n')}\r\n`;
 }
 
 function sessionNotFound(id: string): AdminHttpError {

@@ -16,14 +16,41 @@ export const userNameParam = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'expected a user name of 1 to 64 letters, digits, ".", "_", "@" or "-"');
 
-export const statsQuery = z.strictObject({
-  window_hours: z
-    .string()
-    .regex(/^[0-9]{1,5}$/, `expected an integer from 1 to ${MAX_WINDOW_HOURS}`)
-    .transform(Number)
-    .pipe(z.number().int().min(1, `expected an integer from 1 to ${MAX_WINDOW_HOURS}`).max(MAX_WINDOW_HOURS, `expected an integer from 1 to ${MAX_WINDOW_HOURS}`))
-    .default(DEFAULT_WINDOW_HOURS),
+/** A positive integer in a query string, up to `max` (five digits at most). */
+function queryInt(max: number) {
+  const message = `expected an integer from 1 to ${max}`;
+  return z.string().regex(/^[0-9]{1,5}$/, message).transform(Number).pipe(z.number().int().min(1, message).max(max, message));
+}
+
+const windowHours = queryInt(MAX_WINDOW_HOURS);
+
+export const statsQuery = z.strictObject({ window_hours: windowHours.default(DEFAULT_WINDOW_HOURS) });
+
+export const MAX_PAST_SESSIONS = 10_000;
+export const DEFAULT_PAST_SESSIONS = 200;
+
+export const pastSessionsQuery = z.strictObject({
+  window_hours: windowHours.default(DEFAULT_WINDOW_HOURS),
+  q: z.string().max(200, 'expected at most 200 characters').optional(),
+  limit: queryInt(MAX_PAST_SESSIONS).default(DEFAULT_PAST_SESSIONS),
+  format: z.enum(['json', 'csv']).default('json'),
 });
+
+/**
+ * PATCH /api/users/:name: a rate ("50 Mbit/s", "2 MB/s", as in the users file), a number of bytes per second,
+ * or "unlimited"/null; and/or disabled. At least one of them.
+ */
+export const userPatchBody = z
+  .strictObject({
+    bandwidth: z
+      .union([z.number().int().positive().max(Number.MAX_SAFE_INTEGER), z.string().min(1).max(64), z.null()])
+      .optional()
+      .describe('A rate with its unit ("50 Mbit/s"), bytes per second as a number, or "unlimited"/null.'),
+    disabled: z.boolean().optional(),
+  })
+  .refine((b) => b.bandwidth !== undefined || b.disabled !== undefined, { message: 'expected bandwidth and/or disabled' });
+
+export const loginBody = z.strictObject({ token: z.string().min(1).max(4096) });
 
 export const emptyQuery = z.strictObject({});
 

@@ -36,6 +36,7 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
 async function serve(configPath: string | null, config: ServerConfig, logger: Logger, history: Promise<OpenedHistory>): Promise<void> {
   const http3 = config.transports.h3 === 'off' ? { available: false as const, reason: 'turned off in config' } : await detectHttp3();
   const tls = await prepareServerTls(config, logger);
+  let certificatePem = tls.certPem;
   const gateway = await Gateway.start(config, {
     logger,
     openTun: (settings) => LinuxTun.open(settings),
@@ -53,7 +54,10 @@ async function serve(configPath: string | null, config: ServerConfig, logger: Lo
         throttle,
         http2: config.transports.h2,
       });
-      tls.onRenewed((certPem, keyPem) => void listener.updateCertificate(certPem, keyPem));
+      tls.onRenewed((certPem, keyPem) => {
+        certificatePem = certPem;
+        void listener.updateCertificate(certPem, keyPem);
+      });
       logger.info(
         { http3: listener.kinds.includes('h3'), reason: http3.available ? listener.http3Unavailable : http3.reason },
         listener.kinds.includes('h3') ? 'serving HTTP/3 and HTTP/2' : 'serving HTTP/2 only',
@@ -67,7 +71,14 @@ async function serve(configPath: string | null, config: ServerConfig, logger: Lo
   const reloads = new ReloadQueue(async () => gateway.reload(await loadServerConfig(configPath)));
   let surface;
   try {
-    surface = await attachOperatorSurface(gateway, { config, logger, reload: () => reloads.run(), tunUp: () => gateway.tunOpen, history });
+    surface = await attachOperatorSurface(gateway, {
+      config,
+      logger,
+      reload: () => reloads.run(),
+      tunUp: () => gateway.tunOpen,
+      history,
+      certificatePem: () => certificatePem,
+    });
   } catch (err) {
     // e.g. the admin port in use: say so in the log too, and end the sessions cleanly before exiting.
     logStartFailure(logger, err);

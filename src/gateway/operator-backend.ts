@@ -5,15 +5,24 @@
  * ledger eviction. Nothing here runs per packet.
  */
 import type { Logger } from 'pino';
+import { X509Certificate } from 'node:crypto';
 import type {
   AdminBackend,
   HealthView,
+  HourlyView,
   MetricsSnapshot,
+  OverviewView,
+  PastSessionsQuery,
+  PastSessionsView,
   ReloadResult,
   SessionView,
   StatsView,
+  UserChanges,
+  UserUpdateResult,
   UserView,
 } from '../admin/backend.js';
+import { loadUsersFile, saveUsersFile } from '../config/load.js';
+import { formatRate } from '../config/units.js';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import type { UserConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
@@ -41,6 +50,8 @@ export interface GatewayBackendOptions {
   readonly sampleIntervalMs?: number;
   /** Whether the TUN device is up; the Gateway does not expose it, so by default: the gateway is serving. */
   readonly tunUp?: () => boolean;
+  /** The server certificate the tunnel listener presents now (PEM), for its expiry; null when unknown. */
+  readonly certificatePem?: () => string | null;
 }
 
 type EndedListener = (ended: { readonly durationSeconds: number; readonly reason: EndReason }) => void;
@@ -58,6 +69,10 @@ export class GatewayBackend implements AdminBackend {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly tunUp: () => boolean;
+  private readonly certificatePem: () => string | null;
+  private certificateCache: { pem: string; notAfter: string | null } | null = null;
+  /** User edits run one at a time: each reads the file the previous one wrote. */
+  private userEdits: Promise<unknown> = Promise.resolve();
   private readonly startedMono: number;
   private readonly endedListeners = new Set<EndedListener>();
   private readonly offClosed: () => void;
@@ -72,6 +87,7 @@ export class GatewayBackend implements AdminBackend {
     this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
     this.tunUp = options.tunUp ?? (() => this.gateway.listenerKinds.length > 0);
+    this.certificatePem = options.certificatePem ?? (() => null);
     this.startedMono = this.clock.now();
     const sessions = this.gateway.sessions;
     this.sampler = new RateSampler({ clock: this.clock, sessions: () => sessions.list(), intervalMs: options.sampleIntervalMs });
@@ -204,6 +220,138 @@ export class GatewayBackend implements AdminBackend {
       needRestart: result.needRestart,
       changed: result.changed,
     };
+  }
+
+  // ── console views ──────────────────────────────────────────────────────────────────────────────────
+
+  overview(): OverviewView {
+    const config = this.gateway.currentConfig;
+    const sessions = this.listSessions();
+    const perUser = new Map<string, { n: number; rateIn: number; rateOut: number }>();
+    for (const s of sessions) {
+      const u = perUser.get(s.user) ?? { n: 0, rateIn: 0, rateOut: 0 };
+      u.n++;
+      u.rateIn += s.rateIn;
+      u.rateOut += s.rateOut;
+      perUser.set(s.user, u);
+    }
+    const users = config.users.map((user) => {
+      const live = perUser.get(user.name);
+      return {
+        name: user.name,
+        disabled: user.disabled,
+        bandwidth: user.bandwidth,
+        rateIn: live?.rateIn ?? 0,
+        rateOut: live?.rateOut ?? 0,
+        sessions: live?.n ?? 0,
+        maxSessions: user.maxSessions ?? config.limits.maxSessionsPerUser,
+        quota: this.quota?.view(user) ?? null,
+      };
+    });
+    const health = this.health();
+    return {
+      at: new Date(this.clock.wallNow()).toISOString(),
+      sessions,
+      users,
+      gateway: {
+        status: health.status,
+        uptimeSeconds: health.uptimeSeconds,
+        history: health.checks.history,
+        historyError: health.checks.historyError ?? null,
+        certificateNotAfter: this.certificateNotAfter(),
+        sessions: sessions.length,
+        maxSessions: config.limits.maxTotalSessions,
+        drops: { ...this.gateway.drops },
+      },
+    };
+  }
+
+  async hourly(windowHours: number): Promise<HourlyView> {
+    const history = await this.readableHistory();
+    if (history === null) return { windowHours, available: false, hours: [] };
+    const hours = (await history.hourly(windowHours)).map((h) => ({
+      hour: new Date(h.hourMs).toISOString(),
+      sessions: h.sessions,
+      bytesIn: h.bytesIn,
+      bytesOut: h.bytesOut,
+    }));
+    return { windowHours, available: true, hours };
+  }
+
+  async pastSessions(query: PastSessionsQuery): Promise<PastSessionsView> {
+    const history = await this.readableHistory();
+    if (history === null) return { available: false, sessions: [] };
+    const sinceMs = this.clock.wallNow() - query.windowHours * 3_600_000;
+    const rows = await history.searchSessions({ sinceMs: Math.floor(sinceMs), search: query.search, limit: query.limit });
+    return {
+      available: true,
+      sessions: rows.map((r) => ({
+        id: r.id,
+        user: r.user,
+        ipv4: r.ipv4,
+        ipv6: r.ipv6,
+        peer: r.peer,
+        transport: r.transport,
+        startedAt: new Date(r.startedAt).toISOString(),
+        endedAt: r.endedAt === null ? null : new Date(r.endedAt).toISOString(),
+        durationSeconds: r.durationMs === null ? null : r.durationMs / 1000,
+        bytesIn: r.bytesIn,
+        bytesOut: r.bytesOut,
+        status: r.status,
+        endReason: r.closeReason,
+        endMessage: r.closeMessage,
+      })),
+    };
+  }
+
+  updateUser(name: string, changes: UserChanges): Promise<UserUpdateResult | null> {
+    const run = this.userEdits.then(() => this.editUser(name, changes));
+    this.userEdits = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Same path as `quicgate users set` + reload: the users file is edited in place, then re-read by reload. */
+  private async editUser(name: string, changes: UserChanges): Promise<UserUpdateResult | null> {
+    const config = this.gateway.currentConfig;
+    if (this.userConfig(name) === undefined) return null;
+    const file = config.usersFile;
+    if (file === null) {
+      throw new QuicgateError(
+        'QG_ERR_CONFIG_INVALID',
+        `${config.source} keeps its users inline; the console edits a users file: move the users to a file named by users_file`,
+        { details: { file: config.source } },
+      );
+    }
+    const options = { defaultBandwidth: config.defaultBandwidth };
+    const users = await loadUsersFile(file, options);
+    const index = users.findIndex((u) => u.name === name);
+    const before = users[index];
+    if (before === undefined) {
+      throw new QuicgateError('QG_ERR_USER_NOT_FOUND', `user ${name} is running but no longer in ${file}; reload to apply the file`, { details: { name, file } });
+    }
+    const after = { ...before, ...changes };
+    const described: string[] = [];
+    if (before.bandwidth !== after.bandwidth) described.push(`bandwidth ${rateText(before.bandwidth)} -> ${rateText(after.bandwidth)}`);
+    if (before.disabled !== after.disabled) described.push(after.disabled ? 'disabled' : 'enabled');
+    if (described.length === 0) return { user: name, file, changes: [], reload: null };
+    await saveUsersFile(file, users.map((u, i) => (i === index ? after : u)), options);
+    this.logger.info({ user: name, file, changes: described }, 'admin: users file edited; reloading');
+    return { user: name, file, changes: described, reload: await this.reload() };
+  }
+
+  private certificateNotAfter(): string | null {
+    const pem = this.certificatePem();
+    if (pem === null) return null;
+    if (this.certificateCache?.pem !== pem) {
+      let notAfter: string | null = null;
+      try {
+        notAfter = new Date(new X509Certificate(pem).validTo).toISOString();
+      } catch (err) {
+        this.logger.warn({ err: errorText(err) }, 'server certificate could not be parsed for its expiry');
+      }
+      this.certificateCache = { pem, notAfter };
+    }
+    return this.certificateCache.notAfter;
   }
 
   // ── health and metrics ─────────────────────────────────────────────────────────────────────────────
@@ -358,6 +506,10 @@ function nonZero<K extends string>(counts: Readonly<Record<K, number>>): Partial
   const out: Partial<Record<K, number>> = {};
   for (const key of Object.keys(counts) as K[]) if (counts[key] > 0) out[key] = counts[key];
   return out;
+}
+
+function rateText(rate: number | null): string {
+  return rate === null ? 'unlimited' : formatRate(rate);
 }
 
 function errorText(err: unknown): string {

@@ -35,6 +35,8 @@ export interface OperatorOptions {
   readonly tunUp?: () => boolean;
   /** The history, opened by openHistory() while the gateway started (its worker opens the file in parallel). */
   readonly history?: Promise<OpenedHistory>;
+  /** The server certificate presented now (PEM), for the console's expiry display. */
+  readonly certificatePem?: () => string | null;
 }
 
 export interface OpenedHistory {
@@ -94,6 +96,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
     clock,
     ledgerRetainMs: opts.ledgerRetainMs,
     tunUp: opts.tunUp,
+    certificatePem: opts.certificatePem,
     reload: async () => {
       // admin and history are read once at start: gateway.reload reports them as restart settings.
       const result = await opts.reload();

@@ -1,5 +1,5 @@
 /** Public surface of the session history. */
 export { HistoryStore, type HistoryStoreOptions } from './store.js';
 export { periodKey, type QuotaPeriod } from './quota.js';
-export type { RecentRejectionsQuery, RecentSessionsQuery, StatsQuery } from './queries.js';
+export type { HourlyRow, RecentRejectionsQuery, RecentSessionsQuery, SearchSessionsQuery, StatsQuery } from './queries.js';
 export type * from './records.js';

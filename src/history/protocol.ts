@@ -7,7 +7,7 @@
  */
 import type { QueuedRecord, QuotaIncrement } from './writer.js';
 import type { QuotaRow } from './engine.js';
-import type { RecentRejectionsQuery, RecentSessionsQuery, StatsQuery } from './queries.js';
+import type { HourlyRow, RecentRejectionsQuery, RecentSessionsQuery, SearchSessionsQuery, StatsQuery } from './queries.js';
 import type {
   CounterSnapshot,
   HistoryStartupEvent,
@@ -42,6 +42,8 @@ export interface Requests {
   recentSessions: { req: { query: RecentSessionsQuery; wallNowMs: number }; res: SessionHistoryRow[] };
   recentRejections: { req: { query: RecentRejectionsQuery; wallNowMs: number }; res: RejectionRow[] };
   stats: { req: { query: StatsQuery; wallNowMs: number }; res: HistoryStats };
+  searchSessions: { req: { query: SearchSessionsQuery; wallNowMs: number }; res: SessionHistoryRow[] };
+  hourly: { req: { windowHours: number; wallNowMs: number }; res: HourlyRow[] };
   userUsage: { req: { user: string; wallNowMs: number }; res: UserUsage };
   quotaOf: { req: { key: string; wallNowMs: number }; res: QuotaRow[] };
   close: { req: Record<string, never>; res: null };

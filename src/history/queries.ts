@@ -103,6 +103,71 @@ export function recentSessions(db: SqliteDatabase, query: RecentSessionsQuery): 
   return z.array(sessionRow).parse(rows);
 }
 
+export const searchSessionsQuery = z.object({
+  sinceMs: int,
+  /** Case-insensitive substring of user, id, addresses, peer, transport or close reason; null = all. */
+  search: z.string().max(200).nullable(),
+  limit: int.min(1).max(10_000),
+});
+export type SearchSessionsQuery = z.input<typeof searchSessionsQuery>;
+
+/** Sessions started since `sinceMs` matching the search, newest first (the console's searchable list). */
+export function searchSessions(db: SqliteDatabase, query: SearchSessionsQuery): SessionHistoryRow[] {
+  const q = searchSessionsQuery.parse(query);
+  // LIKE with an escape character, so "%" and "_" in the search are literal.
+  const pattern = q.search === null || q.search === '' ? null : `%${q.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  const rows = db
+    .prepare(
+      `SELECT * FROM sessions
+       WHERE started_at >= @since AND (@pattern IS NULL
+         OR user LIKE @pattern ESCAPE '\\' OR id LIKE @pattern ESCAPE '\\' OR ipv4 LIKE @pattern ESCAPE '\\'
+         OR ipv6 LIKE @pattern ESCAPE '\\' OR peer LIKE @pattern ESCAPE '\\' OR transport LIKE @pattern ESCAPE '\\'
+         OR close_reason LIKE @pattern ESCAPE '\\')
+       ORDER BY started_at DESC, id LIMIT @limit`,
+    )
+    .all({ since: q.sinceMs, pattern, limit: q.limit });
+  return z.array(sessionRow).parse(rows);
+}
+
+export interface HourlyRow {
+  /** Start of the UTC hour, wall ms. */
+  readonly hourMs: number;
+  readonly sessions: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
+/** Per UTC hour of the window (every hour present, zeros included): sessions started and bytes each way. */
+export function hourlySeries(db: SqliteDatabase, windowHours: number, wallNowMs: number): HourlyRow[] {
+  const hours = int.min(1).max(24 * 366).parse(windowHours);
+  const lastHour = Math.floor(wallNowMs / HOUR_MS) * HOUR_MS;
+  const firstHour = lastHour - (hours - 1) * HOUR_MS;
+  const started = z.array(z.object({ hour_ms: int, n: count })).parse(
+    db
+      .prepare(`SELECT (started_at / ${HOUR_MS}) * ${HOUR_MS} AS hour_ms, COUNT(*) AS n FROM sessions WHERE started_at >= ? GROUP BY 1`)
+      .all(firstHour),
+  );
+  const traffic = z.array(z.object({ hour_ms: int, bytes_in: count, bytes_out: count })).parse(
+    db
+      .prepare('SELECT hour_ms, SUM(bytes_in) AS bytes_in, SUM(bytes_out) AS bytes_out FROM traffic_hourly WHERE hour_ms >= ? GROUP BY hour_ms')
+      .all(firstHour),
+  );
+  const byHour = new Map<number, { sessions: number; bytesIn: number; bytesOut: number }>();
+  for (let h = firstHour; h <= lastHour; h += HOUR_MS) byHour.set(h, { sessions: 0, bytesIn: 0, bytesOut: 0 });
+  for (const r of started) {
+    const row = byHour.get(r.hour_ms);
+    if (row !== undefined) row.sessions = r.n;
+  }
+  for (const r of traffic) {
+    const row = byHour.get(r.hour_ms);
+    if (row !== undefined) {
+      row.bytesIn = r.bytes_in;
+      row.bytesOut = r.bytes_out;
+    }
+  }
+  return [...byHour].map(([hourMs, r]) => ({ hourMs, ...r }));
+}
+
 export function recentRejections(db: SqliteDatabase, query: RecentRejectionsQuery): RejectionRow[] {
   const q = recentRejectionsQuery.parse(query);
   const rows = db

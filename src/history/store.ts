@@ -26,7 +26,7 @@ import type { TrafficCounters } from '../gateway/session.js';
 import { HISTORY_FILE } from './db.js';
 import type { QuotaRow } from './engine.js';
 import type { FromWorker, RequestKind, Requests, WireError, WorkerInit } from './protocol.js';
-import type { RecentRejectionsQuery, RecentSessionsQuery, StatsQuery } from './queries.js';
+import type { HourlyRow, RecentRejectionsQuery, RecentSessionsQuery, SearchSessionsQuery, StatsQuery } from './queries.js';
 import { periodKey, type QuotaPeriod } from './quota.js';
 import type {
   CounterSnapshot,
@@ -298,6 +298,16 @@ export class HistoryStore {
 
   stats(query: StatsQuery): Promise<HistoryStats> {
     return this.query('stats', { query, wallNowMs: this.wallNow() });
+  }
+
+  /** Sessions started in the window matching a search, newest first. */
+  searchSessions(query: SearchSessionsQuery): Promise<SessionHistoryRow[]> {
+    return this.query('searchSessions', { query, wallNowMs: this.wallNow() });
+  }
+
+  /** Sessions started and bytes per UTC hour, the last `windowHours` hours (this one included). */
+  hourly(windowHours: number): Promise<HourlyRow[]> {
+    return this.query('hourly', { windowHours, wallNowMs: this.wallNow() });
   }
 
   userUsage(user: string): Promise<UserUsage> {

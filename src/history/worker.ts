@@ -9,7 +9,7 @@ import { QuicgateError } from '../errors.js';
 import { describeError } from './db.js';
 import { HistoryEngine } from './engine.js';
 import type { FromWorker, Requests, ToWorker, WireError, WorkerInit } from './protocol.js';
-import { recentRejections, recentSessions, userUsage, windowStats } from './queries.js';
+import { hourlySeries, recentRejections, recentSessions, searchSessions, userUsage, windowStats } from './queries.js';
 import { applyRetention } from './retention.js';
 
 const port = parentPort;
@@ -38,6 +38,8 @@ const handlers: Handlers = {
   recentSessions: ({ query, wallNowMs }) => recentSessions(engine.db(wallNowMs), query),
   recentRejections: ({ query, wallNowMs }) => recentRejections(engine.db(wallNowMs), query),
   stats: ({ query, wallNowMs }) => windowStats(engine.db(wallNowMs), query, wallNowMs),
+  searchSessions: ({ query, wallNowMs }) => searchSessions(engine.db(wallNowMs), query),
+  hourly: ({ windowHours, wallNowMs }) => hourlySeries(engine.db(wallNowMs), windowHours, wallNowMs),
   userUsage: ({ user, wallNowMs }) => userUsage(engine.db(wallNowMs), user),
   quotaOf: ({ key, wallNowMs }) => engine.quotaRowsOf(key, wallNowMs),
   close: () => {

@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConsoleFeed } from '../../src/admin/console-feed.js';
+import { consoleRoutes } from '../../src/admin/console-routes.js';
+import { ConsoleSessions } from '../../src/admin/console-session.js';
 import { adminRoutes } from '../../src/admin/routes.js';
+import { systemClock } from '../../src/clock.js';
 import { startAdminServer, type AdminServer } from '../../src/admin/server.js';
 import { silentLogger } from '../../src/log.js';
 import { MetricsExporter } from '../../src/metrics/exporter.js';
@@ -21,7 +25,15 @@ interface OpenApiDoc {
 
 const backend = new FakeAdminBackend();
 const metrics = new MetricsExporter(backend, { defaultMetrics: false });
-const routes = adminRoutes({ backend, metrics, logger: silentLogger() });
+const routes = [
+  ...adminRoutes({ backend, metrics, logger: silentLogger() }),
+  ...consoleRoutes({
+    adminToken: TOKEN,
+    sessions: new ConsoleSessions({ adminToken: TOKEN }),
+    feed: new ConsoleFeed({ backend, clock: systemClock, logger: silentLogger() }),
+    logger: silentLogger(),
+  }),
+];
 let server: AdminServer;
 let doc: OpenApiDoc;
 
@@ -78,10 +90,14 @@ describe('GET /api/openapi.json', () => {
     for (const name of refs) expect(doc.components.schemas[name], name).toBeDefined();
   });
 
-  it('documents 401 on every route that needs a token', () => {
+  it('documents 401 on every route that needs a credential', () => {
     for (const route of routes) {
       const op = doc.paths[openApiPath(route.path)]?.[route.method.toLowerCase()] as Operation;
       expect(Object.keys(op.responses), `${route.method} ${route.path}`).toContain('401');
+      if (route.auth === 'public') {
+        expect(op.security).toEqual([{}]);
+        continue;
+      }
       if (route.auth === 'optional') expect(op.security).toContainEqual({});
     }
   });

@@ -341,7 +341,7 @@ describe('POST /api/reload', () => {
 
 describe('routing', () => {
   it('answers 404 QG_ERR_ADMIN_NOT_FOUND for an unknown route (with a token)', async () => {
-    for (const path of ['/api/nothing', '/api/sessions/', '/api/users/alice/other', '/']) {
+    for (const path of ['/api/nothing', '/api/sessions/', '/api/users/alice/other', '/nothing']) {
       const res = await call(path);
       expect(res.status, path).toBe(404);
       expect((await errorOf(res)).code).toBe('QG_ERR_ADMIN_NOT_FOUND');

@@ -7,11 +7,17 @@ import type { ConnectionGuardStats } from '../../src/transport/connection-guard.
 import type {
   AdminBackend,
   HealthView,
+  HourlyView,
   MetricsSnapshot,
+  OverviewView,
+  PastSessionsQuery,
+  PastSessionsView,
   QuotaView,
   ReloadResult,
   SessionView,
   StatsView,
+  UserChanges,
+  UserUpdateResult,
   UserView,
 } from '../../src/admin/backend.js';
 import { QuicgateError } from '../../src/errors.js';
@@ -62,6 +68,14 @@ export class FakeAdminBackend implements AdminBackend {
   /** What reload() does next: resolve with a result or throw this error. */
   reloadOutcome: ReloadResult | Error = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [], changed: [] };
   reloadCalls = 0;
+  overviewCalls = 0;
+  /** Past sessions the (pretend) history holds, newest first. */
+  past: PastSessionsView['sessions'][number][] = [];
+  hourlyRows: HourlyView['hours'] = [];
+  historyAvailable = true;
+  /** What updateUser was asked to do, in order. */
+  readonly userUpdates: { name: string; changes: UserChanges }[] = [];
+  certificateNotAfter: string | null = '2026-02-01T00:00:00.000Z';
   statsWindows: number[] = [];
   private readonly endListeners = new Set<(ended: Ended) => void>();
 
@@ -209,6 +223,66 @@ export class FakeAdminBackend implements AdminBackend {
 
   health(): HealthView {
     return this.healthView;
+  }
+
+  overview(): OverviewView {
+    this.overviewCalls++;
+    const sessions = this.listSessions();
+    return {
+      at: '2026-01-01T00:10:00.000Z',
+      sessions,
+      users: [...this.users.values()].map((u) => {
+        const own = sessions.filter((s) => s.user === u.name);
+        return {
+          name: u.name,
+          disabled: u.disabled,
+          bandwidth: u.bandwidth,
+          rateIn: own.reduce((a, s) => a + s.rateIn, 0),
+          rateOut: own.reduce((a, s) => a + s.rateOut, 0),
+          sessions: own.length,
+          maxSessions: 3,
+          quota: u.quota,
+        };
+      }),
+      gateway: {
+        status: this.healthView.status,
+        uptimeSeconds: this.healthView.uptimeSeconds,
+        history: this.healthView.checks.history,
+        historyError: this.healthView.checks.historyError ?? null,
+        certificateNotAfter: this.certificateNotAfter,
+        sessions: sessions.length,
+        maxSessions: 1000,
+        drops: { ...this.drops },
+      },
+    };
+  }
+
+  async hourly(windowHours: number): Promise<HourlyView> {
+    return { windowHours, available: this.historyAvailable, hours: this.historyAvailable ? this.hourlyRows : [] };
+  }
+
+  async pastSessions(query: PastSessionsQuery): Promise<PastSessionsView> {
+    if (!this.historyAvailable) return { available: false, sessions: [] };
+    const needle = query.search?.toLowerCase() ?? '';
+    const hits = this.past.filter((s) => needle === '' || [s.user, s.id, s.endReason ?? ''].some((f) => f.toLowerCase().includes(needle)));
+    return { available: true, sessions: hits.slice(0, query.limit) };
+  }
+
+  async updateUser(name: string, changes: UserChanges): Promise<UserUpdateResult | null> {
+    const user = this.users.get(name);
+    if (user === undefined) return null;
+    this.userUpdates.push({ name, changes });
+    const described: string[] = [];
+    if (changes.bandwidth !== undefined && changes.bandwidth !== user.bandwidth) {
+      described.push(`bandwidth ${user.bandwidth ?? 'unlimited'} -> ${changes.bandwidth ?? 'unlimited'}`);
+      user.bandwidth = changes.bandwidth;
+    }
+    if (changes.disabled !== undefined && changes.disabled !== user.disabled) {
+      described.push(changes.disabled ? 'disabled' : 'enabled');
+      user.disabled = changes.disabled;
+    }
+    if (described.length === 0) return { user: name, file: '/etc/quicgate/users.yaml', changes: [], reload: null };
+    return { user: name, file: '/etc/quicgate/users.yaml', changes: described, reload: await this.reload() };
   }
 
   metrics(): MetricsSnapshot {

@@ -1,0 +1,215 @@
+/**
+ * The admin API's response shapes as zod schemas: the one description of what the API answers. The view
+ * types in backend.ts are inferred from these, and openapi.ts derives its component schemas from them
+ * (z.toJSONSchema over the registry below), so the OpenAPI document cannot drift from the code.
+ */
+import { z } from 'zod';
+import { END_REASONS, REJECT_REASONS } from '../gateway/session.js';
+
+/** Schemas registered here become `#/components/schemas/<id>` in the OpenAPI document. */
+export const apiSchemas = z.registry<{ id: string; description?: string }>();
+
+const count = z.number().int().nonnegative();
+const bytes = count;
+const rate = z.number().nonnegative().describe('Bytes per second.');
+const isoTime = z.iso.datetime();
+
+export const errorCodeSchema = z.enum([
+  'QG_ERR_ADMIN_UNAUTHORIZED',
+  'QG_ERR_ADMIN_FORBIDDEN',
+  'QG_ERR_ADMIN_BAD_REQUEST',
+  'QG_ERR_ADMIN_NOT_FOUND',
+  'QG_ERR_ADMIN_UNAVAILABLE',
+  'QG_ERR_SESSION_NOT_FOUND',
+  'QG_ERR_USER_NOT_FOUND',
+  'QG_ERR_CONFIG_INVALID',
+  'QG_ERR_RELOAD_FAILED',
+  'QG_ERR_ADMIN_INTERNAL',
+]);
+
+export const errorSchema = z
+  .object({
+    error: z.object({
+      code: errorCodeSchema,
+      message: z.string(),
+      details: z.record(z.string(), z.unknown()).optional(),
+    }),
+  })
+  .register(apiSchemas, { id: 'Error' });
+
+export const sessionViewSchema = z
+  .object({
+    id: z.string(),
+    user: z.string(),
+    ipv4: z.string().nullable().describe('Tunnel IPv4 address.'),
+    ipv6: z.string().nullable().describe('Tunnel IPv6 address.'),
+    peer: z.string().describe('Client address as "ip:port".'),
+    transport: z.enum(['h3', 'h2', 'memory']),
+    startedAt: isoTime,
+    lastActivityAt: isoTime,
+    bytesIn: bytes.describe('Client to gateway.'),
+    bytesOut: bytes.describe('Gateway to client.'),
+    packetsIn: count,
+    packetsOut: count,
+    rateIn: rate.describe('Bytes per second over the last few seconds, client to gateway.'),
+    rateOut: rate.describe('Bytes per second over the last few seconds, gateway to client.'),
+  })
+  .register(apiSchemas, { id: 'Session' });
+
+export const quotaViewSchema = z
+  .object({
+    bytes,
+    period: z.enum(['day', 'month']),
+    periodKey: z.string(),
+    used: bytes,
+    remaining: bytes,
+    action: z.enum(['disconnect', 'throttle']),
+    exceeded: z.boolean(),
+  })
+  .register(apiSchemas, { id: 'Quota' });
+
+export const userViewSchema = z
+  .object({
+    name: z.string(),
+    disabled: z.boolean(),
+    bandwidth: count.nullable().describe('Limit in bytes per second; null = unlimited.'),
+    burst: count.nullable(),
+    rateIn: rate,
+    rateOut: rate,
+    maxSessions: count,
+    sessions: z.array(sessionViewSchema),
+    usage: z.object({ sessions: count, bytesIn: bytes, bytesOut: bytes }).describe('All time: history plus live sessions.'),
+    quota: quotaViewSchema.nullable(),
+  })
+  .register(apiSchemas, { id: 'User' });
+
+const rejectionCounts = z.partialRecord(z.enum(REJECT_REASONS), count);
+
+export const statsViewSchema = z
+  .object({
+    windowHours: count,
+    activeSessions: count,
+    activeUsers: count,
+    sessionsInWindow: count,
+    bytesInWindow: z.object({ in: bytes, out: bytes }),
+    topUsers: z.array(z.object({ user: z.string(), bytes })),
+    rejections: rejectionCounts.describe('Refused session requests in the window, by reason.'),
+  })
+  .register(apiSchemas, { id: 'Stats' });
+
+export const healthViewSchema = z
+  .object({
+    status: z.enum(['ok', 'degraded']),
+    uptimeSeconds: z.number().nonnegative(),
+    checks: z.object({
+      tun: z.enum(['ok', 'down']),
+      listener: z.enum(['ok', 'down']),
+      history: z.enum(['ok', 'degraded', 'disabled']),
+      historyError: z.string().nullable().optional(),
+    }),
+  })
+  .register(apiSchemas, { id: 'Health', description: 'Without a token only `status` is sent.' });
+
+export const reloadResultSchema = z
+  .object({
+    bandwidthChanged: z.array(z.string()),
+    usersRemoved: z.array(z.string()),
+    sessionsClosed: count,
+    needRestart: z.array(z.string()).describe('Settings that apply only after a restart.'),
+    changed: z
+      .array(
+        z.object({
+          key: z.string().describe('The key in the config file, e.g. shaping_delay.'),
+          effect: z.enum(['live', 'new_sessions', 'restart']),
+        }),
+      )
+      .describe('Every setting that differs from the running config, with how it took effect.'),
+  })
+  .register(apiSchemas, { id: 'ReloadResult' });
+
+// ── added for the web console ────────────────────────────────────────────────────────────────────────
+
+export const userSummarySchema = z
+  .object({
+    name: z.string(),
+    disabled: z.boolean(),
+    bandwidth: count.nullable().describe('Limit in bytes per second; null = unlimited.'),
+    rateIn: rate,
+    rateOut: rate,
+    sessions: count.describe('Live sessions.'),
+    maxSessions: count,
+    quota: quotaViewSchema.nullable(),
+  })
+  .register(apiSchemas, { id: 'UserSummary' });
+
+export const overviewViewSchema = z
+  .object({
+    at: isoTime.describe('When this snapshot was taken.'),
+    sessions: z.array(sessionViewSchema),
+    users: z.array(userSummarySchema).describe('Every configured user, with or without live sessions.'),
+    gateway: z.object({
+      status: z.enum(['ok', 'degraded']),
+      uptimeSeconds: z.number().nonnegative(),
+      history: z.enum(['ok', 'degraded', 'disabled']),
+      historyError: z.string().nullable(),
+      certificateNotAfter: isoTime.nullable().describe('Expiry of the server certificate the tunnel listener presents.'),
+      sessions: count,
+      maxSessions: count.describe('limits.max_total_sessions'),
+      drops: z.record(z.string(), count).describe('Packets dropped since start, by reason.'),
+    }),
+  })
+  .register(apiSchemas, { id: 'Overview' });
+
+export const hourlyViewSchema = z
+  .object({
+    windowHours: count,
+    available: z.boolean().describe('False when the history is disabled or degraded (hours is then empty).'),
+    hours: z.array(
+      z.object({
+        hour: isoTime.describe('Start of the UTC hour.'),
+        sessions: count.describe('Sessions started in this hour.'),
+        bytesIn: bytes,
+        bytesOut: bytes,
+      }),
+    ),
+  })
+  .register(apiSchemas, { id: 'HourlyHistory' });
+
+export const pastSessionSchema = z
+  .object({
+    id: z.string(),
+    user: z.string(),
+    ipv4: z.string().nullable(),
+    ipv6: z.string().nullable(),
+    peer: z.string(),
+    transport: z.string(),
+    startedAt: isoTime,
+    endedAt: isoTime.nullable().describe('Null while the session is still open.'),
+    durationSeconds: z.number().nonnegative().nullable(),
+    bytesIn: bytes,
+    bytesOut: bytes,
+    status: z.enum(['open', 'closed']),
+    endReason: z.enum(END_REASONS).nullable(),
+    endMessage: z.string().nullable(),
+  })
+  .register(apiSchemas, { id: 'PastSession' });
+
+export const pastSessionsViewSchema = z
+  .object({ available: z.boolean(), sessions: z.array(pastSessionSchema) })
+  .register(apiSchemas, { id: 'PastSessions' });
+
+export const userUpdateResultSchema = z
+  .object({
+    user: z.string(),
+    file: z.string().describe('The users file that was edited (the source of truth).'),
+    changes: z.array(z.string()).describe('What changed, e.g. "bandwidth 10 Mbit/s -> 5 Mbit/s"; empty when nothing did.'),
+    reload: reloadResultSchema.nullable().describe('The reload that applied it; null when nothing changed.'),
+  })
+  .register(apiSchemas, { id: 'UserUpdateResult' });
+
+export const consoleSessionSchema = z
+  .object({
+    csrfToken: z.string().describe('Send as X-CSRF-Token on every POST, PATCH and DELETE made with the cookie.'),
+    expiresAt: isoTime,
+  })
+  .register(apiSchemas, { id: 'ConsoleSession' });
