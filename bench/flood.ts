@@ -72,10 +72,12 @@ async function main(): Promise<void> {
   // c1 floods during the traffic part and the memory part, c3..c5 are fresh sources for the cpu part.
   const topo = await Topology.create(5);
   const files = new GatewayFiles();
+  let gateway: QuicgateProcess | null = null;
   try {
     await files.writeUsers([{ name: 'good', password: 'good-pw', bandwidth: 'unlimited' }]);
     files.writeServer(SERVER_YAML);
     const gw = startGateway(topo, files, { nodeArgs: ['--expose-gc', '--import', PROBE] });
+    gateway = gw;
     await gw.waitForMsg('gateway up');
     const good = startClient(topo, topo.clients[1]!, files.clientConfig('good', 'good', 'good-pw'), 'good');
     await good.waitForMsg('tunnel up');
@@ -104,7 +106,7 @@ async function main(): Promise<void> {
     await measure(5300); // warm-up
     const alone = await measure(5301);
     const cpu0 = cpuSeconds(gw.pid);
-    const flooding = flood({ idle: IDLE, passwords: PASSWORDS, garbage: GARBAGE, holdMs: 8000, repeatForMs: (SECONDS + 1) * 1000 });
+    const flooding = flood({ idle: IDLE, passwords: PASSWORDS, garbage: GARBAGE, holdMs: 20_000, repeatForMs: (SECONDS + 1) * 1000 });
     await sleep(500);
     const during = await measure(5302);
     const floodResult = await flooding;
@@ -132,12 +134,12 @@ async function main(): Promise<void> {
     // refused as often as the budget, then resets at accept); garbage and idle are not throttled by it.
     await cpuOf('password', { passwords: PASSWORDS }, PASSWORDS, topo.clients[2]!);
     await cpuOf('garbage', { garbage: GARBAGE }, GARBAGE, topo.clients[3]!);
-    await cpuOf('idle', { idle: IDLE, holdMs: 8000 }, IDLE, topo.clients[4]!);
+    await cpuOf('idle', { idle: IDLE, holdMs: 20_000 }, IDLE, topo.clients[4]!);
 
     // ---- memory: ROUNDS floods in a row ----
     const rounds: { raw: number; probe: MemProbe }[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      await flood({ idle: IDLE, passwords: PASSWORDS, garbage: GARBAGE, holdMs: 8000 });
+      await flood({ idle: IDLE, passwords: PASSWORDS, garbage: GARBAGE, holdMs: 20_000 });
       await sleep(2000);
       if (!gw.running) throw new Error(`the gateway exited; its last output:\n${gw.stderrText.slice(-30).join('\n')}`);
       const raw = rssBytes(gw.pid);
@@ -154,6 +156,9 @@ async function main(): Promise<void> {
         `RSS after GC ${((last.probe.rss - first.probe.rss) / MiB).toFixed(1)} MiB`,
     );
     printErrors(gw);
+  } catch (err) {
+    if (gateway !== null && !gateway.running) console.error(`the gateway exited (${JSON.stringify(await gateway.exited)}); its last output:\n${gateway.stderrText.slice(-30).join('\n')}`);
+    throw err;
   } finally {
     await topo.destroy();
     files.cleanup();
