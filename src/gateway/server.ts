@@ -199,6 +199,7 @@ export class Gateway {
     const before = this.config;
     const restartOnly = (['listen', 'port', 'mtu', 'tunName', 'dataDir'] as const).filter((k) => before[k] !== next[k]);
     if (JSON.stringify(before.networks) !== JSON.stringify(next.networks)) restartOnly.push('networks' as never);
+    if (JSON.stringify(before.connections) !== JSON.stringify(next.connections)) restartOnly.push('connections' as never);
     const oldUsers = new Map(before.users.map((u) => [u.name, u]));
     const liveBefore = this.sessions.size;
     try {
@@ -215,6 +216,7 @@ export class Gateway {
       tunName: before.tunName,
       dataDir: before.dataDir,
       networks: before.networks,
+      connections: before.connections,
     };
     const names = new Set(next.users.map((u) => u.name));
     const summary: ReloadSummary = {
