@@ -70,7 +70,9 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
   const guard = new ConnectionGuard({ ...limits, sourceBlocked: throttle && ((address) => throttle.isBlocked(address)), logger });
   // A ticket not taken within the handshake deadline is dropped with the password it holds.
-  const tickets = new TicketStore<Ticket>({ ttlMs: limits.handshakeTimeoutMs, max: limits.maxPending, expire: (t) => guard.released(t.request.peer) });
+  // The guard watches the HTTP/2 (TCP) connections only; an HTTP/3 peer's "address:port" is a UDP one.
+  const guardFor = (kind: TransportKind): ConnectionGuard | undefined => (kind === 'h2' ? guard : undefined);
+  const tickets = new TicketStore<Ticket>({ ttlMs: limits.handshakeTimeoutMs, max: limits.maxPending, expire: (t) => guardFor(t.request.transport)?.released(t.request.peer) });
   const handlers: ((accepted: AcceptedConnection) => void)[] = [];
   const servers: { kind: 'h2' | 'h3'; server: WtServer }[] = [];
   let closed = false;
@@ -91,21 +93,21 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
       // Spends the source's attempt budget; logged while within it (a flood is logged once, by the throttle).
       const source = sourceOf(peer);
       if ((await throttle?.admit(source)) ?? true) logger.info({ source, peer, status: parsed.status, reason: parsed.message }, 'malformed session request refused');
-      guard.refused(peer);
+      guardFor(kind)?.refused(peer);
       return refusal(parsed.status, parsed.code, parsed.message);
     }
     try {
       const result = await options.admission(parsed.request);
       if (!result.ok) {
-        guard.refused(peer);
+        guardFor(kind)?.refused(peer);
         return refusal(result.status, result.code, result.message);
       }
-      guard.admitted(peer);
+      guardFor(kind)?.admitted(peer);
       const id = tickets.issue({ request: { ...parsed.request, user: result.user } });
       return { status: 200, path: TUNNEL_PATH, userData: { ticket: id } };
     } catch (err) {
       logger.error({ err, peer: parsed.request.peer }, 'admission failed');
-      guard.refused(peer);
+      guardFor(kind)?.refused(peer);
       return refusal(503, 'QG_ERR_SERVER_LIMIT', 'admission failed');
     }
   };
@@ -130,7 +132,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     const ticket = ticketId === undefined ? undefined : tickets.take(ticketId);
     forgetRequest(session);
     if (!ticket || closed) {
-      if (ticket) guard.released(ticket.request.peer);
+      if (ticket) guardFor(kind)?.released(ticket.request.peer);
       closeQuietly(session, 'server_shutdown');
       return;
     }
@@ -148,13 +150,13 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
         sendQueuePackets: options.sendQueuePackets,
         logger,
       });
-      void connection.closed.then(() => guard.released(peer));
+      void connection.closed.then(() => guardFor(kind)?.released(peer));
       const accepted: AcceptedConnection = { connection, request: ticket.request };
       if (handlers.length === 0) connection.close({ reason: 'server_shutdown', message: 'no handler' });
       for (const handler of handlers) handler(accepted);
     } catch (err) {
       logger.info({ err, peer, user: ticket.request.user }, 'session failed before its control stream opened');
-      guard.released(peer);
+      guardFor(kind)?.released(peer);
       closeQuietly(session, 'error');
     }
   };
