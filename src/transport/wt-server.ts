@@ -69,9 +69,9 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   const throttle = options.throttle;
   const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
   const guard = new ConnectionGuard({ ...limits, sourceBlocked: throttle && ((address) => throttle.isBlocked(address)), logger });
-  // A ticket not taken within the handshake deadline is dropped with the password it holds.
   // The guard watches the HTTP/2 (TCP) connections only; an HTTP/3 peer's "address:port" is a UDP one.
   const guardFor = (kind: TransportKind): ConnectionGuard | undefined => (kind === 'h2' ? guard : undefined);
+  // A ticket not taken within the handshake deadline is dropped with the password it holds.
   const tickets = new TicketStore<Ticket>({ ttlMs: limits.handshakeTimeoutMs, max: limits.maxPending, expire: (t) => guardFor(t.request.transport)?.released(t.request.peer) });
   const handlers: ((accepted: AcceptedConnection) => void)[] = [];
   const servers: { kind: 'h2' | 'h3'; server: WtServer }[] = [];
