@@ -209,7 +209,13 @@ export class ConnectionGuard {
   }
 
   private destroy(entry: Entry): void {
-    if (entry.h2 !== null && !entry.h2.destroyed) entry.h2.destroy();
+    if (entry.h2 !== null && !entry.h2.destroyed) {
+      // close() first: it marks the session closed at once, and the library's per-session ping timer only checks
+      // `closed` (a ping on a destroyed, not yet closed session throws uncaught; it crashed the gateway when that
+      // timer fell in the same turn as our deadline).
+      entry.h2.close();
+      entry.h2.destroy();
+    }
     if (entry.tls !== null) entry.tls.destroy();
     // Before TLS is done only the raw socket is known; a reset frees it at once (a FIN would wait for the peer).
     else if (!entry.raw.destroyed) entry.raw.resetAndDestroy();
