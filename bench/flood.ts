@@ -14,8 +14,9 @@
  *             (IDLE idle TLS connections held, PASSWORDS wrong passwords on their own connections, GARBAGE
  *             connections sending garbage after TLS, repeated for the whole measurement): the ratio and the
  *             ping difference, with the goals ≥ 0.8 and ≤ +10 ms
- *   cpu       gateway CPU time (utime+stime from /proc) per refused password attempt, per garbage connection
- *             and per idle connection (held to the deadline or reset at accept), each flood on its own
+ *   cpu       gateway CPU time (utime+stime from /proc) per refused password attempt, per garbage connection,
+ *             per idle connection (held to the deadline or reset at accept) and per held connection (32 from
+ *             one source, all held to the deadline), each flood on its own from a fresh source
  *   memory    ROUNDS floods in a row (no traffic); after each, 2 s later: raw RSS, then a forced GC (SIGUSR2 to
  *             the probe) and RSS, V8 heap used, external. Goal: after the fifth, RSS within +16 MiB of the first
  */
@@ -69,13 +70,15 @@ function median(values: readonly number[]): number {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/flood.ts needs root (namespaces, TUN)');
   await removeStaleNamespaces();
-  // c1 floods during the traffic part and the memory part, c3..c5 are fresh sources for the cpu part.
-  const topo = await Topology.create(5);
+  // c1 floods during the traffic part and the memory part, c3..c6 are fresh sources for the cpu part.
+  const topo = await Topology.create(6);
   const files = new GatewayFiles();
+  let gateway: QuicgateProcess | null = null;
   try {
     await files.writeUsers([{ name: 'good', password: 'good-pw', bandwidth: 'unlimited' }]);
     files.writeServer(SERVER_YAML);
     const gw = startGateway(topo, files, { nodeArgs: ['--expose-gc', '--import', PROBE] });
+    gateway = gw;
     await gw.waitForMsg('gateway up');
     const good = startClient(topo, topo.clients[1]!, files.clientConfig('good', 'good', 'good-pw'), 'good');
     await good.waitForMsg('tunnel up');
@@ -104,7 +107,7 @@ async function main(): Promise<void> {
     await measure(5300); // warm-up
     const alone = await measure(5301);
     const cpu0 = cpuSeconds(gw.pid);
-    const flooding = flood({ idle: IDLE, passwords: PASSWORDS, garbage: GARBAGE, holdMs: 8000, repeatForMs: (SECONDS + 1) * 1000 });
+    const flooding = flood({ idle: IDLE, passwords: PASSWORDS, garbage: GARBAGE, holdMs: 20_000, repeatForMs: (SECONDS + 1) * 1000 });
     await sleep(500);
     const during = await measure(5302);
     const floodResult = await flooding;
@@ -132,12 +135,14 @@ async function main(): Promise<void> {
     // refused as often as the budget, then resets at accept); garbage and idle are not throttled by it.
     await cpuOf('password', { passwords: PASSWORDS }, PASSWORDS, topo.clients[2]!);
     await cpuOf('garbage', { garbage: GARBAGE }, GARBAGE, topo.clients[3]!);
-    await cpuOf('idle', { idle: IDLE, holdMs: 8000 }, IDLE, topo.clients[4]!);
+    await cpuOf('idle', { idle: IDLE, holdMs: 20_000 }, IDLE, topo.clients[4]!);
+    // As many as one source may hold (max_pending_per_source): each gets TLS and HTTP/2 and is held to the deadline.
+    await cpuOf('held', { idle: 32, holdMs: 20_000 }, 32, topo.clients[5]!);
 
     // ---- memory: ROUNDS floods in a row ----
     const rounds: { raw: number; probe: MemProbe }[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      await flood({ idle: IDLE, passwords: PASSWORDS, garbage: GARBAGE, holdMs: 8000 });
+      await flood({ idle: IDLE, passwords: PASSWORDS, garbage: GARBAGE, holdMs: 20_000 });
       await sleep(2000);
       if (!gw.running) throw new Error(`the gateway exited; its last output:\n${gw.stderrText.slice(-30).join('\n')}`);
       const raw = rssBytes(gw.pid);
@@ -154,6 +159,9 @@ async function main(): Promise<void> {
         `RSS after GC ${((last.probe.rss - first.probe.rss) / MiB).toFixed(1)} MiB`,
     );
     printErrors(gw);
+  } catch (err) {
+    if (gateway !== null && !gateway.running) console.error(`the gateway exited (${JSON.stringify(await gateway.exited)}); its last output:\n${gateway.stderrText.slice(-30).join('\n')}`);
+    throw err;
   } finally {
     await topo.destroy();
     files.cleanup();

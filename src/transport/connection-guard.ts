@@ -153,7 +153,7 @@ export class ConnectionGuard {
     }
     const address = raw.remoteAddress!;
     const source = sourceKey(address);
-    const refuse = this.options.sourceBlocked?.(address) ? 'source_blocked' : this.pendingTotal >= this.options.maxPending ? 'limit_total' : (this.pendingBySource.get(source) ?? 0) >= this.options.maxPendingPerSource ? 'limit_source' : null;
+    const refuse = this.refusal(address, source);
     if (refuse !== null) {
       this.closedCounts[refuse]++;
       if (refuse === 'limit_total' && !this.limitLogged) {
@@ -169,6 +169,13 @@ export class ConnectionGuard {
     this.setPending(entry, true);
     raw.once('close', () => this.forget(entry));
     return true;
+  }
+
+  private refusal(address: string, source: string): GuardCloseReason | null {
+    if (this.options.sourceBlocked?.(address)) return 'source_blocked';
+    if (this.pendingTotal >= this.options.maxPending) return 'limit_total';
+    if ((this.pendingBySource.get(source) ?? 0) >= this.options.maxPendingPerSource) return 'limit_source';
+    return null;
   }
 
   private entryOf(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): Entry | undefined {
@@ -202,7 +209,13 @@ export class ConnectionGuard {
   }
 
   private destroy(entry: Entry): void {
-    if (entry.h2 !== null && !entry.h2.destroyed) entry.h2.destroy();
+    if (entry.h2 !== null && !entry.h2.destroyed) {
+      // close() first: it marks the session closed at once, and the library's per-session ping timer only checks
+      // `closed` (a ping on a destroyed, not yet closed session throws uncaught; it crashed the gateway when that
+      // timer fell in the same turn as our deadline).
+      entry.h2.close();
+      entry.h2.destroy();
+    }
     if (entry.tls !== null) entry.tls.destroy();
     // Before TLS is done only the raw socket is known; a reset frees it at once (a FIN would wait for the peer).
     else if (!entry.raw.destroyed) entry.raw.resetAndDestroy();

@@ -81,8 +81,10 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   const throttle = options.throttle;
   const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
   const guard = new ConnectionGuard({ ...limits, sourceBlocked: throttle && ((address) => throttle.isBlocked(address)), logger });
+  // The guard watches the HTTP/2 (TCP) connections only; an HTTP/3 peer's "address:port" is a UDP one.
+  const guardFor = (kind: TransportKind): ConnectionGuard | undefined => (kind === 'h2' ? guard : undefined);
   // A ticket not taken within the handshake deadline is dropped with the password it holds.
-  const tickets = new TicketStore<Ticket>({ ttlMs: limits.handshakeTimeoutMs, max: limits.maxPending, expire: (t) => guard.released(t.request.peer) });
+  const tickets = new TicketStore<Ticket>({ ttlMs: limits.handshakeTimeoutMs, max: limits.maxPending, expire: (t) => guardFor(t.request.transport)?.released(t.request.peer) });
   const handlers: ((accepted: AcceptedConnection) => void)[] = [];
   const servers: { kind: 'h2' | 'h3'; server: WtServer }[] = [];
   /** Open HTTP/3 connections: closed by a listener restart (updateCertificate). */
@@ -111,21 +113,21 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
       // Spends the source's attempt budget; logged while within it (a flood is logged once, by the throttle).
       const source = sourceOf(peer);
       if ((await throttle?.admit(source)) ?? true) logger.info({ source, peer, status: parsed.status, reason: parsed.message }, 'malformed session request refused');
-      guard.refused(peer);
+      guardFor(kind)?.refused(peer);
       return refuse(kind, { status: parsed.status, code: parsed.code, message: parsed.message });
     }
     try {
       const result = await options.admission(parsed.request);
       if (!result.ok) {
-        guard.refused(peer);
+        guardFor(kind)?.refused(peer);
         return refuse(kind, { status: result.status, code: result.code, message: result.message });
       }
-      guard.admitted(peer);
+      guardFor(kind)?.admitted(peer);
       const id = tickets.issue({ request: { ...parsed.request, user: result.user } });
       return { status: 200, path: TUNNEL_PATH, userData: { ticket: id } };
     } catch (err) {
       logger.error({ err, peer: parsed.request.peer }, 'admission failed');
-      guard.refused(peer);
+      guardFor(kind)?.refused(peer);
       return refuse(kind, { status: 503, code: 'QG_ERR_SERVER_LIMIT', message: 'admission failed' });
     }
   };
@@ -156,7 +158,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     const ticket = ticketId === undefined ? undefined : tickets.take(ticketId);
     forgetRequest(session);
     if (!ticket || closed) {
-      if (ticket) guard.released(ticket.request.peer);
+      if (ticket) guardFor(kind)?.released(ticket.request.peer);
       closeQuietly(session, 'server_shutdown');
       return;
     }
@@ -174,7 +176,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
         sendQueuePackets: options.sendQueuePackets,
         logger,
       });
-      void connection.closed.then(() => guard.released(peer));
+      void connection.closed.then(() => guardFor(kind)?.released(peer));
       if (kind === 'h3') {
         h3Connections.add(connection);
         void connection.closed.then(() => h3Connections.delete(connection));
@@ -184,7 +186,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
       for (const handler of handlers) handler(accepted);
     } catch (err) {
       logger.info({ err, peer, user: ticket.request.user }, 'session failed before its control stream opened');
-      guard.released(peer);
+      guardFor(kind)?.released(peer);
       closeQuietly(session, 'error');
     }
   };

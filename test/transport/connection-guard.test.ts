@@ -68,7 +68,7 @@ function fakeGuard(overrides: { maxPending?: number; maxPendingPerSource?: numbe
     server.emit('secureConnection', tls);
     return tls;
   };
-  return { clock, guard, accept, secure, peer: (s: FakeSocket) => `${s.remoteAddress}:${s.remotePort}` };
+  return { clock, guard, server, accept, secure, peer: (s: FakeSocket) => `${s.remoteAddress}:${s.remotePort}` };
 }
 
 describe('ConnectionGuard bookkeeping', () => {
@@ -122,6 +122,34 @@ describe('ConnectionGuard bookkeeping', () => {
     v6.accept('2001:db8:1:2::2');
     expect(v6.accept('2001:db8:1:2:ffff::3').resets).toBe(1);
     expect(v6.accept('2001:db8:1:3::1').destroyed).toBe(false);
+  });
+
+  it('marks an HTTP/2 session closed before destroying it (the library pings every session unless `closed`)', () => {
+    const { clock, server, accept, secure } = fakeGuard();
+    const raw = accept();
+    secure(raw);
+    // The library's ping timer (lib/http2/node/server.js): `if (!session.closed) session.ping(...)`; Node throws
+    // ERR_HTTP2_INVALID_SESSION on a ping of a destroyed session.
+    const session = {
+      closed: false,
+      destroyed: false,
+      socket: raw,
+      close() {
+        this.closed = true;
+      },
+      destroy() {
+        this.destroyed = true;
+      },
+      ping() {
+        if (this.destroyed) throw new Error('ERR_HTTP2_INVALID_SESSION');
+      },
+    };
+    server.emit('session', session);
+    clock.advance(1000);
+    expect(session.destroyed).toBe(true);
+    expect(() => {
+      if (!session.closed) session.ping();
+    }).not.toThrow();
   });
 
   it('a refused CONNECT closes a connection that carries no session, not one that does', () => {

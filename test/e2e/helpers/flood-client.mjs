@@ -77,14 +77,23 @@ async function idle(n, holdMs) {
 function oneGuess(i) {
   return new Promise((resolve) => {
     const session = h2connect(`https://${opts.host}:${opts.port}`, { ca, ...(opts.servername ? { servername: opts.servername } : {}) });
+    let answered = false;
     const finish = (answer) => {
+      if (answered) return;
+      answered = true;
       session.destroy();
       resolve(answer);
     };
     session.on('error', () => finish('reset'));
     session.once('remoteSettings', () => {
       const basic = Buffer.from(`user${i % 7}:wrong-${i}`).toString('base64');
-      const req = session.request({ ':method': 'CONNECT', ':protocol': 'webtransport', ':scheme': 'https', ':authority': opts.host, ':path': '/quicgate', authorization: `Basic ${basic}`, 'x-quicgate-version': 'flood' });
+      let req;
+      try {
+        req = session.request({ ':method': 'CONNECT', ':protocol': 'webtransport', ':scheme': 'https', ':authority': opts.host, ':path': '/quicgate', authorization: `Basic ${basic}`, 'x-quicgate-version': 'flood' });
+      } catch {
+        finish('reset'); // the session was closed under us (e.g. a GOAWAY raced the SETTINGS)
+        return;
+      }
       req.on('error', () => finish('reset'));
       req.once('response', (headers) => finish(String(headers[':status'])));
     });
