@@ -48,8 +48,7 @@ export type PathWatch = (onChange: () => void) => () => void;
 
 /** How long a keepalive probe after a local address change may go unanswered before the client reconnects. */
 export const PATH_PROBE_MS = 500;
-/** Close reason of a connection given up after a local address change; the reconnect follows without backoff. */
-const PATH_CHANGED = 'path_changed';
+
 
 export interface ClientParts {
   readonly logger: Logger;
@@ -82,6 +81,8 @@ export class TunnelClient {
   private undoSystem: (() => Promise<void>) | null = null;
   private addresses: string[] = [];
   private resume: ResumeClaim | null = null;
+  /** The last connection was given up after a local address change: reconnect without a backoff delay. */
+  private pathChanged = false;
   private stopRequested = false;
   private wake: (() => void) | null = null;
   private readonly listeners = new Set<(state: ClientState) => void>();
@@ -106,7 +107,7 @@ export class TunnelClient {
       this.setState({ kind: 'connecting', attempt: this.backoff.attempts });
       this.logger.info({ attempt: this.backoff.attempts, transport: this.config.transport }, 'connecting');
       let lastError = '';
-      let pathChanged = false;
+      this.pathChanged = false;
       try {
         const info = await this.connectOnce();
         if (info.retry === false && !this.stopRequested) {
@@ -115,7 +116,6 @@ export class TunnelClient {
           break;
         }
         lastError = `session closed: ${info.reason}`;
-        pathChanged = info.reason === PATH_CHANGED;
         this.logger.warn({ reason: info.reason, message: info.message }, 'session closed');
       } catch (err) {
         if (isQuicgateError(err, 'QG_ERR_REJECTED') && err.details?.retry === false) {
@@ -133,7 +133,7 @@ export class TunnelClient {
       }
       if (this.stopRequested) break;
       // A new local path: the old session is resumed on it at once (the gateway still has it).
-      if (pathChanged) continue;
+      if (this.pathChanged) continue;
       if (this.backoff.exhausted) {
         finalError = new QuicgateError('QG_ERR_CONNECT_FAILED', `giving up after ${this.backoff.attempts} attempts: ${lastError}`);
         break;
@@ -199,7 +199,8 @@ export class TunnelClient {
           probe.timer = this.clock.setTimeout(() => {
             probe.timer = null;
             if (m.lastHeard > sentAt) return;
-            connection.close({ reason: PATH_CHANGED, message: `local addresses changed and the gateway did not answer within ${PATH_PROBE_MS} ms` });
+            this.pathChanged = true;
+            connection.close({ reason: 'connection_lost', message: `local addresses changed and the gateway did not answer within ${PATH_PROBE_MS} ms` });
           }, PATH_PROBE_MS);
         }) ?? null;
       this.backoff.reset();

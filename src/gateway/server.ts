@@ -238,7 +238,7 @@ export class Gateway {
       needRestart,
       changed,
     };
-    this.logger.info({ changed: changed.map((c) => `${c.key} (${c.effect})`) }, changed.length === 0 ? 'config reloaded: nothing changed' : 'config reloaded');
+    this.logger.info({ ...summary, changed: changed.map((c) => `${c.key} (${c.effect})`) }, 'config reloaded');
     if (needRestart.length > 0) this.logger.warn({ keys: needRestart }, 'these settings change only with a restart');
     // Last, so the reload itself is still logged at the level it was asked at.
     this.logger.level = next.logLevel;

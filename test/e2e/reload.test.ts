@@ -50,7 +50,7 @@ async function writeUsers(bobBandwidth: string): Promise<void> {
 async function sighup(): Promise<Record<string, unknown>> {
   const from = gateway.lines.length;
   gateway.signal('SIGHUP');
-  return gateway.waitFor((l) => l.msg.startsWith('config reloaded'), 10_000, from);
+  return gateway.waitFor((l) => l.msg === 'config reloaded', 10_000, from);
 }
 
 async function ping(from: string, to: string): Promise<boolean> {
