@@ -162,6 +162,8 @@ describe('a stalled history database', () => {
       expect(statsMs).toBeLessThan(BOUND_MS);
       const metrics = samples(await (await harness.call('/metrics')).text());
       expect(metrics.get('quicgate_history_degraded')).toBe(1);
+      expect(metrics.get('quicgate_history_pending_records')).toBeGreaterThan(0); // bob's start, at least
+      expect(metrics.get('quicgate_history_dropped_records_total')).toBe(0); // well below history.queue_limit
 
       other.exec('COMMIT');
       await harness.surface.history!.settled();
