@@ -182,7 +182,11 @@ history: { enabled: false }
   const idle = pingRtts((await topo.exec(nsA1, 'ping', ['-n', '-i', '0.1', '-c', '10', GW4])).stdout);
   console.log(`# ${new Date().toISOString()} DUR=${DUR}s shaping=${SHAPING} shaping_delay=${DELAY_MS}ms bob=${BOB_MBIT} Mbit/s; idle ping alice median ${median(idle).toFixed(2)} ms`);
   console.log('# goals: IP rate/limit within 0.95..1.05, worst 1 s window (after the first) <= 1.05, ping RTT p95 <= shaping delay + 5 ms, bob rate/limit 0.9..1.05');
-  console.log('# note: one bucket and one scheduler per user carry both directions; a ping shares its queue with the bulk flow of its direction (up to the shaping delay), the reply goes first in the quiet direction');
+  console.log(
+    SHAPING === 'fair'
+      ? '# note: one bucket and one scheduler per user carry both directions; every flow has its own queue there, a ping (a new flow) goes ahead of the backlogs'
+      : '# note: one bucket and one scheduler per user carry both directions; a ping shares its queue with the bulk flow of its direction (up to the shaping delay), the reply goes first in the quiet direction',
+  );
   for (const limit of LIMITS) {
     await usersFor(limit);
     const mark = gw.lines.length;

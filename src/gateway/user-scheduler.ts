@@ -198,10 +198,12 @@ export class UserScheduler {
 
   /**
    * Bytes that may wait in all of the user's flows for a packet arriving `now`: what the bucket pays within
-   * the shaping delay, less any debt (plus any tokens it already holds). (admit() computes it in place.)
+   * the shaping delay, plus any tokens it already holds (debt is not held against it; see admit(), which
+   * computes it in place). Packets admitted as larger than the budget are not counted against it.
    */
   budget(now: number): number {
-    return (this.bucket.rate * this.delayMs) / 1000 + this.bucket.available(now);
+    const available = this.bucket.available(now);
+    return (this.bucket.rate * this.delayMs) / 1000 + (available > 0 ? available : 0);
   }
 
   /** Queue a packet of `queue` (the caller checked queue.hasRoom), or drop it. */
