@@ -68,7 +68,7 @@ describe('user edits from the console', () => {
       user: 'alice',
       file: usersFile,
       changes: ['bandwidth 10 Mbit/s -> 2 Mbit/s'],
-      reload: { bandwidthChanged: ['alice'], usersRemoved: [], sessionsClosed: 0, needRestart: [] },
+      reload: { bandwidthChanged: ['alice'], usersRemoved: [], sessionsClosed: 0, needRestart: [], changed: [{ key: 'users', effect: 'live' }] },
     });
     const text = readFileSync(usersFile, 'utf8');
     expect(text).toContain('# the operator keeps notes here');

@@ -64,7 +64,7 @@ describe('session resume', () => {
     expect(stats.rejections.user_limit).toBe(1); // only the plain attempt
     const metrics = samples(await (await h.call('/metrics')).text());
     expect(metrics.get('quicgate_sessions_ended_total{reason="resumed"}')).toBe(1);
-    h.surface.history?.flush();
+    await h.surface.history?.flush();
     expect(h.rows<{ id: string; close_reason: string | null }>('SELECT id, close_reason FROM sessions ORDER BY started_at, id')).toContainEqual({
       id: first.assign.sessionId,
       close_reason: 'resumed',
