@@ -5,6 +5,7 @@
  */
 import type { Clock } from '../clock.js';
 import type { TunDevice } from '../tun/device.js';
+import { GsoSplitter } from '../tun/gso.js';
 import { TunWriter } from '../tun/writer.js';
 import { newDropCounters, type DropCounters } from './drops.js';
 import { InboundReceiver } from './inbound.js';
@@ -26,9 +27,11 @@ export class Forwarder {
   private readonly peers = new Map<string, TunnelPeer>();
   private readonly outbound: OutboundPipeline;
   private readonly writer: TunWriter;
+  private readonly splitter: GsoSplitter;
 
   constructor(private readonly options: ForwarderOptions) {
-    this.outbound = new OutboundPipeline(this.routes, this.drops, options.clock, options.shapingDelayMs);
+    this.splitter = new GsoSplitter(options.tun.mtu);
+    this.outbound = new OutboundPipeline(this.routes, this.drops, options.clock, options.shapingDelayMs, this.splitter);
     options.tun.onBatch(this.outbound.handleBatch);
     this.writer = new TunWriter(options.tun);
   }
@@ -50,6 +53,7 @@ export class Forwarder {
         drops: this.drops,
         shapingDelayMs: this.options.shapingDelayMs,
         allowClientToClient: this.options.allowClientToClient,
+        splitter: this.splitter,
       }),
     );
     return peer;
@@ -73,4 +77,4 @@ export class Forwarder {
   }
 }
 
-const DISCARD = { onPacket() {}, onBatchEnd() {} };
+const DISCARD = { onPacket() {}, onSuperPacket() {}, onBatchEnd() {} };

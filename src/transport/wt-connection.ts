@@ -41,9 +41,13 @@ export interface WtConnectionOptions {
   readonly clock?: Clock;
 }
 
-/** DATAGRAM capsule (RFC 9297) header: type 0x00, then the length as a 2-byte varint (valid for < 16384). */
-const CAPSULE_HEADER_BYTES = 3;
-const MAX_CAPSULE_PAYLOAD = 16383;
+/**
+ * DATAGRAM capsule (RFC 9297) header: type 0x00, then the length as a QUIC varint: 2 bytes below 16384,
+ * 4 bytes above (super-packet datagrams, framing.ts). The encoder keeps room for the larger one.
+ */
+const CAPSULE_HEADER_BYTES = 5;
+const SHORT_CAPSULE_PAYLOAD = 16383;
+const MAX_CAPSULE_PAYLOAD = (1 << 30) - 1;
 
 /**
  * HTTP/2 fast path: each sealed datagram goes down as one DATAGRAM capsule in ONE write on the HTTP/2 stream
@@ -62,10 +66,18 @@ class H2CapsuleWire implements DatagramWire {
     const length = datagram.length;
     const stream = this.stream;
     if (!stream.writable || datagram.byteOffset < CAPSULE_HEADER_BYTES || length > MAX_CAPSULE_PAYLOAD) return;
-    const capsule = Buffer.from(datagram.buffer, datagram.byteOffset - CAPSULE_HEADER_BYTES, length + CAPSULE_HEADER_BYTES);
+    const header = length <= SHORT_CAPSULE_PAYLOAD ? 3 : 5;
+    const capsule = Buffer.from(datagram.buffer, datagram.byteOffset - header, length + header);
     capsule[0] = 0x00;
-    capsule[1] = 0x40 | (length >> 8);
-    capsule[2] = length & 0xff;
+    if (header === 3) {
+      capsule[1] = 0x40 | (length >> 8);
+      capsule[2] = length & 0xff;
+    } else {
+      capsule[1] = 0x80 | (length >>> 24);
+      capsule[2] = (length >>> 16) & 0xff;
+      capsule[3] = (length >>> 8) & 0xff;
+      capsule[4] = length & 0xff;
+    }
     stream.write(capsule);
   }
 
@@ -134,7 +146,13 @@ export class WebTransportConnection extends ConnectionBase {
 
   private constructor(options: WtConnectionOptions, wire: DatagramWire, headroom: number) {
     const maxDatagramBytes = options.kind === 'h2' ? H2_MAX_DATAGRAM_BYTES : h3DatagramBytes(options.session);
-    super({ kind: options.kind, peer: options.peer, sendQueuePackets: options.sendQueuePackets, maxDatagramBytes, headroom }, wire);
+    // Super-packets (64 KB datagrams) only on the HTTP/2 fast path both ways: our capsule writer, and the
+    // capsule parser's datagrams delivered straight into the decoder (the library's own queue is not asked).
+    const superPackets = headroom > 0 && typeof http2Internals(options.session)?.jsobj?.onDatagramReceived === 'function';
+    super(
+      { kind: options.kind, peer: options.peer, sendQueuePackets: options.sendQueuePackets, maxDatagramBytes, headroom, superPackets },
+      wire,
+    );
     this.session = options.session;
     this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
@@ -142,6 +160,7 @@ export class WebTransportConnection extends ConnectionBase {
     this.controlWriter.closed.then(undefined, noop);
     if (!this.interceptH2Datagrams(options)) void this.readDatagrams();
     void this.readControl(options.controlStream);
+    if (options.role === 'client') this.announceFraming();
     this.session.closed.then(
       (info) => this.onSessionClosed(info.reason ?? '', info.closeCode),
       (err: unknown) => this.onSessionClosed(err instanceof Error ? err.message : String(err), undefined),
