@@ -8,6 +8,7 @@
  * Close: `close` control line, then session.close() whose reason carries the same message (whichever
  *   arrives first tells the peer why); the session's `closed` ends the connection either way.
  */
+import type { Http2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { WritableStreamDefaultWriter } from 'node:stream/web';
 import type { Logger } from 'pino';
@@ -24,6 +25,15 @@ const CLOSE_LINE_WAIT_MS = 250;
 const H3_DATAGRAM_SIZE_POLL_MS = 2000;
 /** Used until the QUIC connection reports its datagram limit. */
 const H3_FALLBACK_DATAGRAM_BYTES = 1200;
+
+/**
+ * HTTP/2 receive windows (connection and stream) this side grants: node's default of 65,535 bytes caps a
+ * session at one window per round trip and cannot hold one 64 KB super-packet capsule. 8 MiB is what the
+ * library's own WebTransport-level session window already allows.
+ */
+const H2_RECEIVE_WINDOW_BYTES = 8 << 20;
+/** Largest HTTP/2 frame this side accepts: one super-packet capsule per DATA frame instead of five. */
+const H2_MAX_FRAME_BYTES = 1 << 17;
 
 const noop = (): void => {};
 const textEncoder = new TextEncoder();
@@ -137,6 +147,7 @@ export class WebTransportConnection extends ConnectionBase {
   private readonly clock: Clock;
 
   static open(options: WtConnectionOptions): WebTransportConnection {
+    if (options.kind === 'h2' && options.drainStream !== null) raiseHttp2Windows(options.drainStream, options.logger);
     if (options.kind === 'h2' && options.drainStream !== null && process.env.QUICGATE_H2_FASTPATH !== '0') {
       return new WebTransportConnection(options, new H2CapsuleWire(options.drainStream), CAPSULE_HEADER_BYTES);
     }
@@ -247,6 +258,22 @@ export class WebTransportConnection extends ConnectionBase {
     } catch (err) {
       if (!this.isClosing) this.logger.debug({ err }, 'control stream reader ended');
     }
+  }
+}
+
+/**
+ * Grants the peer H2_RECEIVE_WINDOW_BYTES on the HTTP/2 connection under the session: the connection window
+ * directly, the stream windows through SETTINGS_INITIAL_WINDOW_SIZE (RFC 9113 6.9.2: it resizes the windows
+ * of open streams too). Best effort: a stream without a node:http2 session keeps the defaults.
+ */
+function raiseHttp2Windows(stream: Duplex, logger: Logger): void {
+  const session = (stream as Partial<Http2Stream>).session;
+  if (session === undefined || session.destroyed) return;
+  try {
+    session.setLocalWindowSize(H2_RECEIVE_WINDOW_BYTES);
+    session.settings({ initialWindowSize: H2_RECEIVE_WINDOW_BYTES, maxFrameSize: H2_MAX_FRAME_BYTES });
+  } catch (err) {
+    logger.debug({ err }, 'raising the HTTP/2 receive windows failed');
   }
 }
 
