@@ -33,6 +33,8 @@ export class LinuxTun implements TunDevice {
   readonly name: string;
   readonly mtu: number;
   readonly superPackets: boolean;
+  /** UDP super-packets too (USO4/USO6, kernel 6.2+). */
+  readonly uso: boolean;
   readonly stats: TunStats = { readBatches: 0, readPackets: 0, writtenPackets: 0, writeDrops: 0 };
   private readonly handle: NativeTun;
   private readonly batch: TunBatch;
@@ -44,6 +46,7 @@ export class LinuxTun implements TunDevice {
     this.name = handle.name;
     this.mtu = mtu;
     this.superPackets = handle.tso;
+    this.uso = handle.uso;
     this.batch = createTunBatch(mtu, batchSize, handle.tso);
   }
 
