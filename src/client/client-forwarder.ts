@@ -9,6 +9,7 @@
 import { GSO_META, superPacketHeaderLength, superPacketSegments, superPacketWireBytes } from '../tun/device.js';
 import type { TunBatch, TunDevice } from '../tun/device.js';
 import { GsoSplitter } from '../tun/gso.js';
+import { MAX_WIRE_SUPER_PACKET_BYTES } from '../transport/framing.js';
 import { TunWriter, type TunWriteAccount } from '../tun/writer.js';
 import type { PacketReceiver, TunnelConnection } from '../transport/types.js';
 
@@ -101,7 +102,7 @@ export class ClientForwarder implements PacketReceiver {
     headerLength: number,
   ): void {
     const c = this.counters;
-    if (connection.carriesSuperPackets) {
+    if (connection.carriesSuperPackets && length <= MAX_WIRE_SUPER_PACKET_BYTES) {
       if (connection.sendSuperPacket(data, offset, length, kind, gsoSize)) {
         c.bytesSent += superPacketWireBytes(length, headerLength, gsoSize);
         c.packetsSent += superPacketSegments(length, headerLength, gsoSize);

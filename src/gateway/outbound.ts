@@ -16,6 +16,7 @@
 import type { Clock } from '../clock.js';
 import { GSO_META, superPacketSegments, superPacketWireBytes, type TunBatch } from '../tun/device.js';
 import { GsoSplitter } from '../tun/gso.js';
+import { MAX_WIRE_SUPER_PACKET_BYTES } from '../transport/framing.js';
 import { checkIpPacket, ipv4Destination } from '../packet/ip.js';
 import type { DropCounters } from './drops.js';
 import { newShaper, type TunnelPeer } from './peer.js';
@@ -103,7 +104,7 @@ export class OutboundPipeline {
   ): void {
     const session = peer.session;
     const connection = session.connection;
-    if (session.bucket === null && connection.carriesSuperPackets) {
+    if (session.bucket === null && connection.carriesSuperPackets && length <= MAX_WIRE_SUPER_PACKET_BYTES) {
       if (connection.sendSuperPacket(data, offset, length, kind, gsoSize)) {
         session.counters.bytesOut += superPacketWireBytes(length, headerLength, gsoSize);
         session.counters.packetsOut += superPacketSegments(length, headerLength, gsoSize);

@@ -60,6 +60,13 @@ export const RECORD_HEADER_BYTES = 2;
 /** Highest framing version this codec speaks (announced to the peer; 2 adds the super-packet record). */
 export const FRAMING_VERSION = 2;
 export const SUPER_HEADER_BYTES = 10;
+/**
+ * Largest super-packet sent as one unit: the HTTP/2 library's capsule parser (@fails-components/webtransport
+ * 1.6.8, capsuleparser.js) closes the connection on a capsule longer than 4 x its initial 16 KiB session
+ * window, so a super-packet datagram stays within 65,536 bytes. Larger ones (rare: the kernel's TSO packets
+ * stay below about 65,300 bytes) are segmented by the sender. Checked by test/transport/wt.test.ts.
+ */
+export const MAX_WIRE_SUPER_PACKET_BYTES = 4 * 16384 - SUPER_HEADER_BYTES;
 const SUPER_RECORD_TYPE = 1;
 const SUPER_KIND_ECN = 0x80;
 export const FRAGMENT_HEADER_BYTES = 6;
@@ -179,7 +186,7 @@ export class DatagramEncoder implements IdleTrimmable {
    * (nothing written) when its length, kind or gso size cannot be framed.
    */
   addSuper(data: Uint8Array, offset: number, length: number, kind: number, gsoSize: number): boolean {
-    if (length <= 0 || length > MAX_SUPER_PACKET_BYTES || !isSuperKind(kind) || gsoSize < 1 || gsoSize > 0xffff) return false;
+    if (length <= 0 || length > MAX_WIRE_SUPER_PACKET_BYTES || !isSuperKind(kind) || gsoSize < 1 || gsoSize > 0xffff) return false;
     this.seal();
     this.used = true;
     const need = this.headroom + SUPER_HEADER_BYTES + length;

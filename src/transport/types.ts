@@ -55,7 +55,8 @@ export interface TunnelConnection {
   sendPacket(data: Uint8Array, offset: number, length: number): boolean;
   /**
    * Whether sendSuperPacket may be used: the wire carries datagrams of 64 KB (HTTP/2) and the peer announced
-   * framing version 2. Else the caller segments (src/tun/gso.ts) and sends real packets.
+   * framing version 2. Else, or when the super-packet is longer than MAX_WIRE_SUPER_PACKET_BYTES (framing.ts),
+   * the caller segments it (src/tun/gso.ts) and sends real packets.
    */
   readonly carriesSuperPackets: boolean;
   /** Queue one super-packet as a unit (copied); false when dropped (queue full or not framable), counted. */
