@@ -28,10 +28,12 @@ const H3_FALLBACK_DATAGRAM_BYTES = 1200;
 
 /**
  * HTTP/2 receive windows (connection and stream) this side grants: node's default of 65,535 bytes caps a
- * session at one window per round trip and cannot hold one 64 KB super-packet capsule. 8 MiB is what the
- * library's own WebTransport-level session window already allows.
+ * session at one window per round trip and cannot hold one 64 KB super-packet capsule. Larger is not better:
+ * what the window admits queues in front of every later packet when the receiver is the bottleneck (8 MiB
+ * measured: ping p95 of 173-383 ms in bench/limits.ts at 100 Mbit/s); 512 KiB kept it within the goals for
+ * one TCP flow and still carries about 8 Gbit/s at a 0.5 ms round trip (but 200 Mbit/s at 20 ms).
  */
-const H2_RECEIVE_WINDOW_BYTES = 8 << 20;
+const H2_RECEIVE_WINDOW_BYTES = 512 << 10;
 /** Largest HTTP/2 frame this side accepts: one super-packet capsule per DATA frame instead of five. */
 const H2_MAX_FRAME_BYTES = 1 << 17;
 
