@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/compare.sh - quicgate measured against the VPNs an operator would pick instead, on one machine, in one
-# run: direct veth (no VPN), wireguard-go, OpenVPN over UDP, OpenVPN over TCP, quicgate over HTTP/2 and (when
-# the optional native module is installed) quicgate over HTTP/3.
+# run: direct veth (no VPN), the newest wireguard-go (the yardstick: ../shared/tools/bin/wireguard-go-modern,
+# 0.0.20250522 with TUN TSO/GRO and UDP GSO/GRO), optionally Debian's wireguard-go (0.0.20220316, no offloads),
+# OpenVPN over UDP, OpenVPN over TCP, quicgate over HTTP/2 and (when the optional native module is installed)
+# quicgate over HTTP/3.
 #
 # Usage (as root, from anywhere; uses the built bin/quicgate.js - run `npm run build` first):
 #   bench/compare.sh
@@ -43,6 +45,10 @@ WORK=${WORK:-/tmp/qgb-compare}
 PHASES=${PHASES:-"direct wg ovpn_udp ovpn_tcp qg_h2 qg_h3"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The yardstick: the newest wireguard-go (static build shipped beside the repository in ../shared).
+WG_MODERN=${WG_MODERN:-$ROOT/../shared/tools/bin/wireguard-go-modern}
+declare -A LABEL=([direct]="direct veth" [ovpn_udp]="OpenVPN over UDP" [ovpn_tcp]="OpenVPN over TCP"
+                  [qg_h2]="quicgate over HTTP/2" [qg_h3]="quicgate over HTTP/3")
 NS_S=qgb-srv NS_C=qgb-cli
 VETH_S=qgb-vs VETH_C=qgb-vc
 OUT_S=192.0.2.1 OUT_C=192.0.2.2
@@ -100,15 +106,19 @@ cleanup() {
 # --------------------------------------------------------------- setup ----
 install_pkgs() {
     local need=() c
-    for c in iperf3:iperf3 wireguard-go:wireguard-go wg:wireguard-tools openvpn:openvpn jq:jq ping:iputils-ping \
-             openssl:openssl ip:iproute2 flock:util-linux; do
+    local cmds=(iperf3:iperf3 jq:jq ping:iputils-ping openssl:openssl ip:iproute2 flock:util-linux)
+    [[ " $PHASES " == *" wg"* ]] && cmds+=(wg:wireguard-tools)
+    [[ " $PHASES " == *" wg2022 "* ]] && cmds+=(wireguard-go:wireguard-go)
+    [[ " $PHASES " == *" ovpn_"* ]] && cmds+=(openvpn:openvpn)
+    for c in "${cmds[@]}"; do
         command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")
     done
     (( ${#need[@]} )) || return 0
     info "installing missing Debian packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    { timeout 300 apt-get install -y --no-install-recommends "${need[@]}" ||
-      { timeout 300 apt-get update && timeout 300 apt-get install -y --no-install-recommends "${need[@]}"; }; } \
+    local apt=(timeout 300 apt-get -o DPkg::Lock::Timeout=240)   # other apt users on a shared machine: wait
+    { "${apt[@]}" install -y --no-install-recommends "${need[@]}" ||
+      { "${apt[@]}" update && "${apt[@]}" install -y --no-install-recommends "${need[@]}"; }; } \
         >"$WORK/apt.log" 2>&1 || die "apt-get install failed, see $WORK/apt.log"
 }
 
@@ -245,11 +255,13 @@ suite() {      # phase
 mtu_of() { ip -n "$1" -o link show dev "$2" | sed -n 's/.* mtu \([0-9]*\).*/\1/p'; }
 
 # ---------------------------------------------------------------- VPNs ----
-wg_up() {
-    local d="$WORK/wg"; mkdir -p "$d"
+wg_version() { "$1" --version 2>&1 | awk 'NR==1{sub(/^v/, "", $2); print $2; exit}'; }
+
+wg_up() {      # wireguard-go binary
+    local bin=$1 d="$WORK/wg"; mkdir -p "$d"
     ( umask 077; wg genkey >"$d/s.key"; wg genkey >"$d/c.key" )
-    ns_bg "$NS_S" "$d/s.log" env WG_PROCESS_FOREGROUND=1 wireguard-go -f qgb-wg-s; local ps=$BG_PID
-    ns_bg "$NS_C" "$d/c.log" env WG_PROCESS_FOREGROUND=1 wireguard-go -f qgb-wg-c; local pc=$BG_PID
+    ns_bg "$NS_S" "$d/s.log" env WG_PROCESS_FOREGROUND=1 "$bin" -f qgb-wg-s; local ps=$BG_PID
+    ns_bg "$NS_C" "$d/c.log" env WG_PROCESS_FOREGROUND=1 "$bin" -f qgb-wg-c; local pc=$BG_PID
     DAEMONS=("$ps" "$pc")
     wait_for "wireguard-go UAPI sockets" 10 test -S "$WG_RUN/qgb-wg-s.sock" -a -S "$WG_RUN/qgb-wg-c.sock"
     ip netns exec "$NS_S" wg set qgb-wg-s private-key "$d/s.key" listen-port "$WG_PORT" \
@@ -259,7 +271,7 @@ wg_up() {
     ip -n "$NS_S" addr add "$IN_S/24" dev qgb-wg-s; ip -n "$NS_S" link set qgb-wg-s up
     ip -n "$NS_C" addr add "$IN_C/24" dev qgb-wg-c; ip -n "$NS_C" link set qgb-wg-c up
     wait_for "wireguard tunnel" 15 ip netns exec "$NS_C" ping -n -q -c1 -W1 "$IN_S"
-    info "wireguard-go $(wireguard-go --version 2>&1 | awk '{print $2; exit}'), MTU $(mtu_of "$NS_C" qgb-wg-c)"
+    info "wireguard-go $(wg_version "$bin") ($bin), MTU $(mtu_of "$NS_C" qgb-wg-c)"
 }
 
 ovpn_up() {    # udp|tcp
@@ -339,7 +351,8 @@ EOF
 
 # -------------------------------------------------------------- phases ----
 phase_direct()   { start_iperf_server "$OUT_S"; info "direct veth, MTU $(mtu_of "$NS_C" "$VETH_C")"; suite direct; }
-phase_wg()       { wg_up;        start_iperf_server "$IN_S"; suite wg; }
+phase_wg()       { wg_up "$WG_MODERN"; start_iperf_server "$IN_S"; suite wg; }
+phase_wg2022()   { wg_up "$(command -v wireguard-go)"; start_iperf_server "$IN_S"; suite wg2022; }
 phase_ovpn_udp() { ovpn_up udp;  start_iperf_server "$IN_S"; suite ovpn_udp; }
 phase_ovpn_tcp() { ovpn_up tcp;  start_iperf_server "$IN_S"; suite ovpn_tcp; }
 phase_qg_h2()    { qg_up h2;     start_iperf_server "$IN_S"; suite qg_h2; }
@@ -355,6 +368,9 @@ phase_qg_h3()    {
 report() {
     local metrics=(tcp_up tcp_down tcp_p4 udp udp_loss ping_idle ping_fast ping_load tcp_up_cpu tcp_down_cpu tcp_p4_cpu udp_cpu)
     local m ph q o
+    echo
+    echo "== phases =="
+    for ph in "${RAN[@]}"; do printf '%-9s %s\n' "$ph" "${LABEL[$ph]:-$ph}"; done
     echo
     echo "== medians (throughput: higher is better; ping, loss, CPU: lower is better) =="
     printf '%-13s' metric; for ph in "${RAN[@]}"; do printf '%12s' "$ph"; done; printf '  unit\n'
@@ -384,6 +400,11 @@ report() {
 main() {
     [[ $EUID -eq 0 ]] || die "must run as root (network namespaces, TUN)"
     [[ $WORK == /tmp/qgb-* ]] || die "WORK must be /tmp/qgb-<name> (it is wiped)"
+    if [[ " $PHASES " == *" wg "* ]]; then
+        [[ -x $WG_MODERN ]] || die "the newest wireguard-go is missing: $WG_MODERN (set WG_MODERN, or drop wg from PHASES)"
+        WG_MODERN=$(cd "$(dirname "$WG_MODERN")" && pwd)/$(basename "$WG_MODERN")
+        LABEL[wg]="wireguard-go $(wg_version "$WG_MODERN") (the newest; $WG_MODERN)"
+    fi
     exec 9>"$LOCK"
     flock -n 9 || die "another compare.sh holds $LOCK"
     rm -rf "$WORK"; mkdir -p "$WORK/json"
@@ -394,6 +415,8 @@ main() {
     trap 'exit 143' TERM
     start_watchdog
     install_pkgs
+    [[ " $PHASES " == *" wg2022 "* ]] &&
+        LABEL[wg2022]="wireguard-go $(wg_version "$(command -v wireguard-go)") (Debian's 2022 build, no offloads)"
     local ns; for ns in "$NS_S" "$NS_C"; do ns_exists "$ns" && { kill_ns_procs; ip netns del "$ns"; }; done
     info "machine: $(nproc) vCPU, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), kernel $(uname -r), node $(node -v), iperf3 $(iperf3 --version | awk 'NR==1{print $2}')"
     info "REPS=$REPS DUR=${DUR}s PINGS=$PINGS MAX_TIME=${MAX_TIME}s phases: $PHASES"

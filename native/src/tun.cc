@@ -3,11 +3,19 @@
 // Flow:
 //   new Tun(name, vnet) open /dev/net/tun (O_NONBLOCK|O_CLOEXEC), TUNSETIFF IFF_TUN|IFF_NO_PI (+IFF_VNET_HDR when
 //                       vnet: every read and write then carries a virtio_net_hdr) -> kernel name
-//   startReading(...)   JS hands over ONE Buffer + Uint32Array once; uv_poll watches the fd for readability
+//   new Tun(name, vnet, tso) also TUNSETOFFLOAD CSUM|TSO4|TSO6 (+USO4|USO6 where the kernel has them): reads
+//                       then deliver TCP/UDP super-packets up to 64 KB (gso.h), with their GSO info in `meta`
+//   startReading(...)   JS hands over ONE Buffer + Uint32Array (+ Uint16Array meta, kMetaPerPacket per slot:
+//                       kind, gso_size, hdr_len, csum_start, csum_offset; all 0 for a plain packet) once;
+//                       uv_poll watches the fd for readability
 //   OnReadable          drain up to lengths.length packets into the Buffer at fixed stride, then one JS call
 //                       onPackets(count); onPackets(-errno) once if reading fails for good (polling stopped)
 //   write / writeBatch  write(2) per packet; returns errno (0 = ok) / number of packets accepted. With vnet,
 //                       writeBatch coalesces TCP/UDP flows into GSO super-packets first (gro.h)
+//   writeGso(...)       one super-packet: with vnet as ONE write (the kernel segments it where needed), else
+//                       segmented here and written packet by packet
+//   gsoSplit(...)       (module function) software segmentation into a caller's batch, for paths that need
+//                       real packets
 //   close()             stop + close the uv_poll handle BEFORE closing the fd; idempotent
 //
 // The library pins itself in memory (RTLD_NODELETE): a worker that ends with a device open unloads its addons
@@ -18,12 +26,15 @@
 
 #include <napi.h>
 #include "gro.h"
+#include "gso.h"
 #include <uv.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -34,6 +45,11 @@
 #include <unistd.h>
 
 namespace {
+
+// Entries of the read meta array per packet (see the file comment).
+constexpr size_t kMetaPerPacket = 5;
+// linux/if_tun.h; USO (kernel 6.2+) is missing from older userspace headers.
+constexpr unsigned kTunFCsum = 0x01, kTunFTso4 = 0x02, kTunFTso6 = 0x04, kTunFUso4 = 0x20, kTunFUso6 = 0x40;
 
 Napi::Error ErrnoError(Napi::Env env, const char* syscall, int err) {
   std::string message = std::string(syscall) + ": " + std::strerror(err);
@@ -51,6 +67,9 @@ class Tun : public Napi::ObjectWrap<Tun> {
                            InstanceAccessor<&Tun::GetName>("name"),
                            InstanceAccessor<&Tun::GetFd>("fd"),
                            InstanceAccessor<&Tun::GetVnet>("vnetHdr"),
+                           InstanceAccessor<&Tun::GetTso>("tso"),
+                           InstanceAccessor<&Tun::GetUso>("uso"),
+                           InstanceMethod<&Tun::WriteGso>("writeGso"),
                            InstanceMethod<&Tun::GroStats>("groStats"),
                            InstanceMethod<&Tun::StartReading>("startReading"),
                            InstanceMethod<&Tun::StopReading>("stopReading"),
@@ -68,6 +87,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     }
     std::string requested = info[0].As<Napi::String>().Utf8Value();
     bool wantVnet = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+    bool wantTso = wantVnet && info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
     if (requested.size() >= IFNAMSIZ) {
       ErrnoError(env, "TUNSETIFF", ENAMETOOLONG).ThrowAsJavaScriptException();
       return;
@@ -101,6 +121,16 @@ class Tun : public Napi::ObjectWrap<Tun> {
       ErrnoError(env, "ioctl TUNSETIFF", err).ThrowAsJavaScriptException();
       return;
     }
+    if (vnet_ && wantTso) {
+      // USO where the kernel has it (6.2+), else TCP only; a kernel that refuses both keeps plain reads.
+      unsigned long withUso = kTunFCsum | kTunFTso4 | kTunFTso6 | kTunFUso4 | kTunFUso6;
+      unsigned long tcpOnly = kTunFCsum | kTunFTso4 | kTunFTso6;
+      if (ioctl(fd, TUNSETOFFLOAD, withUso) == 0) {
+        tso_ = uso_ = true;
+      } else if (ioctl(fd, TUNSETOFFLOAD, tcpOnly) == 0) {
+        tso_ = true;
+      }
+    }
     fd_ = fd;
     name_ = std::string(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
     napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
@@ -127,6 +157,8 @@ class Tun : public Napi::ObjectWrap<Tun> {
   Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
   Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
   Napi::Value GetVnet(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), vnet_); }
+  Napi::Value GetTso(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), tso_); }
+  Napi::Value GetUso(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), uso_); }
 
   // groStats(): { superPackets, coalescedPackets, tcp, udp } of the write-side coalescing.
   Napi::Value GroStats(const Napi::CallbackInfo& info) {
@@ -136,10 +168,14 @@ class Tun : public Napi::ObjectWrap<Tun> {
     stats.Set("coalescedPackets", Napi::Number::New(env, static_cast<double>(coalescer_.coalescedPackets)));
     stats.Set("tcp", Napi::Boolean::New(env, vnet_ && coalescer_.tcpEnabled));
     stats.Set("udp", Napi::Boolean::New(env, vnet_ && coalescer_.udpEnabled));
+    stats.Set("superPacketsRead", Napi::Number::New(env, static_cast<double>(superPacketsRead_)));
+    stats.Set("badSuperPacketsRead", Napi::Number::New(env, static_cast<double>(badSuperPacketsRead_)));
+    stats.Set("superPacketsWritten", Napi::Number::New(env, static_cast<double>(superPacketsWritten_)));
     return stats;
   }
 
-  // startReading(data: Uint8Array, lengths: Uint32Array, stride: number, onPackets: (count) => void)
+  // startReading(data: Uint8Array, lengths: Uint32Array, stride: number, onPackets: (count) => void,
+  //              meta?: Uint16Array of kMetaPerPacket * lengths.length: needed for super-packets (tso)
   Napi::Value StartReading(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0) {
@@ -173,6 +209,17 @@ class Tun : public Napi::ObjectWrap<Tun> {
       return env.Undefined();
     }
 
+    uint16_t* meta = nullptr;
+    if (info.Length() > 4 && !info[4].IsUndefined()) {
+      if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array ||
+          info[4].As<Napi::Uint16Array>().ElementLength() < kMetaPerPacket * maxBatch) {
+        Napi::TypeError::New(env, "startReading: meta must be a Uint16Array of 5 * lengths.length")
+            .ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      meta = info[4].As<Napi::Uint16Array>().Data();
+    }
+
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
       Napi::Error::New(env, "startReading: no event loop").ThrowAsJavaScriptException();
@@ -192,6 +239,8 @@ class Tun : public Napi::ObjectWrap<Tun> {
     // References keep the buffers (whose memory we write into) and the callback alive while reading.
     dataRef_ = Napi::Persistent(info[0].As<Napi::Object>());
     lengthsRef_ = Napi::Persistent(info[1].As<Napi::Object>());
+    if (meta != nullptr) metaRef_ = Napi::Persistent(info[4].As<Napi::Object>());
+    meta_ = meta;
     onPackets_ = Napi::Persistent(info[3].As<Napi::Function>());
     data_ = data.Data();
     lengths_ = lengths.Data();
@@ -319,10 +368,11 @@ class Tun : public Napi::ObjectWrap<Tun> {
     }
   }
 
-  // Reads one packet into `slot`; with vnet the header goes to a scratch area, a partial checksum is completed
-  // and a GSO packet (never sent: no offloads are enabled on the device) is skipped. Returns bytes, 0 for a
-  // skipped packet, -1 with errno set.
-  ssize_t ReadOne(uint8_t* slot, size_t capacity) {
+  // Reads one packet into `slot`; with vnet the header goes to a scratch area and a partial checksum of a plain
+  // packet is completed. A super-packet (tso) is validated (gso.h) and its GSO info stored in `meta`; one that
+  // is malformed, or arrives without a meta array to describe it, is skipped. Returns bytes, 0 for a skipped
+  // packet, -1 with errno set.
+  ssize_t ReadOne(uint8_t* slot, size_t capacity, uint16_t* meta) {
     if (!vnet_) return ::read(fd_, slot, capacity);
     struct {
       uint8_t flags;
@@ -335,10 +385,94 @@ class Tun : public Napi::ObjectWrap<Tun> {
     struct iovec iov[2] = {{&header, sizeof header}, {slot, capacity}};
     ssize_t n = ::readv(fd_, iov, 2);
     if (n < 0) return n;
-    if (n < static_cast<ssize_t>(sizeof header) || header.gsoType != 0) return 0;
+    if (n < static_cast<ssize_t>(sizeof header)) return 0;
     n -= static_cast<ssize_t>(sizeof header);
+    if (meta != nullptr) std::memset(meta, 0, kMetaPerPacket * sizeof *meta);
+    if (header.gsoType != 0) {
+      uint8_t kind = quicgate::GsoKindFromVirtio(header.gsoType, slot, static_cast<size_t>(n));
+      quicgate::GsoInfo gso;
+      if (meta == nullptr || kind == quicgate::kGsoKindNone ||
+          !quicgate::ParseGso(slot, static_cast<size_t>(n), kind, header.gsoSize, &gso)) {
+        badSuperPacketsRead_++;
+        return 0;
+      }
+      superPacketsRead_++;
+      meta[0] = kind;
+      meta[1] = gso.gsoSize;
+      meta[2] = gso.hdrLen;
+      meta[3] = gso.csumStart;
+      meta[4] = gso.csumOffset;
+      return n;
+    }
     if ((header.flags & 1) != 0) quicgate::CompleteChecksum(slot, static_cast<size_t>(n), header.csumStart, header.csumOffset);
     return n;
+  }
+
+  // writeGso(data: Uint8Array, offset, length, kind, gsoSize): errno (0 = written; EINVAL: not a well-formed
+  // super-packet of that kind). Segmented here when the device has no virtio headers or the kernel refused
+  // that kind of super-packet before.
+  Napi::Value WriteGso(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const uint8_t* base = nullptr;
+    size_t byteLength = 0;
+    if (!Uint8Arg(info, 0, &base, &byteLength) || info.Length() < 5 || !info[1].IsNumber() || !info[2].IsNumber() ||
+        !info[3].IsNumber() || !info[4].IsNumber()) {
+      Napi::TypeError::New(env, "writeGso(data: Uint8Array, offset, length, kind, gsoSize)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int64_t offset = info[1].As<Napi::Number>().Int64Value();
+    int64_t length = info[2].As<Napi::Number>().Int64Value();
+    if (offset < 0 || length <= 0 || static_cast<uint64_t>(offset + length) > byteLength) {
+      Napi::RangeError::New(env, "writeGso: offset/length outside data").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int64_t kind = info[3].As<Napi::Number>().Int64Value();
+    int64_t gsoSize = info[4].As<Napi::Number>().Int64Value();
+    const uint8_t* packet = base + offset;
+    quicgate::GsoInfo gso;
+    if (kind < 0 || kind > 0xff || gsoSize <= 0 || gsoSize > 0xffff ||
+        !quicgate::ParseGso(packet, static_cast<size_t>(length), static_cast<uint8_t>(kind),
+                            static_cast<uint32_t>(gsoSize), &gso)) {
+      return Napi::Number::New(env, EINVAL);
+    }
+    if (fd_ < 0) return Napi::Number::New(env, EBADF);
+    bool whole = vnet_ && (gso.tcp ? coalescer_.tcpEnabled : coalescer_.udpEnabled);
+    if (whole) {
+      uint8_t headers[40 + 60];
+      quicgate::PrepareGsoHeaders(packet, gso, headers);
+      struct {
+        uint8_t flags;
+        uint8_t gsoType;
+        uint16_t hdrLen;
+        uint16_t gsoSize;
+        uint16_t csumStart;
+        uint16_t csumOffset;
+      } __attribute__((packed)) header = {1, quicgate::VirtioGsoType(gso), gso.hdrLen, gso.gsoSize, gso.csumStart,
+                                          gso.csumOffset};
+      struct iovec iov[3] = {{&header, sizeof header},
+                             {headers, gso.hdrLen},
+                             {const_cast<uint8_t*>(packet) + gso.hdrLen, static_cast<size_t>(length) - gso.hdrLen}};
+      int rc = Writev(this, iov, 3);
+      if (rc == 0) {
+        superPacketsWritten_++;
+        return Napi::Number::New(env, 0);
+      }
+      if (rc != EINVAL) return Napi::Number::New(env, rc);
+      // A kernel without that offload: segment from now on, as the coalescer does.
+      if (gso.tcp) coalescer_.tcpEnabled = false;
+      else coalescer_.udpEnabled = false;
+    }
+    size_t stride = static_cast<size_t>(gso.hdrLen) + gso.gsoSize;
+    splitScratch_.resize(stride * gso.segments);
+    splitLengths_.resize(gso.segments);
+    int count = quicgate::SplitGso(packet, static_cast<size_t>(length), gso, splitScratch_.data(), stride,
+                                   splitLengths_.data(), gso.segments);
+    int last = 0;
+    for (int i = 0; i < count; i++) {
+      int rc = WriteOne(splitScratch_.data() + static_cast<size_t>(i) * stride, splitLengths_[static_cast<size_t>(i)]);
+      if (rc != 0) last = rc;
+    }
+    return Napi::Number::New(env, last);
   }
 
   void DrainAndDeliver(uv_poll_t* handle, int status) {
@@ -352,7 +486,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     size_t count = 0;
     int readError = 0;
     while (count < maxBatch_) {
-      ssize_t n = ReadOne(data_ + count * stride_, stride_);
+      ssize_t n = ReadOne(data_ + count * stride_, stride_, meta_ == nullptr ? nullptr : meta_ + count * kMetaPerPacket);
       if (n > 0) {
         lengths_[count++] = static_cast<uint32_t>(n);
         continue;
@@ -393,9 +527,11 @@ class Tun : public Napi::ObjectWrap<Tun> {
     uv_close(reinterpret_cast<uv_handle_t*>(poll), OnPollClosed);
     data_ = nullptr;
     lengths_ = nullptr;
+    meta_ = nullptr;
     if (!env_tearing_down_) {
       dataRef_.Reset();
       lengthsRef_.Reset();
+      metaRef_.Reset();
       // Keep onPackets_ until the next start: Deliver(-errno) right after StopPolling still needs it.
       Unref();
     }
@@ -424,9 +560,18 @@ class Tun : public Napi::ObjectWrap<Tun> {
   size_t maxBatch_ = 0;
   bool env_tearing_down_ = false;
   bool vnet_ = false;
+  bool tso_ = false;
+  bool uso_ = false;
+  uint16_t* meta_ = nullptr;
+  uint64_t superPacketsRead_ = 0;
+  uint64_t badSuperPacketsRead_ = 0;
+  uint64_t superPacketsWritten_ = 0;
+  std::vector<uint8_t> splitScratch_;
+  std::vector<uint32_t> splitLengths_;
   quicgate::Coalescer coalescer_;
   Napi::ObjectReference dataRef_;
   Napi::ObjectReference lengthsRef_;
+  Napi::ObjectReference metaRef_;
   Napi::FunctionReference onPackets_;
   Napi::AsyncContext* asyncContext_ = nullptr;
 };
@@ -440,9 +585,53 @@ void PinLibrary() {
   }
 }
 
+// gsoSplit(src: Uint8Array, offset, length, kind, gsoSize, out: Uint8Array, stride, lengths: Uint32Array):
+// segments written to out + i * stride (lengths[i]); -1 when src is not a well-formed super-packet of that kind,
+// -2 when its segments do not fit out (stride too small or more than lengths.length).
+Napi::Value GsoSplit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 8 || !info[0].IsTypedArray() || !info[5].IsTypedArray() || !info[7].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      info[5].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      info[7].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    Napi::TypeError::New(env, "gsoSplit(src: Uint8Array, offset, length, kind, gsoSize, out: Uint8Array, stride, lengths: Uint32Array)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  for (size_t i : {1, 2, 3, 4, 6}) {
+    if (!info[i].IsNumber()) {
+      Napi::TypeError::New(env, "gsoSplit: offset, length, kind, gsoSize and stride must be numbers").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  Napi::Uint8Array src = info[0].As<Napi::Uint8Array>();
+  Napi::Uint8Array out = info[5].As<Napi::Uint8Array>();
+  Napi::Uint32Array lengths = info[7].As<Napi::Uint32Array>();
+  int64_t offset = info[1].As<Napi::Number>().Int64Value();
+  int64_t length = info[2].As<Napi::Number>().Int64Value();
+  int64_t kind = info[3].As<Napi::Number>().Int64Value();
+  int64_t gsoSize = info[4].As<Napi::Number>().Int64Value();
+  int64_t stride = info[6].As<Napi::Number>().Int64Value();
+  if (offset < 0 || length <= 0 || static_cast<uint64_t>(offset + length) > src.ByteLength() || stride <= 0) {
+    Napi::RangeError::New(env, "gsoSplit: offset/length outside src, or stride <= 0").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  quicgate::GsoInfo gso;
+  if (kind < 0 || kind > 0xff || gsoSize <= 0 || gsoSize > 0xffff ||
+      !quicgate::ParseGso(src.Data() + offset, static_cast<size_t>(length), static_cast<uint8_t>(kind),
+                          static_cast<uint32_t>(gsoSize), &gso)) {
+    return Napi::Number::New(env, -1);
+  }
+  size_t slots = std::min(lengths.ElementLength(), out.ByteLength() / static_cast<size_t>(stride));
+  int count = quicgate::SplitGso(src.Data() + offset, static_cast<size_t>(length), gso, out.Data(),
+                                 static_cast<size_t>(stride), lengths.Data(), slots);
+  return Napi::Number::New(env, count < 0 ? -2 : count);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   PinLibrary();
   exports.Set("Tun", Tun::Define(env));
+  exports.Set("gsoSplit", Napi::Function::New(env, GsoSplit, "gsoSplit"));
   return exports;
 }
 

@@ -1,10 +1,15 @@
 /**
  * The client's data path: TUN batches into the tunnel (flush once per batch), tunnel packets into the TUN
- * (staged, one writeBatch per task so the device can coalesce them: src/tun/writer.ts).
+ * (staged, one writeBatch per task so the device can coalesce them: src/tun/writer.ts). Super-packets (TSO
+ * reads) cross as one unit where the connection carries them (HTTP/2), else segmented natively (HTTP/3);
+ * received ones are written to the TUN as one unit.
  * While no connection is up, TUN packets are dropped (and counted) rather than queued: stale packets are
  * worse than lost ones for TCP.
  */
+import { GSO_META, superPacketHeaderLength, superPacketSegments, superPacketWireBytes } from '../tun/device.js';
 import type { TunBatch, TunDevice } from '../tun/device.js';
+import { GsoSplitter } from '../tun/gso.js';
+import { MAX_WIRE_SUPER_PACKET_BYTES } from '../transport/framing.js';
 import { TunWriter, type TunWriteAccount } from '../tun/writer.js';
 import type { PacketReceiver, TunnelConnection } from '../transport/types.js';
 
@@ -16,6 +21,8 @@ export interface ClientCounters {
   dropsDisconnected: number;
   dropsQueueFull: number;
   dropsTunFull: number;
+  /** Super-packets that did not parse (from the TUN or the tunnel). */
+  dropsMalformed: number;
 }
 
 export class ClientForwarder implements PacketReceiver {
@@ -27,17 +34,22 @@ export class ClientForwarder implements PacketReceiver {
     dropsDisconnected: 0,
     dropsQueueFull: 0,
     dropsTunFull: 0,
+    dropsMalformed: 0,
   };
+  private splitter: GsoSplitter | null = null;
   private connection: TunnelConnection | null = null;
   private writer: TunWriter | null = null;
   // Staged writes are counted once the kernel took them (see TunWriter).
   private readonly tunAccount: TunWriteAccount = {
-    written: (length) => {
+    written: (length, packets) => {
       this.counters.bytesReceived += length;
-      this.counters.packetsReceived++;
+      this.counters.packetsReceived += packets;
     },
     refused: () => {
       this.counters.dropsTunFull++;
+    },
+    malformed: () => {
+      this.counters.dropsMalformed++;
     },
   };
   /** Set per received batch: where the keepalive monitor reads liveness from. */
@@ -46,6 +58,7 @@ export class ClientForwarder implements PacketReceiver {
   setTun(tun: TunDevice | null): void {
     this.writer?.flush();
     this.writer = tun === null ? null : new TunWriter(tun);
+    this.splitter = tun === null ? null : new GsoSplitter(tun.mtu);
     tun?.onBatch(this.handleBatch);
   }
 
@@ -61,21 +74,63 @@ export class ClientForwarder implements PacketReceiver {
       c.dropsDisconnected += batch.count;
       return;
     }
-    const { data, lengths, stride, count } = batch;
+    const { data, lengths, stride, count, meta } = batch;
     for (let i = 0; i < count; i++) {
       const length = lengths[i]!;
-      if (connection.sendPacket(data, i * stride, length)) {
-        c.bytesSent += length;
-        c.packetsSent++;
-      } else c.dropsQueueFull++;
+      const kind = meta[i * GSO_META]!;
+      if (kind === 0) this.send(connection, data, i * stride, length);
+      else this.sendSuper(connection, data, i * stride, length, kind, meta[i * GSO_META + 1]!, meta[i * GSO_META + 2]!);
     }
     connection.flush();
   };
+
+  private send(connection: TunnelConnection, data: Buffer, offset: number, length: number): void {
+    const c = this.counters;
+    if (connection.sendPacket(data, offset, length)) {
+      c.bytesSent += length;
+      c.packetsSent++;
+    } else c.dropsQueueFull++;
+  }
+
+  private sendSuper(
+    connection: TunnelConnection,
+    data: Buffer,
+    offset: number,
+    length: number,
+    kind: number,
+    gsoSize: number,
+    headerLength: number,
+  ): void {
+    const c = this.counters;
+    if (connection.carriesSuperPackets && length <= MAX_WIRE_SUPER_PACKET_BYTES) {
+      if (connection.sendSuperPacket(data, offset, length, kind, gsoSize)) {
+        c.bytesSent += superPacketWireBytes(length, headerLength, gsoSize);
+        c.packetsSent += superPacketSegments(length, headerLength, gsoSize);
+      } else c.dropsQueueFull++;
+      return;
+    }
+    const splitter = this.splitter;
+    const segments = splitter === null ? -1 : splitter.split(data, offset, length, kind, gsoSize);
+    if (splitter === null || segments <= 0) {
+      c.dropsMalformed++;
+      return;
+    }
+    const { data: out, lengths, stride } = splitter.batch;
+    for (let s = 0; s < segments; s++) this.send(connection, out, s * stride, lengths[s]!);
+  }
 
   onPacket(data: Buffer, offset: number, length: number): void {
     const writer = this.writer;
     if (writer !== null) writer.stage(data, offset, length, this.tunAccount);
     else this.counters.dropsTunFull++;
+  }
+
+  onSuperPacket(data: Buffer, offset: number, length: number, kind: number, gsoSize: number): void {
+    const writer = this.writer;
+    const headerLength = superPacketHeaderLength(data, offset, length, kind);
+    if (writer === null) this.counters.dropsTunFull++;
+    else if (headerLength === 0) this.counters.dropsMalformed++;
+    else writer.writeSuper(data, offset, length, kind, gsoSize, headerLength, this.tunAccount);
   }
 
   onBatchEnd(): void {

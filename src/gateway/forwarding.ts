@@ -5,6 +5,7 @@
  */
 import type { Clock } from '../clock.js';
 import type { TunDevice } from '../tun/device.js';
+import { GsoSplitter } from '../tun/gso.js';
 import { TunWriter } from '../tun/writer.js';
 import { newDropCounters, type DropCounters } from './drops.js';
 import { InboundReceiver, type InboundOptions } from './inbound.js';
@@ -28,9 +29,11 @@ export class Forwarder {
   private readonly writer: TunWriter;
   /** Shared by every session's receiver, so a reload's allow_client_to_client reaches them all at once. */
   private readonly inbound: { -readonly [K in keyof InboundOptions]: InboundOptions[K] };
+  private readonly splitter: GsoSplitter;
 
   constructor(private readonly options: ForwarderOptions) {
-    this.outbound = new OutboundPipeline(this.routes, this.drops, options.clock, options.shapingDelayMs);
+    this.splitter = new GsoSplitter(options.tun.mtu);
+    this.outbound = new OutboundPipeline(this.routes, this.drops, options.clock, options.shapingDelayMs, this.splitter);
     options.tun.onBatch(this.outbound.handleBatch);
     this.writer = new TunWriter(options.tun);
     this.inbound = {
@@ -40,6 +43,7 @@ export class Forwarder {
       drops: this.drops,
       shapingDelayMs: options.shapingDelayMs,
       allowClientToClient: options.allowClientToClient,
+      splitter: this.splitter,
     };
   }
 
@@ -79,4 +83,4 @@ export class Forwarder {
   }
 }
 
-const DISCARD = { onPacket() {}, onBatchEnd() {} };
+const DISCARD = { onPacket() {}, onSuperPacket() {}, onBatchEnd() {} };

@@ -8,11 +8,15 @@
  *                        user's shared bucket ──► over: shape ≤ delay, else drop ──► staged TUN write (one
  *                                                                                      writeBatch per task, all
  *                                                                                      sessions; refused: queue_full)
+ *   super-packet (framing v2): same checks ──► no bucket: one TUN write for the unit (writeGso) / bucket:
+ *                                              segmented natively, each segment charged as above
  *   end of datagram: one activity stamp.
  *
  * Per packet: no allocation, no promise, no log line, no registry lookup.
  */
 import type { Clock } from '../clock.js';
+import { superPacketHeaderLength } from '../tun/device.js';
+import type { GsoSplitter } from '../tun/gso.js';
 import type { TunWriteAccount, TunWriter } from '../tun/writer.js';
 import type { PacketReceiver } from '../transport/types.js';
 import {
@@ -34,11 +38,14 @@ export interface InboundOptions {
   readonly drops: DropCounters;
   readonly shapingDelayMs: number;
   readonly allowClientToClient: boolean;
+  /** Segments super-packets of users with a bucket (shared by all sessions). */
+  readonly splitter: GsoSplitter;
 }
 
 export class InboundReceiver implements PacketReceiver {
   private batchNow = -1;
   private readonly sink: ShaperSink;
+  private readonly account: TunWriteAccount;
 
   constructor(
     private readonly peer: TunnelPeer,
@@ -47,14 +54,18 @@ export class InboundReceiver implements PacketReceiver {
     const { writer, drops } = options;
     const counters = peer.session.counters;
     const account: TunWriteAccount = {
-      written(length) {
+      written(length, packets) {
         counters.bytesIn += length;
-        counters.packetsIn++;
+        counters.packetsIn += packets;
       },
       refused() {
         drops.queue_full++;
       },
+      malformed() {
+        drops.malformed++;
+      },
     };
+    this.account = account;
     this.sink = {
       send(data, offset, length) {
         writer.stage(data, offset, length, account);
@@ -64,17 +75,44 @@ export class InboundReceiver implements PacketReceiver {
   }
 
   onPacket(data: Buffer, offset: number, length: number): void {
+    if (this.admit(data, offset, length)) this.charge(data, offset, length);
+  }
+
+  /**
+   * A super-packet: the same checks; written to the TUN as one unit for a user without a bucket, else
+   * segmented so the bucket is charged (and shapes) by the real packets.
+   */
+  onSuperPacket(data: Buffer, offset: number, length: number, kind: number, gsoSize: number): void {
+    if (!this.admit(data, offset, length)) return;
+    const { drops, writer, splitter } = this.options;
+    if (this.peer.session.bucket === null) {
+      const headerLength = superPacketHeaderLength(data, offset, length, kind);
+      if (headerLength === 0) drops.malformed++;
+      else writer.writeSuper(data, offset, length, kind, gsoSize, headerLength, this.account);
+      return;
+    }
+    const segments = splitter.split(data, offset, length, kind, gsoSize);
+    if (segments <= 0) {
+      drops.malformed++;
+      return;
+    }
+    const { data: out, lengths, stride } = splitter.batch;
+    for (let s = 0; s < segments; s++) this.charge(out, s * stride, lengths[s]!);
+  }
+
+  /** Source must be the session's own, destination allowed; counts the drop otherwise. */
+  private admit(data: Buffer, offset: number, length: number): boolean {
     const { drops, routes } = this.options;
     const peer = this.peer;
     const version = checkIpPacket(data, offset, length);
     if (version === 4) {
       if (!peer.hasV4 || ipv4Source(data, offset) !== peer.v4) {
         drops.spoofed++;
-        return;
+        return false;
       }
       if (!this.options.allowClientToClient && routes.lookupV4(ipv4Destination(data, offset)) !== undefined) {
         drops.client_to_client++;
-        return;
+        return false;
       }
     } else if (version === 6) {
       const w = peer.v6;
@@ -86,23 +124,29 @@ export class InboundReceiver implements PacketReceiver {
         ipv6SourceWord(data, offset, 0) !== w[0]
       ) {
         drops.spoofed++;
-        return;
+        return false;
       }
       if (!this.options.allowClientToClient && routes.lookupV6Destination(data, offset) !== undefined) {
         drops.client_to_client++;
-        return;
+        return false;
       }
     } else {
       drops.malformed++;
-      return;
+      return false;
     }
+    return true;
+  }
+
+  /** The user's shared bucket, then the staged TUN write. */
+  private charge(data: Buffer, offset: number, length: number): void {
+    const peer = this.peer;
     if (this.batchNow < 0) this.batchNow = this.options.clock.now();
     const now = this.batchNow;
     const bucket = peer.session.bucket;
     if (bucket !== null) {
       const queued = peer.inboundPending;
       if (queued !== 0 || !bucket.tryConsume(length, now)) {
-        const { clock, shapingDelayMs } = this.options;
+        const { clock, shapingDelayMs, drops } = this.options;
         const shaper = (peer.inShaper ??= newShaper(clock, shapingDelayMs, peer.session, this.sink));
         shapeOrDrop(bucket, shaper, data, offset, length, now, shapingDelayMs, drops);
         return;

@@ -6,11 +6,17 @@
  *        │                                                                     ▼
  *        └────────────── end of batch: flush every touched connection ◄── connection.sendPacket (coalesced)
  *
- * Per packet: no allocation, no promise, no log line, no registry lookup. Counters of the
- * session are plain stores; liveness (lastActivity) is stamped only by what the client sends (inbound.ts).
+ * A super-packet (TSO read, src/tun/device.ts) goes across as one unit when the connection carries them and
+ * the user has no bucket; else it is segmented natively (src/tun/gso.ts) and each segment takes the path
+ * above, so a limited user's bucket is charged, and shaped, by the real packets' bytes.
+ *
+ * Per packet: no allocation, no promise, no log line, no registry lookup. Counters of the session are plain
+ * stores; liveness (lastActivity) is stamped only by what the client sends (inbound.ts).
  */
 import type { Clock } from '../clock.js';
-import type { TunBatch } from '../tun/device.js';
+import { GSO_META, superPacketSegments, superPacketWireBytes, type TunBatch } from '../tun/device.js';
+import { GsoSplitter } from '../tun/gso.js';
+import { MAX_WIRE_SUPER_PACKET_BYTES } from '../transport/framing.js';
 import { checkIpPacket, ipv4Destination } from '../packet/ip.js';
 import type { DropCounters } from './drops.js';
 import { newShaper, type TunnelPeer } from './peer.js';
@@ -28,13 +34,15 @@ export class OutboundPipeline {
     private readonly drops: DropCounters,
     private readonly clock: Clock,
     private readonly shapingDelayMs: number,
+    /** Segments super-packets that cannot go as a unit (shared with the inbound side). */
+    private readonly splitter: GsoSplitter = new GsoSplitter(1500),
   ) {}
 
   /** TunBatchHandler; bound once so the TUN can call it directly. */
   readonly handleBatch = (batch: TunBatch): void => {
     const now = this.clock.now();
     const mark = ++this.batchNumber;
-    const { data, lengths, stride, count } = batch;
+    const { data, lengths, stride, count, meta } = batch;
     for (let i = 0; i < count; i++) {
       const offset = i * stride;
       const length = lengths[i]!;
@@ -50,7 +58,9 @@ export class OutboundPipeline {
         this.drops.no_route++;
         continue;
       }
-      this.forward(peer, data, offset, length, now);
+      const kind = meta[i * GSO_META]!;
+      if (kind === 0) this.forward(peer, data, offset, length, now);
+      else this.forwardSuper(peer, data, offset, length, kind, meta[i * GSO_META + 1]!, meta[i * GSO_META + 2]!, now);
       if (peer.batchMark !== mark) {
         peer.batchMark = mark;
         this.touched[this.touchedCount++] = peer;
@@ -80,6 +90,35 @@ export class OutboundPipeline {
       session.counters.bytesOut += length;
       session.counters.packetsOut++;
     } else this.drops.queue_full++;
+  }
+
+  private forwardSuper(
+    peer: TunnelPeer,
+    data: Buffer,
+    offset: number,
+    length: number,
+    kind: number,
+    gsoSize: number,
+    headerLength: number,
+    now: number,
+  ): void {
+    const session = peer.session;
+    const connection = session.connection;
+    if (session.bucket === null && connection.carriesSuperPackets && length <= MAX_WIRE_SUPER_PACKET_BYTES) {
+      if (connection.sendSuperPacket(data, offset, length, kind, gsoSize)) {
+        session.counters.bytesOut += superPacketWireBytes(length, headerLength, gsoSize);
+        session.counters.packetsOut += superPacketSegments(length, headerLength, gsoSize);
+      } else this.drops.queue_full++;
+      return;
+    }
+    const splitter = this.splitter;
+    const segments = splitter.split(data, offset, length, kind, gsoSize);
+    if (segments <= 0) {
+      this.drops.malformed++;
+      return;
+    }
+    const { data: out, lengths, stride } = splitter.batch;
+    for (let s = 0; s < segments; s++) this.forward(peer, out, s * stride, lengths[s]!, now);
   }
 
   // Made once per peer when it first needs shaping (the shaper keeps it).

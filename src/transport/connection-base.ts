@@ -7,7 +7,7 @@
  * Hot path: sendPacket -> SendQueue; receiveDatagram -> DatagramDecoder -> receiver.onPacket* -> onBatchEnd.
  */
 import { MAX_CONTROL_MESSAGE_BYTES, encodeControl, parseControlLine, type CloseControl, type ControlMessage } from './control.js';
-import { DatagramDecoder } from './framing.js';
+import { DatagramDecoder, FRAMING_VERSION } from './framing.js';
 import { SendQueue, type DatagramWire } from './send-queue.js';
 import type { CloseInfo, PacketReceiver, TransportKind, TunnelConnection, TunnelStats } from './types.js';
 
@@ -51,6 +51,8 @@ export interface ConnectionBaseOptions {
   readonly maxDatagramBytes: number;
   /** Bytes the wire wants free before each datagram (see DatagramEncoder); default 0. */
   readonly headroom?: number;
+  /** The wire carries super-packet datagrams (up to 64 KB): announce framing version 2 and use it. */
+  readonly superPackets?: boolean;
 }
 
 export abstract class ConnectionBase implements TunnelConnection {
@@ -60,6 +62,10 @@ export abstract class ConnectionBase implements TunnelConnection {
   readonly closed: Promise<CloseInfo>;
   protected readonly sendQueue: SendQueue;
   private readonly decoder = new DatagramDecoder();
+  private readonly wireTakesSuper: boolean;
+  /** Framing version the peer announced (1 until it does). */
+  private peerFraming = 1;
+  private framingAnnounced = false;
   private receiver: PacketReceiver = ignoreReceiver;
   private controlHandler: ((message: ControlMessage) => void) | undefined;
   private heldControl: ControlMessage[] = [];
@@ -74,6 +80,7 @@ export abstract class ConnectionBase implements TunnelConnection {
   protected constructor(options: ConnectionBaseOptions, wire: DatagramWire) {
     this.kind = options.kind;
     this.peer = options.peer;
+    this.wireTakesSuper = options.superPackets ?? false;
     this.closed = new Promise<CloseInfo>((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -101,6 +108,24 @@ export abstract class ConnectionBase implements TunnelConnection {
 
   flush(): void {
     this.sendQueue.flush();
+  }
+
+  get carriesSuperPackets(): boolean {
+    return this.wireTakesSuper && this.peerFraming >= FRAMING_VERSION;
+  }
+
+  sendSuperPacket(data: Uint8Array, offset: number, length: number, kind: number, gsoSize: number): boolean {
+    return this.sendQueue.sendSuperPacket(data, offset, length, kind, gsoSize);
+  }
+
+  /**
+   * Tell the peer which framing this side decodes: the client once its control stream is open, the server
+   * in answer to the client's (so an older client never sees the message).
+   */
+  protected announceFraming(): void {
+    if (!this.wireTakesSuper || this.framingAnnounced) return;
+    this.framingAnnounced = true;
+    this.writeControlLine(encodeControl({ type: 'framing', version: FRAMING_VERSION }));
   }
 
   setReceiver(receiver: PacketReceiver): void {
@@ -188,6 +213,11 @@ export abstract class ConnectionBase implements TunnelConnection {
       return;
     }
     const message = parsed.message;
+    if (message.type === 'framing') {
+      this.peerFraming = message.version;
+      this.announceFraming();
+      return;
+    }
     if (message.type === 'close') this.peerClose ??= closeInfoFrom(message);
     if (this.controlHandler) this.controlHandler(message);
     else if (this.heldControl.length < MAX_HELD_CONTROL_MESSAGES) this.heldControl.push(message);

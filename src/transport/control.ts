@@ -43,6 +43,15 @@ export const KeepaliveAckMessage = z.object({
   t: z.number(),
 });
 
+/**
+ * Sent once by each side at connect: the highest datagram framing version it decodes (framing.ts). A peer
+ * that never sends it speaks version 1. Consumed by the transport itself.
+ */
+export const FramingMessage = z.object({
+  type: z.literal('framing'),
+  version: z.number().int().min(1).max(255),
+});
+
 export const CloseMessage = z.object({
   type: z.literal('close'),
   reason: z.string().max(64),
@@ -59,6 +68,7 @@ export const ControlMessageSchema = z.discriminatedUnion('type', [
   KeepaliveMessage,
   KeepaliveAckMessage,
   CloseMessage,
+  FramingMessage,
 ]);
 
 export type ControlMessage = z.infer<typeof ControlMessageSchema>;

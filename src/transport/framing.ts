@@ -2,11 +2,18 @@
  * Datagram codec of the tunnel: several IP packets per datagram, and packets that do not fit one datagram
  * split into fragments. Hand-written: the format is ours and must not allocate per packet.
  *
- * Wire format: a datagram is a sequence of records that fills it exactly, nothing else.
+ * Wire format (framing version 2; version 1 is the same without the super-packet record): a datagram is a
+ * sequence of records that fills it exactly, nothing else.
  *   whole packet  [u16 BE length L (1..0x7fff)][L bytes]
  *   fragment      [u16 BE 0x8000|L (L >= 1)][u16 BE packet id][u8 index][u8 count (>= 2)][L bytes]
- * A length of 0, a length past the end, bad fragment numbers or trailing bytes make the whole datagram
- * malformed: nothing of it is delivered. Fragments of one packet are sent in order and reassembled only in
+ *   super-packet  [u16 BE 0][u8 record type 1][u8 kind][u16 BE gso size (>= 1)][u32 BE length L][L bytes]
+ *                 a TCP/UDP packet of up to 64 KB standing for several real ones (TSO/USO, src/tun/device.ts):
+ *                 kind 1 tcp4, 2 tcp6, 3 udp4, 4 udp6, a TCP kind | 0x80 with ECN (CWR); L <= 65575. Sent
+ *                 only to a peer that announced framing version 2 (control message `framing`), alone in its
+ *                 datagram (the HTTP/2 path's capsule then has a 4-byte length); the receiver checks the IP
+ *                 and L4 headers before it writes the unit to its TUN (native/src/gso.h).
+ * A length of 0 not followed by a known record type, a length past the end, bad fragment numbers, a bad
+ * super-packet header or trailing bytes make the whole datagram malformed: nothing of it is delivered. Fragments of one packet are sent in order and reassembled only in
  * order (one packet at a time); a gap drops that packet (loss on the unreliable path, never corruption).
  *
  * Flow (encode): add() writes records straight into a slab; a datagram that is full (or flushed by seal())
@@ -24,6 +31,10 @@ interface IdleTrimmable {
   /** Drop the buffer when it was not used since the last call; true when nothing is held any more. */
   trimIfIdle(): boolean;
 }
+
+import { MAX_SUPER_PACKET_BYTES } from '../tun/device.js';
+
+export { MAX_SUPER_PACKET_BYTES };
 
 const holders = new Set<IdleTrimmable>();
 let sweeper: NodeJS.Timeout | undefined;
@@ -46,6 +57,18 @@ export function sweepIdleBuffers(): void {
 }
 
 export const RECORD_HEADER_BYTES = 2;
+/** Highest framing version this codec speaks (announced to the peer; 2 adds the super-packet record). */
+export const FRAMING_VERSION = 2;
+export const SUPER_HEADER_BYTES = 10;
+/**
+ * Largest super-packet sent as one unit: the HTTP/2 library's capsule parser (@fails-components/webtransport
+ * 1.6.8, capsuleparser.js) closes the connection on a capsule longer than 4 x its initial 16 KiB session
+ * window, so a super-packet datagram stays within 65,536 bytes. Larger ones (rare: the kernel's TSO packets
+ * stay below about 65,300 bytes) are segmented by the sender. Checked by test/transport/wt.test.ts.
+ */
+export const MAX_WIRE_SUPER_PACKET_BYTES = 4 * 16384 - SUPER_HEADER_BYTES;
+const SUPER_RECORD_TYPE = 1;
+const SUPER_KIND_ECN = 0x80;
 export const FRAGMENT_HEADER_BYTES = 6;
 /** Largest payload of one record (15-bit length). */
 export const MAX_RECORD_PAYLOAD = 0x7fff;
@@ -158,6 +181,38 @@ export class DatagramEncoder implements IdleTrimmable {
     return this.addFragmented(data, offset, length);
   }
 
+  /**
+   * Encode one super-packet (see the file comment) as a datagram of its own, past maxDatagramBytes; false
+   * (nothing written) when its length, kind or gso size cannot be framed.
+   */
+  addSuper(data: Uint8Array, offset: number, length: number, kind: number, gsoSize: number): boolean {
+    if (length <= 0 || length > MAX_WIRE_SUPER_PACKET_BYTES || !isSuperKind(kind) || gsoSize < 1 || gsoSize > 0xffff) return false;
+    this.seal();
+    this.used = true;
+    const need = this.headroom + SUPER_HEADER_BYTES + length;
+    if (this.slab.length - this.pos < need) {
+      if (this.slab === EMPTY_SLAB) holdBuffer(this);
+      const size = Math.max(need, Math.min(this.slabBytes, Math.max(this.nextSlabBytes, 2 * need)));
+      this.nextSlabBytes = Math.min(this.slabBytes, size * 2);
+      this.slab = Buffer.allocUnsafe(size);
+      this.pos = 0;
+    }
+    this.pos += this.headroom;
+    this.start = this.pos;
+    const slab = this.slab;
+    const at = this.pos;
+    slab.writeUInt16BE(0, at);
+    slab[at + 2] = SUPER_RECORD_TYPE;
+    slab[at + 3] = kind;
+    slab.writeUInt16BE(gsoSize, at + 4);
+    slab.writeUInt32BE(length, at + 6);
+    copyBytes(data, slab, at + SUPER_HEADER_BYTES, offset, offset + length);
+    this.pos = at + SUPER_HEADER_BYTES + length;
+    this.packetsInOpen = 1;
+    this.seal();
+    return true;
+  }
+
   /** Hand the open datagram (if any) to the sink. */
   seal(): void {
     if (this.pos === this.start) return;
@@ -228,6 +283,14 @@ function checkDatagramSize(bytes: number): number {
 
 export interface DecodedPacketTarget {
   onPacket(data: Buffer, offset: number, length: number): void;
+  /** A super-packet record (framing version 2): kind and gso size as framed, headers not yet checked. */
+  onSuperPacket?(data: Buffer, offset: number, length: number, kind: number, gsoSize: number): void;
+}
+
+function isSuperKind(kind: number): boolean {
+  const base = kind & ~SUPER_KIND_ECN;
+  if (base < 1 || base > 4 || (kind & ~0xff) !== 0) return false;
+  return (kind & SUPER_KIND_ECN) === 0 || base <= 2;
 }
 
 export class DatagramDecoder implements IdleTrimmable {
@@ -274,7 +337,11 @@ export class DatagramDecoder implements IdleTrimmable {
     let pos = offset;
     while (pos < end) {
       const header = datagram.readUInt16BE(pos);
-      if ((header & FRAGMENT_FLAG) === 0) {
+      if (header === 0) {
+        const length = datagram.readUInt32BE(pos + 6);
+        target.onSuperPacket?.(datagram, pos + SUPER_HEADER_BYTES, length, datagram[pos + 3]!, datagram.readUInt16BE(pos + 4));
+        pos += SUPER_HEADER_BYTES + length;
+      } else if ((header & FRAGMENT_FLAG) === 0) {
         target.onPacket(datagram, pos + RECORD_HEADER_BYTES, header);
         pos += RECORD_HEADER_BYTES + header;
       } else {
@@ -328,8 +395,13 @@ function isWellFormed(datagram: Buffer, offset: number, length: number): boolean
   while (pos < end) {
     if (pos + RECORD_HEADER_BYTES > end) return false;
     const header = datagram.readUInt16BE(pos);
-    if ((header & FRAGMENT_FLAG) === 0) {
-      if (header === 0) return false;
+    if (header === 0) {
+      if (pos + SUPER_HEADER_BYTES > end || datagram[pos + 2] !== SUPER_RECORD_TYPE) return false;
+      if (!isSuperKind(datagram[pos + 3]!) || datagram.readUInt16BE(pos + 4) === 0) return false;
+      const length = datagram.readUInt32BE(pos + 6);
+      if (length === 0 || length > MAX_SUPER_PACKET_BYTES) return false;
+      pos += SUPER_HEADER_BYTES + length;
+    } else if ((header & FRAGMENT_FLAG) === 0) {
       pos += RECORD_HEADER_BYTES + header;
     } else {
       const size = header & MAX_RECORD_PAYLOAD;

@@ -18,6 +18,8 @@ export interface MemoryPairOptions {
   readonly linkDatagrams?: number;
   readonly clientPeer?: string;
   readonly serverPeer?: string;
+  /** Both sides announce framing version 2 and carry super-packets (like the HTTP/2 path); default false. */
+  readonly superPackets?: boolean;
 }
 
 export interface MemoryPair {
@@ -102,8 +104,11 @@ class MemoryConnection extends ConnectionBase {
     peer: string,
     sendQueuePackets: number,
     maxDatagramBytes: number,
+    superPackets: boolean,
+    role: 'client' | 'server',
   ) {
-    super({ kind: 'memory', peer, sendQueuePackets, maxDatagramBytes }, outgoing);
+    super({ kind: 'memory', peer, sendQueuePackets, maxDatagramBytes, superPackets }, outgoing);
+    if (role === 'client') this.announceFraming();
   }
 
   onLinkEvent(event: LinkEvent): void {
@@ -137,8 +142,9 @@ export function createMemoryPair(options: MemoryPairOptions = {}): MemoryPair {
   const capacity = options.linkDatagrams ?? 64;
   const toServer = new MemoryLink(capacity);
   const toClient = new MemoryLink(capacity);
-  const client = new MemoryConnection(toServer, options.serverPeer ?? '192.0.2.1:443', queue, maxDatagram);
-  const server = new MemoryConnection(toClient, options.clientPeer ?? '192.0.2.2:50000', queue, maxDatagram);
+  const superPackets = options.superPackets ?? false;
+  const client = new MemoryConnection(toServer, options.serverPeer ?? '192.0.2.1:443', queue, maxDatagram, superPackets, 'client');
+  const server = new MemoryConnection(toClient, options.clientPeer ?? '192.0.2.2:50000', queue, maxDatagram, superPackets, 'server');
   toServer.target = server;
   toClient.target = client;
   const side = (to: 'client' | 'server'): MemoryLink => (to === 'client' ? toClient : toServer);

@@ -93,6 +93,16 @@ export class SendQueue {
     return true;
   }
 
+  /** One super-packet as a unit (its own datagram; see framing.ts); counts as one packet against the limit. */
+  sendSuperPacket(data: Uint8Array, offset: number, length: number, kind: number, gsoSize: number): boolean {
+    if (this.closed) return false;
+    if (this.sealedPackets + this.encoder.openPackets >= this.limit || !this.encoder.addSuper(data, offset, length, kind, gsoSize)) {
+      this.stats.queueDrops++;
+      return false;
+    }
+    return true;
+  }
+
   flush(): void {
     if (this.closed) return;
     this.encoder.seal();

@@ -11,6 +11,11 @@ export type TransportKind = 'h2' | 'h3' | 'memory';
 /** Receives IP packets from the peer. Buffers are valid only during the call. */
 export interface PacketReceiver {
   onPacket(data: Buffer, offset: number, length: number): void;
+  /**
+   * One super-packet (framing version 2; see src/tun/device.ts): `kind` and `gsoSize` as the peer framed
+   * them, headers not yet checked (the TUN writer checks them natively before writing).
+   */
+  onSuperPacket?(data: Buffer, offset: number, length: number, kind: number, gsoSize: number): void;
   /** End of one received datagram (a batch of packets): where per-batch bookkeeping goes. */
   onBatchEnd(): void;
   /** A datagram could not be decoded and was dropped whole (also counted in TunnelStats.malformed). */
@@ -60,6 +65,14 @@ export interface TunnelConnection {
    * datagrams. Returns false when the bounded send queue is full: the packet was dropped and counted.
    */
   sendPacket(data: Uint8Array, offset: number, length: number): boolean;
+  /**
+   * Whether sendSuperPacket may be used: the wire carries datagrams of 64 KB (HTTP/2) and the peer announced
+   * framing version 2. Else, or when the super-packet is longer than MAX_WIRE_SUPER_PACKET_BYTES (framing.ts),
+   * the caller segments it (src/tun/gso.ts) and sends real packets.
+   */
+  readonly carriesSuperPackets: boolean;
+  /** Queue one super-packet as a unit (copied); false when dropped (queue full or not framable), counted. */
+  sendSuperPacket(data: Uint8Array, offset: number, length: number, kind: number, gsoSize: number): boolean;
   /** Hand queued packets to the wire; called at the end of every batch. */
   flush(): void;
   setReceiver(receiver: PacketReceiver): void;

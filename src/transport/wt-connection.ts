@@ -8,6 +8,7 @@
  * Close: `close` control line, then session.close() whose reason carries the same message (whichever
  *   arrives first tells the peer why); the session's `closed` ends the connection either way.
  */
+import type { Http2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { WritableStreamDefaultWriter } from 'node:stream/web';
 import type { Logger } from 'pino';
@@ -26,6 +27,17 @@ const H3_DATAGRAM_SIZE_POLL_MS = 2000;
 /** Used until the QUIC connection reports its datagram limit. */
 const H3_FALLBACK_DATAGRAM_BYTES = 1200;
 
+/**
+ * HTTP/2 receive windows (connection and stream) this side grants: node's default of 65,535 bytes caps a
+ * session at one window per round trip and cannot hold one 64 KB super-packet capsule. Larger is not better:
+ * what the window admits queues in front of every later packet when the receiver is the bottleneck (8 MiB
+ * measured: ping p95 of 173-383 ms in bench/limits.ts at 100 Mbit/s); 512 KiB kept it within the goals for
+ * one TCP flow and still carries about 8 Gbit/s at a 0.5 ms round trip (but 200 Mbit/s at 20 ms).
+ */
+const H2_RECEIVE_WINDOW_BYTES = 512 << 10;
+/** Largest HTTP/2 frame this side accepts: one super-packet capsule per DATA frame instead of five. */
+const H2_MAX_FRAME_BYTES = 1 << 17;
+
 const noop = (): void => {};
 const textEncoder = new TextEncoder();
 
@@ -42,9 +54,13 @@ export interface WtConnectionOptions {
   readonly clock?: Clock;
 }
 
-/** DATAGRAM capsule (RFC 9297) header: type 0x00, then the length as a 2-byte varint (valid for < 16384). */
-const CAPSULE_HEADER_BYTES = 3;
-const MAX_CAPSULE_PAYLOAD = 16383;
+/**
+ * DATAGRAM capsule (RFC 9297) header: type 0x00, then the length as a QUIC varint: 2 bytes below 16384,
+ * 4 bytes above (super-packet datagrams, framing.ts). The encoder keeps room for the larger one.
+ */
+const CAPSULE_HEADER_BYTES = 5;
+const SHORT_CAPSULE_PAYLOAD = 16383;
+const MAX_CAPSULE_PAYLOAD = (1 << 30) - 1;
 
 /**
  * HTTP/2 fast path: each sealed datagram goes down as one DATAGRAM capsule in ONE write on the HTTP/2 stream
@@ -63,10 +79,18 @@ class H2CapsuleWire implements DatagramWire {
     const length = datagram.length;
     const stream = this.stream;
     if (!stream.writable || datagram.byteOffset < CAPSULE_HEADER_BYTES || length > MAX_CAPSULE_PAYLOAD) return;
-    const capsule = Buffer.from(datagram.buffer, datagram.byteOffset - CAPSULE_HEADER_BYTES, length + CAPSULE_HEADER_BYTES);
+    const header = length <= SHORT_CAPSULE_PAYLOAD ? 3 : 5;
+    const capsule = Buffer.from(datagram.buffer, datagram.byteOffset - header, length + header);
     capsule[0] = 0x00;
-    capsule[1] = 0x40 | (length >> 8);
-    capsule[2] = length & 0xff;
+    if (header === 3) {
+      capsule[1] = 0x40 | (length >> 8);
+      capsule[2] = length & 0xff;
+    } else {
+      capsule[1] = 0x80 | (length >>> 24);
+      capsule[2] = (length >>> 16) & 0xff;
+      capsule[3] = (length >>> 8) & 0xff;
+      capsule[4] = length & 0xff;
+    }
     stream.write(capsule);
   }
 
@@ -126,6 +150,7 @@ export class WebTransportConnection extends ConnectionBase {
   private readonly clock: Clock;
 
   static open(options: WtConnectionOptions): WebTransportConnection {
+    if (options.kind === 'h2' && options.drainStream !== null) raiseHttp2Windows(options.drainStream, options.logger);
     if (options.kind === 'h2' && options.drainStream !== null && process.env.QUICGATE_H2_FASTPATH !== '0') {
       return new WebTransportConnection(options, new H2CapsuleWire(options.drainStream), CAPSULE_HEADER_BYTES);
     }
@@ -135,7 +160,13 @@ export class WebTransportConnection extends ConnectionBase {
 
   private constructor(options: WtConnectionOptions, wire: DatagramWire, headroom: number) {
     const maxDatagramBytes = options.kind === 'h2' ? H2_MAX_DATAGRAM_BYTES : h3DatagramBytes(options.session);
-    super({ kind: options.kind, peer: options.peer, sendQueuePackets: options.sendQueuePackets, maxDatagramBytes, headroom }, wire);
+    // Super-packets (64 KB datagrams) only on the HTTP/2 fast path both ways: our capsule writer, and the
+    // capsule parser's datagrams delivered straight into the decoder (the library's own queue is not asked).
+    const superPackets = headroom > 0 && typeof http2Internals(options.session)?.jsobj?.onDatagramReceived === 'function';
+    super(
+      { kind: options.kind, peer: options.peer, sendQueuePackets: options.sendQueuePackets, maxDatagramBytes, headroom, superPackets },
+      wire,
+    );
     this.session = options.session;
     this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
@@ -143,6 +174,7 @@ export class WebTransportConnection extends ConnectionBase {
     this.controlWriter.closed.then(undefined, noop);
     if (!this.interceptH2Datagrams(options)) void this.readDatagrams();
     void this.readControl(options.controlStream);
+    if (options.role === 'client') this.announceFraming();
     this.session.closed.then(
       (info) => this.onSessionClosed(info.reason ?? '', info.closeCode),
       (err: unknown) => this.onSessionClosed(err instanceof Error ? err.message : String(err), undefined),
@@ -231,6 +263,22 @@ export class WebTransportConnection extends ConnectionBase {
     } catch (err) {
       if (!this.isClosing) this.logger.debug({ err }, 'control stream reader ended');
     }
+  }
+}
+
+/**
+ * Grants the peer H2_RECEIVE_WINDOW_BYTES on the HTTP/2 connection under the session: the connection window
+ * directly, the stream windows through SETTINGS_INITIAL_WINDOW_SIZE (RFC 9113 6.9.2: it resizes the windows
+ * of open streams too). Best effort: a stream without a node:http2 session keeps the defaults.
+ */
+function raiseHttp2Windows(stream: Duplex, logger: Logger): void {
+  const session = (stream as Partial<Http2Stream>).session;
+  if (session === undefined || session.destroyed) return;
+  try {
+    session.setLocalWindowSize(H2_RECEIVE_WINDOW_BYTES);
+    session.settings({ initialWindowSize: H2_RECEIVE_WINDOW_BYTES, maxFrameSize: H2_MAX_FRAME_BYTES });
+  } catch (err) {
+    logger.debug({ err }, 'raising the HTTP/2 receive windows failed');
   }
 }
 

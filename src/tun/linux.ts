@@ -32,6 +32,9 @@ export interface TunStats {
 export class LinuxTun implements TunDevice {
   readonly name: string;
   readonly mtu: number;
+  readonly superPackets: boolean;
+  /** UDP super-packets too (USO4/USO6, kernel 6.2+). */
+  readonly uso: boolean;
   readonly stats: TunStats = { readBatches: 0, readPackets: 0, writtenPackets: 0, writeDrops: 0 };
   private readonly handle: NativeTun;
   private readonly batch: TunBatch;
@@ -42,7 +45,9 @@ export class LinuxTun implements TunDevice {
     this.handle = handle;
     this.name = handle.name;
     this.mtu = mtu;
-    this.batch = createTunBatch(mtu, batchSize);
+    this.superPackets = handle.tso;
+    this.uso = handle.uso;
+    this.batch = createTunBatch(mtu, batchSize, handle.tso);
   }
 
   /**
@@ -57,7 +62,8 @@ export class LinuxTun implements TunDevice {
     const addon = loadTunAddon();
     let handle: NativeTun;
     try {
-      handle = new addon.Tun(settings.name, settings.offload ?? true);
+      const offload = settings.offload ?? true;
+      handle = new addon.Tun(settings.name, offload, offload);
     } catch (err) {
       throw new QuicgateError('QG_ERR_TUN_OPEN', `opening TUN "${settings.name}" failed: ${errorText(err)}`, {
         cause: err,
@@ -78,8 +84,8 @@ export class LinuxTun implements TunDevice {
     const started = this.handler !== undefined;
     this.handler = handler;
     if (!started) {
-      const { data, lengths, stride } = this.batch;
-      this.handle.startReading(data, lengths, stride, (count) => this.deliver(count));
+      const { data, lengths, stride, meta } = this.batch;
+      this.handle.startReading(data, lengths, stride, (count) => this.deliver(count), meta);
     }
   }
 
@@ -97,6 +103,13 @@ export class LinuxTun implements TunDevice {
     this.stats.writtenPackets += accepted;
     this.stats.writeDrops += batch.count - accepted;
     return accepted;
+  }
+
+  writeGso(data: Uint8Array, offset: number, length: number, kind: number, gsoSize: number): number {
+    const errno = this.handle.writeGso(data, offset, length, kind, gsoSize);
+    if (errno === 0) this.stats.writtenPackets++;
+    else this.stats.writeDrops++;
+    return errno;
   }
 
   /** Write-side coalescing so far (all zero and off when the kernel has no virtio headers on TUN). */

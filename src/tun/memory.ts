@@ -4,18 +4,30 @@
  * handler synchronously, so a throwing handler throws out of inject(). Packets injected before onBatch() wait
  * and are delivered on a microtask after it, like packets queued in the kernel. After each call the used slots
  * are overwritten with POISON_BYTE, so a handler that keeps a view past its call sees garbage, as it would
- * with the real device.
+ * with the real device. With `superPackets`, injectSuper() delivers super-packets the way a TSO device does
+ * and writeGso() records them whole (writtenSuper).
  */
 import { QuicgateError } from '../errors.js';
-import { createTunBatch, DEFAULT_TUN_BATCH_SIZE } from './device.js';
+import { constants as osConstants } from 'node:os';
+import { createTunBatch, DEFAULT_TUN_BATCH_SIZE, GSO_ECN, GSO_META, GsoKind } from './device.js';
 import type { TunBatch, TunBatchHandler, TunDevice } from './device.js';
 
 export const POISON_BYTE = 0xee;
+const EAGAIN = osConstants.errno.EAGAIN;
 
 export interface MemoryTunOptions {
   readonly name?: string;
   readonly mtu?: number;
   readonly batchSize?: number;
+  /** Slots of 64 KB and injectSuper(): a device with TSO reads. */
+  readonly superPackets?: boolean;
+}
+
+/** A super-packet handed to writeGso. */
+export interface WrittenSuperPacket {
+  readonly packet: Uint8Array;
+  readonly kind: number;
+  readonly gsoSize: number;
 }
 
 /** Return true to make write() of this packet fail (a drop), as if the kernel refused it. */
@@ -24,6 +36,9 @@ export type WriteRefusal = (packet: Uint8Array) => boolean;
 export class MemoryTun implements TunDevice {
   readonly name: string;
   readonly mtu: number;
+  readonly superPackets: boolean;
+  /** Super-packets written with writeGso (copies), in order; they are not in `written`. */
+  readonly writtenSuper: WrittenSuperPacket[] = [];
   /** Copies of every packet written and accepted, in order. */
   readonly written: Uint8Array[] = [];
   /** Packets refused because of refuseWrite. */
@@ -40,7 +55,8 @@ export class MemoryTun implements TunDevice {
   constructor(options: MemoryTunOptions = {}) {
     this.name = options.name ?? 'memtun0';
     this.mtu = options.mtu ?? 1400;
-    this.batch = createTunBatch(this.mtu, options.batchSize ?? DEFAULT_TUN_BATCH_SIZE);
+    this.superPackets = options.superPackets ?? false;
+    this.batch = createTunBatch(this.mtu, options.batchSize ?? DEFAULT_TUN_BATCH_SIZE, this.superPackets);
   }
 
   get isClosed(): boolean {
@@ -70,6 +86,41 @@ export class MemoryTun implements TunDevice {
       return 0;
     }
     return this.deliver(packets);
+  }
+
+  /** Delivers one super-packet (batch of one, meta filled as the native reader does); needs superPackets. */
+  injectSuper(packet: Uint8Array, kind: number, gsoSize: number, headerLength: number): void {
+    // headerLength: IP + TCP/UDP header, as the kernel's hdr_len
+    if (this.closed) throw new QuicgateError('QG_ERR_CLOSED', `TUN ${this.name} is closed`);
+    const handler = this.handler;
+    if (!this.superPackets || handler === undefined) throw new Error('injectSuper needs superPackets and a handler');
+    const batch = this.batch;
+    if (packet.length > batch.stride) throw new RangeError(`super-packet of ${packet.length} bytes does not fit a slot`);
+    batch.data.set(packet, 0);
+    batch.lengths[0] = packet.length;
+    const k = kind & ~GSO_ECN;
+    const v4 = k === GsoKind.tcp4 || k === GsoKind.udp4;
+    const tcp = k === GsoKind.tcp4 || k === GsoKind.tcp6;
+    const csumStart = v4 ? (packet[0]! & 0x0f) * 4 : 40;
+    batch.meta.set([kind, gsoSize, headerLength, csumStart, tcp ? 16 : 6], 0);
+    batch.count = 1;
+    try {
+      handler(batch);
+    } finally {
+      batch.data.fill(POISON_BYTE, 0, batch.stride);
+      batch.meta.fill(0, 0, GSO_META);
+    }
+  }
+
+  writeGso(data: Uint8Array, offset: number, length: number, kind: number, gsoSize: number): number {
+    if (offset < 0 || length <= 0 || offset + length > data.length) throw new RangeError('writeGso: offset/length outside data');
+    const packet = data.subarray(offset, offset + length);
+    if (this.closed || this.refuseWrite?.(packet) === true) {
+      this.writeDrops++;
+      return EAGAIN;
+    }
+    this.writtenSuper.push({ packet: Uint8Array.from(packet), kind, gsoSize });
+    return 0;
   }
 
   write(data: Uint8Array, offset: number, length: number): boolean {

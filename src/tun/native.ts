@@ -13,8 +13,11 @@ export interface NativeTun {
   readonly name: string;
   /** -1 once closed. */
   readonly fd: number;
-  /** onPackets(count > 0): `count` packets were read into data/lengths; onPackets(-errno): reading stopped. */
-  startReading(data: Uint8Array, lengths: Uint32Array, stride: number, onPackets: (count: number) => void): void;
+  /**
+   * onPackets(count > 0): `count` packets were read into data/lengths (and their GSO info into meta, 5 entries
+   * per slot; see TunBatch); onPackets(-errno): reading stopped. Without meta, super-packets are dropped.
+   */
+  startReading(data: Uint8Array, lengths: Uint32Array, stride: number, onPackets: (count: number) => void, meta?: Uint16Array): void;
   stopReading(): void;
   /** Returns 0 when written, else the errno the kernel returned. */
   write(data: Uint8Array, offset: number, length: number): number;
@@ -22,6 +25,12 @@ export interface NativeTun {
   writeBatch(data: Uint8Array, lengths: Uint32Array, stride: number, count: number, status?: Uint8Array): number;
   /** Whether reads and writes carry a virtio_net_hdr (then writeBatch coalesces; see native/src/gro.h). */
   readonly vnetHdr: boolean;
+  /** Whether the kernel took TUNSETOFFLOAD with TSO4/TSO6: reads deliver TCP super-packets (native/src/gso.h). */
+  readonly tso: boolean;
+  /** Whether it also took USO4/USO6 (kernel 6.2+): UDP super-packets too. */
+  readonly uso: boolean;
+  /** One super-packet as a unit (or segmented where the device cannot): 0, EINVAL (malformed) or errno. */
+  writeGso(data: Uint8Array, offset: number, length: number, kind: number, gsoSize: number): number;
   groStats(): NativeGroStats;
   close(): void;
 }
@@ -32,14 +41,33 @@ export interface NativeGroStats {
   readonly coalescedPackets: number;
   readonly tcp: boolean;
   readonly udp: boolean;
+  /** Super-packets read (TSO/USO), and those dropped because they did not parse. */
+  readonly superPacketsRead: number;
+  readonly badSuperPacketsRead: number;
+  /** Super-packets written as a unit by writeGso. */
+  readonly superPacketsWritten: number;
 }
 
 export interface NativeTunAddon {
   /**
-   * Opens /dev/net/tun as IFF_TUN|IFF_NO_PI (+IFF_VNET_HDR when `vnetHdr` and the kernel has it); throws an
-   * Error with `errno` and `syscall` on failure.
+   * Opens /dev/net/tun as IFF_TUN|IFF_NO_PI (+IFF_VNET_HDR when `vnetHdr` and the kernel has it; + TSO/USO
+   * reads when `tso` too); throws an Error with `errno` and `syscall` on failure.
    */
-  Tun: new (name: string, vnetHdr?: boolean) => NativeTun;
+  Tun: new (name: string, vnetHdr?: boolean, tso?: boolean) => NativeTun;
+  /**
+   * Software segmentation of a super-packet into out + i * stride (lengths[i]): the segment count, -1 when
+   * src is not a well-formed super-packet of `kind`, -2 when the segments do not fit out.
+   */
+  gsoSplit(
+    src: Uint8Array,
+    offset: number,
+    length: number,
+    kind: number,
+    gsoSize: number,
+    out: Uint8Array,
+    stride: number,
+    lengths: Uint32Array,
+  ): number;
 }
 
 const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'quicgate_tun.node');
@@ -77,5 +105,6 @@ function findAddonFile(): string | undefined {
 }
 
 function isAddon(value: unknown): value is NativeTunAddon {
-  return typeof value === 'object' && value !== null && typeof (value as { Tun?: unknown }).Tun === 'function';
+  const addon = value as { Tun?: unknown; gsoSplit?: unknown } | null;
+  return typeof value === 'object' && addon !== null && typeof addon.Tun === 'function' && typeof addon.gsoSplit === 'function';
 }

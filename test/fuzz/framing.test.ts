@@ -1,14 +1,21 @@
 /**
  * Fuzzing the datagram decoder (src/transport/framing.ts) with hostile datagrams: random bytes, coalesced
  * records whose lengths lie, truncation, trailing bytes, forged fragments, and loss/reordering of real
- * fragmented traffic. Properties: decode never throws; a malformed datagram delivers nothing; what is delivered
+ * fragmented traffic, super-packet records (framing version 2) with lying lengths, unknown record types, bad
+ * kinds and gso sizes. Properties: decode never throws; a malformed datagram delivers nothing; what is delivered
  * always lies inside the datagram; the accept/reject decision matches an independent reference validator; and
  * under any loss or reordering a delivered packet is always byte-equal to a packet that was sent (loss, never
  * corruption).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DatagramDecoder, DatagramEncoder, MAX_PACKET_BYTES, MIN_DATAGRAM_BYTES } from '../../src/transport/framing.js';
+import {
+  DatagramDecoder,
+  DatagramEncoder,
+  MAX_PACKET_BYTES,
+  MAX_SUPER_PACKET_BYTES,
+  MIN_DATAGRAM_BYTES,
+} from '../../src/transport/framing.js';
 
 /** Reference reading of the wire format, written from the format comment, not from the implementation. */
 function referenceWellFormed(d: Uint8Array): boolean {
@@ -17,7 +24,17 @@ function referenceWellFormed(d: Uint8Array): boolean {
   while (pos < d.length) {
     if (pos + 2 > d.length) return false;
     const header = (d[pos]! << 8) | d[pos + 1]!;
-    if (header & 0x8000) {
+    if (header === 0) {
+      // super-packet: [0][type 1][kind][gso size][u32 length]
+      if (pos + 10 > d.length || d[pos + 2] !== 1) return false;
+      const kind = d[pos + 3]!;
+      const base = kind & 0x7f;
+      if (base < 1 || base > 4 || (kind & 0x80 && base > 2)) return false;
+      if (((d[pos + 4]! << 8) | d[pos + 5]!) === 0) return false;
+      const length = d[pos + 6]! * 2 ** 24 + ((d[pos + 7]! << 16) | (d[pos + 8]! << 8) | d[pos + 9]!);
+      if (length === 0 || length > 65575) return false;
+      pos += 10 + length;
+    } else if (header & 0x8000) {
       const size = header & 0x7fff;
       if (size === 0 || pos + 6 > d.length) return false;
       const index = d[pos + 4]!;
@@ -25,7 +42,6 @@ function referenceWellFormed(d: Uint8Array): boolean {
       if (count < 2 || index >= count) return false;
       pos += 6 + size;
     } else {
-      if (header === 0) return false;
       pos += 2 + header;
     }
   }
@@ -35,11 +51,22 @@ function referenceWellFormed(d: Uint8Array): boolean {
 interface Delivery {
   ok: boolean;
   packets: Buffer[];
+  supers: { body: Buffer; kind: number; gsoSize: number }[];
 }
 
 function decodeOne(decoder: DatagramDecoder, buffer: Buffer, offset: number, length: number): Delivery {
   const packets: Buffer[] = [];
+  const supers: Delivery['supers'] = [];
   const ok = decoder.decode(buffer, offset, length, {
+    onSuperPacket(data, at, len, kind, gsoSize) {
+      expect(data).toBe(buffer);
+      expect(len).toBeGreaterThan(0);
+      expect(len).toBeLessThanOrEqual(MAX_SUPER_PACKET_BYTES);
+      expect(at).toBeGreaterThanOrEqual(offset);
+      expect(at + len).toBeLessThanOrEqual(offset + length);
+      expect(gsoSize).toBeGreaterThan(0);
+      supers.push({ body: Buffer.from(data.subarray(at, at + len)), kind, gsoSize });
+    },
     onPacket(data, at, len) {
       expect(len).toBeGreaterThan(0);
       expect(len).toBeLessThanOrEqual(MAX_PACKET_BYTES);
@@ -53,8 +80,8 @@ function decodeOne(decoder: DatagramDecoder, buffer: Buffer, offset: number, len
       packets.push(Buffer.from(data.subarray(at, at + len)));
     },
   });
-  if (!ok) expect(packets).toEqual([]);
-  return { ok, packets };
+  if (!ok) expect(packets.length + supers.length).toBe(0);
+  return { ok, packets, supers };
 }
 
 /** Records built by hand: honest or lying lengths, fragments with arbitrary numbers. */
@@ -68,6 +95,14 @@ const record = fc.oneof(
     index: fc.integer({ min: 0, max: 4 }),
     count: fc.integer({ min: 0, max: 4 }),
   }),
+  fc.record({
+    kind: fc.constant('super' as const),
+    body: fc.uint8Array({ minLength: 0, maxLength: 64 }),
+    lie: fc.integer({ min: -3, max: 3 }),
+    type: fc.constantFrom(1, 1, 1, 0, 2),
+    superKind: fc.constantFrom(1, 2, 3, 4, 0x81, 0x82, 0, 5, 0x83, 0xff),
+    gsoSize: fc.constantFrom(1, 1000, 0xffff, 0),
+  }),
 );
 type Rec = typeof record extends fc.Arbitrary<infer T> ? T : never;
 
@@ -75,7 +110,14 @@ function build(records: readonly Rec[], lieOften: boolean): Buffer {
   const parts: Buffer[] = [];
   for (const r of records) {
     const declared = Math.max(0, r.body.length + (lieOften ? r.lie : 0)) & 0x7fff;
-    if (r.kind === 'whole') {
+    if (r.kind === 'super') {
+      const h = Buffer.alloc(10);
+      h[2] = r.type;
+      h[3] = r.superKind;
+      h.writeUInt16BE(r.gsoSize, 4);
+      h.writeUInt32BE(Math.max(0, r.body.length + (lieOften ? r.lie : 0)), 6);
+      parts.push(h, Buffer.from(r.body));
+    } else if (r.kind === 'whole') {
       const h = Buffer.alloc(2);
       h.writeUInt16BE(declared);
       parts.push(h, Buffer.from(r.body));
@@ -109,9 +151,13 @@ describe('DatagramDecoder under fuzz', () => {
       fc.property(fc.array(record, { maxLength: 12 }), fc.boolean(), (records, lieOften) => {
         const datagram = build(records, lieOften);
         const decoder = new DatagramDecoder();
-        const { ok, packets } = decodeOne(decoder, datagram, 0, datagram.length);
+        const { ok, packets, supers } = decodeOne(decoder, datagram, 0, datagram.length);
         expect(ok).toBe(referenceWellFormed(datagram));
-        if (ok && !lieOften) {
+        // (A zero-length whole record reads as the start of a super-packet record: then no count holds.)
+        if (ok && !lieOften && records.every((r) => r.kind !== 'whole' || r.body.length > 0)) {
+          // Every super-packet record arrives byte-exact with its kind and gso size.
+          const superRecords = records.filter((r) => r.kind === 'super');
+          expect(supers).toEqual(superRecords.map((r) => ({ body: Buffer.from(r.body), kind: r.superKind, gsoSize: r.gsoSize })));
           // Every whole record arrives byte-exact; fragments never produce more packets than they could.
           const wholes = records.filter((r) => r.kind === 'whole');
           const fragments = records.filter((r) => r.kind === 'fragment');
@@ -142,7 +188,7 @@ describe('DatagramDecoder under fuzz', () => {
     for (const [offset, length] of [[0, 0], [0, 4], [-1, 3], [2, 2], [3, 1], [0, -5]] as const) {
       expect(decodeOne(decoder, buffer, offset, length).ok).toBe(false);
     }
-    expect(decodeOne(decoder, buffer, 0, 3)).toEqual({ ok: true, packets: [Buffer.from([9])] });
+    expect(decodeOne(decoder, buffer, 0, 3)).toEqual({ ok: true, packets: [Buffer.from([9])], supers: [] });
   });
 
   it('under loss, duplication, reordering and bit flips of real traffic, delivers only packets that were sent', () => {

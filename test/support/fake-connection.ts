@@ -14,6 +14,9 @@ export class FakeConnection implements TunnelConnection {
   readonly closeCalls: CloseInfo[] = [];
   readonly controlSent: ControlMessage[] = [];
   readonly packetsSent: Buffer[] = [];
+  /** Super-packets sent (only when a test sets carriesSuperPackets). */
+  readonly superPacketsSent: { packet: Buffer; kind: number; gsoSize: number }[] = [];
+  carriesSuperPackets = false;
   flushes = 0;
   receiver: PacketReceiver | null = null;
   controlHandler: ((message: ControlMessage) => void) | null = null;
@@ -34,6 +37,12 @@ export class FakeConnection implements TunnelConnection {
   sendPacket(data: Uint8Array, offset: number, length: number): boolean {
     if (this.settled !== null) return false;
     this.packetsSent.push(Buffer.from(data.subarray(offset, offset + length)));
+    return true;
+  }
+
+  sendSuperPacket(data: Uint8Array, offset: number, length: number, kind: number, gsoSize: number): boolean {
+    if (this.settled !== null || !this.carriesSuperPackets) return false;
+    this.superPacketsSent.push({ packet: Buffer.from(data.subarray(offset, offset + length)), kind, gsoSize });
     return true;
   }
 

@@ -27,7 +27,11 @@ export class MemoryListener implements TunnelListener {
   private handler: ((accepted: AcceptedConnection) => void) | null = null;
   private port = 50_000;
 
-  constructor(private readonly admission: Admission) {}
+  /** `superPackets`: the pairs announce framing version 2 and carry super-packets (as HTTP/2 does). */
+  constructor(
+    private readonly admission: Admission,
+    private readonly superPackets = false,
+  ) {}
 
   onConnection(handler: (accepted: AcceptedConnection) => void): void {
     this.handler = handler;
@@ -44,7 +48,11 @@ export class MemoryListener implements TunnelListener {
     options: { transport?: TransportKind; previousAddresses?: readonly string[]; sourceAddress?: string; maxDatagramBytes?: number; resume?: ResumeClaim | null } = {},
   ): Promise<{ pair: MemoryPair } | { refused: AdmissionResult }> {
     const source = options.sourceAddress ?? '192.0.2.7';
-    const pair = createMemoryPair({ clientPeer: `${source}:${this.port++}`, ...(options.maxDatagramBytes === undefined ? {} : { maxDatagramBytes: options.maxDatagramBytes }) });
+    const pair = createMemoryPair({
+      clientPeer: `${source}:${this.port++}`,
+      superPackets: this.superPackets,
+      ...(options.maxDatagramBytes === undefined ? {} : { maxDatagramBytes: options.maxDatagramBytes }),
+    });
     const request: ConnectRequest = {
       user,
       password,
@@ -69,14 +77,19 @@ export interface MemoryGateway {
   readonly listener: MemoryListener;
 }
 
-export async function startMemoryGateway(config: ServerConfig, clock?: Clock): Promise<MemoryGateway> {
+/** `superPackets.tun`: a TUN that reads super-packets (injectSuper); `.links`: connections that carry them. */
+export async function startMemoryGateway(
+  config: ServerConfig,
+  clock?: Clock,
+  superPackets: { readonly tun?: boolean; readonly links?: boolean } = {},
+): Promise<MemoryGateway> {
   let tun: MemoryTun | null = null;
   let listener: MemoryListener | null = null;
   const gateway = await Gateway.start(config, {
     logger: silentLogger(),
     ...(clock ? { clock } : {}),
-    openTun: async (settings) => (tun = new MemoryTun({ name: settings.name, mtu: settings.mtu })),
-    listen: async ({ admission }) => (listener = new MemoryListener(admission)),
+    openTun: async (settings) => (tun = new MemoryTun({ name: settings.name, mtu: settings.mtu, superPackets: superPackets.tun ?? false })),
+    listen: async ({ admission }) => (listener = new MemoryListener(admission, superPackets.links ?? false)),
   });
   return { gateway, tun: tun!, listener: listener! };
 }

@@ -43,3 +43,39 @@ export function ipv4Packet(src: string, dst: string, payloadLength = 32, fill = 
 export function ipv6Packet(src: string, dst: string, payloadLength = 32, fill = 0xcd): Buffer {
   return ipv6PacketWith(src, dst, Buffer.alloc(payloadLength, fill));
 }
+
+/**
+ * A TCP super-packet (as a TSO read hands it over): one IPv4 (or IPv6) + TCP header, then `payloadLength`
+ * bytes standing for segments of `gsoSize`. The TCP checksum is left as the kernel leaves it (not final).
+ */
+export function tcpSuperPacket(src: string, dst: string, payloadLength: number, fill = 0x5a): Buffer {
+  const v6 = src.includes(':');
+  const ip = v6 ? 40 : 20;
+  const b = Buffer.alloc(ip + 20 + payloadLength, fill);
+  if (v6) {
+    b.writeUInt32BE(0x60000000, 0);
+    b.writeUInt16BE(20 + payloadLength, 4);
+    b[6] = 6;
+    b[7] = 64;
+    Buffer.from(ipv6ToBytes(src)).copy(b, 8);
+    Buffer.from(ipv6ToBytes(dst)).copy(b, 24);
+  } else {
+    b.fill(0, 0, 20);
+    b[0] = 0x45;
+    b.writeUInt16BE(b.length, 2);
+    b.writeUInt16BE(0x4000, 6);
+    b[8] = 64;
+    b[9] = 6;
+    b.writeInt32BE(ipv4ToWord(src), 12);
+    b.writeInt32BE(ipv4ToWord(dst), 16);
+  }
+  b.fill(0, ip, ip + 20);
+  b.writeUInt16BE(40000, ip);
+  b.writeUInt16BE(5201, ip + 2);
+  b.writeUInt32BE(1000, ip + 4);
+  b.writeUInt32BE(1, ip + 8);
+  b[ip + 12] = 5 << 4;
+  b[ip + 13] = 0x18; // ACK|PSH
+  b.writeUInt16BE(512, ip + 14);
+  return b;
+}

@@ -6,7 +6,7 @@ import { measureAllocationQuietest } from '../support/alloc.js';
 function tally(): { a: TunWriteAccount; ok: number[]; no: number[] } {
   const ok: number[] = [];
   const no: number[] = [];
-  return { a: { written: (n) => ok.push(n), refused: (n) => no.push(n) }, ok, no };
+  return { a: { written: (n) => ok.push(n), refused: (n) => no.push(n), malformed: (n) => no.push(n) }, ok, no };
 }
 
 const packet = (length: number, fill: number): Buffer => Buffer.alloc(length, fill);
@@ -93,7 +93,7 @@ describe('TunWriter', () => {
     };
     const writer = new TunWriter(tun, { batchSize: 64, defer: () => {} });
     let bytes = 0;
-    const counter: TunWriteAccount = { written: (n) => void (bytes += n), refused: () => {} };
+    const counter: TunWriteAccount = { written: (n) => void (bytes += n), refused: () => {}, malformed: () => {} };
     const p = packet(1200, 5);
     const stageMany = (n: number): void => {
       for (let i = 0; i < n; i++) writer.stage(p, 0, 1200, counter);
