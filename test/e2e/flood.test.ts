@@ -94,7 +94,8 @@ describe('floods from one host', () => {
     // 1. The flood alone: what it costs the gateway (CPU time of its process, robust against a busy machine).
     const cpuBefore = cpuSeconds(gateway.pid);
     const rejectionsBefore = await metric('quicgate_rejections_total');
-    const result = await flood({ idle: 1500, passwords: 2000, garbage: 200, holdMs: 20_000 });
+    // Passwords first on their own: together with the idle flood they would mostly meet the per-source bound.
+    const result = { ...(await flood({ passwords: 2000 })), ...(await flood({ idle: 1500, garbage: 200, holdMs: 20_000 })) };
     const cpu = cpuSeconds(gateway.pid) - cpuBefore;
     const answers = result.passwords!.answers as Record<string, number>;
     const connections = 1500 + 2000 + 200;
