@@ -89,8 +89,12 @@ describe.each(TRANSPORTS)('hostile clients over %s', (transport) => {
   afterAll(() => stopTestbed({ topo, files }));
 
   it('a client forging sources, sending oversize/garbage datagrams and flooding keepalives affects only itself', async () => {
-    // The good client's throughput alone, to compare with its throughput during the abuse.
-    const alone = await iperf(topo, topo.server, topo.clients[1]!, GW4, 5300, ['-t', '3']);
+    // The good client sends at a fixed pace well below what the tunnel carries on this machine, alone and during
+    // the abuse: what is measured is whether the abuse takes the gateway from it, not how two saturating
+    // processes share two busy vCPUs (an unpaced stream is CPU-bound on this machine and its share of the CPU
+    // with the attacker's own process moved between 0.6 and 1.1 from run to run).
+    const pace = transport === 'h2' ? '200M' : '40M';
+    const alone = await iperf(topo, topo.server, topo.clients[1]!, GW4, 5300, ['-t', '3', '-b', pace]);
     const before = await drops();
     const evil = topo.spawn(topo.clients[0]!, process.execPath, [
       HOSTILE,
@@ -110,19 +114,14 @@ describe.each(TRANSPORTS)('hostile clients over %s', (transport) => {
       await new Promise((r) => setTimeout(r, 1000));
       // Meanwhile the other client's traffic is unharmed.
       const [tcp, ping] = await Promise.all([
-        iperf(topo, topo.server, topo.clients[1]!, GW4, 5301, ['-t', '5']),
+        iperf(topo, topo.server, topo.clients[1]!, GW4, 5301, ['-t', '5', '-b', pace]),
         topo.exec(topo.clients[1]!, 'ping', ['-c', '20', '-i', '0.2', '-W', '2', GW4]),
       ]);
       // The junk (~100 Mbit/s, 20,000 keepalives/s) is read, checked and dropped on the gateway's one event loop;
-      // the good client keeps at least 65% of its throughput alone (~82% measured; an ack per keepalive gave 57%).
+      // the good client keeps at least 80% of its paced rate alone.
       console.info(`[hostile] good client alone ${mbit(alone.receivedBps).toFixed(1)} Mbit/s, during abuse ${mbit(tcp.receivedBps).toFixed(1)} Mbit/s`);
-      expect(mbit(tcp.receivedBps)).toBeGreaterThan(0.65 * mbit(alone.receivedBps));
-      // HTTP/2 carries the ping reliably: none may be lost. HTTP/3 carries it as a QUIC datagram beside the good
-      // client's own saturating iperf3, on a gateway whose library spends a JS call per QUIC packet on the junk
-      // too: a datagram may expire in the library's send queue (measured: 0-2 of 20 under this abuse; a third
-      // is a real regression). docs/quic-route.md has the native QUIC route that removes the per-packet JS.
-      const received = Number(/(\d+) received/.exec(ping.stdout)?.[1] ?? 0);
-      expect(received, ping.stdout).toBeGreaterThanOrEqual(transport === 'h2' ? 20 : 18);
+      expect(mbit(tcp.receivedBps)).toBeGreaterThan(0.8 * mbit(alone.receivedBps));
+      expect(ping.stdout).toMatch(/ 0% packet loss/);
       // The abuse ran to its end on an open session, and was counted.
       const deadline = Date.now() + 15_000;
       while (!events.some((e) => e.event === 'done') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
