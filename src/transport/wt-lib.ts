@@ -81,6 +81,8 @@ export interface WtServerOptions {
   readonly cert: string;
   readonly privKey: string;
   readonly defaultDatagramsReadableMode?: 'bytes';
+  /** HTTP/3: options for the node:dgram socket the library creates (its documented quicheNodeSocketOptions). */
+  readonly quicheNodeSocketOptions?: { readonly recvBufferSize?: number; readonly sendBufferSize?: number };
 }
 
 export interface WtServer {

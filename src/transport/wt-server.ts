@@ -55,6 +55,14 @@ export interface SourceThrottle {
   isBlocked(sourceAddress: string): boolean;
 }
 
+/**
+ * Every client's QUIC packets arrive on the one UDP socket of the HTTP/3 listener: with the kernel's default
+ * receive buffer (208 KiB) one client's burst or flood overflows it between two event-loop turns and the
+ * kernel drops other clients' packets too. 4 MiB is rmem_max on common distributions; the kernel caps the
+ * request at rmem_max/wmem_max where those are lower.
+ */
+const H3_SOCKET_BUFFERS = { recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 } as const;
+
 export interface WebTransportListener extends TunnelListener {
   readonly port: number;
   /** Why HTTP/3 is not served (undefined when it is, or when it was turned off). */
@@ -208,7 +216,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
 
   const startH3 = async (): Promise<WtServer> => {
     await lib.quicheLoaded;
-    const h3 = new lib.Http3Server(serverOptions(port));
+    const h3 = new lib.Http3Server({ ...serverOptions(port), quicheNodeSocketOptions: H3_SOCKET_BUFFERS });
     h3.setRequestCallback(requestCallback('h3'));
     void acceptSessions('h3', h3);
     h3.startServer();
