@@ -19,6 +19,9 @@ command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 # The web console's browser tests (test/e2e/console.test.ts) drive Debian's chromium.
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
+# The fleet tests start their own redis-server and PostgreSQL (Debian's binaries, under /usr/lib/postgresql).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
   echo "# installing ${need[*]}"
   apt-get update -qq

@@ -2,6 +2,7 @@
  * Every default value, and the one place where they are merged: validated file values (snake_case, from
  * schema.ts) in, plain typed config (camelCase, types.ts) out. docs/config.md lists the same values.
  */
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Address4, Address6 } from 'ip-address';
 import type { ClientFile, ServerFile, UserEntry } from './schema.js';
@@ -42,6 +43,10 @@ export const SERVER_DEFAULTS = {
   historyQueueLimit: 100_000,
   historyBusyTimeoutMs: 1_000,
   historyRejectionRowsPerHour: 1_000,
+  fleetKeyPrefix: 'quicgate:',
+  fleetLeaseIntervalMs: 100,
+  fleetFallbackShare: 0.5,
+  fleetSessionLeaseMs: 15_000,
   logLevel: 'info' as const,
   /** Relative to the working directory, also when a config file is given but sets no data_dir. */
   dataDir: 'data',
@@ -160,6 +165,17 @@ export function resolveServerConfig(file: ServerFile, ctx: ServerResolveContext)
       busyTimeoutMs: file.history?.busy_timeout ?? d.historyBusyTimeoutMs,
       rejectionRowsPerHour: file.history?.rejection_rows_per_hour ?? d.historyRejectionRowsPerHour,
     },
+    fleet:
+      file.fleet === undefined
+        ? null
+        : {
+            redisUrl: file.fleet.redis_url,
+            keyPrefix: file.fleet.key_prefix ?? d.fleetKeyPrefix,
+            leaseIntervalMs: file.fleet.lease_interval ?? d.fleetLeaseIntervalMs,
+            fallbackShare: file.fleet.fallback_share ?? d.fleetFallbackShare,
+            sessionLeaseMs: file.fleet.session_lease ?? d.fleetSessionLeaseMs,
+          },
+    gatewayId: file.fleet?.gateway_id ?? hostname(),
     logLevel: file.log_level ?? d.logLevel,
     usersFile: ctx.usersFile,
     users: ctx.userEntries.map((u) => resolveUser(u, defaultBandwidth)),

@@ -118,6 +118,19 @@ const ipv4Pool = textField('an IPv4 network such as "198.18.0.0/16"', (s) => par
 const ipv6Pool = textField('an IPv6 network such as "2001:db8:4711::/64"', (s) => parseCidr(s, 6, true));
 const route = textField('a network such as "0.0.0.0/0" or "2001:db8::/32"', (s) => parseCidr(s, null, false));
 
+/** redis:// or rediss:// with a host; the URL is kept as written (ioredis parses it). */
+function redisUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return fail(`expected a URL such as "redis://10.0.0.5:6379/0", got ${describeValue(text)}`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') fail(`expected a redis:// or rediss:// URL, got ${describeValue(text)}`);
+  if (url.hostname === '') fail(`expected a host in ${describeValue(text)}`);
+  return text;
+}
+
 const port = z.number().int().min(1).max(65535);
 const positiveInt = z.number().int().min(1);
 const boolean = z.boolean();
@@ -242,6 +255,19 @@ export const ServerFileSchema = z.strictObject({
       rejection_rows_per_hour: positiveInt.optional(),
     })
     .optional(),
+  fleet: z
+    .strictObject({
+      gateway_id: z
+        .string()
+        .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit')
+        .optional(),
+      redis_url: textField('a URL such as "redis://10.0.0.5:6379/0"', redisUrl),
+      key_prefix: z.string().min(1).max(64).optional(),
+      lease_interval: duration(1, '1ms').refine((ms) => ms >= 20 && ms <= 1000, 'expected between 20ms and 1s').optional(),
+      fallback_share: z.number().gt(0).max(1).optional(),
+      session_lease: duration(1000, '1s').optional(),
+    })
+    .optional(),
   log_level: logLevel.optional(),
   data_dir: path.optional(),
   users_file: path.optional(),
@@ -289,6 +315,9 @@ export const RELOAD_EFFECTS: { readonly [K in keyof ServerConfig]: { readonly ke
   admin: { key: 'admin', effect: 'restart' },
   history: { key: 'history', effect: 'restart' },
   logLevel: { key: 'log_level', effect: 'live' },
+  // The Redis connection and the lease loops are made once at start.
+  fleet: { key: 'fleet', effect: 'restart' },
+  gatewayId: { key: 'fleet.gateway_id', effect: 'restart' },
   usersFile: { key: 'users_file', effect: 'live' },
   users: { key: 'users', effect: 'live' },
 };

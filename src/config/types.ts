@@ -108,10 +108,28 @@ export interface ServerConfig {
   readonly dataDir: string;
   readonly admin: AdminConfig;
   readonly history: HistoryConfig;
+  /** Shared state with other gateways through Redis (docs/fleet.md); null: this gateway alone (the default). */
+  readonly fleet: FleetConfig | null;
+  /** This gateway's name in the fleet and in history rows: fleet.gateway_id, else the host name. */
+  readonly gatewayId: string;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** Path of the users file, if users live in their own file. */
   readonly usersFile: string | null;
   readonly users: readonly UserConfig[];
+}
+
+/** Config `fleet`: what several gateways behind one name share through one Redis. */
+export interface FleetConfig {
+  /** redis:// or rediss:// URL, as written. */
+  readonly redisUrl: string;
+  /** Prefix of every Redis key and channel, so several fleets can share one Redis. */
+  readonly keyPrefix: string;
+  /** How often each gateway renews its rate leases (ms). */
+  readonly leaseIntervalMs: number;
+  /** Share of each user's limit (0..1] this gateway enforces alone while Redis is unreachable. */
+  readonly fallbackShare: number;
+  /** Lifetime of this gateway's session leases (ms): a crashed gateway's sessions stop counting after it. */
+  readonly sessionLeaseMs: number;
 }
 
 /** Bounds on tunnel connections that carry no authenticated session (yet). */

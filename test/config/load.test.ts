@@ -337,3 +337,27 @@ users:
     expect(problemAt(await problems(() => parse(text)), 'users[0].name').message).toContain('expected a user name');
   });
 });
+
+describe('fleet', () => {
+  it('is null without a fleet block, and the gateway id is the host name', async () => {
+    const config = await parse('');
+    expect(config.fleet).toBeNull();
+    expect(config.gatewayId).toBe((await import('node:os')).hostname());
+  });
+
+  it('reads the block with its defaults', async () => {
+    const config = await parse('fleet:\n  gateway_id: gw-a\n  redis_url: redis://192.0.2.9:6379/0\n  lease_interval: 50ms\n');
+    expect(config.gatewayId).toBe('gw-a');
+    expect(config.fleet).toEqual({ redisUrl: 'redis://192.0.2.9:6379/0', keyPrefix: 'quicgate:', leaseIntervalMs: 50, fallbackShare: 0.5, sessionLeaseMs: 15_000 });
+  });
+
+  it('names the field and what was expected', async () => {
+    const issues = await problems(() => parse('fleet:\n  gateway_id: "gw a"\n  redis_url: http://x/\n  lease_interval: 5ms\n  fallback_share: 0\n'));
+    expect(problemAt(issues, 'fleet.gateway_id')).toMatchObject({ line: 2, message: expect.stringContaining('expected 1-63 letters') });
+    expect(problemAt(issues, 'fleet.redis_url').message).toContain('expected a redis:// or rediss:// URL');
+    expect(problemAt(issues, 'fleet.lease_interval').message).toContain('between 20ms and 1s');
+    expect(problemAt(issues, 'fleet.fallback_share').line).toBe(5);
+    const missing = await problems(() => parse('fleet:\n  gateway_id: gw-a\n'));
+    expect(problemAt(missing, 'fleet.redis_url').message).toMatch(/expected a URL/);
+  });
+});
