@@ -72,7 +72,7 @@ describe('client exit', () => {
       expect(client.running).toBe(true);
       expect(client.lines.filter((l) => l.msg === 'reconnecting').length).toBeGreaterThanOrEqual(3);
       gateway = startGateway(topo, files);
-      await gateway.waitForMsg('gateway up');
+      await gateway.waitReady();
       await client.waitForMsg('tunnel up', 20_000);
     } finally {
       client.signal('SIGTERM');
@@ -83,7 +83,7 @@ describe('client exit', () => {
   it.each(TRANSPORTS)('with a CA that does not verify the gateway (%s): exits 2 at once, QG_ERR_TLS in one line', async (transport) => {
     if (gateway === null || !gateway.running) {
       gateway = startGateway(topo, files);
-      await gateway.waitForMsg('gateway up');
+      await gateway.waitReady();
     }
     const config = files.clientFile(
       `wrong-ca-${transport}`,

@@ -218,7 +218,7 @@ describe.each(TRANSPORTS)('faults over %s', (transport) => {
       const exit = await old.exited;
       if (how === 'SIGTERM') expect(exit.code).toBe(0);
       gateway = startGateway(topo, files);
-      await gateway.waitForMsg('gateway up');
+      await gateway.waitReady();
       const upAt = Date.now();
       // Max backoff 2 s, plus the client noticing the loss (3 missed keepalives of 1 s) when the gateway was killed.
       await Promise.all(clients.map((c, i) => c.waitFor((l) => l.msg === 'tunnel up', 8000, marks[i])));

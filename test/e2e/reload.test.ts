@@ -73,7 +73,7 @@ beforeAll(async () => {
   // Client-to-client packets go out of the gateway's TUN and back in: the namespace forwards (its own sysctl).
   await topo.exec(topo.server, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
   gateway = startGateway(topo, files);
-  await gateway.waitForMsg('gateway up');
+  await gateway.waitReady();
 }, 90_000);
 
 afterAll(async () => {

@@ -57,7 +57,7 @@ describe('transport auto', () => {
       gateway.signal('SIGTERM');
       await gateway.exited;
       gateway = startGateway(topo, files);
-      await gateway.waitForMsg('gateway up');
+      await gateway.waitReady();
       const again = await client.waitFor((l) => l.msg === 'tunnel up', 20_000, mark);
       expect(again.transport).toBe('h3');
       expect((await topo.exec(ns, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', GW4])).stdout).toMatch(/3 received/);

@@ -226,7 +226,7 @@ describe.each(TRANSPORTS)('tunnel end to end over %s (dual stack)', (transport) 
     expect(gateway.lines.some((l) => l.msg === 'session ended' && l.reason === 'server_shutdown')).toBe(true);
     const mark = clients.bob!.lines.length;
     gateway = startGateway(topo, files);
-    await gateway.waitForMsg('gateway up');
+    await gateway.waitReady();
     const again = await clients.bob!.waitFor((l) => l.msg === 'tunnel up', 20_000, mark);
     expect(again.ipv4).toBe(bobAddress);
     const ping = await topo.exec(topo.clients[0]!, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', GW4]);

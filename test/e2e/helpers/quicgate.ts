@@ -98,6 +98,15 @@ export class QuicgateProcess {
     return this.waitFor((l) => l.msg === msg, timeoutMs, from);
   }
 
+  /**
+   * A gateway fully started: 'gateway up' (tunnel listener and TUN), then the admin API's start line
+   * (listening, disabled or not started), which comes after it; an admin request before that is refused.
+   */
+  async waitReady(timeoutMs = 20_000): Promise<void> {
+    await this.waitForMsg('gateway up', timeoutMs);
+    await this.waitFor((l) => l.msg.startsWith('admin API'), timeoutMs);
+  }
+
   signal(sig: NodeJS.Signals): void {
     this.child.kill(sig);
   }
@@ -248,6 +257,6 @@ export async function startTestbed(clientCount: number, users: readonly TestUser
   await files.writeUsers(users);
   files.writeServer(serverYaml);
   const gateway = startGateway(topo, files, gatewayEnv === undefined ? {} : { env: gatewayEnv });
-  await gateway.waitForMsg('gateway up');
+  await gateway.waitReady();
   return { topo, files, gateway };
 }
