@@ -71,8 +71,8 @@ function readVarint(buf: Buffer, pos: number): number {
 
 export class H2CapsuleReader implements IdleTrimmable {
   private mode = Mode.Header;
-  /** Header bytes of a capsule whose header was cut by a chunk end. */
-  private readonly header = Buffer.alloc(MAX_HEADER_BYTES);
+  /** Header bytes of a capsule whose header was cut by a chunk end (made the first time that happens). */
+  private header: Buffer | undefined;
   private held = 0;
   /** Bytes of the current capsule's payload still to come (Datagram, Other, Skip). */
   private need = 0;
@@ -123,16 +123,17 @@ export class H2CapsuleReader implements IdleTrimmable {
         if (this.held === 0) {
           headerBytes = headerLength(chunk, pos, end);
           if (headerBytes === 0) {
-            this.held = chunk.copy(this.header, 0, pos, end);
+            this.held = chunk.copy((this.header ??= Buffer.allocUnsafe(MAX_HEADER_BYTES)), 0, pos, end);
             return;
           }
           pos += headerBytes;
         } else {
-          while ((headerBytes = headerLength(this.header, 0, this.held)) === 0) {
+          const held = this.header!;
+          while ((headerBytes = headerLength(held, 0, this.held)) === 0) {
             if (pos >= end) return;
-            this.header[this.held++] = chunk[pos++]!;
+            held[this.held++] = chunk[pos++]!;
           }
-          source = this.header;
+          source = held;
           at = 0;
           this.held = 0;
         }

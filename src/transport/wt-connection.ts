@@ -185,6 +185,11 @@ export class WebTransportConnection extends ConnectionBase {
     }
   }
 
+  /** Whether the HTTP/2 fast path reads the session stream's capsules itself (wt-capsule-reader.ts). */
+  get readsCapsules(): boolean {
+    return this.capsuleReader !== null;
+  }
+
   protected writeControlLine(line: string): void {
     this.lastControlWrite = this.controlWriter.write(textEncoder.encode(line)).then(undefined, noop);
   }
