@@ -167,10 +167,13 @@ export abstract class ConnectionBase implements TunnelConnection {
     this.stats.datagramsReceived++;
     const receiver = this.receiver;
     if (this.decoder.decode(datagram, offset, length, receiver)) receiver.onBatchEnd();
-    else {
-      this.stats.malformed++;
-      receiver.onMalformed?.();
-    }
+    else this.datagramMalformed();
+  }
+
+  /** A datagram was dropped whole as malformed (also one the transport could not take, e.g. oversized). */
+  protected datagramMalformed(): void {
+    this.stats.malformed++;
+    this.receiver.onMalformed?.();
   }
 
   /**

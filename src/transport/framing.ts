@@ -26,8 +26,8 @@
  * process-wide unref'd timer) is dropped: an idle session holds no send or reassembly buffer.
  */
 
-/** Something holding a buffer it can give up when idle (encoder slab, decoder reassembly). */
-interface IdleTrimmable {
+/** Something holding a buffer it can give up when idle (encoder slab, decoder reassembly, capsule reassembly). */
+export interface IdleTrimmable {
   /** Drop the buffer when it was not used since the last call; true when nothing is held any more. */
   trimIfIdle(): boolean;
 }
@@ -39,12 +39,17 @@ export { MAX_SUPER_PACKET_BYTES };
 const holders = new Set<IdleTrimmable>();
 let sweeper: NodeJS.Timeout | undefined;
 
-function holdBuffer(holder: IdleTrimmable): void {
+export function holdBuffer(holder: IdleTrimmable): void {
   holders.add(holder);
   if (sweeper === undefined) {
     sweeper = setInterval(sweepIdleBuffers, IDLE_SWEEP_MS);
     sweeper.unref();
   }
+}
+
+/** The holder gave its buffer up itself: the sweep need not look at it any more. */
+export function releaseBuffer(holder: IdleTrimmable): void {
+  holders.delete(holder);
 }
 
 /** Drops the buffers idle since the previous sweep (exported for tests; the timer calls it). */

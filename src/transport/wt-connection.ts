@@ -3,7 +3,9 @@
  *
  * Flow out: sendPacket/flush -> SendQueue -> WtDatagramWire: write a datagram while the HTTP/2 stream under
  *   the session does not need draining and the datagram writer has room; else wait for 'drain' / writer.ready.
- * Flow in: datagram reader loop -> decode -> receiver.onPacket* -> onBatchEnd (one batch per datagram).
+ * Flow in: HTTP/2: the session stream's chunks -> H2CapsuleReader (wt-capsule-reader.ts) -> DATAGRAM capsules
+ *   -> decode -> receiver.onPacket* -> onBatchEnd (one batch per datagram); other capsules -> the library's
+ *   parser. HTTP/3 (and HTTP/2 when the library's internals are not as expected): the datagram reader loop.
  * Control: one bidirectional stream, newline-delimited JSON both ways (ConnectionBase).
  * Close: `close` control line, then session.close() whose reason carries the same message (whichever
  *   arrives first tells the peer why); the session's `closed` ends the connection either way.
@@ -15,10 +17,11 @@ import type { Logger } from 'pino';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { encodeControl, parseControlLine, type CloseControl } from './control.js';
 import { ConnectionBase, closeInfoFrom } from './connection-base.js';
-import { H2_MAX_DATAGRAM_BYTES, MIN_DATAGRAM_BYTES } from './framing.js';
+import { H2_MAX_DATAGRAM_BYTES, MAX_WIRE_SUPER_PACKET_BYTES, MIN_DATAGRAM_BYTES, SUPER_HEADER_BYTES } from './framing.js';
 import type { DatagramWire } from './send-queue.js';
 import { decodeRefusal, refusalRetries } from './wt-auth.js';
-import type { WtBidiStream, WtSession } from './wt-lib.js';
+import { H2CapsuleReader } from './wt-capsule-reader.js';
+import { divertHttp2Capsules, http2SessionInternals, type WtBidiStream, type WtSession } from './wt-lib.js';
 
 /** How long a closing side waits for its `close` line to be taken before ending the session anyway. */
 const CLOSE_LINE_WAIT_MS = 250;
@@ -37,6 +40,13 @@ const H3_FALLBACK_DATAGRAM_BYTES = 1200;
 const H2_RECEIVE_WINDOW_BYTES = 512 << 10;
 /** Largest HTTP/2 frame this side accepts: one super-packet capsule per DATA frame instead of five. */
 const H2_MAX_FRAME_BYTES = 1 << 17;
+/** Largest DATAGRAM capsule payload a peer sends: one super-packet record (framing.ts). */
+const H2_MAX_DATAGRAM_CAPSULE_BYTES = SUPER_HEADER_BYTES + MAX_WIRE_SUPER_PACKET_BYTES;
+/**
+ * Largest other capsule reassembled for the library's parser: control stream writes are lines of at most
+ * 16 KiB (control.ts), flow-control and close capsules a few bytes; a peer sending more is broken.
+ */
+const H2_MAX_OTHER_CAPSULE_BYTES = 1 << 20;
 
 const noop = (): void => {};
 const textEncoder = new TextEncoder();
@@ -107,18 +117,6 @@ class H2CapsuleWire implements DatagramWire {
   }
 }
 
-/** The library's HTTP/2 session object behind a server session or a client WebTransport (internals). */
-interface Http2SessionInternals {
-  stream?: unknown;
-  jsobj?: { onDatagramReceived?: (args: { datagram: Uint8Array }) => void };
-}
-
-function http2Internals(session: WtSession): Http2SessionInternals | null {
-  const s = session as unknown as { objint?: unknown; sessionint?: { objint?: unknown } };
-  const objint = s.objint ?? s.sessionint?.objint;
-  return typeof objint === 'object' && objint !== null ? (objint as Http2SessionInternals) : null;
-}
-
 class WtDatagramWire implements DatagramWire {
   constructor(
     private readonly writer: WritableStreamDefaultWriter<Uint8Array>,
@@ -148,6 +146,8 @@ export class WebTransportConnection extends ConnectionBase {
   private lastControlWrite: Promise<void> = Promise.resolve();
   private sizePoll: TimerHandle | undefined;
   private readonly clock: Clock;
+  /** HTTP/2 fast path: our reader of the session stream's capsules (null: the library's parser reads them). */
+  private capsuleReader: H2CapsuleReader | null = null;
 
   static open(options: WtConnectionOptions): WebTransportConnection {
     if (options.kind === 'h2' && options.drainStream !== null) raiseHttp2Windows(options.drainStream, options.logger);
@@ -162,7 +162,7 @@ export class WebTransportConnection extends ConnectionBase {
     const maxDatagramBytes = options.kind === 'h2' ? H2_MAX_DATAGRAM_BYTES : h3DatagramBytes(options.session);
     // Super-packets (64 KB datagrams) only on the HTTP/2 fast path both ways: our capsule writer, and the
     // capsule parser's datagrams delivered straight into the decoder (the library's own queue is not asked).
-    const superPackets = headroom > 0 && typeof http2Internals(options.session)?.jsobj?.onDatagramReceived === 'function';
+    const superPackets = headroom > 0 && typeof http2SessionInternals(options.session)?.jsobj?.onDatagramReceived === 'function';
     super(
       { kind: options.kind, peer: options.peer, sendQueuePackets: options.sendQueuePackets, maxDatagramBytes, headroom, superPackets },
       wire,
@@ -173,6 +173,7 @@ export class WebTransportConnection extends ConnectionBase {
     this.controlWriter = options.controlStream.writable.getWriter();
     this.controlWriter.closed.then(undefined, noop);
     if (!this.interceptH2Datagrams(options)) void this.readDatagrams();
+    else this.divertH2Capsules(options);
     void this.readControl(options.controlStream);
     if (options.role === 'client') this.announceFraming();
     this.session.closed.then(
@@ -182,6 +183,11 @@ export class WebTransportConnection extends ConnectionBase {
     if (options.kind === 'h3') {
       this.sizePoll = this.clock.setInterval(() => this.sendQueue.setMaxDatagramBytes(h3DatagramBytes(this.session)), H3_DATAGRAM_SIZE_POLL_MS);
     }
+  }
+
+  /** Whether the HTTP/2 fast path reads the session stream's capsules itself (wt-capsule-reader.ts). */
+  get readsCapsules(): boolean {
+    return this.capsuleReader !== null;
   }
 
   protected writeControlLine(line: string): void {
@@ -209,6 +215,7 @@ export class WebTransportConnection extends ConnectionBase {
   protected dispose(): void {
     this.sizePoll?.cancel();
     this.sizePoll = undefined;
+    this.capsuleReader?.release();
   }
 
   private onSessionClosed(reason: string, closeCode: number | undefined): void {
@@ -228,7 +235,7 @@ export class WebTransportConnection extends ConnectionBase {
    */
   private interceptH2Datagrams(options: WtConnectionOptions): boolean {
     if (options.kind !== 'h2' || process.env.QUICGATE_H2_FASTPATH === '0') return false;
-    const jsobj = http2Internals(options.session)?.jsobj;
+    const jsobj = http2SessionInternals(options.session)?.jsobj;
     if (jsobj === undefined || typeof jsobj.onDatagramReceived !== 'function') return false;
     jsobj.onDatagramReceived = (args: { datagram: Uint8Array }): void => {
       const value = args.datagram;
@@ -236,6 +243,29 @@ export class WebTransportConnection extends ConnectionBase {
       this.receiveDatagram(Buffer.from(value.buffer, value.byteOffset, value.byteLength), 0, value.byteLength);
     };
     return true;
+  }
+
+  /**
+   * HTTP/2 fast path in, from the first capsule boundary on: the session stream's chunks go to our capsule
+   * reader (wt-capsule-reader.ts), DATAGRAM capsules from there straight into the decoder, the others whole to
+   * the library's parser. Until then (and when the internals are not as expected) the library's parser reads
+   * and interceptH2Datagrams delivers.
+   */
+  private divertH2Capsules(options: WtConnectionOptions): void {
+    const stream = options.drainStream;
+    if (stream === null) return;
+    let libraryParse: ((capsule: Buffer) => void) | null = null;
+    const reader = new H2CapsuleReader(
+      {
+        onDatagram: (data, offset, length) => this.receiveDatagram(data, offset, length),
+        onOtherCapsule: (capsule) => libraryParse?.(capsule),
+        onOversizedDatagram: () => this.datagramMalformed(),
+        onProtocolError: (message) => this.close({ reason: 'error', message }),
+      },
+      { maxDatagramBytes: H2_MAX_DATAGRAM_CAPSULE_BYTES, maxOtherBytes: H2_MAX_OTHER_CAPSULE_BYTES },
+    );
+    libraryParse = divertHttp2Capsules(options.session, stream, (chunk) => reader.push(chunk));
+    if (libraryParse !== null) this.capsuleReader = reader;
   }
 
   private async readDatagrams(): Promise<void> {

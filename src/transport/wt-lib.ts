@@ -1,7 +1,9 @@
 /**
- * The boundary to @fails-components/webtransport: narrow types for the parts we use, a lazy loader (so that
- * code which never opens a WebTransport session never loads it), and the one reach into its internals that
- * the drain-aware sender needs. Behaviour we rely on that only exists through patches/ is marked "patched".
+ * The boundary to @fails-components/webtransport (1.6.8, pinned exactly): narrow types for the parts we use, a
+ * lazy loader (so that code which never opens a WebTransport session never loads it), and every reach into its
+ * internals (the HTTP/2 stream under a session, the node:http2 server, the capsule parser the HTTP/2 fast path
+ * takes over; tests fail when they change). Behaviour that only exists through patches/ is marked "patched";
+ * docs/webtransport-patch.md says why each patch hunk is there.
  */
 import { Duplex } from 'node:stream';
 import { Server as TlsServer } from 'node:tls';
@@ -171,4 +173,62 @@ export function findNodeHttp2Server(server: WtServer): TlsServer | null {
   const transportInt = (server as unknown as { transportInt?: { serverInt?: unknown } }).transportInt;
   const serverInt = transportInt?.serverInt;
   return serverInt instanceof TlsServer ? serverInt : null;
+}
+
+/** The library's HTTP/2 session object (Http2WebTransportSession) behind a server session or a client WebTransport. */
+export interface Http2SessionInternals {
+  stream?: unknown;
+  jsobj?: { onDatagramReceived?: (args: { datagram: Uint8Array }) => void };
+  capsParser?: unknown;
+}
+
+export function http2SessionInternals(session: unknown): Http2SessionInternals | null {
+  if (typeof session !== 'object' || session === null) return null;
+  const s = session as { objint?: unknown; sessionint?: { objint?: unknown } };
+  const objint = s.objint ?? s.sessionint?.objint;
+  return typeof objint === 'object' && objint !== null ? (objint as Http2SessionInternals) : null;
+}
+
+/** The parts of the library's Http2CapsuleParser (1.6.8) the diversion below relies on. */
+interface LibraryCapsuleParser {
+  parseData(data: Buffer): void;
+  stream: unknown;
+  /** 's' at a capsule start; 'c' inside a capsule's payload. */
+  mode: unknown;
+  /** Bytes of a capsule start held for the next chunk. */
+  saveddata: unknown;
+}
+
+function isLibraryCapsuleParser(value: unknown): value is LibraryCapsuleParser {
+  return typeof value === 'object' && value !== null && typeof (value as { parseData?: unknown }).parseData === 'function' && 'mode' in value;
+}
+
+/**
+ * Routes the chunks of the HTTP/2 stream under an HTTP/2 session to `onChunk` instead of the library's capsule
+ * parser (internals of @fails-components/webtransport 1.6.8, pinned; test/transport/wt-capsule-reader.test.ts
+ * fails when they change): the parser's one 'readable' listener (stream.read(), which concatenates what is
+ * buffered) gives way to a 'data' listener, and the hand-over waits for a capsule boundary of the library's
+ * parser so that no capsule is cut in two. Returns the library parser's own parseData, for the capsules
+ * `onChunk` hands back whole; null (nothing changed) when the internals are not as expected.
+ */
+export function divertHttp2Capsules(session: unknown, stream: Duplex, onChunk: (chunk: Buffer) => void): ((capsule: Buffer) => void) | null {
+  const parser = http2SessionInternals(session)?.capsParser;
+  if (!isLibraryCapsuleParser(parser) || parser.stream !== stream) return null;
+  const readable = stream.listeners('readable');
+  if (readable.length !== 1) return null;
+  const libraryParse = parser.parseData.bind(parser);
+  const atBoundary = (): boolean => parser.mode === 's' && parser.saveddata === undefined;
+  let diverted = atBoundary();
+  const route = (chunk: Buffer): void => {
+    if (diverted) {
+      onChunk(chunk);
+      return;
+    }
+    libraryParse(chunk);
+    diverted = atBoundary();
+  };
+  parser.parseData = route;
+  stream.removeListener('readable', readable[0] as (...args: unknown[]) => void);
+  stream.on('data', route);
+  return libraryParse;
 }

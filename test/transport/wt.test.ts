@@ -17,6 +17,7 @@ import type { AcceptedConnection, Admission, AdmissionResult, TunnelConnection }
 import { MAX_WIRE_SUPER_PACKET_BYTES } from '../../src/transport/framing.js';
 import { credentialHeaders, rejectedError, TUNNEL_PATH } from '../../src/transport/wt-auth.js';
 import { connectTunnel, type ConnectTunnelOptions } from '../../src/transport/wt-client.js';
+import { WebTransportConnection } from '../../src/transport/wt-connection.js';
 import { loadWebTransportLibrary } from '../../src/transport/wt-lib.js';
 import { createTunnelListener, type WebTransportListener } from '../../src/transport/wt-server.js';
 
@@ -182,6 +183,8 @@ describe('WebTransport tunnel over HTTP/2', () => {
   it('negotiates framing 2 and carries 64 KB super-packets as single capsules (4-byte length) both ways, mixed with packets', async () => {
     const { client, server } = await pair();
     await vi.waitFor(() => expect([client.carriesSuperPackets, server.carriesSuperPackets]).toEqual([true, true]));
+    // Both ends read the capsules themselves (the library's internals were as expected: wt-lib.ts divertHttp2Capsules).
+    expect([client, server].map((c) => c instanceof WebTransportConnection && c.readsCapsules)).toEqual([true, true]);
     const got: { side: string; kind: number; gsoSize: number; bytes: Buffer }[] = [];
     const receiver = (side: string) => ({
       onPacket: (d: Buffer, o: number, l: number) => void got.push({ side, kind: 0, gsoSize: 0, bytes: Buffer.from(d.subarray(o, o + l)) }),
