@@ -30,6 +30,7 @@ export interface PostgresBackendOptions {
   readonly logger: Logger;
 }
 
+const UNDEFINED_TABLE = '42P01';
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
 /** bigint columns and SUM()s as JS numbers: the history's counters and times are far below 2^53. */
@@ -51,6 +52,10 @@ export class PostgresBackend implements HistoryBackend {
   private readonly live = new LiveSessions();
   private chain: Promise<unknown> = Promise.resolve();
   private ready = false;
+  /** Crash recovery ran (once, before our first write: later every open row of ours is live). */
+  private recovered = false;
+  /** The schema vanished under us (database recreated): insert our live sessions again with the next write. */
+  private reseed = false;
   private stopped = false;
   private readonly handlers: Handlers;
   /** What the first successful preparation did (created, migrated, crash_recovered), for the open answer. */
@@ -136,6 +141,11 @@ export class PostgresBackend implements HistoryBackend {
       return await fn(client);
     } catch (err) {
       failure = err;
+      if ((err as { code?: unknown } | null)?.code === UNDEFINED_TABLE) {
+        // The database was recreated or restored: migrate again, and write our live sessions again.
+        this.ready = false;
+        this.reseed = true;
+      }
       throw err;
     } finally {
       // A connection that failed mid-transaction or lost the server is not given to the next request.
@@ -147,19 +157,23 @@ export class PostgresBackend implements HistoryBackend {
     const migrated = await applyPgMigrations(client, wallNowMs, { gatewayId: this.gatewayId });
     if (migrated.from === 0) this.startupEvents.push({ kind: 'created', path: this.location });
     else if (migrated.from !== migrated.to) this.startupEvents.push({ kind: 'migrated', ...migrated });
-    // Every open row of ours is from an earlier life: this process writes nothing before it is ready.
-    const recovered = await q.closeOpenSessions(client, this.gatewayId, 'crash', null);
-    if (recovered > 0) {
-      this.startupEvents.push({ kind: 'crash_recovered', sessions: recovered });
-      this.logger.warn({ sessions: recovered, gatewayId: this.gatewayId }, "history: closed sessions left open by a crash (reason 'crash')");
+    if (!this.recovered) {
+      // Every open row of ours is from an earlier life: this process writes nothing before it is ready.
+      const recovered = await q.closeOpenSessions(client, this.gatewayId, 'crash', null);
+      if (recovered > 0) {
+        this.startupEvents.push({ kind: 'crash_recovered', sessions: recovered });
+        this.logger.warn({ sessions: recovered, gatewayId: this.gatewayId }, "history: closed sessions left open by a crash (reason 'crash')");
+      }
+      this.recovered = true;
     }
     this.ready = true;
     this.logger.info({ location: this.location, schema: migrated.to }, 'history: PostgreSQL ready');
   }
 
   private async write(wire: WireBatch, quotaKeys: readonly string[]): Promise<Requests['write']['res']> {
-    const batch: Batch = { ...wire, reseed: [] };
     return this.withClient(wire.wallNowMs, async (client) => {
+      // ON CONFLICT DO NOTHING makes a reseed harmless where the rows are still there.
+      const batch: Batch = { ...wire, reseed: this.reseed ? this.live.starts() : [] };
       let refused = 0;
       let quota: QuotaRow[];
       const saved = this.live.save();
@@ -188,6 +202,7 @@ export class PostgresBackend implements HistoryBackend {
         }
         quota = await q.quotaRowsOfKeys(client, quotaKeys);
         await client.query('COMMIT');
+        this.reseed = false;
       } catch (err) {
         this.live.restore(saved);
         await client.query('ROLLBACK').catch(() => undefined);

@@ -3,7 +3,8 @@
  * its own loopback port with password (scram) auth, no unix socket. As root it runs as the `postgres` user
  * (the postmaster refuses root). stop() is an immediate shutdown (SIGQUIT: no checkpoint, like an outage) and
  * start() brings it back on the same port and data. dispose() stops it and removes the directory; a process
- * exit handler does the same should a test fail before dispose().
+ * exit handler does the same should a test fail before dispose(). fsync is off (the OS keeps what a killed
+ * postmaster wrote); commits stay synchronous, so a stop loses no committed row.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -76,7 +77,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
   const start = async (): Promise<void> => {
     if (child !== null) return;
     const args = ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=60'];
+      '-c', 'full_page_writes=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=60'];
     const proc = spawn(join(bin, 'postgres'), args, { ...ids, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     proc.stderr?.on('data', (b: Buffer) => void (stderr = (stderr + b.toString()).slice(-4000)));
