@@ -361,3 +361,29 @@ describe('fleet', () => {
     expect(problemAt(missing, 'fleet.redis_url').message).toMatch(/expected a URL/);
   });
 });
+
+describe('history backend', () => {
+  it('is SQLite by default, with no postgres block', async () => {
+    const config = await parse('');
+    expect(config.history).toMatchObject({ backend: 'sqlite', postgres: null });
+  });
+
+  it('reads history.postgres with its defaults', async () => {
+    const config = await parse('history:\n  backend: postgres\n  postgres:\n    url: postgres://qg:pw@192.0.2.20:5432/history\n    query_timeout: 10s\n');
+    expect(config.history.backend).toBe('postgres');
+    expect(config.history.postgres).toEqual({ url: 'postgres://qg:pw@192.0.2.20:5432/history', poolSize: 4, connectTimeoutMs: 5000, queryTimeoutMs: 10_000 });
+  });
+
+  it('names the field and what was expected, and never repeats a password', async () => {
+    const missing = await problems(() => parse('history:\n  backend: postgres\n'));
+    expect(problemAt(missing, 'history.postgres').message).toContain('required when history.backend is postgres');
+    const bad = await problems(() => parse('history:\n  backend: mysql\n  postgres:\n    url: mysql://u:hunter22@db/x\n    pool_size: 0\n'));
+    expect(problemAt(bad, 'history.backend').line).toBe(2);
+    const url = problemAt(bad, 'history.postgres.url');
+    expect(url).toMatchObject({ line: 4, message: expect.stringContaining('expected a postgres:// or postgresql:// URL') });
+    expect(url.message).not.toContain('hunter22');
+    expect(problemAt(bad, 'history.postgres.pool_size').line).toBe(5);
+    const notUrl = await problems(() => parse('history:\n  postgres:\n    url: "hunter22 is not a url"\n'));
+    expect(problemAt(notUrl, 'history.postgres.url').message).not.toContain('hunter22');
+  });
+});

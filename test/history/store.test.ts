@@ -180,6 +180,44 @@ describe.each(BACKENDS)('HistoryStore on %s', (backend) => {
     await first.store.close();
   });
 
+  it('closeOpenSessions(gatewayId, "crash", endedAtMs): another gateway closes a dead one\'s open rows, its own untouched', async () => {
+    const dead = await h.open(clock, { gatewayId: 'gw-dead' });
+    const t0 = clock.wallNow();
+    const c = counters(300, 400);
+    dead.store.setSnapshotProvider(() => [{ id: 'd1', counters: c }]);
+    dead.store.recordStart(startRecord('d1', 'alice', t0));
+    dead.store.recordStart(startRecord('d2', 'bob', t0));
+    dead.store.recordEnd({ id: 'd2', endedAt: t0 + 10, reason: 'client_closed', message: null, counters: counters(1, 1) });
+    await advance(clock, dead.store, 1000); // d1 flushed at t0 + 1000 with its counters; then the gateway "dies"
+    dead.store.setSnapshotProvider(null); // (its timers go on with the fake clock, but have nothing more to write)
+    const alive = await h.open(clock, { gatewayId: 'gw-alive' });
+    alive.store.recordStart(startRecord('a1', 'carol', clock.wallNow()));
+    await alive.store.flush();
+    clock.advance(30_000);
+    expect(await alive.store.closeOpenSessions('gw-dead', 'crash', clock.wallNow())).toBe(1);
+    expect(await alive.store.closeOpenSessions('gw-dead', 'crash', clock.wallNow())).toBe(0); // idempotent
+    const rows = await alive.store.recentSessions({ limit: 10 });
+    expect(rows.find((r) => r.id === 'd1')).toMatchObject({ gatewayId: 'gw-dead', status: 'closed', closeReason: 'crash', endedAt: t0 + 1000, durationMs: 1000, bytesIn: 300, bytesOut: 400 });
+    expect(rows.find((r) => r.id === 'd2')).toMatchObject({ status: 'closed', closeReason: 'client_closed' });
+    expect(rows.find((r) => r.id === 'a1')).toMatchObject({ gatewayId: 'gw-alive', status: 'open' });
+    // Ended no later than the time given (a death known before the last flush).
+    dead.store.recordStart(startRecord('d3', 'alice', clock.wallNow()));
+    dead.store.setSnapshotProvider(() => [{ id: 'd3', counters: c }]);
+    await advance(clock, dead.store, 1000); // d3 flushed at now
+    dead.store.setSnapshotProvider(null);
+    expect(await alive.store.closeOpenSessions('gw-dead', 'crash', clock.wallNow() - 500)).toBe(1);
+    expect((await alive.store.recentSessions({ limit: 10, gatewayId: 'gw-dead', user: 'alice' })).find((r) => r.id === 'd3')).toMatchObject({ endedAt: clock.wallNow() - 500 });
+    let caught: unknown;
+    try {
+      await alive.store.closeOpenSessions('gw-alive', 'crash', clock.wallNow());
+    } catch (err) {
+      caught = err;
+    }
+    expect(isQuicgateError(caught, 'QG_ERR_HISTORY')).toBe(true);
+    await alive.store.close();
+    await dead.store.close();
+  });
+
   it('stats: sessions started, traffic per hour window, top users, rejections by reason', async () => {
     const { store } = await h.open(clock, { config: { flushIntervalMs: 60_000 } });
     const live = new Map<string, { id: string; counters: TrafficCounters }>();
