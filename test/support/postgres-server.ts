@@ -1,6 +1,7 @@
 /**
  * A real PostgreSQL (Debian's postgresql package) for tests: initdb into a temp directory, the postmaster on
- * its own loopback port with password (scram) auth, no unix socket. As root it runs as the `postgres` user
+ * its own loopback port with password (scram) auth, and a unix socket in that directory: sockets live in the
+ * file system, so a gateway in a network namespace of its own reaches the server through it (socketUrl). As root it runs as the `postgres` user
  * (the postmaster refuses root). stop() is an immediate shutdown (SIGQUIT: no checkpoint, like an outage) and
  * start() brings it back on the same port and data. dispose() stops it and removes the directory; a process
  * exit handler does the same should a test fail before dispose(). fsync is off (the OS keeps what a killed
@@ -18,6 +19,8 @@ export interface TestPostgres {
   readonly password: string;
   /** URL of a database on this server (default: the `postgres` database), with the password in it. */
   url(database?: string): string;
+  /** The same, through the unix socket (reachable from any network namespace on this machine). */
+  socketUrl(database?: string): string;
   /** Creates an empty database and returns its URL. */
   createDatabase(name: string): Promise<string>;
   /** Start again after stop(), on the same port and data. */
@@ -66,7 +69,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
 
   const init = spawnSync(
     join(bin, 'initdb'),
-    ['-D', data, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256', `--pwfile=${pwfile}`, '--locale=C', '-E', 'UTF8', '--no-sync'],
+    ['-D', data, '-U', 'postgres', '--auth-local=scram-sha-256', '--auth-host=scram-sha-256', `--pwfile=${pwfile}`, '--locale=C', '-E', 'UTF8', '--no-sync'],
     { ...ids, encoding: 'utf8' },
   );
   if (init.status !== 0) {
@@ -76,7 +79,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
 
   const start = async (): Promise<void> => {
     if (child !== null) return;
-    const args = ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off',
+    const args = ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dir}`, '-c', 'fsync=off',
       '-c', 'full_page_writes=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=60'];
     const proc = spawn(join(bin, 'postgres'), args, { ...ids, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -112,6 +115,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     port,
     password,
     url,
+    socketUrl: (database = 'postgres') => `postgres://postgres:${password}@localhost/${database}?host=${encodeURIComponent(dir)}&port=${port}`,
     async createDatabase(name: string): Promise<string> {
       const client = new pg.Client({ connectionString: url() });
       await client.connect();
