@@ -133,7 +133,9 @@ export function openHistoryDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
     if (fresh) events.push({ kind: 'created', path: file });
     else if (migrated.from !== migrated.to) events.push({ kind: 'migrated', ...migrated });
     if (opts.recoverCrashed) {
-      const recovered = closeOpenSessions(db, opts.gatewayId, 'crash', null);
+      // The file is this gateway's alone: every open row is from an earlier life, whatever id it was written
+      // under (the default id is the host name, which may have changed since).
+      const recovered = closeOpenSessions(db, null, 'crash', null);
       if (recovered > 0) {
         events.push({ kind: 'crash_recovered', sessions: recovered });
         logger.warn({ sessions: recovered }, "history: closed sessions left open by a crash (reason 'crash')");
@@ -147,16 +149,16 @@ export function openHistoryDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
 }
 
 /**
- * Ends the gateway's open sessions with its last flushed counters, at their last flushed time, or at
- * endedAtMs when given and earlier (a gateway that died after its last flush still ended by then).
+ * Ends the gateway's (null: every) open sessions with their last flushed counters, at their last flushed
+ * time, or at endedAtMs when given and earlier (a gateway known dead before its last flush ended by then).
  */
-export function closeOpenSessions(db: SqliteDatabase, gatewayId: string, reason: 'crash', endedAtMs: number | null): number {
+export function closeOpenSessions(db: SqliteDatabase, gatewayId: string | null, reason: 'crash', endedAtMs: number | null): number {
   return db
     .prepare(
       `UPDATE sessions SET status = 'closed', close_reason = @reason,
          ended_at = MIN(updated_at, COALESCE(@endedAt, updated_at)),
          duration_ms = MAX(0, MIN(updated_at, COALESCE(@endedAt, updated_at)) - started_at)
-       WHERE status = 'open' AND gateway_id = @gateway`,
+       WHERE status = 'open' AND (@gateway IS NULL OR gateway_id = @gateway)`,
     )
     .run({ reason, endedAt: endedAtMs, gateway: gatewayId }).changes;
 }

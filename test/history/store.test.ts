@@ -181,6 +181,8 @@ describe.each(BACKENDS)('HistoryStore on %s', (backend) => {
   });
 
   it('closeOpenSessions(gatewayId, "crash", endedAtMs): another gateway closes a dead one\'s open rows, its own untouched', async () => {
+    // Both open before either writes (on SQLite, opening closes every open row of the file: it is one gateway's).
+    const alive = await h.open(clock, { gatewayId: 'gw-alive' });
     const dead = await h.open(clock, { gatewayId: 'gw-dead' });
     const t0 = clock.wallNow();
     const c = counters(300, 400);
@@ -190,7 +192,6 @@ describe.each(BACKENDS)('HistoryStore on %s', (backend) => {
     dead.store.recordEnd({ id: 'd2', endedAt: t0 + 10, reason: 'client_closed', message: null, counters: counters(1, 1) });
     await advance(clock, dead.store, 1000); // d1 flushed at t0 + 1000 with its counters; then the gateway "dies"
     dead.store.setSnapshotProvider(null); // (its timers go on with the fake clock, but have nothing more to write)
-    const alive = await h.open(clock, { gatewayId: 'gw-alive' });
     alive.store.recordStart(startRecord('a1', 'carol', clock.wallNow()));
     await alive.store.flush();
     clock.advance(30_000);
@@ -408,6 +409,17 @@ describe('HistoryStore on sqlite: the file and its directory', () => {
       expect(lines.some((l) => l.reason === 'file missing')).toBe(true);
       await store.close();
     });
+  });
+
+  it('at start closes every open row of the file as crash, also those written under an earlier gateway id', async () => {
+    const before = await openStore(dir, clock, { gatewayId: 'old-hostname' });
+    before.store.recordStart(startRecord('s1', 'alice', clock.wallNow()));
+    await before.store.flush();
+    const after = await openStore(dir, clock, { gatewayId: 'new-hostname' });
+    expect(after.store.startupEvents).toEqual([{ kind: 'crash_recovered', sessions: 1 }]);
+    expect(sessions()[0]).toMatchObject({ id: 's1', status: 'closed', close_reason: 'crash' });
+    await after.store.close();
+    await before.store.close();
   });
 
   it('opening fails with QG_ERR_HISTORY when the data directory cannot be created', async () => {
