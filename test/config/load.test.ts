@@ -92,7 +92,7 @@ ${users('alice')}`);
     expect(c.transports).toEqual({ h2: true, h3: 'off' });
     expect(c.authAttempts.perSourcePerMinute).toBe(3);
     expect(c.admin).toEqual({ enabled: true, listen: '127.0.0.1', port: 9191, token: 'abcdefghijklmnopq' });
-    expect(c.history).toEqual({ enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 50, queueLimit: 100_000, busyTimeoutMs: 1000, rejectionRowsPerHour: 1000 });
+    expect(c.history).toEqual({ enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 50, queueLimit: 100_000, busyTimeoutMs: 1000, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null });
     expect(c.logLevel).toBe('debug');
     expect(c.dataDir).toBe(fixture('state'));
     expect(c.tls).toEqual({ certFile: fixture('cert.pem'), keyFile: '/etc/qg/key.pem', names: [] });
