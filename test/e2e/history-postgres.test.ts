@@ -1,7 +1,8 @@
 /**
  * The history in a real PostgreSQL (Debian's package, started by this test) behind a real gateway in network
  * namespaces: a session's row appears in PostgreSQL with the gateway's id and in the admin API's history;
- * the gateway SIGKILLed and started again closes its row as `crash`. The gateway reaches the server through
+ * the gateway SIGKILLed and started again closes its row as `crash`; PostgreSQL stopped mid-traffic: pings go
+ * on, /healthz says degraded, a new session is admitted, and its row is written once the server is back. The gateway reaches the server through
  * its unix socket (the file system is shared across network namespaces), with password auth.
  *
  * Runs as root; fails (never skips) when it cannot.
@@ -114,5 +115,39 @@ describe('history in PostgreSQL', () => {
 
     client.signal('SIGTERM');
     await client.exited;
+  });
+
+  it('PostgreSQL stopped mid-traffic: forwarding and admission go on, health degraded, the rows follow its return', async () => {
+    const first = startClient(topo, topo.clients[0]!, files.clientConfig('alice', 'alice', 'alice-pw'), 'alice-pg-down');
+    await first.waitForMsg('tunnel up', 30_000);
+    await until('the history ok', 20_000, async () => ((await admin('GET', '/healthz')).status === 200 ? true : null));
+    const known = new Set((await rows()).map((r) => r.id));
+    await server.stop();
+    const mark = gateway.lines.length;
+    try {
+      const out = await topo.exec(topo.clients[0]!, 'ping', ['-c', '20', '-i', '0.1', '-W', '5', '198.18.0.1']);
+      expect(Number(/(\d+) received/.exec(out.stdout)?.[1] ?? 0)).toBe(20);
+      await gateway.waitFor((l) => l.msg === 'history writes failing; queueing and retrying', 20_000, mark);
+      const health = await admin('GET', '/healthz');
+      expect(health.status).toBe(503);
+      expect(health.body).toMatchObject({ checks: { history: 'degraded' } });
+      expect(JSON.stringify(health.body)).not.toContain(server.password);
+      // A new session while the database is down: admitted at once, its row queued.
+      first.signal('SIGTERM');
+      await first.exited;
+      const second = startClient(topo, topo.clients[0]!, files.clientConfig('alice', 'alice', 'alice-pw'), 'alice-pg-down-2');
+      await second.waitForMsg('tunnel up', 20_000);
+      second.signal('SIGTERM');
+      await second.exited;
+    } finally {
+      await server.start();
+    }
+    const fresh = await until('the sessions of the outage in PostgreSQL, ended', 60_000, async () => {
+      const r = (await rows()).filter((x) => !known.has(x.id) && x.status === 'closed');
+      return r.length >= 1 ? r : null;
+    });
+    expect(fresh.every((r) => r.gateway_id === hostname() && r.close_reason === 'client_closed')).toBe(true);
+    await until('the history ok again', 30_000, async () => ((await admin('GET', '/healthz')).status === 200 ? true : null));
+    expect(gateway.stderrText.join('\n')).not.toContain(server.password);
   });
 });
