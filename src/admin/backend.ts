@@ -34,6 +34,8 @@ export interface PastSessionsQuery {
   readonly windowHours: number;
   /** Case-insensitive substring of user, id, tunnel address, peer, transport or end reason. */
   readonly search: string | null;
+  /** Only this gateway's sessions; null: every gateway's. */
+  readonly gateway?: string | null;
   readonly limit: number;
 }
 
@@ -87,14 +89,15 @@ export interface AdminBackend {
   killUserSessions(name: string): number | null;
   /** Async: the usage comes from the history, read by its worker thread. */
   getUser(name: string): Promise<UserView | null>;
-  stats(windowHours: number): Promise<StatsView>;
+  /** gateway: only that gateway's history rows (the live figures are this gateway's either way). */
+  stats(windowHours: number, gateway?: string | null): Promise<StatsView>;
   /** Throws QuicgateError QG_ERR_RELOAD_FAILED (message as at start) when the new config is invalid. */
   reload(): Promise<ReloadResult>;
   health(): HealthView;
   /** Live sessions, every configured user and gateway health in one pass (the console's shared snapshot). */
   overview(): OverviewView;
   /** Sessions started and bytes per UTC hour over the window (from the history). */
-  hourly(windowHours: number): Promise<HourlyView>;
+  hourly(windowHours: number, gateway?: string | null): Promise<HourlyView>;
   /** Past and open sessions from the history, newest first. */
   pastSessions(query: PastSessionsQuery): Promise<PastSessionsView>;
   /**

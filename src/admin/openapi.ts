@@ -40,6 +40,13 @@ const windowParam = {
   required: false,
   schema: { type: 'integer', minimum: 1, maximum: MAX_WINDOW_HOURS, default: DEFAULT_WINDOW_HOURS },
 };
+const gatewayParam = {
+  name: 'gateway',
+  in: 'query',
+  required: false,
+  description: "Only this gateway's rows (fleet.gateway_id); absent: every gateway writing to the history (the fleet, with PostgreSQL).",
+  schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' },
+};
 const badRequest = errorResponse('Invalid parameter, query or body (QG_ERR_ADMIN_BAD_REQUEST); details.parameter names it.');
 
 const idParam = {
@@ -202,7 +209,7 @@ export const OPENAPI_DOCUMENT = {
     '/api/history/hourly': {
       get: {
         summary: 'Sessions started and bytes per UTC hour over the window (every hour listed, zeros included).',
-        parameters: [windowParam],
+        parameters: [windowParam, gatewayParam],
         responses: { '200': { description: 'Series.', content: jsonContent(ref('HourlyHistory')) }, '400': badRequest, '401': unauthorized },
       },
     },
@@ -211,6 +218,7 @@ export const OPENAPI_DOCUMENT = {
         summary: 'Past (and open) sessions from the history with their end reason, newest first; JSON or CSV.',
         parameters: [
           windowParam,
+          gatewayParam,
           { name: 'q', in: 'query', required: false, description: 'Substring of user, id, tunnel address, peer, transport or end reason (case-insensitive).', schema: { type: 'string', maxLength: 200 } },
           { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: MAX_PAST_SESSIONS, default: DEFAULT_PAST_SESSIONS } },
           { name: 'format', in: 'query', required: false, schema: { type: 'string', enum: ['json', 'csv'], default: 'json' } },
@@ -267,7 +275,7 @@ export const OPENAPI_DOCUMENT = {
     '/api/stats': {
       get: {
         summary: 'Totals over a window: active sessions, sessions and bytes, top users, rejections.',
-        parameters: [windowParam],
+        parameters: [windowParam, gatewayParam],
         responses: { '200': { description: 'Stats.', content: jsonContent(ref('Stats')) }, '400': badRequest, '401': unauthorized },
       },
     },

@@ -195,8 +195,8 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       path: '/api/history/hourly',
       auth: 'required',
       async handle(req) {
-        const { window_hours } = parseQuery(statsQuery, req.query);
-        return json(await backend.hourly(window_hours));
+        const { window_hours, gateway } = parseQuery(statsQuery, req.query);
+        return json(await backend.hourly(window_hours, gateway ?? null));
       },
     },
     {
@@ -205,7 +205,7 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       auth: 'required',
       async handle(req) {
         const q = parseQuery(pastSessionsQuery, req.query);
-        const past = await backend.pastSessions({ windowHours: q.window_hours, search: q.q?.trim() || null, limit: q.limit });
+        const past = await backend.pastSessions({ windowHours: q.window_hours, search: q.q?.trim() || null, limit: q.limit, gateway: q.gateway ?? null });
         if (q.format === 'json') return json(past);
         return {
           status: 200,
@@ -220,8 +220,8 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       path: '/api/stats',
       auth: 'required',
       async handle(req) {
-        const { window_hours } = parseQuery(statsQuery, req.query);
-        return json(await backend.stats(window_hours));
+        const { window_hours, gateway } = parseQuery(statsQuery, req.query);
+        return json(await backend.stats(window_hours, gateway ?? null));
       },
     },
     {
@@ -257,7 +257,7 @@ function bandwidthOf(value: number | string | null): number | null {
   return Math.round(rate);
 }
 
-const CSV_COLUMNS = ['id', 'user', 'ipv4', 'ipv6', 'peer', 'transport', 'startedAt', 'endedAt', 'durationSeconds', 'bytesIn', 'bytesOut', 'status', 'endReason', 'endMessage'] as const;
+const CSV_COLUMNS = ['id', 'user', 'ipv4', 'ipv6', 'peer', 'transport', 'startedAt', 'endedAt', 'durationSeconds', 'bytesIn', 'bytesOut', 'status', 'endReason', 'endMessage', 'gateway'] as const;
 
 /**
  * RFC 4180 CSV of past sessions, by hand: one fixed table of plain values needs quoting and nothing else. Cells

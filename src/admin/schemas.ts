@@ -191,6 +191,7 @@ export const pastSessionSchema = z
     status: z.enum(['open', 'closed']),
     endReason: z.enum(END_REASONS).nullable(),
     endMessage: z.string().nullable(),
+    gateway: z.string().describe('The gateway that carried the session (fleet.gateway_id, else its host name).'),
   })
   .register(apiSchemas, { id: 'PastSession' });
 

@@ -24,7 +24,10 @@ function queryInt(max: number) {
 
 const windowHours = queryInt(MAX_WINDOW_HOURS);
 
-export const statsQuery = z.strictObject({ window_hours: windowHours.default(DEFAULT_WINDOW_HOURS) });
+/** A gateway's id (fleet.gateway_id): the history rows of that gateway only. */
+const gatewayParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected a gateway id of 1-63 letters, digits, ".", "_" or "-"');
+
+export const statsQuery = z.strictObject({ window_hours: windowHours.default(DEFAULT_WINDOW_HOURS), gateway: gatewayParam.optional() });
 
 export const MAX_PAST_SESSIONS = 10_000;
 export const DEFAULT_PAST_SESSIONS = 200;
@@ -34,6 +37,7 @@ export const pastSessionsQuery = z.strictObject({
   q: z.string().max(200, 'expected at most 200 characters').optional(),
   limit: queryInt(MAX_PAST_SESSIONS).default(DEFAULT_PAST_SESSIONS),
   format: z.enum(['json', 'csv']).default('json'),
+  gateway: gatewayParam.optional(),
 });
 
 /**

@@ -43,6 +43,9 @@ export const SERVER_DEFAULTS = {
   historyQueueLimit: 100_000,
   historyBusyTimeoutMs: 1_000,
   historyRejectionRowsPerHour: 1_000,
+  historyPostgresPoolSize: 4,
+  historyPostgresConnectTimeoutMs: 5_000,
+  historyPostgresQueryTimeoutMs: 30_000,
   fleetKeyPrefix: 'quicgate:',
   fleetLeaseIntervalMs: 100,
   fleetFallbackShare: 0.5,
@@ -164,6 +167,16 @@ export function resolveServerConfig(file: ServerFile, ctx: ServerResolveContext)
       queueLimit: file.history?.queue_limit ?? d.historyQueueLimit,
       busyTimeoutMs: file.history?.busy_timeout ?? d.historyBusyTimeoutMs,
       rejectionRowsPerHour: file.history?.rejection_rows_per_hour ?? d.historyRejectionRowsPerHour,
+      backend: file.history?.backend ?? 'sqlite',
+      postgres:
+        file.history?.postgres === undefined
+          ? null
+          : {
+              url: file.history.postgres.url,
+              poolSize: file.history.postgres.pool_size ?? d.historyPostgresPoolSize,
+              connectTimeoutMs: file.history.postgres.connect_timeout ?? d.historyPostgresConnectTimeoutMs,
+              queryTimeoutMs: file.history.postgres.query_timeout ?? d.historyPostgresQueryTimeoutMs,
+            },
     },
     fleet:
       file.fleet === undefined

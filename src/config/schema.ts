@@ -119,6 +119,19 @@ const ipv6Pool = textField('an IPv6 network such as "2001:db8:4711::/64"', (s) =
 const route = textField('a network such as "0.0.0.0/0" or "2001:db8::/32"', (s) => parseCidr(s, null, false));
 
 /** redis:// or rediss:// with a host; the URL is kept as written (ioredis parses it). */
+/** A postgres:// URL; the message never repeats the text (it may carry a password). */
+function postgresUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return fail('expected a URL such as "postgres://quicgate@10.0.0.6:5432/quicgate" (the text given is not a URL; not repeated, it may hold a password)');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') fail(`expected a postgres:// or postgresql:// URL, got scheme "${url.protocol}"`);
+  if (url.hostname === '' && !url.searchParams.has('host')) fail('expected a host in the postgres URL (or a ?host= socket directory)');
+  return text;
+}
+
 function redisUrl(text: string): string {
   let url: URL;
   try {
@@ -253,6 +266,20 @@ export const ServerFileSchema = z.strictObject({
       queue_limit: positiveInt.optional(),
       busy_timeout: duration(1, '1ms').optional(),
       rejection_rows_per_hour: positiveInt.optional(),
+      backend: z.enum(['sqlite', 'postgres']).optional(),
+      postgres: z
+        .strictObject({
+          url: textField('a URL such as "postgres://quicgate@10.0.0.6:5432/quicgate"', postgresUrl),
+          pool_size: z.number().int().min(1).max(100).optional(),
+          connect_timeout: duration(1, '1ms').optional(),
+          query_timeout: duration(1, '1ms').optional(),
+        })
+        .optional(),
+    })
+    .superRefine((h, ctx) => {
+      if (h.backend === 'postgres' && h.postgres === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['postgres'], message: 'required when history.backend is postgres: expected a mapping with url' });
+      }
     })
     .optional(),
   fleet: z

@@ -76,6 +76,22 @@ export interface HistoryConfig {
   readonly busyTimeoutMs: number;
   /** Rejection rows per UTC hour at most; refusals from further sources are counted under source "*". */
   readonly rejectionRowsPerHour: number;
+  /** Where the history lives: SQLite in data_dir (the embedded default) or a PostgreSQL shared by the fleet. */
+  readonly backend: 'sqlite' | 'postgres';
+  /** Set when history.postgres is configured (required for backend postgres). */
+  readonly postgres: HistoryPostgresConfig | null;
+}
+
+/** Config `history.postgres`. */
+export interface HistoryPostgresConfig {
+  /** postgres:// URL as written; may hold a password: log it only through redactUrl (src/history/pg-url.ts). */
+  readonly url: string;
+  /** Connections at most (writes use one at a time; queries of the admin API the others). */
+  readonly poolSize: number;
+  /** How long connecting may take before the attempt counts as failed (ms). */
+  readonly connectTimeoutMs: number;
+  /** A statement not answered within this counts as failed (client side; ms). */
+  readonly queryTimeoutMs: number;
 }
 
 export interface ServerConfig {

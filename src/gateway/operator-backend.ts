@@ -162,14 +162,14 @@ export class GatewayBackend implements AdminBackend {
     };
   }
 
-  async stats(windowHours: number): Promise<StatsView> {
+  async stats(windowHours: number, gateway: string | null = null): Promise<StatsView> {
     const history = await this.readableHistory();
     // Live figures taken after the history answered, so both describe the same moment.
     const sessionStats = this.gateway.sessions.stats();
     const base = { windowHours, activeSessions: sessionStats.sessions, activeUsers: sessionStats.users };
     if (history !== null) {
       try {
-        const h = await history.stats({ windowHours, topUsers: TOP_USERS });
+        const h = await history.stats({ windowHours, topUsers: TOP_USERS, gatewayId: gateway });
         return {
           ...base,
           sessionsInWindow: h.sessionsStarted,
@@ -266,10 +266,10 @@ export class GatewayBackend implements AdminBackend {
     };
   }
 
-  async hourly(windowHours: number): Promise<HourlyView> {
+  async hourly(windowHours: number, gateway: string | null = null): Promise<HourlyView> {
     const history = await this.readableHistory();
     if (history === null) return { windowHours, available: false, hours: [] };
-    const hours = (await history.hourly(windowHours)).map((h) => ({
+    const hours = (await history.hourly(windowHours, gateway)).map((h) => ({
       hour: new Date(h.hourMs).toISOString(),
       sessions: h.sessions,
       bytesIn: h.bytesIn,
@@ -282,7 +282,7 @@ export class GatewayBackend implements AdminBackend {
     const history = await this.readableHistory();
     if (history === null) return { available: false, sessions: [] };
     const sinceMs = this.clock.wallNow() - query.windowHours * 3_600_000;
-    const rows = await history.searchSessions({ sinceMs: Math.floor(sinceMs), search: query.search, limit: query.limit });
+    const rows = await history.searchSessions({ sinceMs: Math.floor(sinceMs), search: query.search, limit: query.limit, gatewayId: query.gateway ?? null });
     return {
       available: true,
       sessions: rows.map((r) => ({
@@ -300,6 +300,7 @@ export class GatewayBackend implements AdminBackend {
         status: r.status,
         endReason: r.closeReason,
         endMessage: r.closeMessage,
+        gateway: r.gatewayId,
       })),
     };
   }

@@ -49,7 +49,7 @@ export interface OpenedHistory {
 export async function openHistory(config: ServerConfig, logger: Logger, clock: Clock = systemClock): Promise<OpenedHistory> {
   if (!config.history.enabled) return { history: null, error: null };
   try {
-    return { history: await HistoryStore.open({ dataDir: config.dataDir, config: config.history, clock, logger }), error: null };
+    return { history: await HistoryStore.open({ dataDir: config.dataDir, config: config.history, gatewayId: config.gatewayId, clock, logger }), error: null };
   } catch (err) {
     const error = err instanceof Error ? err.message : String(err);
     logger.error({ err: error, dataDir: config.dataDir }, 'history could not be opened; running without it (degraded)');

@@ -120,6 +120,7 @@ export class QuotaEnforcer {
       withQuota.add(user.name);
       const state = this.stateFor(user, quota);
       if (!state.loaded) this.reload(user.name, state);
+      else this.refresh(user.name, state);
       const delta = deltas.get(user.name) ?? 0;
       if (delta > 0) {
         this.opts.history?.addQuotaUsage(user.name, state.key, delta);
@@ -223,6 +224,18 @@ export class QuotaEnforcer {
       state.loaded = true;
     } catch (err) {
       this.opts.logger.warn({ user: name, err: err instanceof Error ? err.message : String(err) }, 'quota usage unreadable; counting in memory until it is');
+    }
+  }
+
+  /**
+   * The history's usage may have grown beyond what we counted: other gateways add to the same row in a shared
+   * PostgreSQL (read back with each write). Never lowers what we counted.
+   */
+  private refresh(name: string, state: QuotaState): void {
+    try {
+      state.used = Math.max(state.used, this.opts.history?.quotaUsage(name, state.key) ?? 0);
+    } catch {
+      // unreadable for now: keep counting in memory (reload() logged it when it first failed)
     }
   }
 

@@ -40,6 +40,8 @@ export interface OpenDatabaseOptions {
   readonly quickCheck: boolean;
   /** Close sessions left open by a previous process (startup only: at a runtime reopen they may be ours). */
   readonly recoverCrashed: boolean;
+  /** This gateway's id: rows written before ids existed get it; crash recovery closes its rows only. */
+  readonly gatewayId: string;
 }
 
 type HeaderVerdict = { kind: 'missing' } | { kind: 'ok' } | { kind: 'corrupt'; reason: string };
@@ -127,11 +129,13 @@ export function openHistoryDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
   }
   const fresh = header.kind === 'missing' || events.length > 0;
   try {
-    const migrated = applyMigrations(db, opts.wallNowMs);
+    const migrated = applyMigrations(db, opts.wallNowMs, undefined, { gatewayId: opts.gatewayId });
     if (fresh) events.push({ kind: 'created', path: file });
     else if (migrated.from !== migrated.to) events.push({ kind: 'migrated', ...migrated });
     if (opts.recoverCrashed) {
-      const recovered = closeCrashedSessions(db);
+      // The file is this gateway's alone: every open row is from an earlier life, whatever id it was written
+      // under (the default id is the host name, which may have changed since).
+      const recovered = closeOpenSessions(db, null, 'crash', null);
       if (recovered > 0) {
         events.push({ kind: 'crash_recovered', sessions: recovered });
         logger.warn({ sessions: recovered }, "history: closed sessions left open by a crash (reason 'crash')");
@@ -144,15 +148,19 @@ export function openHistoryDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
   }
 }
 
-/** Ends each open session at its last flushed time with its last flushed counters. */
-export function closeCrashedSessions(db: SqliteDatabase): number {
+/**
+ * Ends the gateway's (null: every) open sessions with their last flushed counters, at their last flushed
+ * time, or at endedAtMs when given and earlier (a gateway known dead before its last flush ended by then).
+ */
+export function closeOpenSessions(db: SqliteDatabase, gatewayId: string | null, reason: 'crash', endedAtMs: number | null): number {
   return db
     .prepare(
-      `UPDATE sessions SET status = 'closed', close_reason = 'crash', ended_at = updated_at,
-         duration_ms = MAX(0, updated_at - started_at)
-       WHERE status = 'open'`,
+      `UPDATE sessions SET status = 'closed', close_reason = @reason,
+         ended_at = MIN(updated_at, COALESCE(@endedAt, updated_at)),
+         duration_ms = MAX(0, MIN(updated_at, COALESCE(@endedAt, updated_at)) - started_at)
+       WHERE status = 'open' AND (@gateway IS NULL OR gateway_id = @gateway)`,
     )
-    .run().changes;
+    .run({ reason, endedAt: endedAtMs, gateway: gatewayId }).changes;
 }
 
 export function isCorruptionError(err: unknown): boolean {

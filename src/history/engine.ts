@@ -21,13 +21,15 @@ import {
 } from './db.js';
 import type { HistoryStartupEvent } from './records.js';
 import type { SqliteDatabase } from './sqlite.js';
-import { BatchStatements, LiveSessions, writeBatch, type Batch } from './writer.js';
+import { BatchStatements, LiveSessions, singleParts, writeBatch, type Batch } from './writer.js';
 
 export interface EngineOptions {
   readonly file: string;
   readonly dataDir: string;
   readonly busyTimeoutMs: number;
   readonly logger: Logger;
+  /** This gateway's id, written into every row. */
+  readonly gatewayId: string;
 }
 
 interface Connection {
@@ -60,8 +62,9 @@ export class HistoryEngine {
       busyTimeoutMs: this.opts.busyTimeoutMs,
       quickCheck: true,
       recoverCrashed: true,
+      gatewayId: this.opts.gatewayId,
     });
-    this.conn = { ...opened, statements: new BatchStatements(opened.db) };
+    this.conn = { ...opened, statements: new BatchStatements(opened.db, this.opts.gatewayId) };
     this.lastIdentity = opened.identity;
     return opened.events;
   }
@@ -123,8 +126,7 @@ export class HistoryEngine {
   // A record the schema refuses must not block the queue forever: write one by one and drop the refused.
   private writeIsolatingBadRecords(conn: Connection, batch: Batch): number {
     let refused = 0;
-    const writeAlone = (part: Partial<Batch>): void => {
-      const single: Batch = { records: [], snapshots: [], quota: [], rejections: [], reseed: [], wallNowMs: batch.wallNowMs, ...part };
+    const writeAlone = (single: Batch): void => {
       try {
         writeBatch(conn.statements, single, this.live);
       } catch (err) {
@@ -138,11 +140,7 @@ export class HistoryEngine {
     const saved = this.live.save();
     try {
       conn.db.transaction(() => {
-        for (const start of batch.reseed) writeAlone({ reseed: [start] });
-        for (const record of batch.records) writeAlone({ records: [record] });
-        for (const snapshot of batch.snapshots) writeAlone({ snapshots: [snapshot] });
-        for (const q of batch.quota) writeAlone({ quota: [q] });
-        for (const r of batch.rejections) writeAlone({ rejections: [r] });
+        for (const part of singleParts(batch)) writeAlone(part);
       }, 'immediate');
     } catch (err) {
       this.live.restore(saved);
@@ -181,9 +179,10 @@ export class HistoryEngine {
       busyTimeoutMs: this.opts.busyTimeoutMs,
       quickCheck: this.needsQuickCheck,
       recoverCrashed: false,
+      gatewayId: this.opts.gatewayId,
     });
     this.needsQuickCheck = false;
-    this.conn = { ...opened, statements: new BatchStatements(opened.db) };
+    this.conn = { ...opened, statements: new BatchStatements(opened.db, this.opts.gatewayId) };
     // The file may be another one (removed, replaced, moved aside as corrupt; a freed inode number can even
     // come back), so insert our live sessions again: ON CONFLICT DO NOTHING makes this harmless for the same file.
     this.reseedLive = true;

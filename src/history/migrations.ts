@@ -8,7 +8,17 @@ import type { SqliteDatabase } from './sqlite.js';
 export interface Migration {
   readonly version: number;
   readonly name: string;
-  readonly sql: string;
+  /** The statements; a function when they need this gateway's id (rows written before ids existed are ours). */
+  readonly sql: string | ((ctx: MigrationContext) => string);
+}
+
+export interface MigrationContext {
+  readonly gatewayId: string;
+}
+
+/** A SQL string literal (SQLite and PostgreSQL both double the quote). */
+export function sqlLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -93,6 +103,47 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP TABLE rejections;
     `,
   },
+  {
+    version: 4,
+    name: 'gateway id on every row',
+    // One file is one gateway's: the rows already in it are this gateway's.
+    sql: ({ gatewayId }) => {
+      const gw = sqlLiteral(gatewayId);
+      return `
+      ALTER TABLE sessions ADD COLUMN gateway_id TEXT NOT NULL DEFAULT '';
+      UPDATE sessions SET gateway_id = ${gw};
+      CREATE INDEX sessions_gateway ON sessions (gateway_id, status);
+      CREATE TABLE traffic_hourly_v4 (
+        user TEXT NOT NULL,
+        hour_ms INTEGER NOT NULL,
+        gateway_id TEXT NOT NULL,
+        bytes_in INTEGER NOT NULL,
+        bytes_out INTEGER NOT NULL,
+        PRIMARY KEY (user, hour_ms, gateway_id)
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO traffic_hourly_v4 SELECT user, hour_ms, ${gw}, bytes_in, bytes_out FROM traffic_hourly;
+      DROP TABLE traffic_hourly;
+      ALTER TABLE traffic_hourly_v4 RENAME TO traffic_hourly;
+      CREATE INDEX traffic_hourly_hour ON traffic_hourly (hour_ms);
+      CREATE TABLE rejection_counts_v4 (
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        hour_ms INTEGER NOT NULL,
+        gateway_id TEXT NOT NULL,
+        user TEXT,
+        count INTEGER NOT NULL CHECK (count > 0),
+        first_at INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        PRIMARY KEY (source, reason, hour_ms, gateway_id)
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO rejection_counts_v4 SELECT source, reason, hour_ms, ${gw}, user, count, first_at, last_at FROM rejection_counts;
+      DROP TABLE rejection_counts;
+      ALTER TABLE rejection_counts_v4 RENAME TO rejection_counts;
+      CREATE INDEX rejection_counts_hour ON rejection_counts (hour_ms);
+      CREATE INDEX rejection_counts_last_at ON rejection_counts (last_at);
+    `;
+    },
+  },
 ];
 
 export interface MigrationResult {
@@ -113,13 +164,28 @@ export function applyMigrations(
   db: SqliteDatabase,
   wallNowMs: number,
   migrations: readonly Migration[] = MIGRATIONS,
+  ctx: MigrationContext = { gatewayId: '' },
 ): MigrationResult {
+  const from = schemaVersion(db);
+  const latest = checkMigrations(migrations, from);
+  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  for (const m of migrations) {
+    if (m.version <= from) continue;
+    db.transaction(() => {
+      db.exec(migrationSql(m, ctx));
+      record.run(m.version, m.name, wallNowMs);
+    }, 'immediate');
+  }
+  return { from, to: Math.max(from, latest) };
+}
+
+/** Checks the list is in increasing order and the database not newer than it; returns the latest version. */
+export function checkMigrations(migrations: readonly Migration[], from: number): number {
   for (let i = 1; i < migrations.length; i++) {
     if (migrations[i]!.version <= migrations[i - 1]!.version) {
       throw new QuicgateError('QG_ERR_HISTORY', 'history migrations are not in increasing version order');
     }
   }
-  const from = schemaVersion(db);
   const latest = migrations.at(-1)?.version ?? 0;
   if (from > latest) {
     throw new QuicgateError(
@@ -128,13 +194,9 @@ export function applyMigrations(
       { details: { from, latest } },
     );
   }
-  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
-  for (const m of migrations) {
-    if (m.version <= from) continue;
-    db.transaction(() => {
-      db.exec(m.sql);
-      record.run(m.version, m.name, wallNowMs);
-    }, 'immediate');
-  }
-  return { from, to: Math.max(from, latest) };
+  return latest;
+}
+
+export function migrationSql(m: Migration, ctx: MigrationContext): string {
+  return typeof m.sql === 'string' ? m.sql : m.sql(ctx);
 }

@@ -24,6 +24,7 @@ export interface WorkerInit {
   readonly dataDir: string;
   readonly busyTimeoutMs: number;
   readonly logLevel: string;
+  readonly gatewayId: string;
 }
 
 export interface WireBatch {
@@ -36,14 +37,20 @@ export interface WireBatch {
 
 /** What the worker does, and what it answers with. */
 export interface Requests {
-  open: { req: { wallNowMs: number; quotaFrom: string }; res: { events: HistoryStartupEvent[]; quota: QuotaRow[] } };
-  write: { req: { batch: WireBatch }; res: { refused: number } };
+  /** error: the database is unreachable for now (PostgreSQL): the store starts degraded and retries. */
+  open: { req: { wallNowMs: number; quotaFrom: string }; res: { events: HistoryStartupEvent[]; quota: QuotaRow[]; error: string | null } };
+  /**
+   * quota: null when this gateway is the database's only writer (SQLite); else the fleet-wide stored rows of
+   * quotaKeys after the write (PostgreSQL shared by several gateways).
+   */
+  write: { req: { batch: WireBatch; quotaKeys: readonly string[] }; res: { refused: number; quota: QuotaRow[] | null } };
   retention: { req: { retentionDays: number; wallNowMs: number }; res: RetentionResult };
   recentSessions: { req: { query: RecentSessionsQuery; wallNowMs: number }; res: SessionHistoryRow[] };
   recentRejections: { req: { query: RecentRejectionsQuery; wallNowMs: number }; res: RejectionRow[] };
   stats: { req: { query: StatsQuery; wallNowMs: number }; res: HistoryStats };
   searchSessions: { req: { query: SearchSessionsQuery; wallNowMs: number }; res: SessionHistoryRow[] };
-  hourly: { req: { windowHours: number; wallNowMs: number }; res: HourlyRow[] };
+  hourly: { req: { windowHours: number; gatewayId: string | null; wallNowMs: number }; res: HourlyRow[] };
+  closeOpenSessions: { req: { gatewayId: string; reason: 'crash'; endedAtMs: number }; res: number };
   userUsage: { req: { user: string; wallNowMs: number }; res: UserUsage };
   quotaOf: { req: { key: string; wallNowMs: number }; res: QuotaRow[] };
   close: { req: Record<string, never>; res: null };

@@ -11,8 +11,12 @@ const HOUR_MS = 3_600_000;
 const int = z.number().int();
 const count = int.nonnegative();
 
+/** Only this gateway's rows; absent or null: the whole fleet (all gateways writing to the database). */
+const gatewayFilter = z.string().min(1).nullable().optional();
+
 export const recentSessionsQuery = z.object({
   user: z.string().min(1).optional(),
+  gatewayId: gatewayFilter,
   limit: int.min(1).max(10_000),
   sinceMs: int.optional(),
 });
@@ -21,15 +25,17 @@ export type RecentSessionsQuery = z.input<typeof recentSessionsQuery>;
 export const statsQuery = z.object({
   windowHours: int.min(1).max(24 * 366),
   topUsers: int.min(1).max(1000).default(10),
+  gatewayId: gatewayFilter,
 });
 export type StatsQuery = z.input<typeof statsQuery>;
 
-export const recentRejectionsQuery = z.object({ limit: int.min(1).max(10_000), sinceMs: int.optional() });
+export const recentRejectionsQuery = z.object({ limit: int.min(1).max(10_000), sinceMs: int.optional(), gatewayId: gatewayFilter });
 export type RecentRejectionsQuery = z.input<typeof recentRejectionsQuery>;
 
-const sessionRow = z
+export const sessionRow = z
   .object({
     id: z.string(),
+    gateway_id: z.string(),
     user: z.string(),
     ipv4: z.string().nullable(),
     ipv6: z.string().nullable(),
@@ -50,6 +56,7 @@ const sessionRow = z
   .transform(
     (r): SessionHistoryRow => ({
       id: r.id,
+      gatewayId: r.gateway_id,
       user: r.user,
       ipv4: r.ipv4,
       ipv6: r.ipv6,
@@ -69,7 +76,7 @@ const sessionRow = z
     }),
   );
 
-const rejectionRow = z
+export const rejectionRow = z
   .object({
     user: z.string().nullable(),
     source: z.string(),
@@ -96,10 +103,10 @@ export function recentSessions(db: SqliteDatabase, query: RecentSessionsQuery): 
   const rows = db
     .prepare(
       `SELECT * FROM sessions
-       WHERE (@user IS NULL OR user = @user) AND started_at >= @since
+       WHERE (@user IS NULL OR user = @user) AND (@gateway IS NULL OR gateway_id = @gateway) AND started_at >= @since
        ORDER BY started_at DESC, id LIMIT @limit`,
     )
-    .all({ user: q.user ?? null, since: q.sinceMs ?? Number.MIN_SAFE_INTEGER, limit: q.limit });
+    .all({ user: q.user ?? null, gateway: q.gatewayId ?? null, since: q.sinceMs ?? Number.MIN_SAFE_INTEGER, limit: q.limit });
   return z.array(sessionRow).parse(rows);
 }
 
@@ -108,25 +115,29 @@ export const searchSessionsQuery = z.object({
   /** Case-insensitive substring of user, id, addresses, peer, transport or close reason; null = all. */
   search: z.string().max(200).nullable(),
   limit: int.min(1).max(10_000),
+  gatewayId: gatewayFilter,
 });
 export type SearchSessionsQuery = z.input<typeof searchSessionsQuery>;
 
 /** Sessions started since `sinceMs` matching the search, newest first (the console's searchable list). */
 export function searchSessions(db: SqliteDatabase, query: SearchSessionsQuery): SessionHistoryRow[] {
   const q = searchSessionsQuery.parse(query);
-  // LIKE with an escape character, so "%" and "_" in the search are literal.
-  const pattern = q.search === null || q.search === '' ? null : `%${q.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
   const rows = db
     .prepare(
       `SELECT * FROM sessions
-       WHERE started_at >= @since AND (@pattern IS NULL
+       WHERE started_at >= @since AND (@gateway IS NULL OR gateway_id = @gateway) AND (@pattern IS NULL
          OR user LIKE @pattern ESCAPE '\\' OR id LIKE @pattern ESCAPE '\\' OR ipv4 LIKE @pattern ESCAPE '\\'
          OR ipv6 LIKE @pattern ESCAPE '\\' OR peer LIKE @pattern ESCAPE '\\' OR transport LIKE @pattern ESCAPE '\\'
-         OR close_reason LIKE @pattern ESCAPE '\\')
+         OR close_reason LIKE @pattern ESCAPE '\\' OR gateway_id LIKE @pattern ESCAPE '\\')
        ORDER BY started_at DESC, id LIMIT @limit`,
     )
-    .all({ since: q.sinceMs, pattern, limit: q.limit });
+    .all({ since: q.sinceMs, gateway: q.gatewayId ?? null, pattern: likePattern(q.search), limit: q.limit });
   return z.array(sessionRow).parse(rows);
+}
+
+/** LIKE pattern for a substring search with "\\" as the escape character, so "%" and "_" are literal; null = all. */
+export function likePattern(search: string | null): string | null {
+  return search === null || search === '' ? null : `%${search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 export interface HourlyRow {
@@ -137,23 +148,23 @@ export interface HourlyRow {
   readonly bytesOut: number;
 }
 
-/** Per UTC hour of the window (every hour present, zeros included): sessions started and bytes each way. */
-export function hourlySeries(db: SqliteDatabase, windowHours: number, wallNowMs: number): HourlyRow[] {
-  const hours = int.min(1).max(24 * 366).parse(windowHours);
+export const hourlyWindow = int.min(1).max(24 * 366);
+
+/** First and last UTC hour (wall ms) of a window of `hours` hours ending with the current one. */
+export function hourRange(hours: number, wallNowMs: number): { firstHour: number; lastHour: number } {
   const lastHour = Math.floor(wallNowMs / HOUR_MS) * HOUR_MS;
-  const firstHour = lastHour - (hours - 1) * HOUR_MS;
-  const started = z.array(z.object({ hour_ms: int, n: count })).parse(
-    db
-      .prepare(`SELECT (started_at / ${HOUR_MS}) * ${HOUR_MS} AS hour_ms, COUNT(*) AS n FROM sessions WHERE started_at >= ? GROUP BY 1`)
-      .all(firstHour),
-  );
-  const traffic = z.array(z.object({ hour_ms: int, bytes_in: count, bytes_out: count })).parse(
-    db
-      .prepare('SELECT hour_ms, SUM(bytes_in) AS bytes_in, SUM(bytes_out) AS bytes_out FROM traffic_hourly WHERE hour_ms >= ? GROUP BY hour_ms')
-      .all(firstHour),
-  );
+  return { firstHour: lastHour - (hours - 1) * HOUR_MS, lastHour };
+}
+
+const startedPerHour = z.array(z.object({ hour_ms: int, n: count }));
+const trafficPerHour = z.array(z.object({ hour_ms: int, bytes_in: count, bytes_out: count }));
+
+/** Every hour of the range, zeros included, from the rows of sessions started and traffic per hour. */
+export function hourlyRows(range: { firstHour: number; lastHour: number }, startedRows: unknown, trafficRows: unknown): HourlyRow[] {
+  const started = startedPerHour.parse(startedRows);
+  const traffic = trafficPerHour.parse(trafficRows);
   const byHour = new Map<number, { sessions: number; bytesIn: number; bytesOut: number }>();
-  for (let h = firstHour; h <= lastHour; h += HOUR_MS) byHour.set(h, { sessions: 0, bytesIn: 0, bytesOut: 0 });
+  for (let h = range.firstHour; h <= range.lastHour; h += HOUR_MS) byHour.set(h, { sessions: 0, bytesIn: 0, bytesOut: 0 });
   for (const r of started) {
     const row = byHour.get(r.hour_ms);
     if (row !== undefined) row.sessions = r.n;
@@ -168,46 +179,53 @@ export function hourlySeries(db: SqliteDatabase, windowHours: number, wallNowMs:
   return [...byHour].map(([hourMs, r]) => ({ hourMs, ...r }));
 }
 
+/** Per UTC hour of the window (every hour present, zeros included): sessions started and bytes each way. */
+export function hourlySeries(db: SqliteDatabase, windowHours: number, wallNowMs: number, gatewayId: string | null = null): HourlyRow[] {
+  const range = hourRange(hourlyWindow.parse(windowHours), wallNowMs);
+  const params = { first: range.firstHour, gateway: gatewayId };
+  const started = db
+    .prepare(
+      `SELECT (started_at / ${HOUR_MS}) * ${HOUR_MS} AS hour_ms, COUNT(*) AS n FROM sessions
+       WHERE started_at >= @first AND (@gateway IS NULL OR gateway_id = @gateway) GROUP BY 1`,
+    )
+    .all(params);
+  const traffic = db
+    .prepare(
+      `SELECT hour_ms, SUM(bytes_in) AS bytes_in, SUM(bytes_out) AS bytes_out FROM traffic_hourly
+       WHERE hour_ms >= @first AND (@gateway IS NULL OR gateway_id = @gateway) GROUP BY hour_ms`,
+    )
+    .all(params);
+  return hourlyRows(range, started, traffic);
+}
+
 export function recentRejections(db: SqliteDatabase, query: RecentRejectionsQuery): RejectionRow[] {
   const q = recentRejectionsQuery.parse(query);
   const rows = db
     .prepare(
-      `SELECT user, source, reason, hour_ms, count, first_at, last_at FROM rejection_counts
-       WHERE last_at >= ? ORDER BY last_at DESC, source, reason LIMIT ?`,
+      `SELECT MAX(user) AS user, source, reason, hour_ms, SUM(count) AS count, MIN(first_at) AS first_at, MAX(last_at) AS last_at
+       FROM rejection_counts WHERE last_at >= @since AND (@gateway IS NULL OR gateway_id = @gateway)
+       GROUP BY source, reason, hour_ms ORDER BY MAX(last_at) DESC, source, reason LIMIT @limit`,
     )
-    .all(q.sinceMs ?? Number.MIN_SAFE_INTEGER, q.limit);
+    .all({ since: q.sinceMs ?? Number.MIN_SAFE_INTEGER, gateway: q.gatewayId ?? null, limit: q.limit });
   return z.array(rejectionRow).parse(rows);
 }
 
-export function windowStats(db: SqliteDatabase, query: StatsQuery, wallNowMs: number): HistoryStats {
-  const q = statsQuery.parse(query);
-  const sinceMs = Math.floor(wallNowMs - q.windowHours * HOUR_MS);
-  const fromHour = Math.floor(sinceMs / HOUR_MS) * HOUR_MS;
+/** Start of a stats window and of the UTC hour that contains it. */
+export function statsWindow(windowHours: number, wallNowMs: number): { sinceMs: number; fromHour: number } {
+  const sinceMs = Math.floor(wallNowMs - windowHours * HOUR_MS);
+  return { sinceMs, fromHour: Math.floor(sinceMs / HOUR_MS) * HOUR_MS };
+}
 
-  const started = z
-    .object({ n: count })
-    .parse(db.prepare('SELECT COUNT(*) AS n FROM sessions WHERE started_at >= ?').get(sinceMs));
-  const traffic = z
-    .object({ bytes_in: count, bytes_out: count })
-    .parse(
-      db
-        .prepare(
-          'SELECT COALESCE(SUM(bytes_in), 0) AS bytes_in, COALESCE(SUM(bytes_out), 0) AS bytes_out FROM traffic_hourly WHERE hour_ms >= ?',
-        )
-        .get(fromHour),
-    );
-  const top = z.array(z.object({ user: z.string(), bytes_in: count, bytes_out: count })).parse(
-    db
-      .prepare(
-        `SELECT user, SUM(bytes_in) AS bytes_in, SUM(bytes_out) AS bytes_out FROM traffic_hourly
-         WHERE hour_ms >= ? GROUP BY user ORDER BY SUM(bytes_in) + SUM(bytes_out) DESC, user LIMIT ?`,
-      )
-      .all(fromHour, q.topUsers),
-  );
-  // Counted per whole UTC hour, like the traffic.
-  const rejections = z.array(z.object({ reason: z.enum(REJECT_REASONS), n: count })).parse(
-    db.prepare('SELECT reason, SUM(count) AS n FROM rejection_counts WHERE hour_ms >= ? GROUP BY reason').all(fromHour),
-  );
+/** The stats answer from the rows of its four queries. */
+export function statsResult(
+  q: z.output<typeof statsQuery>,
+  sinceMs: number,
+  rows: { readonly started: unknown; readonly traffic: unknown; readonly top: unknown; readonly rejections: unknown },
+): HistoryStats {
+  const started = z.object({ n: count }).parse(rows.started);
+  const traffic = z.object({ bytes_in: count, bytes_out: count }).parse(rows.traffic);
+  const top = z.array(z.object({ user: z.string(), bytes_in: count, bytes_out: count })).parse(rows.top);
+  const rejections = z.array(z.object({ reason: z.enum(REJECT_REASONS), n: count })).parse(rows.rejections);
   const topUsers: UserTraffic[] = top.map((t) => ({ user: t.user, bytesIn: t.bytes_in, bytesOut: t.bytes_out }));
   return {
     windowHours: q.windowHours,
@@ -220,7 +238,30 @@ export function windowStats(db: SqliteDatabase, query: StatsQuery, wallNowMs: nu
   };
 }
 
-const usageRow = z.object({
+export function windowStats(db: SqliteDatabase, query: StatsQuery, wallNowMs: number): HistoryStats {
+  const q = statsQuery.parse(query);
+  const { sinceMs, fromHour } = statsWindow(q.windowHours, wallNowMs);
+  const gw = '(@gateway IS NULL OR gateway_id = @gateway)';
+  const p = { since: sinceMs, from: fromHour, gateway: q.gatewayId ?? null, top: q.topUsers };
+  return statsResult(q, sinceMs, {
+    started: db.prepare(`SELECT COUNT(*) AS n FROM sessions WHERE started_at >= @since AND ${gw}`).get(p),
+    traffic: db
+      .prepare(
+        `SELECT COALESCE(SUM(bytes_in), 0) AS bytes_in, COALESCE(SUM(bytes_out), 0) AS bytes_out FROM traffic_hourly WHERE hour_ms >= @from AND ${gw}`,
+      )
+      .get(p),
+    top: db
+      .prepare(
+        `SELECT user, SUM(bytes_in) AS bytes_in, SUM(bytes_out) AS bytes_out FROM traffic_hourly
+         WHERE hour_ms >= @from AND ${gw} GROUP BY user ORDER BY SUM(bytes_in) + SUM(bytes_out) DESC, user LIMIT @top`,
+      )
+      .all(p),
+    // Counted per whole UTC hour, like the traffic.
+    rejections: db.prepare(`SELECT reason, SUM(count) AS n FROM rejection_counts WHERE hour_ms >= @from AND ${gw} GROUP BY reason`).all(p),
+  });
+}
+
+export const usageRow = z.object({
   sessions: count,
   open_sessions: count,
   bytes_in: count,
@@ -231,19 +272,9 @@ const usageRow = z.object({
   last_started_at: int.nullable(),
 });
 
-/** All-time totals of the user's stored sessions (open ones as of their last flush). */
-export function userUsage(db: SqliteDatabase, user: string): UserUsage {
-  const r = usageRow.parse(
-    db
-      .prepare(
-        `SELECT COUNT(*) AS sessions, COALESCE(SUM(status = 'open'), 0) AS open_sessions,
-           COALESCE(SUM(bytes_in), 0) AS bytes_in, COALESCE(SUM(packets_in), 0) AS packets_in,
-           COALESCE(SUM(bytes_out), 0) AS bytes_out, COALESCE(SUM(packets_out), 0) AS packets_out,
-           MIN(started_at) AS first_started_at, MAX(started_at) AS last_started_at
-         FROM sessions WHERE user = ?`,
-      )
-      .get(user),
-  );
+/** The UserUsage answer from its row. */
+export function userUsageResult(user: string, row: unknown): UserUsage {
+  const r = usageRow.parse(row);
   return {
     user,
     sessions: r.sessions,
@@ -256,3 +287,14 @@ export function userUsage(db: SqliteDatabase, user: string): UserUsage {
     lastStartedAt: r.last_started_at,
   };
 }
+
+/** All-time totals of the user's stored sessions (open ones as of their last flush), fleet-wide. */
+export function userUsage(db: SqliteDatabase, user: string): UserUsage {
+  return userUsageResult(user, db.prepare(`SELECT ${USER_USAGE_COLUMNS} FROM sessions WHERE user = ?`).get(user));
+}
+
+/** The columns of the user usage row; the same SQL on SQLite and PostgreSQL. */
+export const USER_USAGE_COLUMNS = `COUNT(*) AS sessions, COUNT(*) FILTER (WHERE status = 'open') AS open_sessions,
+  COALESCE(SUM(bytes_in), 0) AS bytes_in, COALESCE(SUM(packets_in), 0) AS packets_in,
+  COALESCE(SUM(bytes_out), 0) AS bytes_out, COALESCE(SUM(packets_out), 0) AS packets_out,
+  MIN(started_at) AS first_started_at, MAX(started_at) AS last_started_at`;

@@ -86,6 +86,8 @@ export type SessionStatus = 'open' | 'closed';
 
 /** A session's row: what was recorded at its start, its counters as last written, and how it ended. */
 export interface SessionHistoryRow extends SessionStartRecord, Readonly<TrafficCounters> {
+  /** The gateway that carried the session (config fleet.gateway_id, else its host name). */
+  readonly gatewayId: string;
   readonly endedAt: number | null;
   readonly durationMs: number | null;
   readonly status: SessionStatus;

@@ -1,10 +1,10 @@
 /** Retention: deletes history older than `retentionDays` (0 keeps everything). */
 import type { SqliteDatabase } from './sqlite.js';
 
-const DAY_MS = 86_400_000;
-const HOUR_MS = 3_600_000;
+export const DAY_MS = 86_400_000;
+export const HOUR_MS = 3_600_000;
 // A month-period quota row may go unwritten for up to a month and still be the current period's usage.
-const QUOTA_MIN_KEEP_MS = 32 * DAY_MS;
+export const QUOTA_MIN_KEEP_MS = 32 * DAY_MS;
 
 export interface RetentionResult {
   readonly sessions: number;

@@ -12,20 +12,22 @@
  *     keep queueing up to the bound, then are dropped and counted. Nothing here ever waits for the database.
  *   retention: once at open, then on a Clock interval.  Queries: async, answered by the worker in order.
  *
- * SQLite is synchronous (node:sqlite; better-sqlite3 on Node 20: see sqlite.ts), so all of it runs in the
- * worker thread: a slow disk, another process's lock or a WAL checkpoint blocks that thread, never the event
- * loop that forwards packets.
+ * Two backends answer the store's requests (backend.ts), with the same queue, batching and failure handling:
+ *   sqlite (default)  `<dataDir>/history.sqlite` in a worker thread (worker-backend.ts): SQLite is synchronous.
+ *   postgres          a PostgreSQL shared by the fleet (pg-backend.ts), on this thread: pg is async I/O.
+ * Every row carries this gateway's id, so a shared database answers fleet-wide and can filter by gateway.
  */
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { HistoryConfig } from '../config/types.js';
-import { ErrorCodes, QuicgateError, type ErrorCode } from '../errors.js';
+import { QuicgateError } from '../errors.js';
+import { errorText, withTimeout, type HistoryBackend } from './backend.js';
 import type { TrafficCounters } from '../gateway/session.js';
 import { HISTORY_FILE } from './db.js';
 import type { QuotaRow } from './engine.js';
-import type { FromWorker, RequestKind, Requests, WireError, WorkerInit } from './protocol.js';
+import { PostgresBackend } from './pg-backend.js';
+import type { RequestKind, Requests } from './protocol.js';
 import type { HourlyRow, RecentRejectionsQuery, RecentSessionsQuery, SearchSessionsQuery, StatsQuery } from './queries.js';
 import { periodKey, type QuotaPeriod } from './quota.js';
 import type {
@@ -43,6 +45,7 @@ import type {
   UserUsage,
 } from './records.js';
 import { RejectionCounter } from './rejection-counter.js';
+import { WorkerBackend } from './worker-backend.js';
 import type { QueuedRecord, QuotaIncrement } from './writer.js';
 
 export interface HistoryStoreOptions {
@@ -50,6 +53,8 @@ export interface HistoryStoreOptions {
   readonly config: HistoryConfig;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** This gateway's id (config fleet.gateway_id, else the host name): written into every row. */
+  readonly gatewayId: string;
   /** Overrides config.queueLimit: most records kept while writes fail or stall. */
   readonly maxPending?: number;
   /** Backoff between write attempts while degraded (doubles up to maxMs). */
@@ -72,14 +77,10 @@ const DEFAULT_QUERY_TIMEOUT_MS = 5_000;
 const OPEN_TIMEOUT_MS = 60_000;
 const MAX_CHUNK = 2_000;
 
-interface Waiting {
-  resolve(value: unknown): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout | null;
-}
-
 export class HistoryStore {
-  readonly file: string;
+  /** The SQLite file, or the PostgreSQL URL without its password (for logs and operators). */
+  readonly location: string;
+  readonly gatewayId: string;
 
   private readonly config: HistoryConfig;
   private readonly clock: Clock;
@@ -91,10 +92,7 @@ export class HistoryStore {
   private readonly retentionIntervalMs: number;
   private readonly onFlush: ((report: FlushReport) => void) | undefined;
 
-  private readonly worker: Worker;
-  private readonly waiting = new Map<number, Waiting>();
-  private nextId = 1;
-  private workerError: string | null = null;
+  private readonly backend: HistoryBackend;
 
   private events: readonly HistoryStartupEvent[] = [];
   private readonly queue: QueuedRecord[] = [];
@@ -105,6 +103,8 @@ export class HistoryStore {
   private quotaFrom = '';
   private readonly quotaKeysLoaded = new Set<string>();
   private readonly quotaKeysLoading = new Set<string>();
+  /** False while the shared database's quota rows have not been read yet (it was down at start). */
+  private quotaFresh = true;
   private snapshotProvider: SnapshotProvider | null = null;
 
   /** Writes run one after another: each waits for the previous one. */
@@ -135,15 +135,15 @@ export class HistoryStore {
       const wallNowMs = store.wallNow();
       opened = await store.call('open', { wallNowMs, quotaFrom: periodKey('month', wallNowMs) }, OPEN_TIMEOUT_MS);
     } catch (err) {
-      await store.stopWorker(1000);
+      await store.stopBackend(1000);
       throw err instanceof QuicgateError ? err : new QuicgateError('QG_ERR_HISTORY', errorText(err), { cause: err });
     }
-    store.started(opened.events, opened.quota);
+    store.started(opened.events, opened.quota, opened.error);
     return store;
   }
 
   private constructor(opts: HistoryStoreOptions) {
-    this.file = path.join(opts.dataDir, HISTORY_FILE);
+    this.gatewayId = opts.gatewayId;
     this.config = opts.config;
     this.clock = opts.clock;
     this.logger = opts.logger;
@@ -160,30 +160,40 @@ export class HistoryStore {
         'history: rejection rows for this hour at their limit; further sources are counted under source "*"',
       ),
     );
-    this.worker = startWorker({
-      file: this.file,
-      dataDir: opts.dataDir,
-      busyTimeoutMs: opts.busyTimeoutMs ?? opts.config.busyTimeoutMs,
-      logLevel: this.logger.level,
-    });
-    this.worker.unref();
-    this.worker.on('message', (msg: FromWorker) => this.onMessage(msg));
-    this.worker.on('error', (err) => this.onWorkerGone(`history worker failed: ${errorText(err)}`));
-    this.worker.on('exit', (code) => {
-      if (this.closing === null) this.onWorkerGone(`history worker exited (code ${code})`);
-    });
+    if (opts.config.backend === 'postgres') {
+      if (opts.config.postgres === null) throw new QuicgateError('QG_ERR_HISTORY', 'history.backend is postgres but history.postgres is not set');
+      this.backend = new PostgresBackend({ config: opts.config.postgres, gatewayId: opts.gatewayId, logger: opts.logger });
+    } else {
+      const init = {
+        file: path.join(opts.dataDir, HISTORY_FILE),
+        dataDir: opts.dataDir,
+        busyTimeoutMs: opts.busyTimeoutMs ?? opts.config.busyTimeoutMs,
+        logLevel: this.logger.level,
+        gatewayId: opts.gatewayId,
+      };
+      this.backend = new WorkerBackend(init, opts.logger, (message) => {
+        if (this.closing !== null) return;
+        this.lastError = message;
+        this.logger.error({ err: message }, 'history worker gone; records are dropped and counted until a restart');
+      });
+    }
+    this.location = this.backend.location;
+    this.quotaFresh = !this.backend.shared;
   }
 
-  private started(events: HistoryStartupEvent[], quota: readonly QuotaRow[]): void {
+  private started(events: HistoryStartupEvent[], quota: readonly QuotaRow[], error: string | null): void {
     this.events = events;
     this.quotaFrom = periodKey('month', this.wallNow());
     for (const q of quota) this.quotaTotals.set(quotaKey(q.user, q.periodKey), q.bytes);
-    this.logger.info({ file: this.file, events: events.map((e) => e.kind) }, 'history store open');
+    if (error === null) this.quotaFresh = true;
+    this.logger.info({ location: this.location, gatewayId: this.gatewayId, events: events.map((e) => e.kind) }, 'history store open');
     this.intervalTimer = this.clock.setInterval(() => this.onInterval(), this.config.flushIntervalMs);
     if (this.config.retentionDays > 0) {
       this.runRetention();
       this.retentionTimer = this.clock.setInterval(() => this.runRetention(), this.retentionIntervalMs);
     }
+    // The database is unreachable for now (PostgreSQL down at start): degraded, queueing, retried with backoff.
+    if (error !== null) this.failed(new QuicgateError('QG_ERR_HISTORY', error));
   }
 
   /** What happened while opening: created, migrated, corrupt file moved aside, crashed sessions closed. */
@@ -305,9 +315,21 @@ export class HistoryStore {
     return this.query('searchSessions', { query, wallNowMs: this.wallNow() });
   }
 
-  /** Sessions started and bytes per UTC hour, the last `windowHours` hours (this one included). */
-  hourly(windowHours: number): Promise<HourlyRow[]> {
-    return this.query('hourly', { windowHours, wallNowMs: this.wallNow() });
+  /** Sessions started and bytes per UTC hour, the last `windowHours` hours (this one included); one gateway's or all. */
+  hourly(windowHours: number, gatewayId: string | null = null): Promise<HourlyRow[]> {
+    return this.query('hourly', { windowHours, gatewayId, wallNowMs: this.wallNow() });
+  }
+
+  /**
+   * Closes the sessions another gateway left open when it died (learnt from the fleet): status closed, reason
+   * `crash`, ended at their last flushed time (no later than endedAtMs) with their last flushed counters.
+   * Resolves with the number of sessions closed. This gateway's own id is refused: its open rows are live.
+   */
+  closeOpenSessions(gatewayId: string, reason: 'crash', endedAtMs: number): Promise<number> {
+    if (gatewayId === this.gatewayId) {
+      return Promise.reject(new QuicgateError('QG_ERR_HISTORY', `refusing to close this gateway's (${gatewayId}) own open sessions`));
+    }
+    return this.query('closeOpenSessions', { gatewayId, reason, endedAtMs: toInt(endedAtMs) });
   }
 
   userUsage(user: string): Promise<UserUsage> {
@@ -316,11 +338,14 @@ export class HistoryStore {
 
   /**
    * Stored plus not yet written bytes of the user in the period, from memory (loaded at open for this month's
-   * periods and later; this process is the only writer). An earlier period is read in the background: until
-   * then this throws QG_ERR_HISTORY and the caller asks again later.
+   * periods and later). SQLite: this process is the only writer. PostgreSQL: the stored bytes are the fleet's,
+   * read back with every write (so other gateways' usage shows within a flush interval of theirs and ours).
+   * An earlier period is read in the background, and a shared database not read yet (down since start):
+   * until then this throws QG_ERR_HISTORY and the caller asks again later.
    */
   quotaUsage(user: string, key: string): number {
     if (this.closed) throw new QuicgateError('QG_ERR_CLOSED', 'history store is closed');
+    if (!this.quotaFresh) throw new QuicgateError('QG_ERR_HISTORY', 'the fleet-wide quota usage has not been read from the history yet');
     if (key >= this.quotaFrom || this.quotaKeysLoaded.has(key)) return this.quotaTotals.get(quotaKey(user, key)) ?? 0;
     this.loadQuotaKey(key);
     throw new QuicgateError('QG_ERR_HISTORY', `quota usage of period ${key} is being read from the history`);
@@ -396,8 +421,12 @@ export class HistoryStore {
       const started = this.clock.now();
       this.writeSentAt = started;
       try {
-        const { refused } = await this.call('write', { batch: { records, snapshots, quota, rejections, wallNowMs: this.wallNow() } }, null);
+        const wallNowMs = this.wallNow();
+        const quotaKeys = this.backend.shared ? this.sharedQuotaKeys(wallNowMs) : [];
+        const answer = await this.call('write', { batch: { records, snapshots, quota, rejections, wallNowMs }, quotaKeys }, null);
+        const { refused } = answer;
         this.forgetWritten(records.length, quota);
+        if (answer.quota !== null) this.storedQuota(quotaKeys, answer.quota);
         this.rejections.written(rejections);
         this.dropped += refused;
         this.writeDone();
@@ -440,6 +469,23 @@ export class HistoryStore {
       pending.bytes -= q.bytes;
       if (pending.bytes <= 0) this.pendingQuota.delete(key);
     }
+  }
+
+  /** The periods whose fleet-wide usage a write reads back: today, this month, and earlier ones asked for. */
+  private sharedQuotaKeys(wallNowMs: number): string[] {
+    return [...new Set([periodKey('day', wallNowMs), periodKey('month', wallNowMs), ...this.quotaKeysLoaded])];
+  }
+
+  /** The fleet's stored usage of the keys, plus what we added and have not written yet. */
+  private storedQuota(keys: readonly string[], rows: readonly QuotaRow[]): void {
+    const stored = new Map(rows.map((r) => [quotaKey(r.user, r.periodKey), r.bytes]));
+    const wanted = new Set(keys);
+    for (const k of this.quotaTotals.keys()) {
+      const periodOf = k.slice(k.indexOf('\u0000') + 1);
+      if (wanted.has(periodOf) && !stored.has(k)) stored.set(k, 0);
+    }
+    for (const [k, bytes] of stored) this.quotaTotals.set(k, bytes + (this.pendingQuota.get(k)?.bytes ?? 0));
+    this.quotaFresh = true;
   }
 
   private recovered(): void {
@@ -540,86 +586,19 @@ export class HistoryStore {
     this.queue.length = 0;
     this.pendingQuota.clear();
     this.rejections.clear();
-    // A worker stuck in the database cannot close it: then only a short wait for the thread, then on.
+    // A backend stuck in the database cannot close it: then only a short wait, then on.
     if (written !== 'timeout') await withTimeout(this.call('close', {}, null).catch(() => null), this.queryTimeoutMs);
-    await this.stopWorker(written === 'timeout' ? 100 : this.queryTimeoutMs);
+    await this.stopBackend(written === 'timeout' ? 100 : this.queryTimeoutMs);
     this.closed = true;
   }
 
-  private async stopWorker(timeoutMs: number): Promise<void> {
+  private async stopBackend(timeoutMs: number): Promise<void> {
     this.closing ??= Promise.resolve();
-    await withTimeout(this.worker.terminate(), timeoutMs);
-    for (const w of this.waiting.values()) {
-      if (w.timer !== null) clearTimeout(w.timer);
-      w.reject(new QuicgateError('QG_ERR_CLOSED', 'history store is closed'));
-    }
-    this.waiting.clear();
+    await this.backend.stop(timeoutMs);
   }
-
-  // ── the worker ──────────────────────────────────────────────────────────────────────────────────────
 
   private call<K extends RequestKind>(kind: K, req: Requests[K]['req'], timeoutMs: number | null): Promise<Requests[K]['res']> {
-    if (this.workerError !== null) return Promise.reject(new QuicgateError('QG_ERR_HISTORY', this.workerError));
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer =
-        timeoutMs === null
-          ? null
-          : setTimeout(() => {
-              this.settle(id);
-              reject(new QuicgateError('QG_ERR_HISTORY', `the history database did not answer within ${timeoutMs} ms (${kind})`));
-            }, timeoutMs);
-      timer?.unref();
-      this.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
-      // Referenced while an answer is awaited, so a process does not exit with a write out.
-      if (this.waiting.size === 1) this.worker.ref();
-      this.worker.postMessage({ id, kind, req });
-    });
-  }
-
-  private settle(id: number): Waiting | undefined {
-    const w = this.waiting.get(id);
-    if (w === undefined) return undefined;
-    this.waiting.delete(id);
-    if (w.timer !== null) clearTimeout(w.timer);
-    if (this.waiting.size === 0) this.worker.unref();
-    return w;
-  }
-
-  private onMessage(msg: FromWorker): void {
-    if ('log' in msg) {
-      this.relayLog(msg.log);
-      return;
-    }
-    const w = this.settle(msg.id);
-    if (w === undefined) return; // timed out meanwhile
-    if (msg.ok) w.resolve(msg.value);
-    else w.reject(fromWire(msg.error));
-  }
-
-  /** A pino line from the worker, logged again on our logger (level, message and fields as they were). */
-  private relayLog(line: string): void {
-    let entry: { level?: unknown; msg?: unknown; [key: string]: unknown };
-    try {
-      entry = JSON.parse(line) as typeof entry;
-    } catch {
-      return;
-    }
-    const { level, msg, time: _time, pid: _pid, hostname: _hostname, ...fields } = entry;
-    const label = typeof level === 'number' ? this.logger.levels.labels[level] : undefined;
-    const log = label === undefined ? undefined : (this.logger as unknown as Record<string, unknown>)[label];
-    if (typeof log === 'function') (log as (obj: object, msg: string) => void).call(this.logger, fields, String(msg ?? ''));
-  }
-
-  private onWorkerGone(message: string): void {
-    if (this.workerError !== null) return;
-    this.workerError = message;
-    this.lastError = message;
-    this.logger.error({ err: message }, 'history worker gone; records are dropped and counted until a restart');
-    for (const [id, w] of [...this.waiting]) {
-      this.settle(id);
-      w.reject(new QuicgateError('QG_ERR_HISTORY', message));
-    }
+    return this.backend.call(kind, req, timeoutMs);
   }
 
   private wallNow(): number {
@@ -627,44 +606,8 @@ export class HistoryStore {
   }
 }
 
-/** Starts worker.js next to this module; from the TypeScript sources (tests, tsx) through tsx's loader. */
-function startWorker(init: WorkerInit): Worker {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./worker.js', here), { workerData: init });
-  const url = JSON.stringify(new URL('./worker.ts', here).href);
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${url}); })`, {
-    eval: true,
-    workerData: init,
-  });
-}
-
-function fromWire(e: WireError): Error {
-  if (e.qgCode !== null && e.qgCode in ErrorCodes) return new QuicgateError(e.qgCode as ErrorCode, e.message);
-  const err = new Error(e.message) as Error & { code?: string };
-  if (e.code !== null) err.code = e.code;
-  return err;
-}
-
-/** Resolves with the promise's value, or 'timeout' after ms of real time. */
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), ms);
-    timer.unref();
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function quotaKey(user: string, key: string): string {
   return `${user}\u0000${key}`;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function toInt(n: number): number {

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { QuicgateError } from '../errors.js';
-import { describeError } from './db.js';
+import { closeOpenSessions, describeError } from './db.js';
 import { HistoryEngine } from './engine.js';
 import type { FromWorker, Requests, ToWorker, WireError, WorkerInit } from './protocol.js';
 import { hourlySeries, recentRejections, recentSessions, searchSessions, userUsage, windowStats } from './queries.js';
@@ -17,18 +17,18 @@ if (port === null) throw new Error('src/history/worker.ts runs as a worker threa
 const init = workerData as WorkerInit;
 const post = (msg: FromWorker): void => port.postMessage(msg);
 const logger = pino({ level: init.logLevel }, { write: (line: string) => post({ log: line }) });
-const engine = new HistoryEngine({ file: init.file, dataDir: init.dataDir, busyTimeoutMs: init.busyTimeoutMs, logger });
+const engine = new HistoryEngine({ file: init.file, dataDir: init.dataDir, busyTimeoutMs: init.busyTimeoutMs, logger, gatewayId: init.gatewayId });
 
 type Handlers = { [K in keyof Requests]: (req: Requests[K]['req']) => Requests[K]['res'] };
 
 const handlers: Handlers = {
   open: ({ wallNowMs, quotaFrom }) => {
     const events = engine.open(wallNowMs);
-    return { events, quota: engine.quotaRowsFrom(quotaFrom, wallNowMs) };
+    return { events, quota: engine.quotaRowsFrom(quotaFrom, wallNowMs), error: null };
   },
   write: ({ batch }) => {
     try {
-      return { refused: engine.write(batch, batch.wallNowMs) };
+      return { refused: engine.write(batch, batch.wallNowMs), quota: null };
     } catch (err) {
       engine.noteFailure(err);
       throw err;
@@ -39,7 +39,8 @@ const handlers: Handlers = {
   recentRejections: ({ query, wallNowMs }) => recentRejections(engine.db(wallNowMs), query),
   stats: ({ query, wallNowMs }) => windowStats(engine.db(wallNowMs), query, wallNowMs),
   searchSessions: ({ query, wallNowMs }) => searchSessions(engine.db(wallNowMs), query),
-  hourly: ({ windowHours, wallNowMs }) => hourlySeries(engine.db(wallNowMs), windowHours, wallNowMs),
+  hourly: ({ windowHours, gatewayId, wallNowMs }) => hourlySeries(engine.db(wallNowMs), windowHours, wallNowMs, gatewayId),
+  closeOpenSessions: ({ gatewayId, reason, endedAtMs }) => closeOpenSessions(engine.db(endedAtMs), gatewayId, reason, endedAtMs),
   userUsage: ({ user, wallNowMs }) => userUsage(engine.db(wallNowMs), user),
   quotaOf: ({ key, wallNowMs }) => engine.quotaRowsOf(key, wallNowMs),
   close: () => {

@@ -248,8 +248,8 @@ describe('routes for the console', () => {
   it('GET /api/overview, /api/history/hourly and /api/history/sessions answer what their schemas say', async () => {
     backend.hourlyRows = [{ hour: '2026-01-01T00:00:00.000Z', sessions: 2, bytesIn: 10, bytesOut: 20 }];
     backend.past = [
-      { id: 'p1', user: 'alice', ipv4: '198.18.0.2', ipv6: null, peer: '192.0.2.11:1', transport: 'h3', startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:01:00.000Z', durationSeconds: 60, bytesIn: 1, bytesOut: 2, status: 'closed', endReason: 'admin_kill', endMessage: 'closed by the administrator' },
-      { id: 'p2', user: 'bob', ipv4: null, ipv6: null, peer: '192.0.2.12:1', transport: 'h2', startedAt: '2026-01-01T00:00:00.000Z', endedAt: null, durationSeconds: null, bytesIn: 0, bytesOut: 0, status: 'open', endReason: null, endMessage: null },
+      { id: 'p1', user: 'alice', ipv4: '198.18.0.2', ipv6: null, peer: '192.0.2.11:1', transport: 'h3', startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:01:00.000Z', durationSeconds: 60, bytesIn: 1, bytesOut: 2, status: 'closed', endReason: 'admin_kill', endMessage: 'closed by the administrator', gateway: 'gw-a' },
+      { id: 'p2', user: 'bob', ipv4: null, ipv6: null, peer: '192.0.2.12:1', transport: 'h2', startedAt: '2026-01-01T00:00:00.000Z', endedAt: null, durationSeconds: null, bytesIn: 0, bytesOut: 0, status: 'open', endReason: null, endMessage: null, gateway: 'gw-a' },
     ];
     const overview = overviewViewSchema.parse(await (await fetch(`${base}/api/overview`, { headers: bearer })).json());
     expect(overview.sessions.map((s) => s.id)).toEqual(['s-alice-1', 's-bob-1']);
@@ -262,12 +262,12 @@ describe('routes for the console', () => {
     expect(csv.headers.get('content-type')).toBe('text/csv; charset=utf-8');
     expect(csv.headers.get('content-disposition')).toBe('attachment; filename="quicgate-sessions.csv"');
     expect((await csv.text()).split('\r\n')).toEqual([
-      'id,user,ipv4,ipv6,peer,transport,startedAt,endedAt,durationSeconds,bytesIn,bytesOut,status,endReason,endMessage',
-      'p1,alice,198.18.0.2,,192.0.2.11:1,h3,2026-01-01T00:00:00.000Z,2026-01-01T00:01:00.000Z,60,1,2,closed,admin_kill,closed by the administrator',
-      'p2,bob,,,192.0.2.12:1,h2,2026-01-01T00:00:00.000Z,,,0,0,open,,',
+      'id,user,ipv4,ipv6,peer,transport,startedAt,endedAt,durationSeconds,bytesIn,bytesOut,status,endReason,endMessage,gateway',
+      'p1,alice,198.18.0.2,,192.0.2.11:1,h3,2026-01-01T00:00:00.000Z,2026-01-01T00:01:00.000Z,60,1,2,closed,admin_kill,closed by the administrator,gw-a',
+      'p2,bob,,,192.0.2.12:1,h2,2026-01-01T00:00:00.000Z,,,0,0,open,,,gw-a',
       '',
     ]);
-    for (const query of ['limit=0', 'limit=20000', 'window_hours=0', 'format=xml', 'q=a&q=b', 'other=1']) {
+    for (const query of ['limit=0', 'limit=20000', 'window_hours=0', 'format=xml', 'q=a&q=b', 'other=1', 'gateway=a%20b']) {
       expect((await fetch(`${base}/api/history/sessions?${query}`, { headers: bearer })).status, query).toBe(400);
     }
   });
@@ -275,9 +275,9 @@ describe('routes for the console', () => {
   it('CSV quotes what needs quoting and defuses spreadsheet formulas', () => {
     const csv = pastSessionsCsv({
       available: true,
-      sessions: [{ id: 'x', user: '=cmd()', ipv4: null, ipv6: null, peer: 'p', transport: 'h2', startedAt: 's', endedAt: null, durationSeconds: 1.5, bytesIn: 0, bytesOut: 0, status: 'closed', endReason: 'error', endMessage: 'said "no", then\nleft' }],
+      sessions: [{ id: 'x', user: '=cmd()', ipv4: null, ipv6: null, peer: 'p', transport: 'h2', startedAt: 's', endedAt: null, durationSeconds: 1.5, bytesIn: 0, bytesOut: 0, status: 'closed', endReason: 'error', endMessage: 'said "no", then\nleft', gateway: 'gw-a' }],
     });
-    expect(csv.split('\r\n')[1]).toBe(`x,'=cmd(),,,p,h2,s,,1.5,0,0,closed,error,"said ""no"", then\nleft"`);
+    expect(csv.split('\r\n')[1]).toBe(`x,'=cmd(),,,p,h2,s,,1.5,0,0,closed,error,"said ""no"", then\nleft",gw-a`);
   });
 });
 

@@ -92,7 +92,7 @@ ${users('alice')}`);
     expect(c.transports).toEqual({ h2: true, h3: 'off' });
     expect(c.authAttempts.perSourcePerMinute).toBe(3);
     expect(c.admin).toEqual({ enabled: true, listen: '127.0.0.1', port: 9191, token: 'abcdefghijklmnopq' });
-    expect(c.history).toEqual({ enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 50, queueLimit: 100_000, busyTimeoutMs: 1000, rejectionRowsPerHour: 1000 });
+    expect(c.history).toEqual({ enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 50, queueLimit: 100_000, busyTimeoutMs: 1000, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null });
     expect(c.logLevel).toBe('debug');
     expect(c.dataDir).toBe(fixture('state'));
     expect(c.tls).toEqual({ certFile: fixture('cert.pem'), keyFile: '/etc/qg/key.pem', names: [] });
@@ -359,5 +359,31 @@ describe('fleet', () => {
     expect(problemAt(issues, 'fleet.fallback_share').line).toBe(5);
     const missing = await problems(() => parse('fleet:\n  gateway_id: gw-a\n'));
     expect(problemAt(missing, 'fleet.redis_url').message).toMatch(/expected a URL/);
+  });
+});
+
+describe('history backend', () => {
+  it('is SQLite by default, with no postgres block', async () => {
+    const config = await parse('');
+    expect(config.history).toMatchObject({ backend: 'sqlite', postgres: null });
+  });
+
+  it('reads history.postgres with its defaults', async () => {
+    const config = await parse('history:\n  backend: postgres\n  postgres:\n    url: postgres://qg:pw@192.0.2.20:5432/history\n    query_timeout: 10s\n');
+    expect(config.history.backend).toBe('postgres');
+    expect(config.history.postgres).toEqual({ url: 'postgres://qg:pw@192.0.2.20:5432/history', poolSize: 4, connectTimeoutMs: 5000, queryTimeoutMs: 10_000 });
+  });
+
+  it('names the field and what was expected, and never repeats a password', async () => {
+    const missing = await problems(() => parse('history:\n  backend: postgres\n'));
+    expect(problemAt(missing, 'history.postgres').message).toContain('required when history.backend is postgres');
+    const bad = await problems(() => parse('history:\n  backend: mysql\n  postgres:\n    url: mysql://u:hunter22@db/x\n    pool_size: 0\n'));
+    expect(problemAt(bad, 'history.backend').line).toBe(2);
+    const url = problemAt(bad, 'history.postgres.url');
+    expect(url).toMatchObject({ line: 4, message: expect.stringContaining('expected a postgres:// or postgresql:// URL') });
+    expect(url.message).not.toContain('hunter22');
+    expect(problemAt(bad, 'history.postgres.pool_size').line).toBe(5);
+    const notUrl = await problems(() => parse('history:\n  postgres:\n    url: "hunter22 is not a url"\n'));
+    expect(problemAt(notUrl, 'history.postgres.url').message).not.toContain('hunter22');
   });
 });

@@ -312,7 +312,7 @@ describe('web console in chromium against a real gateway', () => {
     const href = (await page.locator('[data-testid=csv]').getAttribute('href')) ?? '';
     expect(href).toMatch(/^\/api\/history\/sessions\?.*format=csv/);
     const csv = await page.evaluate(async (url) => (await fetch(url)).text(), href);
-    expect(csv.split('\r\n')[0]).toBe('id,user,ipv4,ipv6,peer,transport,startedAt,endedAt,durationSeconds,bytesIn,bytesOut,status,endReason,endMessage');
+    expect(csv.split('\r\n')[0]).toBe('id,user,ipv4,ipv6,peer,transport,startedAt,endedAt,durationSeconds,bytesIn,bytesOut,status,endReason,endMessage,gateway');
     expect(csv).toMatch(/,bob,198\.18\.[^\r\n]*,admin_kill,/);
     await page.locator('[data-testid=search]').fill('');
     await sleep(800);

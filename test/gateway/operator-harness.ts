@@ -71,7 +71,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     dataDir,
     limits: sessionLimits({ idleTimeoutMs: 0 }),
     admin: { enabled: true, listen: '127.0.0.1', port: 0, token: TOKEN },
-    history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 },
+    history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null },
     ...options.config,
   });
   let tun: MemoryTun | null = null;

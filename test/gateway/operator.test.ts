@@ -221,7 +221,7 @@ describe('operator surface over a running gateway', () => {
     });
     await h.cleanup();
 
-    h = await startHarness({ config: { users: [user('alice'), user('bob')], history: { enabled: false, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 } } });
+    h = await startHarness({ config: { users: [user('alice'), user('bob')], history: { enabled: false, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null } } });
     expect(h.surface.history).toBeNull();
     const b = await h.connect('bob');
     await h.sendToClient(b.session, 50);
@@ -317,7 +317,7 @@ describe('admin server startup', () => {
   it('is not started without a token; the rest of the surface still works', async () => {
     const clock = new FakeClock();
     const dataDir = tempDataDir();
-    const config = serverConfig({ dataDir, users: [user('alice')], history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 } });
+    const config = serverConfig({ dataDir, users: [user('alice')], history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null } });
     let listener: MemoryListener | null = null;
     const gateway = await Gateway.start(config, {
       logger: silentLogger(),

@@ -42,7 +42,7 @@ describe('crash recovery with a real process', () => {
     const { at, counters, records } = flushed!;
     expect(records).toBe(5);
 
-    const { store } = await openStore(dir, new FakeClock(Date.now()));
+    const { store } = await openStore(dir, new FakeClock(Date.now()), { gatewayId: 'gw-crash' });
     expect(store.startupEvents).toEqual([{ kind: 'crash_recovered', sessions: 5 }]);
     const rows = (await store.recentSessions({ limit: 100 })).sort((a, b) => a.id.localeCompare(b.id));
     expect(rows.map((r) => r.id)).toEqual(['s1', 's2', 's3', 's4', 's5']); // s6..s8 were never flushed

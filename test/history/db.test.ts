@@ -38,7 +38,7 @@ describe('opening the history file', () => {
     const db = openDatabase(file);
     db.pragma('journal_mode = WAL');
     db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT');
-    db.exec(MIGRATIONS[0]!.sql);
+    db.exec(MIGRATIONS[0]!.sql as string);
     db.prepare('INSERT INTO schema_migrations VALUES (1, ?, 0)').run(MIGRATIONS[0]!.name);
     db.close();
 

@@ -49,13 +49,26 @@ describe('applyMigrations', () => {
     insert.run('mallory', '192.0.2.66', 'auth_failed', 10 * HOUR + 900);
     insert.run(null, '192.0.2.66', 'throttled', 10 * HOUR + 1000);
     insert.run('eve', '192.0.2.66', 'auth_failed', 11 * HOUR);
-    expect(applyMigrations(db, 3)).toEqual({ from: 2, to: 3 });
+    expect(applyMigrations(db, 3, MIGRATIONS.slice(0, 3))).toEqual({ from: 2, to: 3 });
     expect(tables()).not.toContain('rejections');
     expect(db.prepare('SELECT source, reason, hour_ms, user, count, first_at, last_at FROM rejection_counts ORDER BY hour_ms, reason').all()).toEqual([
       { source: '192.0.2.66', reason: 'auth_failed', hour_ms: 10 * HOUR, user: 'mallory', count: 2, first_at: 10 * HOUR + 5, last_at: 10 * HOUR + 900 },
       { source: '192.0.2.66', reason: 'throttled', hour_ms: 10 * HOUR, user: null, count: 1, first_at: 10 * HOUR + 1000, last_at: 10 * HOUR + 1000 },
       { source: '192.0.2.66', reason: 'auth_failed', hour_ms: 11 * HOUR, user: 'eve', count: 1, first_at: 11 * HOUR, last_at: 11 * HOUR },
     ]);
+  });
+
+  it('version 4 gives every row of the file this gateway\'s id and keeps the rows', () => {
+    applyMigrations(db, 1, MIGRATIONS.slice(0, 3));
+    db.prepare(
+      `INSERT INTO sessions (id, user, peer, transport, started_at, status, updated_at) VALUES ('s1', 'alice', '192.0.2.1:1', 'h2', 5, 'open', 9)`,
+    ).run();
+    db.prepare('INSERT INTO traffic_hourly VALUES (?, ?, ?, ?)').run('alice', 0, 100, 200);
+    db.prepare('INSERT INTO rejection_counts VALUES (?, ?, ?, ?, ?, ?, ?)').run('192.0.2.9', 'auth_failed', 0, 'eve', 3, 1, 2);
+    expect(applyMigrations(db, 4, MIGRATIONS, { gatewayId: "gw-o'neil" })).toEqual({ from: 3, to: 4 });
+    expect(db.prepare('SELECT id, gateway_id FROM sessions').all()).toEqual([{ id: 's1', gateway_id: "gw-o'neil" }]);
+    expect(db.prepare('SELECT * FROM traffic_hourly').all()).toEqual([{ user: 'alice', hour_ms: 0, gateway_id: "gw-o'neil", bytes_in: 100, bytes_out: 200 }]);
+    expect(db.prepare('SELECT gateway_id, count FROM rejection_counts').all()).toEqual([{ gateway_id: "gw-o'neil", count: 3 }]);
   });
 
   it('rolls a failing migration back and keeps the earlier ones', () => {

@@ -99,7 +99,7 @@ describe('a stalled history database', () => {
       h = await startHarness({
         config: {
           users: [user('alice'), user('bob')],
-          history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 1000, busyTimeoutMs: STALL_MS, rejectionRowsPerHour: 1000 },
+          history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 1000, busyTimeoutMs: STALL_MS, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null },
         },
       });
       const harness = h;
@@ -123,7 +123,7 @@ describe('a stalled history database', () => {
       const baseline: number[] = [];
       for (let i = 0; i < 20; i++) baseline.push(await roundTrip(i));
 
-      const other = holdLock(harness.surface.history!.file);
+      const other = holdLock(harness.surface.history!.location);
       harness.clock.advance(1000); // the flush goes to the writer, which now waits on the lock
       await settle();
       harness.clock.advance(2500); // and is out longer than two flush intervals: stalled

@@ -5,6 +5,7 @@ import type { TrafficCounters } from '../../src/gateway/session.js';
 import { isQuicgateError } from '../../src/errors.js';
 import type { FlushReport } from '../../src/history/records.js';
 import { openDatabase } from '../../src/history/sqlite.js';
+import { BACKENDS, useBackend } from './helpers/backends.js';
 import { FakeClock, advance, openStore, rawRows, startRecord, tempDir } from './helpers/fixtures.js';
 
 const HOUR = 3_600_000;
@@ -28,26 +29,20 @@ function counters(bytesIn: number, bytesOut: number): TrafficCounters {
   return { bytesIn, packetsIn: Math.ceil(bytesIn / 1000), bytesOut, packetsOut: Math.ceil(bytesOut / 1000) };
 }
 
-describe('HistoryStore', () => {
-  let dir: string;
-  let cleanup: () => void;
-  let file: string;
+describe.each(BACKENDS)('HistoryStore on %s', (backend) => {
+  const h = useBackend(backend);
   let clock: FakeClock;
   beforeEach(() => {
-    ({ dir, cleanup } = tempDir());
-    file = path.join(dir, 'history.sqlite');
     clock = new FakeClock(Date.UTC(2026, 10, 23, 10, 0, 0));
   });
-  afterEach(() => cleanup());
-
-  const sessions = (): SessionRow[] => rawRows<SessionRow>(file, 'SELECT * FROM sessions ORDER BY started_at, id');
+  const sessions = (): Promise<SessionRow[]> => h.rows<SessionRow>('SELECT * FROM sessions ORDER BY started_at, id');
 
   it('writes a row per session: start, then end with counters, duration and reason', async () => {
-    const { store } = await openStore(dir, clock);
+    const { store } = await h.open(clock);
     const t0 = clock.wallNow();
     store.recordStart(startRecord('s1', 'alice', t0));
     store.recordRejection({ user: 'mallory', source: '192.0.2.66', reason: 'auth_failed', at: t0 });
-    expect(sessions()).toEqual([]); // nothing until a flush
+    expect((await sessions())).toEqual([]); // nothing until a flush
     await advance(clock, store, 1000);
     const [row] = await store.recentSessions({ limit: 5 });
     expect(row).toMatchObject({ id: 's1', user: 'alice', status: 'open', ipv4: '198.18.0.2', ipv6: '2001:db8::2', peer: '192.0.2.1:4433', transport: 'h2', startedAt: t0, endedAt: null });
@@ -75,53 +70,53 @@ describe('HistoryStore', () => {
 
   it('writes a batch when it reaches batchSize, off the calling stack', async () => {
     const reports: FlushReport[] = [];
-    const { store } = await openStore(dir, clock, { config: { batchSize: 3, flushIntervalMs: 60_000 }, onFlush: (r) => reports.push(r) });
+    const { store } = await h.open(clock, { config: { batchSize: 3, flushIntervalMs: 60_000 }, onFlush: (r) => reports.push(r) });
     store.recordStart(startRecord('a', 'alice', 1));
     store.recordStart(startRecord('b', 'alice', 2));
     clock.advance(0);
-    expect(sessions()).toHaveLength(0);
+    expect((await sessions())).toHaveLength(0);
     store.recordStart(startRecord('c', 'bob', 3));
-    expect(sessions()).toHaveLength(0); // the call itself did no I/O
+    expect((await sessions())).toHaveLength(0); // the call itself did no I/O
     expect(store.health().pending).toBe(3);
     await advance(clock, store, 0);
-    expect(sessions().map((r) => r.id)).toEqual(['a', 'b', 'c']);
+    expect((await sessions()).map((r) => r.id)).toEqual(['a', 'b', 'c']);
     expect(reports).toEqual([{ records: 3, snapshots: 0, quotaUpdates: 0, durationMs: 0 }]);
     await store.close();
   });
 
   it('writes a long queue in several short transactions', async () => {
     const reports: FlushReport[] = [];
-    const { store } = await openStore(dir, clock, { config: { batchSize: 1_000_000 }, onFlush: (r) => reports.push(r) });
+    const { store } = await h.open(clock, { config: { batchSize: 1_000_000 }, onFlush: (r) => reports.push(r) });
     for (let i = 0; i < 4500; i++) store.recordStart(startRecord(`s${i}`, `u${i}`, clock.wallNow()));
     await advance(clock, store, 1000);
     expect(reports.map((r) => r.records)).toEqual([2000]);
     await advance(clock, store, 0); // the rest follows on the next turns, one transaction each
     await advance(clock, store, 0);
     expect(reports.map((r) => r.records)).toEqual([2000, 2000, 500]);
-    expect(rawRows(file, 'SELECT COUNT(DISTINCT user) AS n FROM sessions')).toEqual([{ n: 4500 }]);
+    expect(await h.rows('SELECT COUNT(DISTINCT "user") AS n FROM sessions')).toEqual([{ n: 4500 }]);
     await store.close();
   });
 
   it('writes on every interval, with the live sessions counters', async () => {
-    const { store } = await openStore(dir, clock, { config: { batchSize: 1000, flushIntervalMs: 2000 } });
+    const { store } = await h.open(clock, { config: { batchSize: 1000, flushIntervalMs: 2000 } });
     const live = new Map<string, { id: string; counters: TrafficCounters }>();
     store.setSnapshotProvider(() => live.values());
     const t0 = clock.wallNow();
     store.recordStart(startRecord('s1', 'alice', t0));
     live.set('s1', { id: 's1', counters: counters(100, 200) });
     clock.advance(1999);
-    expect(sessions()).toHaveLength(0);
+    expect((await sessions())).toHaveLength(0);
     await advance(clock, store, 1);
-    expect(sessions()[0]).toMatchObject({ status: 'open', bytes_in: 100, bytes_out: 200, updated_at: t0 + 2000 });
+    expect((await sessions())[0]).toMatchObject({ status: 'open', bytes_in: 100, bytes_out: 200, updated_at: t0 + 2000 });
 
     live.get('s1')!.counters.bytesIn = 7000; // the forwarding path mutates counters in place
     await advance(clock, store, 2000);
-    expect(sessions()[0]).toMatchObject({ bytes_in: 7000, bytes_out: 200, packets_in: 1, updated_at: t0 + 4000 });
+    expect((await sessions())[0]).toMatchObject({ bytes_in: 7000, bytes_out: 200, packets_in: 1, updated_at: t0 + 4000 });
     await store.close();
   });
 
   it('close() flushes everything pending, including the last counters', async () => {
-    const { store } = await openStore(dir, clock, { config: { flushIntervalMs: 60_000 } });
+    const { store } = await h.open(clock, { config: { flushIntervalMs: 60_000 } });
     const c = counters(0, 0);
     store.setSnapshotProvider(() => [{ id: 's1', counters: c }]);
     store.recordStart(startRecord('s1', 'alice', clock.wallNow()));
@@ -130,9 +125,9 @@ describe('HistoryStore', () => {
     c.bytesIn = 4242;
     store.recordRejection({ user: null, source: '192.0.2.9', reason: 'throttled', at: clock.wallNow() });
     await store.close();
-    expect(sessions()[0]).toMatchObject({ bytes_in: 4242 });
-    expect(rawRows(file, 'SELECT user, source, count FROM rejection_counts')).toEqual([{ user: null, source: '192.0.2.9', count: 1 }]);
-    expect(rawRows(file, 'SELECT bytes FROM quota_usage')).toEqual([{ bytes: 1234 }]);
+    expect((await sessions())[0]).toMatchObject({ bytes_in: 4242 });
+    expect(await h.rows('SELECT "user", source, count FROM rejection_counts')).toEqual([{ user: null, source: '192.0.2.9', count: 1 }]);
+    expect(await h.rows('SELECT bytes FROM quota_usage')).toEqual([{ bytes: 1234 }]);
     store.recordStart(startRecord('late', 'alice', 0));
     expect(store.health().dropped).toBe(1);
     let caught: unknown;
@@ -145,7 +140,7 @@ describe('HistoryStore', () => {
   });
 
   it('counts quota usage per period, pending included, and keeps it across restarts', async () => {
-    const first = await openStore(dir, clock);
+    const first = await h.open(clock);
     const day = first.store.periodKey('day');
     expect(day).toBe('2026-11-23');
     first.store.addQuotaUsage('alice', day, 1000);
@@ -159,7 +154,7 @@ describe('HistoryStore', () => {
     expect(first.store.quotaUsage('alice', day)).toBe(1501);
     await first.store.close();
 
-    const second = await openStore(dir, clock);
+    const second = await h.open(clock);
     expect(second.store.quotaUsage('alice', day)).toBe(1501);
     expect(second.store.quotaUsage('alice', '2026-11-24')).toBe(0);
     expect(second.store.quotaUsage('bob', day)).toBe(7);
@@ -167,7 +162,7 @@ describe('HistoryStore', () => {
   });
 
   it('closes sessions left open by a previous process at their last flushed time and counters', async () => {
-    const first = await openStore(dir, clock);
+    const first = await h.open(clock);
     const t0 = clock.wallNow();
     const c = counters(300, 400);
     first.store.setSnapshotProvider(() => [{ id: 's1', counters: c }]);
@@ -176,7 +171,7 @@ describe('HistoryStore', () => {
     c.bytesIn = 999; // changes after the last flush are lost with the "crash"
     first.store.recordStart(startRecord('s2', 'alice', clock.wallNow()));
     // Simulate the crash: no close(); a second store opens the same file.
-    const second = await openStore(dir, clock);
+    const second = await h.open(clock);
     expect(second.store.startupEvents).toEqual([{ kind: 'crash_recovered', sessions: 1 }]);
     expect(await second.store.recentSessions({ limit: 5 })).toEqual([
       expect.objectContaining({ id: 's1', status: 'closed', closeReason: 'crash', endedAt: t0 + 1000, durationMs: 1000, bytesIn: 300, bytesOut: 400 }),
@@ -185,8 +180,47 @@ describe('HistoryStore', () => {
     await first.store.close();
   });
 
+  it('closeOpenSessions(gatewayId, "crash", endedAtMs): another gateway closes a dead one\'s open rows, its own untouched', async () => {
+    // Both open before either writes (on SQLite, opening closes every open row of the file: it is one gateway's).
+    const alive = await h.open(clock, { gatewayId: 'gw-alive' });
+    const dead = await h.open(clock, { gatewayId: 'gw-dead' });
+    const t0 = clock.wallNow();
+    const c = counters(300, 400);
+    dead.store.setSnapshotProvider(() => [{ id: 'd1', counters: c }]);
+    dead.store.recordStart(startRecord('d1', 'alice', t0));
+    dead.store.recordStart(startRecord('d2', 'bob', t0));
+    dead.store.recordEnd({ id: 'd2', endedAt: t0 + 10, reason: 'client_closed', message: null, counters: counters(1, 1) });
+    await advance(clock, dead.store, 1000); // d1 flushed at t0 + 1000 with its counters; then the gateway "dies"
+    dead.store.setSnapshotProvider(null); // (its timers go on with the fake clock, but have nothing more to write)
+    alive.store.recordStart(startRecord('a1', 'carol', clock.wallNow()));
+    await alive.store.flush();
+    clock.advance(30_000);
+    expect(await alive.store.closeOpenSessions('gw-dead', 'crash', clock.wallNow())).toBe(1);
+    expect(await alive.store.closeOpenSessions('gw-dead', 'crash', clock.wallNow())).toBe(0); // idempotent
+    const rows = await alive.store.recentSessions({ limit: 10 });
+    expect(rows.find((r) => r.id === 'd1')).toMatchObject({ gatewayId: 'gw-dead', status: 'closed', closeReason: 'crash', endedAt: t0 + 1000, durationMs: 1000, bytesIn: 300, bytesOut: 400 });
+    expect(rows.find((r) => r.id === 'd2')).toMatchObject({ status: 'closed', closeReason: 'client_closed' });
+    expect(rows.find((r) => r.id === 'a1')).toMatchObject({ gatewayId: 'gw-alive', status: 'open' });
+    // Ended no later than the time given (a death known before the last flush).
+    dead.store.recordStart(startRecord('d3', 'alice', clock.wallNow()));
+    dead.store.setSnapshotProvider(() => [{ id: 'd3', counters: c }]);
+    await advance(clock, dead.store, 1000); // d3 flushed at now
+    dead.store.setSnapshotProvider(null);
+    expect(await alive.store.closeOpenSessions('gw-dead', 'crash', clock.wallNow() - 500)).toBe(1);
+    expect((await alive.store.recentSessions({ limit: 10, gatewayId: 'gw-dead', user: 'alice' })).find((r) => r.id === 'd3')).toMatchObject({ endedAt: clock.wallNow() - 500 });
+    let caught: unknown;
+    try {
+      await alive.store.closeOpenSessions('gw-alive', 'crash', clock.wallNow());
+    } catch (err) {
+      caught = err;
+    }
+    expect(isQuicgateError(caught, 'QG_ERR_HISTORY')).toBe(true);
+    await alive.store.close();
+    await dead.store.close();
+  });
+
   it('stats: sessions started, traffic per hour window, top users, rejections by reason', async () => {
-    const { store } = await openStore(dir, clock, { config: { flushIntervalMs: 60_000 } });
+    const { store } = await h.open(clock, { config: { flushIntervalMs: 60_000 } });
     const live = new Map<string, { id: string; counters: TrafficCounters }>();
     store.setSnapshotProvider(() => live.values());
     const start = (id: string, user: string): void => {
@@ -254,7 +288,7 @@ describe('HistoryStore', () => {
   });
 
   it('retention deletes old closed sessions, rejections and traffic on its schedule, keeps open ones', async () => {
-    const { store } = await openStore(dir, clock, {
+    const { store } = await h.open(clock, {
       config: { retentionDays: 2, flushIntervalMs: HOUR },
       retentionIntervalMs: HOUR,
     });
@@ -269,16 +303,43 @@ describe('HistoryStore', () => {
     await advance(clock, store, 2 * DAY);
     store.recordStart(startRecord('recent', 'bob', clock.wallNow()));
     await store.flush();
-    expect(sessions().map((r) => r.id).sort()).toEqual(['closed-old', 'open-old', 'recent']);
+    expect((await sessions()).map((r) => r.id).sort()).toEqual(['closed-old', 'open-old', 'recent']);
     await advance(clock, store, HOUR); // next retention run: closed-old ended 2 days + 2 h ago
     await store.flush(); // answered after the retention run (the worker answers in order)
-    expect(sessions().map((r) => r.id).sort()).toEqual(['open-old', 'recent']);
-    expect(rawRows(file, 'SELECT COUNT(*) AS n FROM rejection_counts')).toEqual([{ n: 0 }]);
-    expect(rawRows<{ hour_ms: number }>(file, 'SELECT hour_ms FROM traffic_hourly').every((r) => r.hour_ms >= clock.wallNow() - 2 * DAY - HOUR)).toBe(true);
+    expect((await sessions()).map((r) => r.id).sort()).toEqual(['open-old', 'recent']);
+    expect(await h.rows('SELECT COUNT(*) AS n FROM rejection_counts')).toEqual([{ n: 0 }]);
+    expect((await h.rows<{ hour_ms: number }>('SELECT hour_ms FROM traffic_hourly')).every((r) => r.hour_ms >= clock.wallNow() - 2 * DAY - HOUR)).toBe(true);
     // The month's quota row is younger than a month: still counted.
     expect(store.quotaUsage('alice', store.periodKey('month'))).toBe(10);
     await store.close();
   });
+
+it('a record the schema refuses is dropped alone, the rest of the batch is written', async () => {
+    const { store } = await h.open(clock);
+    store.recordStart(startRecord('ok1', 'alice', clock.wallNow()));
+    // A caller bug that slips past the types: no user.
+    store.recordStart({ ...startRecord('bad', 'alice', clock.wallNow()), user: null as unknown as string });
+    store.recordStart(startRecord('ok2', 'alice', clock.wallNow() + 1));
+    await advance(clock, store, 1000);
+    expect(store.health()).toMatchObject({ ok: true, degraded: false, pending: 0, dropped: 1 });
+    expect((await sessions()).map((r) => r.id)).toEqual(['ok1', 'ok2']);
+    await store.close();
+  });
+});
+
+describe('HistoryStore on sqlite: the file and its directory', () => {
+  let dir: string;
+  let cleanup: () => void;
+  let file: string;
+  let clock: FakeClock;
+  beforeEach(() => {
+    ({ dir, cleanup } = tempDir());
+    file = path.join(dir, 'history.sqlite');
+    clock = new FakeClock(Date.UTC(2026, 10, 23, 10, 0, 0));
+  });
+  afterEach(() => cleanup());
+
+  const sessions = (): SessionRow[] => rawRows<SessionRow>(file, 'SELECT * FROM sessions ORDER BY started_at, id');
 
   describe('failures while running', () => {
     it('a lock held by another connection: degraded, no throw, rows written after it is released', async () => {
@@ -348,18 +409,17 @@ describe('HistoryStore', () => {
       expect(lines.some((l) => l.reason === 'file missing')).toBe(true);
       await store.close();
     });
+  });
 
-    it('a record the schema refuses is dropped alone, the rest of the batch is written', async () => {
-      const { store } = await openStore(dir, clock);
-      store.recordStart(startRecord('ok1', 'alice', clock.wallNow()));
-      // A caller bug that slips past the types: no user.
-      store.recordStart({ ...startRecord('bad', 'alice', clock.wallNow()), user: null as unknown as string });
-      store.recordStart(startRecord('ok2', 'alice', clock.wallNow() + 1));
-      await advance(clock, store, 1000);
-      expect(store.health()).toMatchObject({ ok: true, degraded: false, pending: 0, dropped: 1 });
-      expect(sessions().map((r) => r.id)).toEqual(['ok1', 'ok2']);
-      await store.close();
-    });
+  it('at start closes every open row of the file as crash, also those written under an earlier gateway id', async () => {
+    const before = await openStore(dir, clock, { gatewayId: 'old-hostname' });
+    before.store.recordStart(startRecord('s1', 'alice', clock.wallNow()));
+    await before.store.flush();
+    const after = await openStore(dir, clock, { gatewayId: 'new-hostname' });
+    expect(after.store.startupEvents).toEqual([{ kind: 'crash_recovered', sessions: 1 }]);
+    expect(sessions()[0]).toMatchObject({ id: 's1', status: 'closed', close_reason: 'crash' });
+    await after.store.close();
+    await before.store.close();
   });
 
   it('opening fails with QG_ERR_HISTORY when the data directory cannot be created', async () => {

@@ -112,15 +112,15 @@ export function HistoryView() {
     <section aria-labelledby="past-h">
       <h2 id="past-h">Sessions <small>(${data?.past.sessions.length ?? 0}${data?.past.sessions.length === 500 ? '+, newest first' : ''})</small></h2>
       <div class="toolbar">
-        <label>Search <input type="search" value=${search} placeholder="user, address, id, reason…" onInput=${(e: Event) => setSearch((e.target as HTMLInputElement).value)} data-testid="search" /></label>
+        <label>Search <input type="search" value=${search} placeholder="user, address, id, reason, gateway…" onInput=${(e: Event) => setSearch((e.target as HTMLInputElement).value)} data-testid="search" /></label>
         <a class="button" href=${sessionsUrl('csv')} download="quicgate-sessions.csv" data-testid="csv">Export CSV</a>
       </div>
       <div class="scroll"><table class="grid" data-testid="past-sessions">
-        <thead><tr><th scope="col">User</th><th scope="col">Started</th><th scope="col">Duration</th><th scope="col">Transport</th><th scope="col">Tunnel addresses</th><th scope="col">Peer</th><th scope="col">Bytes in / out</th><th scope="col">End reason</th></tr></thead>
+        <thead><tr><th scope="col">User</th><th scope="col">Started</th><th scope="col">Duration</th><th scope="col">Transport</th><th scope="col">Gateway</th><th scope="col">Tunnel addresses</th><th scope="col">Peer</th><th scope="col">Bytes in / out</th><th scope="col">End reason</th></tr></thead>
         <tbody>${(data?.past.sessions ?? []).map(
           (s) => html`<tr data-session=${s.id} data-reason=${s.endReason ?? 'open'}>
             <th scope="row">${s.user}</th><td>${clock(s.startedAt)}</td>
-            <td>${s.durationSeconds === null ? 'open' : span(s.durationSeconds * 1000)}</td><td>${s.transport}</td>
+            <td>${s.durationSeconds === null ? 'open' : span(s.durationSeconds * 1000)}</td><td>${s.transport}</td><td>${s.gateway}</td>
             <td class="mono">${[s.ipv4, s.ipv6].filter((a) => a !== null).join(' ')}</td><td class="mono">${s.peer}</td>
             <td>${size(s.bytesIn)} / ${size(s.bytesOut)}</td>
             <td>${s.status === 'open' ? html`<span class="tag">open</span>` : html`<span title=${s.endMessage ?? ''}>${(s.endReason ?? 'unknown').replaceAll('_', ' ')}</span>`}</td>

@@ -26,9 +26,10 @@ const send = (msg: object): void => void process.stdout.write(`${JSON.stringify(
 let flushes = 0;
 const store = await HistoryStore.open({
   dataDir,
+  gatewayId: 'gw-crash',
   clock,
   logger: pino({ level: 'warn' }, process.stderr),
-  config: { enabled: true, retentionDays: 0, flushIntervalMs: 1500, batchSize: 100_000, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 },
+  config: { enabled: true, retentionDays: 0, flushIntervalMs: 1500, batchSize: 100_000, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null },
   onFlush: (report) => {
     if (++flushes !== 1) return;
     // Exactly what this flush wrote: nothing changes the counters between the snapshot and here.

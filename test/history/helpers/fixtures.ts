@@ -26,16 +26,17 @@ export function tempDir(): { dir: string; cleanup: () => void } {
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export const baseConfig: HistoryConfig = { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 };
+export const baseConfig: HistoryConfig = { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null };
 
 export async function openStore(
   dataDir: string,
   clock: FakeClock,
-  overrides: Partial<Omit<HistoryStoreOptions, 'dataDir' | 'clock' | 'config'>> & { config?: Partial<HistoryConfig> } = {},
+  overrides: Partial<Omit<HistoryStoreOptions, 'dataDir' | 'clock' | 'config' | 'gatewayId'>> & { gatewayId?: string } & { config?: Partial<HistoryConfig> } = {},
 ): Promise<{ store: HistoryStore; lines: LogLine[] }> {
   const { logger, lines } = captureLogger();
   const store = await HistoryStore.open({
     logger,
+    gatewayId: 'gw-test',
     ...overrides,
     dataDir,
     clock,
