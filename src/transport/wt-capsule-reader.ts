@@ -10,8 +10,8 @@
  * for everything but datagrams.
  *
  * Capsule: [varint type][varint length][length bytes]; varint = QUIC's (RFC 9000 16): 2-bit length prefix.
- * Per chunk: no allocation, no promise. A reassembly buffer not used for one idle sweep is dropped
- * (framing.ts IdleTrimmable), so an idle session holds none.
+ * Per datagram: no allocation, no promise (a split one costs one copy). A reassembly buffer not used for one
+ * idle sweep is dropped (framing.ts IdleTrimmable), so an idle session holds none.
  */
 import { holdBuffer, releaseBuffer, type IdleTrimmable } from './framing.js';
 

@@ -253,7 +253,7 @@ export class WebTransportConnection extends ConnectionBase {
    */
   private divertH2Capsules(options: WtConnectionOptions): void {
     const stream = options.drainStream;
-    if (stream === null) return;
+    if (stream === null || process.env.QUICGATE_H2_READER === '0') return;
     let libraryParse: ((capsule: Buffer) => void) | null = null;
     const reader = new H2CapsuleReader(
       {
