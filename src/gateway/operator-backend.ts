@@ -31,6 +31,7 @@ import type { TransportKind } from '../transport/types.js';
 import { defaultBurst } from './bucket.js';
 import type { QuotaEnforcer } from './quota.js';
 import { RateSampler } from './rate-sampler.js';
+import { sessionViewOf } from './session-view.js';
 import type { Gateway } from './server.js';
 import type { EndReason, Session } from './session.js';
 import { UsageLedger } from './usage-ledger.js';
@@ -409,24 +410,7 @@ export class GatewayBackend implements AdminBackend {
   // ── internals ──────────────────────────────────────────────────────────────────────────────────────
 
   private sessionView(s: Session): SessionView {
-    const rate = this.sampler.rateOf(s.id);
-    return {
-      id: s.id,
-      user: s.user,
-      ipv4: s.ipv4,
-      ipv6: s.ipv6,
-      peer: s.peer,
-      transport: s.transport,
-      startedAt: new Date(s.startedAt).toISOString(),
-      // lastActivity is monotonic; map it onto the wall clock through the session's start.
-      lastActivityAt: new Date(s.startedAt + (s.lastActivity - s.startedMono)).toISOString(),
-      bytesIn: s.counters.bytesIn,
-      bytesOut: s.counters.bytesOut,
-      packetsIn: s.counters.packetsIn,
-      packetsOut: s.counters.packetsOut,
-      rateIn: Math.round(rate.in),
-      rateOut: Math.round(rate.out),
-    };
+    return sessionViewOf(s, this.sampler.rateOf(s.id));
   }
 
   /** All-time usage: the history (flushed first, so live sessions are in it exactly once), else memory. */

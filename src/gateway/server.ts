@@ -8,6 +8,8 @@ import { systemClock, type Clock } from '../clock.js';
 import { RELOAD_EFFECTS, type ReloadEffect } from '../config/schema.js';
 import type { ServerConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
+import { FleetRedis } from '../fleet/redis.js';
+import { SessionFleet } from '../fleet/session-fleet.js';
 import type { ControlMessage } from '../transport/control.js';
 import type { ConnectionGuardStats } from '../transport/connection-guard.js';
 import type { AcceptedConnection, Admission, TunnelListener } from '../transport/types.js';
@@ -48,6 +50,8 @@ export interface GatewayParts {
   readonly clock?: Clock;
   readonly openTun: (settings: TunSettings) => Promise<TunDevice>;
   readonly listen: (request: ListenRequest) => Promise<TunnelListener>;
+  /** The fleet's Redis connections (tests inject one); by default created from config.fleet and closed on stop. */
+  readonly fleetRedis?: FleetRedis;
 }
 
 /** Per-session state of the control handler set up in Gateway.accept(). */
@@ -60,6 +64,9 @@ export class Gateway {
   readonly pool: AddressPool;
   readonly registry: UserRegistry;
   readonly sessions: SessionManager;
+  /** The fleet's Redis (null: this gateway alone) and its session part: caps, lists, kills, liveness. */
+  readonly fleetRedis: FleetRedis | null;
+  readonly fleet: SessionFleet | null;
   private forwarder: Forwarder | null = null;
   private tun: TunDevice | null = null;
   private listener: TunnelListener | null = null;
@@ -82,6 +89,20 @@ export class Gateway {
       clock: this.clock,
       logger: this.logger,
     });
+    this.fleetRedis = config.fleet === null ? null : (parts.fleetRedis ?? new FleetRedis(config.fleet));
+    this.fleet =
+      config.fleet === null || this.fleetRedis === null
+        ? null
+        : new SessionFleet({
+            redis: this.fleetRedis,
+            config: config.fleet,
+            gatewayId: config.gatewayId,
+            sessions: this.sessions,
+            clock: this.clock,
+            logger: this.logger,
+            // An admitted request opens its session within the handshake timeout; the margin covers clock skew.
+            reservationMs: config.connections.handshakeTimeoutMs + 5_000,
+          });
   }
 
   static async start(config: ServerConfig, parts: GatewayParts): Promise<Gateway> {
@@ -120,6 +141,11 @@ export class Gateway {
 
   private async open(): Promise<void> {
     const { config } = this;
+    if (this.fleet !== null && this.fleetRedis !== null) {
+      // Redis may be down at start: the gateway serves on local caps and joins the fleet when it answers.
+      if (this.fleetRedis.commands.status === 'wait') this.fleetRedis.connectInBackground();
+      this.fleet.start();
+    }
     // The port first: a second gateway with the same config fails on it (naming address and port), not on the
     // TUN name; sessions arriving before the TUN is open are closed by accept().
     this.listener = await this.parts.listen({
@@ -250,6 +276,8 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.sessions.closeAll(reason);
       this.sessions.stop();
+      await this.fleet?.stop();
+      if (this.parts.fleetRedis === undefined) await this.fleetRedis?.close();
       const listener = this.listener;
       this.listener = null;
       await listener?.close().catch((err: unknown) => this.logger.warn({ err }, 'listener close failed'));
