@@ -8,6 +8,7 @@ import type { EndReason, RejectReason } from '../gateway/session.js';
 import type { TransportKind } from '../transport/types.js';
 import type { z } from 'zod';
 import type {
+  fleetListInfoSchema,
   healthViewSchema,
   hourlyViewSchema,
   overviewViewSchema,
@@ -20,6 +21,14 @@ import type {
 } from './schemas.js';
 
 export type SessionView = z.infer<typeof sessionViewSchema>;
+export type FleetListInfo = z.infer<typeof fleetListInfoSchema>;
+
+/** GET /api/sessions: every live session of the fleet (this gateway's alone without one). */
+export interface SessionListView {
+  readonly sessions: SessionView[];
+  /** Only with a fleet. */
+  readonly fleet?: FleetListInfo;
+}
 export type QuotaView = z.infer<typeof quotaViewSchema>;
 export type UserView = z.infer<typeof userViewSchema>;
 export type StatsView = z.infer<typeof statsViewSchema>;
@@ -76,6 +85,20 @@ export interface MetricsSnapshot {
   readonly connections: ConnectionGuardStats | null;
   /** History records dropped since start (queue full while the database failed or stalled, refused rows). */
   readonly historyDropped: number;
+  /** Config fleet: the shared session caps (null: this gateway alone). */
+  readonly fleetSessions?: FleetSessionMetrics | null;
+}
+
+export interface FleetSessionMetrics {
+  /** True while session caps are local only (the lease is not held: Redis unreachable). */
+  readonly degraded: boolean;
+  readonly localOnlyAdmissions: number;
+  readonly resyncs: number;
+  readonly gatewaysLost: number;
+  readonly routedKillsServed: number;
+  readonly replacedRemote: number;
+  /** Malformed records and control messages from Redis, dropped. */
+  readonly malformed: number;
 }
 
 export interface AdminBackend {
@@ -85,6 +108,17 @@ export interface AdminBackend {
   killSession(id: string): boolean;
   /** Number of sessions closed; null when the user does not exist in config. */
   killUserSessions(name: string): number | null;
+  /**
+   * The fleet-wide forms (the admin API's): sessions of every gateway, optionally of one (`gateway`), found and
+   * ended wherever they live. Without a fleet they answer for this gateway alone. They throw QuicgateError
+   * QG_ERR_FLEET_UNAVAILABLE / _UNREACHABLE / _TIMEOUT when another gateway had to be asked and could not be.
+   */
+  listAllSessions(gateway: string | null): Promise<SessionListView>;
+  findSession(id: string): Promise<SessionView | null>;
+  /** Null when no live session has that id; `gateway` names the owner (with a fleet). */
+  killAnySession(id: string): Promise<{ readonly gateway?: string } | null>;
+  /** Null when the user does not exist in config. */
+  killAnyUserSessions(name: string): Promise<number | null>;
   /** Async: the usage comes from the history, read by its worker thread. */
   getUser(name: string): Promise<UserView | null>;
   stats(windowHours: number): Promise<StatsView>;

@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { SessionView } from '../admin/backend.js';
+import type { FleetListInfo, SessionView } from '../admin/backend.js';
 import type { Clock } from '../clock.js';
 import type { FleetConfig } from '../config/types.js';
 import { QuicgateError } from '../errors.js';
@@ -42,17 +42,6 @@ export interface SessionFleetOptions {
 }
 
 export type GatewayLostListener = (gatewayId: string) => void | Promise<void>;
-
-/** The fleet part of a session list. */
-export interface FleetListInfo {
-  /** This gateway. */
-  readonly gateway: string;
-  /** Gateways whose sessions are in the list (live leases), this one included. */
-  readonly gateways: readonly string[];
-  /** False when only this gateway's sessions could be listed (Redis unreachable). */
-  readonly complete: boolean;
-  readonly error?: string;
-}
 
 export class SessionFleet {
   readonly liveness: GatewayLiveness;
@@ -113,6 +102,10 @@ export class SessionFleet {
 
   get gatewayId(): string {
     return this.opts.gatewayId;
+  }
+
+  get redis(): FleetRedis {
+    return this.opts.redis;
   }
 
   /** Called once per lost gateway, on the one gateway that reaped it. Returns an unsubscribe function. */

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { X509Certificate } from 'node:crypto';
 import type {
   AdminBackend,
+  FleetSessionMetrics,
   HealthView,
   HourlyView,
   MetricsSnapshot,
@@ -15,6 +16,7 @@ import type {
   PastSessionsQuery,
   PastSessionsView,
   ReloadResult,
+  SessionListView,
   SessionView,
   StatsView,
   UserChanges,
@@ -94,6 +96,8 @@ export class GatewayBackend implements AdminBackend {
     this.sampler = new RateSampler({ clock: this.clock, sessions: () => sessions.list(), intervalMs: options.sampleIntervalMs });
     this.ledger = new UsageLedger({ clock: this.clock, retainMs: options.ledgerRetainMs });
     this.sampler.start();
+    // Other gateways list this one's sessions from its records: give them the sampled rates too.
+    this.gateway.fleetSessions?.registry.setDescriber((s) => this.sessionView(s));
     this.offClosed = sessions.onClosed((session, reason) => {
       this.ledger.addEnded(session.user, session.counters);
       const durationSeconds = Math.max(0, (this.clock.now() - session.startedMono) / 1000);
@@ -140,6 +144,45 @@ export class GatewayBackend implements AdminBackend {
     const closed = this.gateway.sessions.killUser(name, 'admin_kill', 'closed by the administrator');
     this.logger.info({ user: name, closed }, "admin: user's sessions killed");
     return closed;
+  }
+
+  // ── sessions of the fleet (this gateway alone without one) ─────────────────────────────────────────
+
+  async listAllSessions(gateway: string | null): Promise<SessionListView> {
+    const fleet = this.gateway.fleetSessions;
+    if (fleet === null) return { sessions: gateway === null || gateway === this.gateway.currentConfig.gatewayId ? this.listSessions() : [] };
+    return fleet.list(this.listSessions(), gateway);
+  }
+
+  async findSession(id: string): Promise<SessionView | null> {
+    const local = this.getSession(id);
+    const fleet = this.gateway.fleetSessions;
+    if (local === null && fleet !== null) return fleet.remoteSession(id);
+    return local === null || fleet === null ? local : { ...local, gateway: fleet.gatewayId };
+  }
+
+  async killAnySession(id: string): Promise<{ readonly gateway?: string } | null> {
+    const fleet = this.gateway.fleetSessions;
+    if (this.killSession(id)) return fleet === null ? {} : { gateway: fleet.gatewayId };
+    if (fleet === null) return null;
+    const ended = await fleet.killRemote(id, 'admin_kill', 'closed by the administrator');
+    if (ended !== null) this.logger.info({ session: id, gateway: ended.gateway }, 'admin: session on another gateway killed');
+    return ended;
+  }
+
+  async killAnyUserSessions(name: string): Promise<number | null> {
+    const here = this.killUserSessions(name);
+    const fleet = this.gateway.fleetSessions;
+    if (here === null || fleet === null) return here;
+    try {
+      const there = await fleet.killUserRemote(name, 'admin_kill', 'closed by the administrator');
+      if (there > 0) this.logger.info({ user: name, closed: there }, "admin: user's sessions on other gateways killed");
+      return here + there;
+    } catch (err) {
+      // Those here are closed already: say so with the error, which names the gateway that did not answer.
+      if (isQuicgateError(err)) throw new QuicgateError(err.code, `${err.message} (${here} closed on this gateway)`, { cause: err, details: { ...err.details, closedHere: here } });
+      throw err;
+    }
   }
 
   // ── users and stats ────────────────────────────────────────────────────────────────────────────────
@@ -399,6 +442,22 @@ export class GatewayBackend implements AdminBackend {
       historyPending: health?.pending ?? 0,
       connections: this.gateway.connectionStats,
       historyDropped: health?.dropped ?? 0,
+      fleetSessions: this.fleetMetrics(),
+    };
+  }
+
+  private fleetMetrics(): FleetSessionMetrics | null {
+    const fleet = this.gateway.fleetSessions;
+    if (fleet === null) return null;
+    const s = fleet.stats();
+    return {
+      degraded: s.degraded,
+      localOnlyAdmissions: s.localOnlyAdmissions,
+      resyncs: s.resyncs,
+      gatewaysLost: s.gatewaysLost,
+      routedKillsServed: s.routedKillsServed,
+      replacedRemote: s.replacedRemote,
+      malformed: s.malformedRecords + s.malformedMessages,
     };
   }
 

@@ -64,12 +64,12 @@ export class Gateway {
   readonly pool: AddressPool;
   readonly registry: UserRegistry;
   readonly sessions: SessionManager;
-  /** The fleet's Redis (null: this gateway alone) and its session part: caps, lists, kills, liveness. */
-  readonly fleetRedis: FleetRedis | null;
-  readonly fleet: SessionFleet | null;
   private forwarder: Forwarder | null = null;
   private tun: TunDevice | null = null;
   private listener: TunnelListener | null = null;
+  /** Config `fleet`: sessions shared with the other gateways (caps, lists, kills, liveness); null alone. */
+  private sessionFleet: SessionFleet | null = null;
+  private sessionFleetRedis: FleetRedis | null = null;
   private stopping: Promise<void> | null = null;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -89,20 +89,6 @@ export class Gateway {
       clock: this.clock,
       logger: this.logger,
     });
-    this.fleetRedis = config.fleet === null ? null : (parts.fleetRedis ?? new FleetRedis(config.fleet));
-    this.fleet =
-      config.fleet === null || this.fleetRedis === null
-        ? null
-        : new SessionFleet({
-            redis: this.fleetRedis,
-            config: config.fleet,
-            gatewayId: config.gatewayId,
-            sessions: this.sessions,
-            clock: this.clock,
-            logger: this.logger,
-            // An admitted request opens its session within the handshake timeout; the margin covers clock skew.
-            reservationMs: config.connections.handshakeTimeoutMs + 5_000,
-          });
   }
 
   static async start(config: ServerConfig, parts: GatewayParts): Promise<Gateway> {
@@ -135,16 +121,33 @@ export class Gateway {
     return this.listener?.connectionStats?.() ?? null;
   }
 
+  /** The fleet's session part (null: this gateway alone, or not started). */
+  get fleetSessions(): SessionFleet | null {
+    return this.sessionFleet;
+  }
+
   get listenerKinds(): readonly string[] {
     return this.listener?.kinds ?? [];
   }
 
   private async open(): Promise<void> {
     const { config } = this;
-    if (this.fleet !== null && this.fleetRedis !== null) {
-      // Redis may be down at start: the gateway serves on local caps and joins the fleet when it answers.
-      if (this.fleetRedis.commands.status === 'wait') this.fleetRedis.connectInBackground();
-      this.fleet.start();
+    if (config.fleet !== null) {
+      // Redis may be down at start: sessions are admitted on local caps until the lease is held.
+      const redis = this.parts.fleetRedis ?? new FleetRedis(config.fleet);
+      if (redis.commands.status === 'wait') redis.connectInBackground();
+      this.sessionFleetRedis = redis;
+      this.sessionFleet = new SessionFleet({
+        redis,
+        config: config.fleet,
+        gatewayId: config.gatewayId,
+        sessions: this.sessions,
+        clock: this.clock,
+        logger: this.logger,
+        // An admitted request opens its session within the handshake timeout; the margin covers clock skew.
+        reservationMs: config.connections.handshakeTimeoutMs + 5_000,
+      });
+      this.sessionFleet.start();
     }
     // The port first: a second gateway with the same config fails on it (naming address and port), not on the
     // TUN name; sessions arriving before the TUN is open are closed by accept().
@@ -276,8 +279,9 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.sessions.closeAll(reason);
       this.sessions.stop();
-      await this.fleet?.stop();
-      if (this.parts.fleetRedis === undefined) await this.fleetRedis?.close();
+      // After the sessions' releases were queued: the lease and records are given up, not left to expire.
+      await this.sessionFleet?.stop().catch((err: unknown) => this.logger.warn({ err }, 'fleet sessions stop failed'));
+      if (this.parts.fleetRedis === undefined) await this.sessionFleetRedis?.close();
       const listener = this.listener;
       this.listener = null;
       await listener?.close().catch((err: unknown) => this.logger.warn({ err }, 'listener close failed'));

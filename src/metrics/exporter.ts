@@ -124,6 +124,31 @@ export class MetricsExporter {
       (s) => [[{}, s.historyDropped]],
     );
 
+    // Config fleet only (no series without one).
+    const fleet = (s: MetricsSnapshot, value: (f: NonNullable<MetricsSnapshot['fleetSessions']>) => number): [Labels<never>, number][] =>
+      s.fleetSessions == null ? [] : [[{}, value(s.fleetSessions)]];
+    labelledGauge('quicgate_fleet_sessions_degraded', 'Config fleet: 1 while session caps, lists and kills are local only (Redis unreachable or the lease not held).', [], registers, (s) =>
+      fleet(s, (f) => (f.degraded ? 1 : 0)),
+    );
+    monotonicCounter('quicgate_fleet_local_only_admissions_total', 'Config fleet: sessions admitted on local caps only because the fleet could not be asked.', [], registers, (s) =>
+      fleet(s, (f) => f.localOnlyAdmissions),
+    );
+    monotonicCounter('quicgate_fleet_session_resyncs_total', "Config fleet: re-registrations of this gateway's live sessions (after Redis returned).", [], registers, (s) =>
+      fleet(s, (f) => f.resyncs),
+    );
+    monotonicCounter('quicgate_fleet_gateways_lost_total', 'Config fleet: gateways whose lease expired, found by this gateway.', [], registers, (s) =>
+      fleet(s, (f) => f.gatewaysLost),
+    );
+    monotonicCounter('quicgate_fleet_routed_kills_served_total', 'Config fleet: kills other gateways routed to this one.', [], registers, (s) =>
+      fleet(s, (f) => f.routedKillsServed),
+    );
+    monotonicCounter('quicgate_fleet_sessions_replaced_remote_total', "Config fleet: other gateways' sessions this one replaced (replace_oldest).", [], registers, (s) =>
+      fleet(s, (f) => f.replacedRemote),
+    );
+    monotonicCounter('quicgate_fleet_malformed_total', 'Config fleet: malformed session records and control messages read from Redis and dropped.', [], registers, (s) =>
+      fleet(s, (f) => f.malformed),
+    );
+
     const durations = new Histogram({
       name: 'quicgate_session_duration_seconds',
       help: 'Duration of ended sessions.',

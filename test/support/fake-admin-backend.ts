@@ -14,6 +14,7 @@ import type {
   PastSessionsView,
   QuotaView,
   ReloadResult,
+  SessionListView,
   SessionView,
   StatsView,
   UserChanges,
@@ -164,6 +165,23 @@ export class FakeAdminBackend implements AdminBackend {
       if (s.user === name && this.endSession(s.id, 'admin_kill')) closed++;
     }
     return closed;
+  }
+
+  // Without a fleet the fleet-wide forms answer for this gateway alone, as GatewayBackend's do.
+  async listAllSessions(gateway: string | null): Promise<SessionListView> {
+    return { sessions: gateway === null ? this.listSessions() : [] };
+  }
+
+  async findSession(id: string): Promise<SessionView | null> {
+    return this.getSession(id);
+  }
+
+  async killAnySession(id: string): Promise<{ readonly gateway?: string } | null> {
+    return this.killSession(id) ? {} : null;
+  }
+
+  async killAnyUserSessions(name: string): Promise<number | null> {
+    return this.killUserSessions(name);
   }
 
   async getUser(name: string): Promise<UserView | null> {
