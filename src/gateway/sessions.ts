@@ -3,12 +3,14 @@
  *
  *   authenticate(request)  throttle(source) ─► verifyPassword (unknown user: decoy hash, same timing)
  *                          ─► disabled ─► per-user limit (policy reject; a valid resume claim's old session does
- *                          not count) ─► total limit ─► { ok }
+ *                          not count) ─► total limit ─► fleet caps (SharedSessionCaps.reserve: an atomic
+                          check-and-add across gateways, which may replace the user's oldest session anywhere)
+                          ─► { ok }
  *   open(conn, request)    resume claim valid? end the old session ('resumed') and prefer its addresses
  *                          ─► re-check limits (replace_oldest ends the oldest with 'replaced')
  *                          ─► pool.allocate ─► registry.add (the user's shared bucket) ─► dataPlane.attach
  *                          (route, shaping) ─► watch conn.closed ─► onOpened
- *   end(session, reason)   once per session: state closed ─► conn.close({reason}) ─► dataPlane.detach
+ *   end(session, reason)   once per session: state closed ─► fleet release ─► conn.close({reason}) ─► dataPlane.detach
  *                          ─► registry.remove (last one drops the bucket) ─► pool.release ─► count ─► onClosed
  *   checker (clock interval, start()/stop()): idle_timeout / session_timeout ─► end()
  *

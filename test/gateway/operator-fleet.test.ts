@@ -1,0 +1,101 @@
+/**
+ * Two real Gateways (memory TUN and transport) in one fleet through a real redis-server, each with its
+ * operator surface: the admin API of one lists and kills the other's sessions.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.js';
+import type { FleetConfig } from '../../src/config/types.js';
+import { attachOperatorSurface, type OperatorSurface } from '../../src/gateway/operator.js';
+import { Gateway } from '../../src/gateway/server.js';
+import { MemoryTun } from '../../src/tun/memory.js';
+import { serverConfig, sessionLimits } from '../support/config-fixture.js';
+import { captureLog } from '../support/log-capture.js';
+import { MemoryListener } from '../support/memory-gateway.js';
+import { startTestRedis, waitUntil, type TestRedis } from '../support/redis-server.js';
+import { passwordUsers } from '../fleet/fleet-harness.js';
+import { samples } from './operator-harness.js';
+
+const TOKEN = 'operator-fleet-token-0123456789';
+
+interface Member {
+  readonly gateway: Gateway;
+  readonly listener: MemoryListener;
+  readonly surface: OperatorSurface;
+  call(pathname: string, init?: RequestInit): Promise<Response>;
+}
+
+let redis: TestRedis;
+const members: Member[] = [];
+beforeAll(async () => {
+  redis = await startTestRedis();
+});
+afterAll(async () => {
+  await redis.dispose();
+});
+afterEach(async () => {
+  for (const m of members.splice(0)) await m.surface.stop();
+});
+
+async function member(id: string, fleet: FleetConfig): Promise<Member> {
+  const log = captureLog('warn');
+  const config = serverConfig({
+    fleet,
+    gatewayId: id,
+    users: await passwordUsers(['alice']),
+    limits: sessionLimits({ maxSessionsPerUser: 2 }),
+    admin: { enabled: true, listen: '127.0.0.1', port: 0, token: TOKEN },
+  });
+  let listener: MemoryListener | null = null;
+  const gateway = await Gateway.start(config, {
+    logger: log.logger,
+    clock: systemClock,
+    openTun: async (s) => new MemoryTun({ name: s.name, mtu: s.mtu }),
+    listen: async ({ admission }) => (listener = new MemoryListener(admission)),
+  });
+  const surface = await attachOperatorSurface(gateway, {
+    config,
+    logger: log.logger,
+    clock: systemClock,
+    reload: async () => ({ bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [], changed: [] }),
+    metrics: { defaultMetrics: false },
+  });
+  const m: Member = {
+    gateway,
+    listener: listener!,
+    surface,
+    call: (pathname, init = {}) => fetch(`http://127.0.0.1:${surface.adminPort}${pathname}`, { ...init, headers: { Authorization: `Bearer ${TOKEN}` } }),
+  };
+  members.push(m);
+  await waitUntil(() => gateway.fleetSessions?.liveness.leaseHeld === true, 10_000, `${id} holds its lease`);
+  await gateway.fleetSessions?.subscribed;
+  return m;
+}
+
+describe('admin API across the fleet', () => {
+  it("lists every gateway's sessions with their gateway, filters by gateway, and kills a session on another gateway", async () => {
+    const fleet: FleetConfig = { redisUrl: redis.url, keyPrefix: 'qgop:', leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: 1500 };
+    const a = await member('a', fleet);
+    const b = await member('b', fleet);
+    const onB = await b.listener.connect('alice', 'pw-alice');
+    if ('refused' in onB) throw new Error(`refused: ${JSON.stringify(onB.refused)}`);
+    const session = b.gateway.sessions.list()[0]!;
+    await waitUntil(() => b.gateway.sessions.size === 1, 2_000, 'session open on b');
+
+    const list = (await (await a.call('/api/sessions')).json()) as { sessions: { id: string; gateway: string; user: string }[]; fleet: unknown };
+    expect(list.sessions.map((s) => [s.id, s.gateway, s.user])).toEqual([[session.id, 'b', 'alice']]);
+    expect(list.fleet).toEqual({ gateway: 'a', gateways: ['a', 'b'], complete: true });
+    expect(((await (await a.call('/api/sessions?gateway=a')).json()) as { sessions: unknown[] }).sessions).toEqual([]);
+    expect((await a.call('/api/sessions?gateway=no/such')).status).toBe(400);
+    expect(await (await a.call(`/api/sessions/${session.id}`)).json()).toMatchObject({ id: session.id, gateway: 'b' });
+
+    const killed = await a.call(`/api/sessions/${session.id}`, { method: 'DELETE' });
+    expect(killed.status).toBe(200);
+    expect(await killed.json()).toEqual({ id: session.id, closed: true, reason: 'admin_kill', gateway: 'b' });
+    expect(session.state).toMatchObject({ kind: 'closed', reason: 'admin_kill' });
+    expect((await a.call(`/api/sessions/${session.id}`, { method: 'DELETE' })).status).toBe(404);
+
+    const metrics = samples(await (await b.call('/metrics')).text());
+    expect(metrics.get('quicgate_fleet_sessions_degraded')).toBe(0);
+    expect(metrics.get('quicgate_fleet_routed_kills_served_total')).toBe(1);
+  });
+});
