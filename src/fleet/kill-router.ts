@@ -74,7 +74,9 @@ export class FleetKillRouter {
       p.timer.cancel();
       this.pending.delete(id);
     }
-    await this.opts.redis.subscriber.unsubscribe(this.channel).catch(() => undefined);
+    // Only on a live connection: a queued UNSUBSCRIBE would wait for a Redis that may never come back.
+    const { subscriber } = this.opts.redis;
+    if (subscriber.status === 'ready') await subscriber.unsubscribe(this.channel).catch(() => undefined);
   }
 
   /** Ask `gateway` to end the session; resolves true when it did, false when it had no such session. */

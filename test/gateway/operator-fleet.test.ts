@@ -98,4 +98,33 @@ describe('admin API across the fleet', () => {
     expect(metrics.get('quicgate_fleet_sessions_degraded')).toBe(0);
     expect(metrics.get('quicgate_fleet_routed_kills_served_total')).toBe(1);
   });
+
+  it('while Redis is down: lists say they are partial, kills of unknown sessions are 503, and the gateway still stops', async () => {
+    const fleet: FleetConfig = { redisUrl: redis.url, keyPrefix: 'qgop2:', leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: 1500 };
+    const a = await member('a', fleet);
+    const onA = await a.listener.connect('alice', 'pw-alice');
+    if ('refused' in onA) throw new Error(`refused: ${JSON.stringify(onA.refused)}`);
+    await redis.stop();
+    try {
+      await waitUntil(() => a.gateway.fleetSessions?.liveness.leaseHeld === false, 10_000, 'lease lost');
+      const list = (await (await a.call('/api/sessions')).json()) as { sessions: { gateway: string }[]; fleet: { complete: boolean; error?: string } };
+      expect(list.sessions.map((s) => s.gateway)).toEqual(['a']);
+      expect(list.fleet.complete).toBe(false);
+      expect(list.fleet.error).toEqual(expect.any(String));
+      const kill = await a.call('/api/sessions/elsewhere-1', { method: 'DELETE' });
+      expect(kill.status).toBe(503);
+      expect(((await kill.json()) as { error: { code: string } }).error.code).toBe('QG_ERR_FLEET_UNAVAILABLE');
+      // A second session of alice is admitted on local caps (max 2 per user), and counted as such.
+      const second = await a.listener.connect('alice', 'pw-alice');
+      expect('refused' in second).toBe(false);
+      const metrics = samples(await (await a.call('/metrics')).text());
+      expect(metrics.get('quicgate_fleet_sessions_degraded')).toBe(1);
+      expect(metrics.get('quicgate_fleet_local_only_admissions_total')).toBe(1);
+      const started = Date.now();
+      await members.splice(0)[0]!.surface.stop();
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await redis.start();
+    }
+  });
 });
