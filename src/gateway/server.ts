@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { RELOAD_EFFECTS, type ReloadEffect } from '../config/schema.js';
 import type { ServerConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
+import { Fleet } from '../fleet/fleet.js';
 import type { ControlMessage } from '../transport/control.js';
 import type { ConnectionGuardStats } from '../transport/connection-guard.js';
 import type { AcceptedConnection, Admission, TunnelListener } from '../transport/types.js';
@@ -63,6 +64,8 @@ export class Gateway {
   private forwarder: Forwarder | null = null;
   private tun: TunDevice | null = null;
   private listener: TunnelListener | null = null;
+  /** Config `fleet`: the parts shared with other gateways through Redis (src/fleet/fleet.ts); null alone. */
+  private fleetParts: Fleet | null = null;
   private stopping: Promise<void> | null = null;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -74,7 +77,7 @@ export class Gateway {
     this.clock = parts.clock ?? systemClock;
     this.logger = parts.logger;
     this.pool = new AddressPool(config);
-    this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping });
+    this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping, fleetFallbackShare: config.fleet?.fallbackShare ?? null });
     this.sessions = new SessionManager({
       config,
       pool: this.pool,
@@ -118,8 +121,17 @@ export class Gateway {
     return this.listener?.kinds ?? [];
   }
 
+  /** The fleet parts (null: this gateway alone, or not started). */
+  get fleet(): Fleet | null {
+    return this.fleetParts;
+  }
+
   private async open(): Promise<void> {
     const { config } = this;
+    // Fleet first, so the first session's rate is already shared; it waits for Redis a short, bounded time.
+    if (config.fleet !== null) {
+      this.fleetParts = await Fleet.start({ config: config.fleet, gatewayId: config.gatewayId, registry: this.registry, clock: this.clock, logger: this.logger });
+    }
     // The port first: a second gateway with the same config fails on it (naming address and port), not on the
     // TUN name; sessions arriving before the TUN is open are closed by accept().
     this.listener = await this.parts.listen({
@@ -256,6 +268,9 @@ export class Gateway {
       const tun = this.tun;
       this.tun = null;
       await tun?.close().catch((err: unknown) => this.logger.warn({ err }, 'tun close failed'));
+      const fleet = this.fleetParts;
+      this.fleetParts = null;
+      await fleet?.stop().catch((err: unknown) => this.logger.warn({ err }, 'fleet stop failed'));
       this.logger.info({ reason }, 'gateway stopped');
     })();
     return this.stopping;
