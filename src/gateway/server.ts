@@ -8,7 +8,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { RELOAD_EFFECTS, type ReloadEffect } from '../config/schema.js';
 import type { ServerConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
-import { FleetRedis } from '../fleet/redis.js';
+import { Fleet } from '../fleet/fleet.js';
 import { SessionFleet } from '../fleet/session-fleet.js';
 import type { ControlMessage } from '../transport/control.js';
 import type { ConnectionGuardStats } from '../transport/connection-guard.js';
@@ -50,8 +50,6 @@ export interface GatewayParts {
   readonly clock?: Clock;
   readonly openTun: (settings: TunSettings) => Promise<TunDevice>;
   readonly listen: (request: ListenRequest) => Promise<TunnelListener>;
-  /** The fleet's Redis connections (tests inject one); by default created from config.fleet and closed on stop. */
-  readonly fleetRedis?: FleetRedis;
 }
 
 /** Per-session state of the control handler set up in Gateway.accept(). */
@@ -67,9 +65,10 @@ export class Gateway {
   private forwarder: Forwarder | null = null;
   private tun: TunDevice | null = null;
   private listener: TunnelListener | null = null;
+  /** Config `fleet`: the parts shared with other gateways through Redis (src/fleet/fleet.ts); null alone. */
+  private fleetParts: Fleet | null = null;
   /** Config `fleet`: sessions shared with the other gateways (caps, lists, kills, liveness); null alone. */
   private sessionFleet: SessionFleet | null = null;
-  private sessionFleetRedis: FleetRedis | null = null;
   private stopping: Promise<void> | null = null;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -81,7 +80,7 @@ export class Gateway {
     this.clock = parts.clock ?? systemClock;
     this.logger = parts.logger;
     this.pool = new AddressPool(config);
-    this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping });
+    this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping, fleetFallbackShare: config.fleet?.fallbackShare ?? null });
     this.sessions = new SessionManager({
       config,
       pool: this.pool,
@@ -130,15 +129,19 @@ export class Gateway {
     return this.listener?.kinds ?? [];
   }
 
+  /** The fleet parts (null: this gateway alone, or not started). */
+  get fleet(): Fleet | null {
+    return this.fleetParts;
+  }
+
   private async open(): Promise<void> {
     const { config } = this;
+    // Fleet first, so the first session's rate is already shared; it waits for Redis a short, bounded time.
     if (config.fleet !== null) {
-      // Redis may be down at start: sessions are admitted on local caps until the lease is held.
-      const redis = this.parts.fleetRedis ?? new FleetRedis(config.fleet);
-      if (redis.commands.status === 'wait') redis.connectInBackground();
-      this.sessionFleetRedis = redis;
+      this.fleetParts = await Fleet.start({ config: config.fleet, gatewayId: config.gatewayId, registry: this.registry, clock: this.clock, logger: this.logger });
+      // Sessions share the fleet's connections; admitted on local caps until the lease is held.
       this.sessionFleet = new SessionFleet({
-        redis,
+        redis: this.fleetParts.redis,
         config: config.fleet,
         gatewayId: config.gatewayId,
         sessions: this.sessions,
@@ -281,13 +284,15 @@ export class Gateway {
       this.sessions.stop();
       // After the sessions' releases were queued: the lease and records are given up, not left to expire.
       await this.sessionFleet?.stop().catch((err: unknown) => this.logger.warn({ err }, 'fleet sessions stop failed'));
-      if (this.parts.fleetRedis === undefined) await this.sessionFleetRedis?.close();
       const listener = this.listener;
       this.listener = null;
       await listener?.close().catch((err: unknown) => this.logger.warn({ err }, 'listener close failed'));
       const tun = this.tun;
       this.tun = null;
       await tun?.close().catch((err: unknown) => this.logger.warn({ err }, 'tun close failed'));
+      const fleet = this.fleetParts;
+      this.fleetParts = null;
+      await fleet?.stop().catch((err: unknown) => this.logger.warn({ err }, 'fleet stop failed'));
       this.logger.info({ reason }, 'gateway stopped');
     })();
     return this.stopping;
