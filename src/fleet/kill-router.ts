@@ -35,6 +35,9 @@ export interface FleetKillRouterOptions {
   readonly timeoutMs: number;
 }
 
+/** Tries of a reply's PUBLISH. */
+const REPLY_ATTEMPTS = 3;
+
 const reason = z.enum(END_REASONS);
 const messageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('kill'), requestId: z.string(), from: z.string(), id: z.string(), reason, message: z.string() }),
@@ -160,9 +163,24 @@ export class FleetKillRouter {
     }
     this.served++;
     logger.info({ from: request.from, request: request.type, target: request.type === 'kill' ? request.id : request.user, reason: request.reason, closed }, 'fleet: routed kill served');
-    redis.commands
-      .publish(redis.key('ctl', request.from), JSON.stringify({ type: 'reply', requestId: request.requestId, closed }))
-      .catch((err: unknown) => logger.warn({ err: errorText(err), to: request.from }, 'fleet: reply to a routed kill was lost'));
+    void this.reply(request.from, JSON.stringify({ type: 'reply', requestId: request.requestId, closed }));
+  }
+
+  /** A reply is small and the requester waits for it: a command that timed out (a busy host) is sent again. */
+  private async reply(to: string, text: string): Promise<void> {
+    const { redis, logger } = this.opts;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await redis.commands.publish(redis.key('ctl', to), text);
+        return;
+      } catch (err) {
+        if (attempt >= REPLY_ATTEMPTS) {
+          redis.markFailed(err);
+          logger.warn({ err: errorText(err), to }, 'fleet: reply to a routed kill was lost');
+          return;
+        }
+      }
+    }
   }
 }
 

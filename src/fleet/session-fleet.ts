@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { FleetListInfo, SessionView } from '../admin/backend.js';
 import type { Clock } from '../clock.js';
 import type { FleetConfig } from '../config/types.js';
-import { QuicgateError } from '../errors.js';
+import { QuicgateError, isQuicgateError } from '../errors.js';
 import type { EndReason } from '../gateway/session.js';
 import { sessionViewOf } from '../gateway/session-view.js';
 import type { SessionManager } from '../gateway/sessions.js';
@@ -170,7 +170,13 @@ export class SessionFleet {
   async killRemote(id: string, reason: EndReason, message: string): Promise<{ readonly gateway: string } | null> {
     const owner = await this.fleetCall(() => this.registry.ownerOf(id));
     if (owner === null || owner === this.opts.gatewayId) return null;
-    return (await this.router.kill(owner, id, reason, message)) ? { gateway: owner } : null;
+    try {
+      return (await this.router.kill(owner, id, reason, message)) ? { gateway: owner } : null;
+    } catch (err) {
+      // The reply may be what was lost: a session whose record is gone has ended.
+      if (!isQuicgateError(err, 'QG_ERR_FLEET_TIMEOUT') || (await this.registry.ownerOf(id).catch(() => owner)) !== null) throw err;
+      return { gateway: owner };
+    }
   }
 
   /** End the user's sessions on every other live gateway; how many ended. Throws QG_ERR_FLEET_* (after trying all). */

@@ -2,10 +2,13 @@
  * Two real Gateways (memory TUN and transport) in one fleet through a real redis-server, each with its
  * operator surface: the admin API of one lists and kills the other's sessions.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import type { FleetConfig } from '../../src/config/types.js';
-import { attachOperatorSurface, type OperatorSurface } from '../../src/gateway/operator.js';
+import { attachOperatorSurface, openHistory, type OpenedHistory, type OperatorSurface } from '../../src/gateway/operator.js';
 import { Gateway } from '../../src/gateway/server.js';
 import { MemoryTun } from '../../src/tun/memory.js';
 import { serverConfig, sessionLimits } from '../support/config-fixture.js';
@@ -36,7 +39,7 @@ afterEach(async () => {
   for (const m of members.splice(0)) await m.surface.stop();
 });
 
-async function member(id: string, fleet: FleetConfig): Promise<Member> {
+async function member(id: string, fleet: FleetConfig, history?: Promise<OpenedHistory>): Promise<Member> {
   const log = captureLog('warn');
   const config = serverConfig({
     fleet,
@@ -58,6 +61,7 @@ async function member(id: string, fleet: FleetConfig): Promise<Member> {
     clock: systemClock,
     reload: async () => ({ bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [], changed: [] }),
     metrics: { defaultMetrics: false },
+    ...(history === undefined ? {} : { history }),
   });
   const m: Member = {
     gateway,
@@ -125,6 +129,35 @@ describe('admin API across the fleet', () => {
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
       await redis.start();
+    }
+  });
+
+  it("the gateway that finds another's lease expired closes that gateway's open history sessions as crash", async () => {
+    const fleet: FleetConfig = { redisUrl: redis.url, keyPrefix: 'qgop3:', leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: 1500 };
+    const dataDir = mkdtempSync(join(tmpdir(), 'qg-fleet-history-'));
+    try {
+      const config = serverConfig({
+        dataDir,
+        history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 },
+      });
+      const opened = await openHistory(config, captureLog('warn').logger, systemClock);
+      // The store's crash close (added with the fleet's history work): recorded here, so the wiring is what is tested.
+      const calls: [string, string, number][] = [];
+      Object.assign(opened.history!, {
+        closeOpenSessions: async (gatewayId: string, reason: 'crash', endedAtMs: number) => (calls.push([gatewayId, reason, endedAtMs]), 1),
+      });
+      await member('a', fleet, Promise.resolve(opened));
+      const b = await member('b', fleet);
+      const startedAt = Date.now();
+      // b crashes: its Redis connections drop, nothing is given up.
+      await b.gateway.fleet!.redis.close();
+      await waitUntil(() => calls.length > 0, 10_000, "a closes b's history sessions");
+      expect(calls).toHaveLength(1);
+      expect(calls[0]![0]).toBe('b');
+      expect(calls[0]![1]).toBe('crash');
+      expect(calls[0]![2]).toBeGreaterThanOrEqual(startedAt);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
