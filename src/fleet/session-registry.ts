@@ -8,8 +8,8 @@
  *
  *   reserve (authenticate)  ADMIT script: the user's live members (their gateway's lease exists, record or
  *     unexpired reservation present; others removed) and the fleet total (records + reservations of gateways
- *     with a lease) against the caps ─► reject | add the reservation | replace_oldest: remove the oldest members
- *     in the same script and end them (here, or through their owner: the kill router)
+ *     with a lease) against the caps ─► reject | add the reservation | replace_oldest: remove the oldest open
+ *     sessions in the same script and end them (here, or through their owner: the kill router)
  *   claim (open)            the reserved id becomes the session's id
  *   opened / released       HSET record + ZADD, or HDEL + ZREM (fire and forget, in order on one connection)
  *
@@ -81,15 +81,15 @@ local function isAlive(gw)
 end
 if not isAlive(self) then return { 'nolease' } end
 local leavingMember = self .. '|' .. leaving
-local live = {}
+local live, opened = {}, {}
 local leavingLive = false
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local sep = string.find(m, '|', 1, true)
   local gw, id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
-  local valid = false
+  local valid, isOpen = false, false
   if isAlive(gw) then
     if redis.call('HEXISTS', prefix .. 'sess:' .. gw, id) == 1 then
-      valid = true
+      valid, isOpen = true, true
     else
       local untilMs = tonumber(redis.call('HGET', prefix .. 'pend:' .. gw, id))
       if untilMs ~= nil and untilMs >= now then valid = true
@@ -102,6 +102,7 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     leavingLive = true
   else
     live[#live + 1] = m
+    if isOpen then opened[#opened + 1] = m end
   end
 end
 local total = 0
@@ -113,9 +114,10 @@ end
 if leavingLive then total = total - 1 end
 local out = { 'ok' }
 if #live >= maxUser then
-  if not replace or maxUser <= 0 then return { 'user_limit' } end
+  -- Only open sessions are replaced: a reservation still opening is newer than any of them.
+  if not replace or maxUser <= 0 or #opened < #live - maxUser + 1 then return { 'user_limit' } end
   for i = 1, #live - maxUser + 1 do
-    local m = live[i]
+    local m = opened[i]
     local sep = string.find(m, '|', 1, true)
     local gw, id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
     redis.call('ZREM', KEYS[1], m)

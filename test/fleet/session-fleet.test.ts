@@ -73,6 +73,22 @@ describe('session caps across the fleet (real redis-server)', () => {
     expect(b!.fleet.stats().replacedRemote).toBe(1);
   });
 
+  it('concurrent replace_oldest admissions on two gateways settle at the cap, every other session replaced', async () => {
+    const gws = await fleetOf(['a', 'b'], { maxSessionsPerUser: 2, atLimit: 'replace_oldest' });
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => gws[i % 2]!.connect('alice')));
+    const admitted = results.filter((r) => r.session !== null).length;
+    expect(admitted).toBeGreaterThanOrEqual(2);
+    await waitUntil(() => live(gws, 'alice') <= 2, 5_000, "alice's sessions down to the cap");
+    expect(live(gws, 'alice')).toBe(2);
+    const ended = gws.flatMap((g) => g.ended);
+    expect(ended).toHaveLength(admitted - 2);
+    expect(ended.every((e) => e.reason === 'replaced')).toBe(true);
+    // The fleet lists exactly the two left, wherever they live (the replaced ones' records are gone).
+    const left = gws.flatMap((g) => g.sessions.sessionsOf('alice').map((s) => s.id)).sort();
+    const listed = await gws[0]!.fleet.list(gws[0]!.sessions.list().map((s) => view(s)), null);
+    expect(listed.sessions.map((s) => s.id).sort()).toEqual(left);
+  });
+
   it("a crashed gateway's sessions stop counting within the lease; exactly one survivor reports it lost", async () => {
     const [a, b, c] = await fleetOf(['a', 'b', 'c'], { maxSessionsPerUser: 2, atLimit: 'reject' });
     const lost: string[] = [];
