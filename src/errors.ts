@@ -36,6 +36,9 @@ export const ErrorCodes = {
   QG_ERR_ADMIN_INTERNAL: 'the admin API failed unexpectedly while handling a request (details in the gateway log)',
   QG_ERR_RELOAD_FAILED: 'a reload was refused; the running config stays',
   QG_ERR_CLOSED: 'the object was already closed',
+  QG_ERR_FLEET_UNAVAILABLE: 'Redis, which the fleet shares its sessions through, cannot be reached: fleet-wide lists and kills are unavailable (this gateway still serves its own)',
+  QG_ERR_FLEET_UNREACHABLE: 'the gateway that owns the session is not listening on its fleet channel (down or cut off from Redis)',
+  QG_ERR_FLEET_TIMEOUT: 'the gateway that owns the session did not answer a routed request in time (the session may still end)',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

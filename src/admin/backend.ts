@@ -8,6 +8,8 @@ import type { EndReason, RejectReason } from '../gateway/session.js';
 import type { TransportKind } from '../transport/types.js';
 import type { z } from 'zod';
 import type {
+  fleetListInfoSchema,
+  fleetViewSchema,
   healthViewSchema,
   hourlyViewSchema,
   overviewViewSchema,
@@ -20,6 +22,14 @@ import type {
 } from './schemas.js';
 
 export type SessionView = z.infer<typeof sessionViewSchema>;
+export type FleetListInfo = z.infer<typeof fleetListInfoSchema>;
+
+/** GET /api/sessions: every live session of the fleet (this gateway's alone without one). */
+export interface SessionListView {
+  readonly sessions: SessionView[];
+  /** Only with a fleet. */
+  readonly fleet?: FleetListInfo;
+}
 export type QuotaView = z.infer<typeof quotaViewSchema>;
 export type UserView = z.infer<typeof userViewSchema>;
 export type StatsView = z.infer<typeof statsViewSchema>;
@@ -27,6 +37,7 @@ export type HealthView = z.infer<typeof healthViewSchema>;
 /** One shared snapshot for the console's Now view: live sessions, every user, gateway health. */
 export type OverviewView = z.infer<typeof overviewViewSchema>;
 export type HourlyView = z.infer<typeof hourlyViewSchema>;
+export type FleetView = z.infer<typeof fleetViewSchema>;
 export type PastSessionsView = z.infer<typeof pastSessionsViewSchema>;
 export type UserUpdateResult = Omit<z.infer<typeof userUpdateResultSchema>, 'reload'> & { readonly reload: ReloadResult | null };
 
@@ -78,6 +89,20 @@ export interface MetricsSnapshot {
   readonly connections: ConnectionGuardStats | null;
   /** History records dropped since start (queue full while the database failed or stalled, refused rows). */
   readonly historyDropped: number;
+  /** Config fleet: the shared session caps (null: this gateway alone). */
+  readonly fleetSessions?: FleetSessionMetrics | null;
+}
+
+export interface FleetSessionMetrics {
+  /** True while session caps are local only (the lease is not held: Redis unreachable). */
+  readonly degraded: boolean;
+  readonly localOnlyAdmissions: number;
+  readonly resyncs: number;
+  readonly gatewaysLost: number;
+  readonly routedKillsServed: number;
+  readonly replacedRemote: number;
+  /** Malformed records and control messages from Redis, dropped. */
+  readonly malformed: number;
 }
 
 export interface AdminBackend {
@@ -87,6 +112,17 @@ export interface AdminBackend {
   killSession(id: string): boolean;
   /** Number of sessions closed; null when the user does not exist in config. */
   killUserSessions(name: string): number | null;
+  /**
+   * The fleet-wide forms (the admin API's): sessions of every gateway, optionally of one (`gateway`), found and
+   * ended wherever they live. Without a fleet they answer for this gateway alone. They throw QuicgateError
+   * QG_ERR_FLEET_UNAVAILABLE / _UNREACHABLE / _TIMEOUT when another gateway had to be asked and could not be.
+   */
+  listAllSessions(gateway: string | null): Promise<SessionListView>;
+  findSession(id: string): Promise<SessionView | null>;
+  /** Null when no live session has that id; `gateway` names the owner (with a fleet). */
+  killAnySession(id: string): Promise<{ readonly gateway?: string } | null>;
+  /** Null when the user does not exist in config. */
+  killAnyUserSessions(name: string): Promise<number | null>;
   /** Async: the usage comes from the history, read by its worker thread. */
   getUser(name: string): Promise<UserView | null>;
   /** gateway: only that gateway's history rows (the live figures are this gateway's either way). */
@@ -96,6 +132,8 @@ export interface AdminBackend {
   health(): HealthView;
   /** Live sessions, every configured user and gateway health in one pass (the console's shared snapshot). */
   overview(): OverviewView;
+  /** This gateway's place in the fleet: id, Redis link, rate leases (docs/fleet.md). */
+  fleet(): FleetView;
   /** Sessions started and bytes per UTC hour over the window (from the history). */
   hourly(windowHours: number, gateway?: string | null): Promise<HourlyView>;
   /** Past and open sessions from the history, newest first. */

@@ -39,6 +39,10 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   QG_ERR_USER_NOT_FOUND: 404,
   // The running config stays; the request conflicts with what is on disk.
   QG_ERR_RELOAD_FAILED: 409,
+  // The fleet's Redis is unreachable, or the gateway that owns the session does not answer.
+  QG_ERR_FLEET_UNAVAILABLE: 503,
+  QG_ERR_FLEET_UNREACHABLE: 502,
+  QG_ERR_FLEET_TIMEOUT: 504,
 };
 
 /**

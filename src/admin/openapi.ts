@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { apiSchemas } from './schemas.js';
-import { DEFAULT_PAST_SESSIONS, DEFAULT_WINDOW_HOURS, loginBody, MAX_PAST_SESSIONS, MAX_WINDOW_HOURS, sessionIdParam, userNameParam, userPatchBody } from './validation.js';
+import { DEFAULT_PAST_SESSIONS, DEFAULT_WINDOW_HOURS, gatewayIdParam, loginBody, MAX_PAST_SESSIONS, MAX_WINDOW_HOURS, sessionIdParam, userNameParam, userPatchBody } from './validation.js';
 
 type JsonObject = Record<string, unknown>;
 
@@ -61,6 +61,8 @@ const nameParam = {
   required: true,
   schema: requestSchema(userNameParam),
 };
+
+const fleetUnavailable = errorResponse("Config fleet: Redis cannot be reached, so another gateway's sessions cannot be looked up (QG_ERR_FLEET_UNAVAILABLE).");
 
 const counts = (description: string): object => ({ type: 'object', description, additionalProperties: { type: 'integer' } });
 
@@ -121,12 +123,11 @@ export const OPENAPI_DOCUMENT = {
     },
     '/api/sessions': {
       get: {
-        summary: 'List live sessions.',
+        summary: 'List live sessions (with config fleet: of every gateway, each with its `gateway`).',
+        parameters: [{ name: 'gateway', in: 'query', required: false, description: "Only this gateway's sessions.", schema: requestSchema(gatewayIdParam) }],
         responses: {
-          '200': {
-            description: 'Live sessions.',
-            content: jsonContent({ type: 'object', properties: { sessions: { type: 'array', items: ref('Session') } } }),
-          },
+          '200': { description: 'Live sessions.', content: jsonContent(ref('SessionList')) },
+          '400': badRequest,
           '401': unauthorized,
         },
       },
@@ -140,21 +141,30 @@ export const OPENAPI_DOCUMENT = {
           '400': badRequest,
           '401': unauthorized,
           '404': errorResponse('No live session has that id (QG_ERR_SESSION_NOT_FOUND).'),
+          '503': fleetUnavailable,
         },
       },
       delete: {
-        summary: 'Kill a session (end reason admin_kill).',
+        summary: 'Kill a session (end reason admin_kill); with config fleet on whichever gateway owns it.',
         responses: {
           '200': {
             description: 'Closed.',
             content: jsonContent({
               type: 'object',
-              properties: { id: { type: 'string' }, closed: { const: true }, reason: { const: 'admin_kill' } },
+              properties: {
+                id: { type: 'string' },
+                closed: { const: true },
+                reason: { const: 'admin_kill' },
+                gateway: { type: 'string', description: 'The gateway that ended it (config fleet only).' },
+              },
             }),
           },
           '400': badRequest,
           '401': unauthorized,
           '404': errorResponse('No live session has that id (QG_ERR_SESSION_NOT_FOUND).'),
+          '502': errorResponse('The owning gateway is not listening on its fleet channel (QG_ERR_FLEET_UNREACHABLE).'),
+          '503': fleetUnavailable,
+          '504': errorResponse('The owning gateway did not answer in time (QG_ERR_FLEET_TIMEOUT); the session may still end.'),
         },
       },
     },
@@ -204,6 +214,12 @@ export const OPENAPI_DOCUMENT = {
       get: {
         summary: "Live sessions, every user with live rate against limit, and gateway health in one snapshot (the console's Now view).",
         responses: { '200': { description: 'Snapshot.', content: jsonContent(ref('Overview')) }, '401': unauthorized },
+      },
+    },
+    '/api/fleet': {
+      get: {
+        summary: "This gateway's id, its Redis link and the state of its rate leases (enabled false: a gateway alone).",
+        responses: { '200': { description: 'Fleet state.', content: jsonContent(ref('Fleet')) }, '401': unauthorized },
       },
     },
     '/api/history/hourly': {

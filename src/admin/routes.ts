@@ -21,6 +21,7 @@ import {
   parseQuery,
   reloadBody,
   sessionIdParam,
+  sessionsQuery,
   statsQuery,
   userNameParam,
   userPatchBody,
@@ -105,8 +106,8 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       path: '/api/sessions',
       auth: 'required',
       async handle(req) {
-        noQuery(req);
-        return json({ sessions: backend.listSessions() });
+        const { gateway } = parseQuery(sessionsQuery, req.query);
+        return json(await backend.listAllSessions(gateway ?? null));
       },
     },
     {
@@ -116,7 +117,7 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       async handle(req) {
         noQuery(req);
         const id = parseParam(sessionIdParam, req.params.id, 'id');
-        const session = backend.getSession(id);
+        const session = await backend.findSession(id);
         if (session === null) throw sessionNotFound(id);
         return json(session);
       },
@@ -128,9 +129,10 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       async handle(req) {
         noQuery(req);
         const id = parseParam(sessionIdParam, req.params.id, 'id');
-        if (!backend.killSession(id)) throw sessionNotFound(id);
-        logger.info({ session: id, reason: 'admin_kill' }, 'admin API: session killed');
-        return json({ id, closed: true, reason: 'admin_kill' });
+        const ended = await backend.killAnySession(id);
+        if (ended === null) throw sessionNotFound(id);
+        logger.info({ session: id, reason: 'admin_kill', ...ended }, 'admin API: session killed');
+        return json({ id, closed: true, reason: 'admin_kill', ...ended });
       },
     },
     {
@@ -152,7 +154,7 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       async handle(req) {
         noQuery(req);
         const name = parseParam(userNameParam, req.params.name, 'name');
-        const closed = backend.killUserSessions(name);
+        const closed = await backend.killAnyUserSessions(name);
         if (closed === null) throw userNotFound(name);
         logger.info({ user: name, sessionsClosed: closed, reason: 'admin_kill' }, "admin API: user's sessions killed");
         return json({ user: name, sessionsClosed: closed, reason: 'admin_kill' });
@@ -188,6 +190,15 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
       async handle(req) {
         noQuery(req);
         return json(backend.overview());
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/fleet',
+      auth: 'required',
+      async handle(req) {
+        noQuery(req);
+        return json(backend.fleet());
       },
     },
     {

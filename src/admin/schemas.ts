@@ -25,6 +25,9 @@ export const errorCodeSchema = z.enum([
   'QG_ERR_CONFIG_INVALID',
   'QG_ERR_RELOAD_FAILED',
   'QG_ERR_ADMIN_INTERNAL',
+  'QG_ERR_FLEET_UNAVAILABLE',
+  'QG_ERR_FLEET_UNREACHABLE',
+  'QG_ERR_FLEET_TIMEOUT',
 ]);
 
 export const errorSchema = z
@@ -53,8 +56,28 @@ export const sessionViewSchema = z
     packetsOut: count,
     rateIn: rate.describe('Bytes per second over the last few seconds, client to gateway.'),
     rateOut: rate.describe('Bytes per second over the last few seconds, gateway to client.'),
+    gateway: z
+      .string()
+      .optional()
+      .describe("The gateway that owns the session (config fleet only). Another gateway's counters and rates are as of its last lease renewal."),
   })
   .register(apiSchemas, { id: 'Session' });
+
+export const fleetListInfoSchema = z
+  .object({
+    gateway: z.string().describe('The gateway that answered.'),
+    gateways: z.array(z.string()).describe('Gateways with a live lease whose sessions are listed.'),
+    complete: z.boolean().describe("False when Redis could not be reached: only the answering gateway's sessions are listed."),
+    error: z.string().optional(),
+  })
+  .register(apiSchemas, { id: 'FleetListInfo' });
+
+export const sessionListSchema = z
+  .object({
+    sessions: z.array(sessionViewSchema),
+    fleet: fleetListInfoSchema.optional().describe('Only with config fleet.'),
+  })
+  .register(apiSchemas, { id: 'SessionList' });
 
 export const quotaViewSchema = z
   .object({
@@ -159,6 +182,25 @@ export const overviewViewSchema = z
     }),
   })
   .register(apiSchemas, { id: 'Overview' });
+
+export const fleetViewSchema = z
+  .object({
+    enabled: z.boolean().describe('Whether this gateway is part of a fleet (config `fleet`).'),
+    gatewayId: z.string().describe('fleet.gateway_id (the host name when not set).'),
+    link: z.enum(['up', 'down']).nullable().describe('The Redis link; null alone.'),
+    linkSince: isoTime.nullable().describe('When the link last went up or down.'),
+    rate: z
+      .object({
+        state: z.enum(['shared', 'fallback']).describe('fallback: lease rounds fail, every user at fallback_share of their limit.'),
+        users: count.describe('Connected limited users in the last lease round.'),
+        roundsOk: count,
+        roundsFailed: count,
+        roundsSkipped: count.describe('Ticks skipped while the previous round was in flight.'),
+        lastRoundMs: z.number().describe('Duration of the last round (-1 before the first).'),
+      })
+      .nullable(),
+  })
+  .register(apiSchemas, { id: 'Fleet' });
 
 export const hourlyViewSchema = z
   .object({

@@ -58,6 +58,11 @@ export const loginBody = z.strictObject({ token: z.string().min(1).max(4096) });
 
 export const emptyQuery = z.strictObject({});
 
+/** Same alphabet as fleet.gateway_id in config (src/config/schema.ts). */
+export const gatewayIdParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected a gateway id of 1 to 63 letters, digits, ".", "_" or "-"');
+
+export const sessionsQuery = z.strictObject({ gateway: gatewayIdParam.optional() });
+
 /** POST /api/reload takes no options today; an empty body or `{}` is accepted, anything else refused. */
 export const reloadBody = z.strictObject({});
 

@@ -10,7 +10,7 @@
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
-import type { QuotaView, ReloadResult, SessionView, StatsView, UserView } from '../admin/backend.js';
+import type { FleetListInfo, QuotaView, ReloadResult, SessionView, StatsView, UserView } from '../admin/backend.js';
 import { SERVER_DEFAULTS } from '../config/defaults.js';
 import { ErrorCodes, QuicgateError, type ErrorCode } from '../errors.js';
 import type { CliIo } from './io.js';
@@ -113,6 +113,7 @@ export const SessionViewSchema: z.ZodType<SessionView> = z.object({
   packetsOut: z.number(),
   rateIn: z.number(),
   rateOut: z.number(),
+  gateway: z.string().optional(),
 });
 
 const QuotaViewSchema: z.ZodType<QuotaView> = z.object({
@@ -159,9 +160,17 @@ export const ReloadAnswerSchema: z.ZodType<ReloadAnswer> = z.object({
   changed: z.array(z.object({ key: z.string(), effect: z.enum(['live', 'new_sessions', 'restart']) })),
 });
 
-const SessionListSchema = z.object({ sessions: z.array(SessionViewSchema) });
+const FleetListInfoSchema: z.ZodType<FleetListInfo> = z.object({
+  gateway: z.string(),
+  gateways: z.array(z.string()),
+  complete: z.boolean(),
+  error: z.string().optional(),
+});
 
-export const KillSessionResultSchema = z.object({ id: z.string(), closed: z.boolean(), reason: z.string() });
+const SessionListSchema = z.object({ sessions: z.array(SessionViewSchema), fleet: FleetListInfoSchema.optional() });
+export type SessionList = z.output<typeof SessionListSchema>;
+
+export const KillSessionResultSchema = z.object({ id: z.string(), closed: z.boolean(), reason: z.string(), gateway: z.string().optional() });
 export type KillSessionResult = z.output<typeof KillSessionResultSchema>;
 
 export const KillUserSessionsResultSchema = z.object({ user: z.string(), sessionsClosed: z.number(), reason: z.string() });
@@ -189,7 +198,13 @@ export class AdminClient {
   }
 
   async listSessions(): Promise<SessionView[]> {
-    return (await this.call('GET', 'api/sessions', SessionListSchema)).sessions;
+    return (await this.sessionList()).sessions;
+  }
+
+  /** The whole answer: with config fleet every gateway's sessions (or one gateway's) and the fleet part. */
+  sessionList(gateway?: string): Promise<SessionList> {
+    const query = gateway === undefined ? '' : `?gateway=${encodeURIComponent(gateway)}`;
+    return this.call('GET', `api/sessions${query}`, SessionListSchema);
   }
 
   getUser(name: string): Promise<UserView> {

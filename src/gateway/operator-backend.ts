@@ -8,13 +8,16 @@ import type { Logger } from 'pino';
 import { X509Certificate } from 'node:crypto';
 import type {
   AdminBackend,
+  FleetSessionMetrics,
   HealthView,
   HourlyView,
   MetricsSnapshot,
+  FleetView,
   OverviewView,
   PastSessionsQuery,
   PastSessionsView,
   ReloadResult,
+  SessionListView,
   SessionView,
   StatsView,
   UserChanges,
@@ -31,6 +34,7 @@ import type { TransportKind } from '../transport/types.js';
 import { defaultBurst } from './bucket.js';
 import type { QuotaEnforcer } from './quota.js';
 import { RateSampler } from './rate-sampler.js';
+import { sessionViewOf } from './session-view.js';
 import type { Gateway } from './server.js';
 import type { EndReason, Session } from './session.js';
 import { UsageLedger } from './usage-ledger.js';
@@ -93,6 +97,8 @@ export class GatewayBackend implements AdminBackend {
     this.sampler = new RateSampler({ clock: this.clock, sessions: () => sessions.list(), intervalMs: options.sampleIntervalMs });
     this.ledger = new UsageLedger({ clock: this.clock, retainMs: options.ledgerRetainMs });
     this.sampler.start();
+    // Other gateways list this one's sessions from its records: give them the sampled rates too.
+    this.gateway.fleetSessions?.registry.setDescriber((s) => this.sessionView(s));
     this.offClosed = sessions.onClosed((session, reason) => {
       this.ledger.addEnded(session.user, session.counters);
       const durationSeconds = Math.max(0, (this.clock.now() - session.startedMono) / 1000);
@@ -139,6 +145,45 @@ export class GatewayBackend implements AdminBackend {
     const closed = this.gateway.sessions.killUser(name, 'admin_kill', 'closed by the administrator');
     this.logger.info({ user: name, closed }, "admin: user's sessions killed");
     return closed;
+  }
+
+  // ── sessions of the fleet (this gateway alone without one) ─────────────────────────────────────────
+
+  async listAllSessions(gateway: string | null): Promise<SessionListView> {
+    const fleet = this.gateway.fleetSessions;
+    if (fleet === null) return { sessions: gateway === null || gateway === this.gateway.currentConfig.gatewayId ? this.listSessions() : [] };
+    return fleet.list(this.listSessions(), gateway);
+  }
+
+  async findSession(id: string): Promise<SessionView | null> {
+    const local = this.getSession(id);
+    const fleet = this.gateway.fleetSessions;
+    if (local === null && fleet !== null) return fleet.remoteSession(id);
+    return local === null || fleet === null ? local : { ...local, gateway: fleet.gatewayId };
+  }
+
+  async killAnySession(id: string): Promise<{ readonly gateway?: string } | null> {
+    const fleet = this.gateway.fleetSessions;
+    if (this.killSession(id)) return fleet === null ? {} : { gateway: fleet.gatewayId };
+    if (fleet === null) return null;
+    const ended = await fleet.killRemote(id, 'admin_kill', 'closed by the administrator');
+    if (ended !== null) this.logger.info({ session: id, gateway: ended.gateway }, 'admin: session on another gateway killed');
+    return ended;
+  }
+
+  async killAnyUserSessions(name: string): Promise<number | null> {
+    const here = this.killUserSessions(name);
+    const fleet = this.gateway.fleetSessions;
+    if (here === null || fleet === null) return here;
+    try {
+      const there = await fleet.killUserRemote(name, 'admin_kill', 'closed by the administrator');
+      if (there > 0) this.logger.info({ user: name, closed: there }, "admin: user's sessions on other gateways killed");
+      return here + there;
+    } catch (err) {
+      // Those here are closed already: say so with the error, which names the gateway that did not answer.
+      if (isQuicgateError(err)) throw new QuicgateError(err.code, `${err.message} (${here} closed on this gateway)`, { cause: err, details: { ...err.details, closedHere: here } });
+      throw err;
+    }
   }
 
   // ── users and stats ────────────────────────────────────────────────────────────────────────────────
@@ -223,6 +268,14 @@ export class GatewayBackend implements AdminBackend {
   }
 
   // ── console views ──────────────────────────────────────────────────────────────────────────────────
+
+  fleet(): FleetView {
+    const fleet = this.gateway.fleet;
+    const gatewayId = this.gateway.currentConfig.gatewayId;
+    if (fleet === null) return { enabled: false, gatewayId, link: null, linkSince: null, rate: null };
+    const { link, linkSince, rate } = fleet.status;
+    return { enabled: true, gatewayId, link, linkSince: new Date(linkSince).toISOString(), rate: { ...rate } };
+  }
 
   overview(): OverviewView {
     const config = this.gateway.currentConfig;
@@ -399,6 +452,22 @@ export class GatewayBackend implements AdminBackend {
       historyPending: health?.pending ?? 0,
       connections: this.gateway.connectionStats,
       historyDropped: health?.dropped ?? 0,
+      fleetSessions: this.fleetMetrics(),
+    };
+  }
+
+  private fleetMetrics(): FleetSessionMetrics | null {
+    const fleet = this.gateway.fleetSessions;
+    if (fleet === null) return null;
+    const s = fleet.stats();
+    return {
+      degraded: s.degraded,
+      localOnlyAdmissions: s.localOnlyAdmissions,
+      resyncs: s.resyncs,
+      gatewaysLost: s.gatewaysLost,
+      routedKillsServed: s.routedKillsServed,
+      replacedRemote: s.replacedRemote,
+      malformed: s.malformedRecords + s.malformedMessages,
     };
   }
 
@@ -410,24 +479,7 @@ export class GatewayBackend implements AdminBackend {
   // ── internals ──────────────────────────────────────────────────────────────────────────────────────
 
   private sessionView(s: Session): SessionView {
-    const rate = this.sampler.rateOf(s.id);
-    return {
-      id: s.id,
-      user: s.user,
-      ipv4: s.ipv4,
-      ipv6: s.ipv6,
-      peer: s.peer,
-      transport: s.transport,
-      startedAt: new Date(s.startedAt).toISOString(),
-      // lastActivity is monotonic; map it onto the wall clock through the session's start.
-      lastActivityAt: new Date(s.startedAt + (s.lastActivity - s.startedMono)).toISOString(),
-      bytesIn: s.counters.bytesIn,
-      bytesOut: s.counters.bytesOut,
-      packetsIn: s.counters.packetsIn,
-      packetsOut: s.counters.packetsOut,
-      rateIn: Math.round(rate.in),
-      rateOut: Math.round(rate.out),
-    };
+    return sessionViewOf(s, this.sampler.rateOf(s.id));
   }
 
   /** All-time usage: the history (flushed first, so live sessions are in it exactly once), else memory. */

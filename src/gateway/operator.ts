@@ -14,6 +14,7 @@ import type { ReloadResult } from '../admin/backend.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { ServerConfig } from '../config/types.js';
+import { FleetQuotaCounter } from '../fleet/quota-counter.js';
 import { HistoryStore } from '../history/index.js';
 import { MetricsExporter, type MetricsExporterOptions } from '../metrics/exporter.js';
 import { attachHistoryRecorder, type HistoryRecorder } from './history-recorder.js';
@@ -76,6 +77,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
   const { history, error: historyError } = await (opts.history ?? openHistory(config, logger, clock));
   const recorder: HistoryRecorder | null = history === null ? null : attachHistoryRecorder(gateway.sessions, history, clock);
 
+  const fleet = gateway.fleetSessions;
   const quota = new QuotaEnforcer({
     sessions: gateway.sessions,
     registry: gateway.registry,
@@ -83,7 +85,19 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
     history,
     clock,
     logger,
+    shared: fleet === null ? null : new FleetQuotaCounter({ redis: fleet.redis, gatewayId: fleet.gatewayId, logger }),
   });
+  // A gateway whose lease expired left its history rows open: the one gateway that reaped it closes them.
+  const closeCrashed = crashCloserOf(history);
+  const offGatewayLost =
+    fleet?.onGatewayLost(async (id) => {
+      if (closeCrashed === null) {
+        logger.warn({ gateway: id }, 'fleet: lost gateway; this history store cannot close its open sessions');
+        return;
+      }
+      const closed = await closeCrashed(id, 'crash', clock.wallNow());
+      logger.info({ gateway: id, closed }, "fleet: lost gateway's open history sessions closed as crash");
+    }) ?? (() => undefined);
   gateway.sessions.setAdmissionCheck(quota.admissionCheck);
   quota.start();
 
@@ -106,7 +120,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
       return result;
     },
   });
-  const metrics = new MetricsExporter(backend, opts.metrics);
+  const metrics = new MetricsExporter(backend, { ...opts.metrics, fleet: gateway.fleet });
 
   let admin: AdminServer | null;
   try {
@@ -114,6 +128,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
   } catch (err) {
     // A configured admin API that cannot listen (port taken) is a startup error, not something to hide.
     gateway.sessions.setAdmissionCheck(null);
+    offGatewayLost();
     quota.stop();
     metrics.close();
     backend.close();
@@ -134,6 +149,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
         await admin?.close();
         // Sessions end while the recorder still listens, so every end reaches the history before it closes.
         await gateway.stop('server_shutdown');
+        offGatewayLost();
         quota.stop();
         metrics.close();
         backend.close();
@@ -143,4 +159,13 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
       return stopping;
     },
   };
+}
+
+/** HistoryStore.closeOpenSessions (the history stores of the fleet work): close a lost gateway's open rows. */
+type CrashCloser = (gatewayId: string, reason: 'crash', endedAtMs: number) => Promise<number>;
+
+/** The store's closeOpenSessions when it has one (typed here so this file builds before the store gains it). */
+function crashCloserOf(history: HistoryStore | null): CrashCloser | null {
+  const method: unknown = (history as { closeOpenSessions?: unknown } | null)?.closeOpenSessions;
+  return typeof method === 'function' ? (method as CrashCloser).bind(history) : null;
 }

@@ -12,6 +12,10 @@
  * configured limit and the cap (registry.ts, effectiveRate). So a reload, which supplies the configured limit,
  * keeps a throttle in force, and the first session of a throttled user starts throttled.
  *
+ * In a fleet (src/fleet/quota-counter.ts) each tick also adds the deltas to a fleet-wide counter and takes the
+ * fleet's total when it is higher than what this gateway counted: a quota spent across gateways is enforced on
+ * every one of them within a tick or two.
+ *
  * The config is read on every tick (gateway.currentConfig), so a reload that changes a quota applies at the
  * next tick, whichever way the reload came. Without a history the usage is counted in memory only.
  */
@@ -35,6 +39,23 @@ export interface QuotaEnforcerOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly intervalMs?: number;
+  /** The fleet-wide usage (null: this gateway alone). */
+  readonly shared?: SharedQuotaUsage | null;
+}
+
+/** A user's period this gateway watches, with what it counted itself (the seed of a missing fleet counter). */
+export interface SharedQuotaWatch {
+  readonly user: string;
+  readonly periodKey: string;
+  readonly localUsed: number;
+}
+
+/** Usage shared across gateways: add() this gateway's bytes, used() the fleet's total, flush() in the background. */
+export interface SharedQuotaUsage {
+  add(user: string, periodKey: string, bytes: number): void;
+  /** The fleet-wide bytes of the period as far as known; null before the first read. */
+  used(user: string, periodKey: string): number | null;
+  flush(watch: readonly SharedQuotaWatch[]): void;
 }
 
 interface QuotaState {
@@ -114,6 +135,8 @@ export class QuotaEnforcer {
     }
 
     const withQuota = new Set<string>();
+    const shared = this.opts.shared ?? null;
+    const watch: SharedQuotaWatch[] = [];
     for (const user of this.opts.config().users) {
       const quota = user.quota;
       if (quota === null) continue;
@@ -125,9 +148,16 @@ export class QuotaEnforcer {
       if (delta > 0) {
         this.opts.history?.addQuotaUsage(user.name, state.key, delta);
         state.used += delta;
+        shared?.add(user.name, state.key, delta);
+      }
+      if (shared !== null) {
+        const fleetUsed = shared.used(user.name, state.key);
+        if (fleetUsed !== null && fleetUsed > state.used) state.used = fleetUsed;
+        watch.push({ user: user.name, periodKey: state.key, localUsed: state.used });
       }
       this.enforce(user, quota, state);
     }
+    shared?.flush(watch);
     // A user whose quota (or whole entry) a reload removed: lift our throttle, forget the state.
     for (const [name, state] of this.states) {
       if (withQuota.has(name)) continue;

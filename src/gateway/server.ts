@@ -8,6 +8,8 @@ import { systemClock, type Clock } from '../clock.js';
 import { RELOAD_EFFECTS, type ReloadEffect } from '../config/schema.js';
 import type { ServerConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
+import { Fleet } from '../fleet/fleet.js';
+import { SessionFleet } from '../fleet/session-fleet.js';
 import type { ControlMessage } from '../transport/control.js';
 import type { ConnectionGuardStats } from '../transport/connection-guard.js';
 import type { AcceptedConnection, Admission, TunnelListener } from '../transport/types.js';
@@ -63,6 +65,10 @@ export class Gateway {
   private forwarder: Forwarder | null = null;
   private tun: TunDevice | null = null;
   private listener: TunnelListener | null = null;
+  /** Config `fleet`: the parts shared with other gateways through Redis (src/fleet/fleet.ts); null alone. */
+  private fleetParts: Fleet | null = null;
+  /** Config `fleet`: sessions shared with the other gateways (caps, lists, kills, liveness); null alone. */
+  private sessionFleet: SessionFleet | null = null;
   private stopping: Promise<void> | null = null;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -74,7 +80,7 @@ export class Gateway {
     this.clock = parts.clock ?? systemClock;
     this.logger = parts.logger;
     this.pool = new AddressPool(config);
-    this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping });
+    this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping, fleetFallbackShare: config.fleet?.fallbackShare ?? null });
     this.sessions = new SessionManager({
       config,
       pool: this.pool,
@@ -114,12 +120,38 @@ export class Gateway {
     return this.listener?.connectionStats?.() ?? null;
   }
 
+  /** The fleet's session part (null: this gateway alone, or not started). */
+  get fleetSessions(): SessionFleet | null {
+    return this.sessionFleet;
+  }
+
   get listenerKinds(): readonly string[] {
     return this.listener?.kinds ?? [];
   }
 
+  /** The fleet parts (null: this gateway alone, or not started). */
+  get fleet(): Fleet | null {
+    return this.fleetParts;
+  }
+
   private async open(): Promise<void> {
     const { config } = this;
+    // Fleet first, so the first session's rate is already shared; it waits for Redis a short, bounded time.
+    if (config.fleet !== null) {
+      this.fleetParts = await Fleet.start({ config: config.fleet, gatewayId: config.gatewayId, registry: this.registry, clock: this.clock, logger: this.logger });
+      // Sessions share the fleet's connections; admitted on local caps until the lease is held.
+      this.sessionFleet = new SessionFleet({
+        redis: this.fleetParts.redis,
+        config: config.fleet,
+        gatewayId: config.gatewayId,
+        sessions: this.sessions,
+        clock: this.clock,
+        logger: this.logger,
+        // An admitted request opens its session within the handshake timeout; the margin covers clock skew.
+        reservationMs: config.connections.handshakeTimeoutMs + 5_000,
+      });
+      this.sessionFleet.start();
+    }
     // The port first: a second gateway with the same config fails on it (naming address and port), not on the
     // TUN name; sessions arriving before the TUN is open are closed by accept().
     this.listener = await this.parts.listen({
@@ -250,12 +282,17 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.sessions.closeAll(reason);
       this.sessions.stop();
+      // After the sessions' releases were queued: the lease and records are given up, not left to expire.
+      await this.sessionFleet?.stop().catch((err: unknown) => this.logger.warn({ err }, 'fleet sessions stop failed'));
       const listener = this.listener;
       this.listener = null;
       await listener?.close().catch((err: unknown) => this.logger.warn({ err }, 'listener close failed'));
       const tun = this.tun;
       this.tun = null;
       await tun?.close().catch((err: unknown) => this.logger.warn({ err }, 'tun close failed'));
+      const fleet = this.fleetParts;
+      this.fleetParts = null;
+      await fleet?.stop().catch((err: unknown) => this.logger.warn({ err }, 'fleet stop failed'));
       this.logger.info({ reason }, 'gateway stopped');
     })();
     return this.stopping;

@@ -3,12 +3,14 @@
  *
  *   authenticate(request)  throttle(source) ─► verifyPassword (unknown user: decoy hash, same timing)
  *                          ─► disabled ─► per-user limit (policy reject; a valid resume claim's old session does
- *                          not count) ─► total limit ─► { ok }
+ *                          not count) ─► total limit ─► fleet caps (SharedSessionCaps.reserve: an atomic
+                          check-and-add across gateways, which may replace the user's oldest session anywhere)
+                          ─► { ok }
  *   open(conn, request)    resume claim valid? end the old session ('resumed') and prefer its addresses
  *                          ─► re-check limits (replace_oldest ends the oldest with 'replaced')
  *                          ─► pool.allocate ─► registry.add (the user's shared bucket) ─► dataPlane.attach
  *                          (route, shaping) ─► watch conn.closed ─► onOpened
- *   end(session, reason)   once per session: state closed ─► conn.close({reason}) ─► dataPlane.detach
+ *   end(session, reason)   once per session: state closed ─► fleet release ─► conn.close({reason}) ─► dataPlane.detach
  *                          ─► registry.remove (last one drops the bucket) ─► pool.release ─► count ─► onClosed
  *   checker (clock interval, start()/stop()): idle_timeout / session_timeout ─► end()
  *
@@ -67,6 +69,27 @@ export interface SessionDataPlane {
 
 /** Returns the reason to refuse the user, or null to let the other checks decide. */
 export type AdmissionCheck = (user: UserConfig) => RejectReason | null;
+
+/** The session limits that apply to one admission: the user's own cap, the total cap and the policy. */
+export interface CapLimits {
+  readonly maxPerUser: number;
+  readonly maxTotal: number;
+  readonly atLimit: SessionLimits['atLimit'];
+}
+
+/**
+ * Caps shared with other gateways (src/fleet/session-registry.ts). reserve() is the async check-and-add at
+ * admission, after the local checks passed (`leaving`: the resumed session that must not count); claim() hands
+ * open() the reserved session id (null: nothing reserved, e.g. the shared store is down: local caps only);
+ * abandon() frees a reservation open() did not use; opened() and released() bracket a session's life.
+ */
+export interface SharedSessionCaps {
+  reserve(request: ConnectRequest, limits: CapLimits, leaving: string | null): Promise<'user_limit' | 'server_limit' | null>;
+  claim(request: ConnectRequest): string | null;
+  abandon(sessionId: string): void;
+  opened(session: Session): void;
+  released(session: Session): void;
+}
 
 export type OpenedListener = (session: Session) => void;
 export type ClosedListener = (session: Session, reason: EndReason, message: string | undefined) => void;
@@ -135,6 +158,7 @@ export class SessionManager {
   private checker: TimerHandle | null = null;
   private shutDown = false;
   private admissionCheck: AdmissionCheck | null;
+  private sharedCaps: SharedSessionCaps | null = null;
 
   constructor(options: SessionManagerOptions) {
     const { config } = options;
@@ -155,6 +179,11 @@ export class SessionManager {
   /** Install (or with null remove) the extra admission rule; the Gateway builds this manager, so it is settable. */
   setAdmissionCheck(check: AdmissionCheck | null): void {
     this.admissionCheck = check;
+  }
+
+  /** Install (or with null remove) the fleet-wide caps; the Gateway does when the config has a fleet. */
+  setSharedCaps(caps: SharedSessionCaps | null): void {
+    this.sharedCaps = caps;
   }
 
   /** Install the data plane that routes and shapes each session (the Gateway does, once its TUN is open). */
@@ -194,8 +223,13 @@ export class SessionManager {
     const extra = this.admissionCheck?.(user) ?? null;
     if (extra !== null) return this.refuse(request, extra);
     // A resumed session ends when its successor opens: it must not count against the limits it frees.
-    const verdict = this.checkLimits(user, this.resumable(user.name, request.resume) === undefined ? 0 : 1);
+    const resumed = this.resumable(user.name, request.resume);
+    const verdict = this.checkLimits(user, resumed === undefined ? 0 : 1);
     if (verdict.reject !== null) return this.refuse(request, verdict.reject);
+    if (this.sharedCaps !== null) {
+      const shared = await this.sharedCaps.reserve(request, this.capLimitsOf(user), resumed?.id ?? null);
+      if (shared !== null) return this.refuse(request, shared);
+    }
     return { ok: true, user: user.name };
   }
 
@@ -206,6 +240,17 @@ export class SessionManager {
    * kept and the caller closes the connection.
    */
   open(connection: TunnelConnection, request: ConnectRequest): Session {
+    const reserved = this.sharedCaps?.claim(request) ?? null;
+    try {
+      return this.openSession(connection, request, reserved);
+    } catch (err) {
+      if (reserved !== null) this.sharedCaps?.abandon(reserved);
+      throw err;
+    }
+  }
+
+  /** open() with the fleet's reserved session id, if any. */
+  private openSession(connection: TunnelConnection, request: ConnectRequest, reserved: string | null): Session {
     if (this.shutDown) throw new QuicgateError('QG_ERR_CLOSED', 'the session manager is shut down');
     const user = this.users.get(request.user);
     if (user === undefined) throw this.refusal(request, 'auth_failed');
@@ -227,7 +272,7 @@ export class SessionManager {
       const oldest = this.oldestSessionOf(user.name);
       if (oldest !== undefined) this.end(oldest, 'replaced', 'replaced by a newer session of the same user');
     }
-    const id = this.newId();
+    const id = reserved ?? this.newId();
     if (this.sessions.has(id)) throw new Error(`session id generator repeated an id: ${id}`);
 
     // Setup, in this order; release (here on a failure, in end() otherwise) in the reverse one.
@@ -270,6 +315,8 @@ export class SessionManager {
       throw err;
     }
     this.openedCount++;
+    // Registered fleet-wide last in setup, so end() releases it first (reverse order); never throws.
+    this.sharedCaps?.opened(session);
     connection.closed.then(
       (info) => this.end(session, 'client_closed', info.message ?? info.reason),
       (err: unknown) => this.end(session, 'error', err instanceof Error ? err.message : String(err)),
@@ -301,6 +348,7 @@ export class SessionManager {
         failures.push({ step: name, err });
       }
     };
+    step('fleet release', () => this.sharedCaps?.released(session));
     step('transport close', () => session.connection.close(message === undefined ? { reason } : { reason, message }));
     step('data plane detach', () => this.dataPlane?.detach(session));
     this.sessions.delete(session.id);
@@ -470,6 +518,11 @@ export class SessionManager {
   }
 
   // ── internals ──────────────────────────────────────────────────────────────────────────────────────────
+
+  private capLimitsOf(user: UserConfig): CapLimits {
+    const { limits } = this.defaults;
+    return { maxPerUser: user.maxSessions ?? limits.maxSessionsPerUser, maxTotal: limits.maxTotalSessions, atLimit: limits.atLimit };
+  }
 
   /** `leaving`: sessions of the user about to end (a resumed one), not counted. */
   private checkLimits(user: UserConfig, leaving: number): LimitVerdict {

@@ -9,6 +9,7 @@ import type { AdminBackend, MetricsSnapshot } from '../admin/backend.js';
 import { DROP_REASONS } from '../gateway/drops.js';
 import { END_REASONS, REJECT_REASONS } from '../gateway/session.js';
 import { GUARD_CLOSE_REASONS } from '../transport/connection-guard.js';
+import { registerFleetMetrics, type FleetMetricsSource } from './fleet.js';
 import { HighWaterMarks } from './monotonic.js';
 
 export interface MetricsExporterOptions {
@@ -16,6 +17,8 @@ export interface MetricsExporterOptions {
   readonly defaultMetrics?: boolean;
   /** Upper bounds of the session duration histogram, seconds. */
   readonly durationBuckets?: readonly number[];
+  /** The gateway's fleet parts (config `fleet`): link and lease metrics (fleet.ts); null or absent alone. */
+  readonly fleet?: FleetMetricsSource | null;
 }
 
 /** 1 s … 7 days: sessions range from failed handshakes to week-long tunnels. */
@@ -124,13 +127,43 @@ export class MetricsExporter {
       (s) => [[{}, s.historyDropped]],
     );
 
+    // Config fleet only (no series without one).
+    const fleet = (s: MetricsSnapshot, value: (f: NonNullable<MetricsSnapshot['fleetSessions']>) => number): [Labels<never>, number][] =>
+      s.fleetSessions == null ? [] : [[{}, value(s.fleetSessions)]];
+    labelledGauge('quicgate_fleet_sessions_degraded', 'Config fleet: 1 while session caps, lists and kills are local only (Redis unreachable or the lease not held).', [], registers, (s) =>
+      fleet(s, (f) => (f.degraded ? 1 : 0)),
+    );
+    monotonicCounter('quicgate_fleet_local_only_admissions_total', 'Config fleet: sessions admitted on local caps only because the fleet could not be asked.', [], registers, (s) =>
+      fleet(s, (f) => f.localOnlyAdmissions),
+    );
+    monotonicCounter('quicgate_fleet_session_resyncs_total', "Config fleet: re-registrations of this gateway's live sessions (after Redis returned).", [], registers, (s) =>
+      fleet(s, (f) => f.resyncs),
+    );
+    monotonicCounter('quicgate_fleet_gateways_lost_total', 'Config fleet: gateways whose lease expired, found by this gateway.', [], registers, (s) =>
+      fleet(s, (f) => f.gatewaysLost),
+    );
+    monotonicCounter('quicgate_fleet_routed_kills_served_total', 'Config fleet: kills other gateways routed to this one.', [], registers, (s) =>
+      fleet(s, (f) => f.routedKillsServed),
+    );
+    monotonicCounter('quicgate_fleet_sessions_replaced_remote_total', "Config fleet: other gateways' sessions this one replaced (replace_oldest).", [], registers, (s) =>
+      fleet(s, (f) => f.replacedRemote),
+    );
+    monotonicCounter('quicgate_fleet_malformed_total', 'Config fleet: malformed session records and control messages read from Redis and dropped.', [], registers, (s) =>
+      fleet(s, (f) => f.malformed),
+    );
+
     const durations = new Histogram({
       name: 'quicgate_session_duration_seconds',
       help: 'Duration of ended sessions.',
       buckets: [...(options.durationBuckets ?? DEFAULT_DURATION_BUCKETS)],
       registers,
     });
-    this.unsubscribe = backend.onSessionEnded((ended) => durations.observe(Math.max(0, ended.durationSeconds)));
+    const offEnded = backend.onSessionEnded((ended) => durations.observe(Math.max(0, ended.durationSeconds)));
+    const offFleet = options.fleet ? registerFleetMetrics(this.registry, options.fleet) : () => undefined;
+    this.unsubscribe = () => {
+      offEnded();
+      offFleet();
+    };
 
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
 

@@ -98,6 +98,51 @@ describe('sessions list', () => {
   });
 });
 
+describe('sessions list with config fleet', () => {
+  /** The backend answers as a gateway of a fleet: its sessions on gw1, bob's on gw2. */
+  function asFleet(complete = true): string[] {
+    const asked: string[] = [];
+    backend.listAllSessions = async (gateway) => {
+      asked.push(gateway ?? '*');
+      const all = backend.listSessions().map((s) => ({ ...s, gateway: s.user === 'bob' ? 'gw2' : 'gw1' }));
+      const sessions = all.filter((s) => (complete || s.gateway === 'gw1') && (gateway === null || s.gateway === gateway));
+      return { sessions, fleet: { gateway: 'gw1', gateways: complete ? ['gw1', 'gw2'] : ['gw1'], complete, ...(complete ? {} : { error: 'connect ECONNREFUSED' }) } };
+    };
+    return asked;
+  }
+
+  it('shows the owning gateway, filters by gateway and by user across the fleet', async () => {
+    const asked = asFleet();
+    let io = await admin(['sessions', 'list', ...conn()]);
+    expectSuccess(io);
+    const lines = io.out().trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+GATEWAY\s+USER\s/);
+    expect(lines.find((l) => l.startsWith('s-bob-1'))).toMatch(/^s-bob-1\s+gw2\s+bob\s/);
+    io = await admin(['sessions', 'list', '--gateway', 'gw2', '--json', ...conn()]);
+    expectSuccess(io);
+    expect(JSON.parse(io.out())).toMatchObject({ sessions: [{ id: 's-bob-1', gateway: 'gw2' }], fleet: { gateway: 'gw1', complete: true } });
+    io = await admin(['sessions', 'list', '--user', 'alice', ...conn()]);
+    expectSuccess(io);
+    expect(io.out().trimEnd().split('\n').slice(1).map((l) => l.split(/\s+/)[0])).toEqual(['s-alice-1', 's-alice-2']);
+    expect(asked).toEqual(['*', 'gw2', '*']);
+  });
+
+  it('warns when only the answering gateway could be listed', async () => {
+    asFleet(false);
+    const io = await admin(['sessions', 'list', ...conn()]);
+    expect(io.failures).toEqual([]);
+    expect(io.err()).toBe("warning: only gateway gw1's sessions are listed: the fleet's Redis cannot be reached (connect ECONNREFUSED)\n");
+    expect(io.out()).not.toContain('s-bob-1');
+  });
+
+  it('says which gateway ended a session killed through another one', async () => {
+    backend.killAnySession = async (id) => (backend.killSession(id) ? { gateway: 'gw2' } : null);
+    const io = await admin(['sessions', 'kill', 's-bob-1', ...conn()]);
+    expectSuccess(io);
+    expect(io.out()).toBe('closed session s-bob-1 on gateway gw2\n');
+  });
+});
+
 describe('sessions kill', () => {
   it('ends one session by id', async () => {
     const io = await admin(['sessions', 'kill', 's-bob-1', ...conn()]);

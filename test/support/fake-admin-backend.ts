@@ -9,11 +9,13 @@ import type {
   HealthView,
   HourlyView,
   MetricsSnapshot,
+  FleetView,
   OverviewView,
   PastSessionsQuery,
   PastSessionsView,
   QuotaView,
   ReloadResult,
+  SessionListView,
   SessionView,
   StatsView,
   UserChanges,
@@ -166,6 +168,23 @@ export class FakeAdminBackend implements AdminBackend {
     return closed;
   }
 
+  // Without a fleet the fleet-wide forms answer for this gateway alone, as GatewayBackend's do.
+  async listAllSessions(gateway: string | null): Promise<SessionListView> {
+    return { sessions: gateway === null ? this.listSessions() : [] };
+  }
+
+  async findSession(id: string): Promise<SessionView | null> {
+    return this.getSession(id);
+  }
+
+  async killAnySession(id: string): Promise<{ readonly gateway?: string } | null> {
+    return this.killSession(id) ? {} : null;
+  }
+
+  async killAnyUserSessions(name: string): Promise<number | null> {
+    return this.killUserSessions(name);
+  }
+
   async getUser(name: string): Promise<UserView | null> {
     const user = this.users.get(name);
     if (user === undefined) return null;
@@ -223,6 +242,10 @@ export class FakeAdminBackend implements AdminBackend {
 
   health(): HealthView {
     return this.healthView;
+  }
+
+  fleet(): FleetView {
+    return { enabled: false, gatewayId: 'fake-gateway', link: null, linkSince: null, rate: null };
   }
 
   overview(): OverviewView {
