@@ -13,6 +13,8 @@ import type { ConnectionGuardStats } from '../transport/connection-guard.js';
 import type { AcceptedConnection, Admission, TunnelListener } from '../transport/types.js';
 import type { TunDevice, TunSettings } from '../tun/device.js';
 import type { AdmissionThrottle } from './admission.js';
+import { FleetAddressBook, cursorStartFor } from '../fleet/addresses.js';
+import { FleetRedis } from '../fleet/redis.js';
 import { Forwarder } from './forwarding.js';
 import { AddressPool } from './pool.js';
 import { UserRegistry } from './registry.js';
@@ -48,6 +50,8 @@ export interface GatewayParts {
   readonly clock?: Clock;
   readonly openTun: (settings: TunSettings) => Promise<TunDevice>;
   readonly listen: (request: ListenRequest) => Promise<TunnelListener>;
+  /** The fleet's Redis link when config.fleet is set; made (and closed) by the gateway when not given. */
+  readonly fleetRedis?: FleetRedis;
 }
 
 /** Per-session state of the control handler set up in Gateway.accept(). */
@@ -60,6 +64,9 @@ export class Gateway {
   readonly pool: AddressPool;
   readonly registry: UserRegistry;
   readonly sessions: SessionManager;
+  /** Fleet-wide address claims (config.fleet), else null: the pool alone. */
+  readonly fleetAddresses: FleetAddressBook | null;
+  private readonly fleetRedis: FleetRedis | null;
   private forwarder: Forwarder | null = null;
   private tun: TunDevice | null = null;
   private listener: TunnelListener | null = null;
@@ -73,11 +80,27 @@ export class Gateway {
   ) {
     this.clock = parts.clock ?? systemClock;
     this.logger = parts.logger;
-    this.pool = new AddressPool(config);
+    const fleet = config.fleet;
+    this.fleetRedis = fleet === null ? null : (parts.fleetRedis ?? new FleetRedis(fleet));
+    // In a fleet the last-address memory is Redis's (sticky through any gateway), not this process's.
+    this.pool = new AddressPool(config, fleet === null ? {} : { rememberUsers: 0, cursorStart: cursorStartFor(config.gatewayId) });
+    this.fleetAddresses =
+      fleet === null || this.fleetRedis === null
+        ? null
+        : new FleetAddressBook({
+            redis: this.fleetRedis,
+            pool: this.pool,
+            gatewayId: config.gatewayId,
+            leaseMs: fleet.sessionLeaseMs,
+            reserve: fleet.addressReserve,
+            clock: this.clock,
+            logger: this.logger,
+          });
     this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping });
     this.sessions = new SessionManager({
       config,
       pool: this.pool,
+      ...(this.fleetAddresses === null ? {} : { addresses: this.fleetAddresses }),
       registry: this.registry,
       clock: this.clock,
       logger: this.logger,
@@ -120,6 +143,11 @@ export class Gateway {
 
   private async open(): Promise<void> {
     const { config } = this;
+    if (this.fleetRedis !== null && this.parts.fleetRedis === undefined) this.fleetRedis.connectInBackground();
+    this.fleetAddresses?.start((id) => {
+      const session = this.sessions.get(id);
+      if (session !== undefined) this.sessions.end(session, 'error', 'another gateway holds this tunnel address; reconnect');
+    });
     // The port first: a second gateway with the same config fails on it (naming address and port), not on the
     // TUN name; sessions arriving before the TUN is open are closed by accept().
     this.listener = await this.parts.listen({
@@ -145,7 +173,30 @@ export class Gateway {
     );
   }
 
-  private accept({ connection, request }: AcceptedConnection): void {
+  private accept(accepted: AcceptedConnection): void {
+    const book = this.fleetAddresses;
+    if (book === null) {
+      this.openSession(accepted);
+      return;
+    }
+    // In a fleet the addresses are claimed in Redis first (bounded wait; null: the reserve will serve).
+    const { request } = accepted;
+    const user = this.config.users.find((u) => u.name === request.user) ?? { name: request.user, staticAddresses: [] };
+    void book.prepare(user, request.previousAddresses).then(
+      (ticket) => {
+        book.stage(ticket);
+        try {
+          this.openSession(accepted);
+        } finally {
+          book.unstage();
+        }
+      },
+      // Pool exhausted: the open below refuses with the reason the client understands.
+      () => this.openSession(accepted),
+    );
+  }
+
+  private openSession({ connection, request }: AcceptedConnection): void {
     if (this.stopping !== null || this.forwarder === null) {
       connection.close({ reason: 'server_shutdown', message: 'gateway is shutting down' });
       return;
@@ -250,6 +301,8 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.sessions.closeAll(reason);
       this.sessions.stop();
+      await this.fleetAddresses?.stop();
+      if (this.parts.fleetRedis === undefined) await this.fleetRedis?.close();
       const listener = this.listener;
       this.listener = null;
       await listener?.close().catch((err: unknown) => this.logger.warn({ err }, 'listener close failed'));
