@@ -8,6 +8,7 @@ import type { EndReason, RejectReason } from '../gateway/session.js';
 import type { TransportKind } from '../transport/types.js';
 import type { z } from 'zod';
 import type {
+  fleetViewSchema,
   healthViewSchema,
   hourlyViewSchema,
   overviewViewSchema,
@@ -27,6 +28,7 @@ export type HealthView = z.infer<typeof healthViewSchema>;
 /** One shared snapshot for the console's Now view: live sessions, every user, gateway health. */
 export type OverviewView = z.infer<typeof overviewViewSchema>;
 export type HourlyView = z.infer<typeof hourlyViewSchema>;
+export type FleetView = z.infer<typeof fleetViewSchema>;
 export type PastSessionsView = z.infer<typeof pastSessionsViewSchema>;
 export type UserUpdateResult = Omit<z.infer<typeof userUpdateResultSchema>, 'reload'> & { readonly reload: ReloadResult | null };
 
@@ -93,6 +95,8 @@ export interface AdminBackend {
   health(): HealthView;
   /** Live sessions, every configured user and gateway health in one pass (the console's shared snapshot). */
   overview(): OverviewView;
+  /** This gateway's place in the fleet: id, Redis link, rate leases (docs/fleet.md). */
+  fleet(): FleetView;
   /** Sessions started and bytes per UTC hour over the window (from the history). */
   hourly(windowHours: number): Promise<HourlyView>;
   /** Past and open sessions from the history, newest first. */

@@ -199,6 +199,12 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': { description: 'Snapshot.', content: jsonContent(ref('Overview')) }, '401': unauthorized },
       },
     },
+    '/api/fleet': {
+      get: {
+        summary: "This gateway's id, its Redis link and the state of its rate leases (enabled false: a gateway alone).",
+        responses: { '200': { description: 'Fleet state.', content: jsonContent(ref('Fleet')) }, '401': unauthorized },
+      },
+    },
     '/api/history/hourly': {
       get: {
         summary: 'Sessions started and bytes per UTC hour over the window (every hour listed, zeros included).',

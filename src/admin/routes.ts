@@ -192,6 +192,15 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
     },
     {
       method: 'GET',
+      path: '/api/fleet',
+      auth: 'required',
+      async handle(req) {
+        noQuery(req);
+        return json(backend.fleet());
+      },
+    },
+    {
+      method: 'GET',
       path: '/api/history/hourly',
       auth: 'required',
       async handle(req) {

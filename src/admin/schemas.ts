@@ -160,6 +160,25 @@ export const overviewViewSchema = z
   })
   .register(apiSchemas, { id: 'Overview' });
 
+export const fleetViewSchema = z
+  .object({
+    enabled: z.boolean().describe('Whether this gateway is part of a fleet (config `fleet`).'),
+    gatewayId: z.string().describe('fleet.gateway_id (the host name when not set).'),
+    link: z.enum(['up', 'down']).nullable().describe('The Redis link; null alone.'),
+    linkSince: isoTime.nullable().describe('When the link last went up or down.'),
+    rate: z
+      .object({
+        state: z.enum(['shared', 'fallback']).describe('fallback: lease rounds fail, every user at fallback_share of their limit.'),
+        users: count.describe('Connected limited users in the last lease round.'),
+        roundsOk: count,
+        roundsFailed: count,
+        roundsSkipped: count.describe('Ticks skipped while the previous round was in flight.'),
+        lastRoundMs: z.number().describe('Duration of the last round (-1 before the first).'),
+      })
+      .nullable(),
+  })
+  .register(apiSchemas, { id: 'Fleet' });
+
 export const hourlyViewSchema = z
   .object({
     windowHours: count,

@@ -71,6 +71,13 @@ export class TokenBucket {
    * queue must be empty).
    */
   holding = 0;
+  /**
+   * Bytes offered to this bucket since the fleet's lease client last took them (takeOffered): every packet
+   * that paid at once (tryConsume) and every one handed to shaping (shapeOrDrop, whether it waits or is
+   * dropped), each counted once. The user's demand on this gateway, not what it was allowed: a share sized
+   * from consumed bytes alone would never grow past itself.
+   */
+  offered = 0;
   private readonly clock: Clock;
 
   /** `rate` in bytes/s; `burst` in bytes (null: defaultBurst(rate)). Starts full. */
@@ -106,7 +113,15 @@ export class TokenBucket {
     this.refill(now);
     if (this.tokens + ROUNDING_SLACK < (bytes < this.depth ? bytes : this.depth)) return false;
     this.tokens -= bytes;
+    this.offered += bytes;
     return true;
+  }
+
+  /** Offered bytes since the last call (see `offered`), and start counting anew. */
+  takeOffered(): number {
+    const bytes = this.offered;
+    this.offered = 0;
+    return bytes;
   }
 
   /** Milliseconds until `bytes` may go (0 if now). Consumes nothing. */

@@ -11,6 +11,7 @@ import type {
   HealthView,
   HourlyView,
   MetricsSnapshot,
+  FleetView,
   OverviewView,
   PastSessionsQuery,
   PastSessionsView,
@@ -223,6 +224,14 @@ export class GatewayBackend implements AdminBackend {
   }
 
   // ── console views ──────────────────────────────────────────────────────────────────────────────────
+
+  fleet(): FleetView {
+    const fleet = this.gateway.fleet;
+    const gatewayId = this.gateway.currentConfig.gatewayId;
+    if (fleet === null) return { enabled: false, gatewayId, link: null, linkSince: null, rate: null };
+    const { link, linkSince, rate } = fleet.status;
+    return { enabled: true, gatewayId, link, linkSince: new Date(linkSince).toISOString(), rate: { ...rate } };
+  }
 
   overview(): OverviewView {
     const config = this.gateway.currentConfig;

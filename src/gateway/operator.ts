@@ -106,7 +106,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
       return result;
     },
   });
-  const metrics = new MetricsExporter(backend, opts.metrics);
+  const metrics = new MetricsExporter(backend, { ...opts.metrics, fleet: gateway.fleet });
 
   let admin: AdminServer | null;
   try {

@@ -10,14 +10,18 @@
  *   setRateCap(user, rate) a cap on top of the configured limit (a spent quota's throttle rate), kept while the
  *                          user is offline too
  *   setShaping(mode)       config `shaping` (fair | fifo) on every live bucket and those made later
+ *   setFleetGrant(user, r) in a fleet (fleet.ts): this gateway's share of the user's fleet-wide limit, from the
+ *                          lease rounds (src/fleet/rate-leases.ts); clearFleetGrants() when Redis is unreachable
  *
  * The registry is the one owner of a user's effective rate: effective = configured limit capped by the rate
  * cap (effectiveRate below). Reload supplies the configured limit, the quota enforcer the cap; neither sets
  * the bucket itself, so a reload cannot lift a quota throttle and a quota tick cannot undo a reload.
+ * In a fleet the bucket runs at this gateway's part of it (localRate below): the granted share while the
+ * lease rounds succeed, else `fallback_share` of the effective limit; the lease client only supplies grants.
  */
 import { systemClock, type Clock } from '../clock.js';
 import type { Bandwidth, UserConfig } from '../config/types.js';
-import { TokenBucket } from './bucket.js';
+import { defaultBurst, TokenBucket } from './bucket.js';
 
 export interface UserLimit {
   /** Bytes per second, null for unlimited. */
@@ -42,11 +46,35 @@ export function effectiveRate(configured: UserLimit, cap: number | null): UserLi
   return { bandwidth: cap, burst: null };
 }
 
+/**
+ * The part of `effective` this gateway enforces in a fleet: the granted share (bytes/s, -1: none, e.g. Redis
+ * unreachable or not yet leased) or else `fallbackShare` of it. A configured burst shrinks with the share, so
+ * the gateways' bursts together stay the user's one burst; null keeps the default depth of the local rate.
+ */
+export function localRate(effective: UserLimit, grant: number, fallbackShare: number): UserLimit {
+  if (effective.bandwidth === null) return effective;
+  const rate = grant >= 0 ? grant : effective.bandwidth * fallbackShare;
+  // A bucket needs a positive rate; 1 B/s is "nothing" at any packet size while the share is zero.
+  const bandwidth = Math.max(1, rate);
+  const burst = effective.burst === null ? null : Math.max(1, Math.round(effective.burst * Math.min(1, bandwidth / effective.bandwidth)));
+  return { bandwidth, burst };
+}
+
 interface UserEntry {
   readonly connections: Set<string>;
   /** The limit from the config (reload updates it); the bucket runs at effectiveRate(configured, cap). */
   configured: UserLimit;
+  /** Fleet only: this gateway's granted share in bytes/s, -1 for none (localRate uses the fallback share). */
+  grant: number;
   bucket: TokenBucket | null;
+}
+
+/** A connected, limited user as the fleet's lease round sees it. */
+export interface LeaseView {
+  readonly user: string;
+  /** The effective limit (configured ∧ cap) in bytes/s: what this gateway reports as the user's limit. */
+  readonly limit: number;
+  readonly bucket: TokenBucket;
 }
 
 export interface Removal {
@@ -63,10 +91,18 @@ export class UserRegistry {
 
   private readonly clock: Clock;
   private fair: boolean;
+  /** Config fleet.fallback_share; null: no fleet, buckets run at the effective rate. */
+  private readonly fallbackShare: number | null;
 
-  constructor(options: { readonly clock?: Clock; readonly shaping?: 'fair' | 'fifo' } = {}) {
+  constructor(options: { readonly clock?: Clock; readonly shaping?: 'fair' | 'fifo'; readonly fleetFallbackShare?: number | null } = {}) {
     this.clock = options.clock ?? systemClock;
     this.fair = (options.shaping ?? 'fair') === 'fair';
+    this.fallbackShare = options.fleetFallbackShare ?? null;
+  }
+
+  /** Whether buckets run at a fleet share (config `fleet`). */
+  get inFleet(): boolean {
+    return this.fallbackShare !== null;
   }
 
   /** Config `shaping` for every live bucket and those made later (reload: applies from the next packet). */
@@ -86,7 +122,8 @@ export class UserRegistry {
     if (owner !== undefined) return this.users.get(owner)?.bucket ?? null;
     let entry = this.users.get(user);
     if (entry === undefined) {
-      entry = { connections: new Set(), configured: limit, bucket: this.newBucket(effectiveRate(limit, this.caps.get(user) ?? null)) };
+      entry = { connections: new Set(), configured: limit, grant: -1, bucket: null };
+      entry.bucket = this.newBucket(this.bucketRate(user, entry));
       this.users.set(user, entry);
     }
     entry.connections.add(connectionId);
@@ -127,7 +164,7 @@ export class UserRegistry {
     const entry = this.users.get(user);
     if (entry === undefined) return null;
     entry.configured = { bandwidth, burst };
-    return this.applyEffective(user, entry);
+    return this.applyChangedLimit(user, entry);
   }
 
   /**
@@ -138,18 +175,63 @@ export class UserRegistry {
     if (cap === null) this.caps.delete(user);
     else this.caps.set(user, cap);
     const entry = this.users.get(user);
-    return entry === undefined ? null : this.applyEffective(user, entry);
+    return entry === undefined ? null : this.applyChangedLimit(user, entry);
   }
 
   rateCapOf(user: string): number | null {
     return this.caps.get(user) ?? null;
   }
 
+  /**
+   * Fleet: this gateway's share of the user's limit (bytes/s) from a lease round, or null for none (the
+   * fallback share). No-op for a user with no connections or unlimited; returns the user's bucket.
+   */
+  setFleetGrant(user: string, grant: number | null): TokenBucket | null {
+    const entry = this.users.get(user);
+    if (entry === undefined || this.fallbackShare === null) return entry?.bucket ?? null;
+    const next = grant === null ? -1 : Math.max(0, grant);
+    if (next === entry.grant) return entry.bucket;
+    entry.grant = next;
+    return this.applyEffective(user, entry);
+  }
+
+  /** Fleet: every user back to the fallback share (the lease rounds fail: Redis unreachable). */
+  clearFleetGrants(): void {
+    for (const [user, entry] of this.users) {
+      if (entry.grant < 0) continue;
+      entry.grant = -1;
+      this.applyEffective(user, entry);
+    }
+  }
+
+  /** Fleet: connected users with a limit, for a lease round (user, effective limit, bucket). */
+  *leaseViews(): IterableIterator<LeaseView> {
+    for (const [user, entry] of this.users) {
+      if (entry.bucket === null) continue;
+      const { bandwidth } = effectiveRate(entry.configured, this.caps.get(user) ?? null);
+      if (bandwidth !== null) yield { user, limit: bandwidth, bucket: entry.bucket };
+    }
+  }
+
+  /** The rate this gateway's bucket for the user runs at: the effective limit, or in a fleet its local part. */
+  private bucketRate(user: string, entry: UserEntry): UserLimit {
+    const effective = effectiveRate(entry.configured, this.caps.get(user) ?? null);
+    if (this.fallbackShare === null) return effective;
+    return localRate(effective, entry.grant, this.fallbackShare);
+  }
+
+  /** After a local change of the limit or cap: the new limit applies now, not only from the next lease round. */
+  private applyChangedLimit(user: string, entry: UserEntry): TokenBucket | null {
+    const { bandwidth } = effectiveRate(entry.configured, this.caps.get(user) ?? null);
+    if (entry.grant >= 0 && bandwidth !== null && entry.grant > bandwidth) entry.grant = bandwidth;
+    return this.applyEffective(user, entry);
+  }
+
   private applyEffective(user: string, entry: UserEntry): TokenBucket | null {
-    const { bandwidth, burst } = effectiveRate(entry.configured, this.caps.get(user) ?? null);
+    const { bandwidth, burst } = this.bucketRate(user, entry);
     if (bandwidth === null) entry.bucket = null;
     else if (entry.bucket === null) entry.bucket = this.newBucket({ bandwidth, burst });
-    else entry.bucket.setRate(bandwidth, burst);
+    else if (entry.bucket.rate !== bandwidth || entry.bucket.burst !== (burst ?? defaultBurst(bandwidth))) entry.bucket.setRate(bandwidth, burst);
     return entry.bucket;
   }
 

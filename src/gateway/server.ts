@@ -8,18 +8,18 @@ import { systemClock, type Clock } from '../clock.js';
 import { RELOAD_EFFECTS, type ReloadEffect } from '../config/schema.js';
 import type { ServerConfig } from '../config/types.js';
 import { QuicgateError, isQuicgateError } from '../errors.js';
+import { Fleet } from '../fleet/fleet.js';
 import type { ControlMessage } from '../transport/control.js';
 import type { ConnectionGuardStats } from '../transport/connection-guard.js';
 import type { AcceptedConnection, Admission, TunnelListener } from '../transport/types.js';
 import type { TunDevice, TunSettings } from '../tun/device.js';
 import type { AdmissionThrottle } from './admission.js';
-import { FleetAddressBook, cursorStartFor } from '../fleet/addresses.js';
-import { FleetRedis } from '../fleet/redis.js';
+import { cursorStartFor, type FleetAddressBook } from '../fleet/addresses.js';
 import { Forwarder } from './forwarding.js';
 import { AddressPool } from './pool.js';
 import { UserRegistry } from './registry.js';
 import type { EndReason, RejectReason, Session } from './session.js';
-import { SessionManager } from './sessions.js';
+import { SessionManager, type HeldAddresses } from './sessions.js';
 import { buildAssignment } from './tunnel-assignment.js';
 
 export interface ReloadSummary {
@@ -50,8 +50,6 @@ export interface GatewayParts {
   readonly clock?: Clock;
   readonly openTun: (settings: TunSettings) => Promise<TunDevice>;
   readonly listen: (request: ListenRequest) => Promise<TunnelListener>;
-  /** The fleet's Redis link when config.fleet is set; made (and closed) by the gateway when not given. */
-  readonly fleetRedis?: FleetRedis;
 }
 
 /** Per-session state of the control handler set up in Gateway.accept(). */
@@ -64,12 +62,11 @@ export class Gateway {
   readonly pool: AddressPool;
   readonly registry: UserRegistry;
   readonly sessions: SessionManager;
-  /** Fleet-wide address claims (config.fleet), else null: the pool alone. */
-  readonly fleetAddresses: FleetAddressBook | null;
-  private readonly fleetRedis: FleetRedis | null;
   private forwarder: Forwarder | null = null;
   private tun: TunDevice | null = null;
   private listener: TunnelListener | null = null;
+  /** Config `fleet`: the parts shared with other gateways through Redis (src/fleet/fleet.ts); null alone. */
+  private fleetParts: Fleet | null = null;
   private stopping: Promise<void> | null = null;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -80,27 +77,21 @@ export class Gateway {
   ) {
     this.clock = parts.clock ?? systemClock;
     this.logger = parts.logger;
-    const fleet = config.fleet;
-    this.fleetRedis = fleet === null ? null : (parts.fleetRedis ?? new FleetRedis(fleet));
     // In a fleet the last-address memory is Redis's (sticky through any gateway), not this process's.
-    this.pool = new AddressPool(config, fleet === null ? {} : { rememberUsers: 0, cursorStart: cursorStartFor(config.gatewayId) });
-    this.fleetAddresses =
-      fleet === null || this.fleetRedis === null
-        ? null
-        : new FleetAddressBook({
-            redis: this.fleetRedis,
-            pool: this.pool,
-            gatewayId: config.gatewayId,
-            leaseMs: fleet.sessionLeaseMs,
-            reserve: fleet.addressReserve,
-            clock: this.clock,
-            logger: this.logger,
-          });
-    this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping });
+    this.pool = new AddressPool(config, config.fleet === null ? {} : { rememberUsers: 0, cursorStart: cursorStartFor(config.gatewayId) });
+    this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping, fleetFallbackShare: config.fleet?.fallbackShare ?? null });
     this.sessions = new SessionManager({
       config,
       pool: this.pool,
-      ...(this.fleetAddresses === null ? {} : { addresses: this.fleetAddresses }),
+      // A fleet's addresses are claimed through Redis (src/fleet/addresses.ts); fleetParts is set before any session.
+      ...(config.fleet === null
+        ? {}
+        : {
+            addresses: {
+              allocate: (user: string, preferred: readonly string[], id: string) => this.fleetAddressBook().allocate(user, preferred, id),
+              release: (held: HeldAddresses) => (this.fleetParts === null ? this.pool.release(held) : this.fleetParts.addresses.release(held)),
+            },
+          }),
       registry: this.registry,
       clock: this.clock,
       logger: this.logger,
@@ -141,13 +132,26 @@ export class Gateway {
     return this.listener?.kinds ?? [];
   }
 
+  private fleetAddressBook(): FleetAddressBook {
+    if (this.fleetParts === null) throw new QuicgateError('QG_ERR_CLOSED', 'the fleet parts are not running');
+    return this.fleetParts.addresses;
+  }
+
+  /** The fleet parts (null: this gateway alone, or not started). */
+  get fleet(): Fleet | null {
+    return this.fleetParts;
+  }
+
   private async open(): Promise<void> {
     const { config } = this;
-    if (this.fleetRedis !== null && this.parts.fleetRedis === undefined) this.fleetRedis.connectInBackground();
-    this.fleetAddresses?.start((id) => {
-      const session = this.sessions.get(id);
-      if (session !== undefined) this.sessions.end(session, 'error', 'another gateway holds this tunnel address; reconnect');
-    });
+    // Fleet first, so the first session's rate is already shared; it waits for Redis a short, bounded time.
+    if (config.fleet !== null) {
+      this.fleetParts = await Fleet.start({ config: config.fleet, gatewayId: config.gatewayId, registry: this.registry, pool: this.pool, clock: this.clock, logger: this.logger });
+      this.fleetParts.addresses.start((id) => {
+        const session = this.sessions.get(id);
+        if (session !== undefined) this.sessions.end(session, 'error', 'another gateway holds this tunnel address; reconnect');
+      });
+    }
     // The port first: a second gateway with the same config fails on it (naming address and port), not on the
     // TUN name; sessions arriving before the TUN is open are closed by accept().
     this.listener = await this.parts.listen({
@@ -174,7 +178,7 @@ export class Gateway {
   }
 
   private accept(accepted: AcceptedConnection): void {
-    const book = this.fleetAddresses;
+    const book = this.fleetParts?.addresses ?? null;
     if (book === null) {
       this.openSession(accepted);
       return;
@@ -301,14 +305,15 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.sessions.closeAll(reason);
       this.sessions.stop();
-      await this.fleetAddresses?.stop();
-      if (this.parts.fleetRedis === undefined) await this.fleetRedis?.close();
       const listener = this.listener;
       this.listener = null;
       await listener?.close().catch((err: unknown) => this.logger.warn({ err }, 'listener close failed'));
       const tun = this.tun;
       this.tun = null;
       await tun?.close().catch((err: unknown) => this.logger.warn({ err }, 'tun close failed'));
+      const fleet = this.fleetParts;
+      this.fleetParts = null;
+      await fleet?.stop().catch((err: unknown) => this.logger.warn({ err }, 'fleet stop failed'));
       this.logger.info({ reason }, 'gateway stopped');
     })();
     return this.stopping;

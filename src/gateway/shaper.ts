@@ -103,6 +103,8 @@ export function shapeOrDrop(
   maxDelayMs: number,
   drops: DropCounters,
 ): void {
+  // Offered load, for the fleet's shares (bucket.ts): counted here whether the packet waits or is dropped.
+  bucket.offered += length;
   if (!shaper.hasRoom(length)) {
     drops.queue_full++;
     return;

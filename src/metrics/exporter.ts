@@ -9,6 +9,7 @@ import type { AdminBackend, MetricsSnapshot } from '../admin/backend.js';
 import { DROP_REASONS } from '../gateway/drops.js';
 import { END_REASONS, REJECT_REASONS } from '../gateway/session.js';
 import { GUARD_CLOSE_REASONS } from '../transport/connection-guard.js';
+import { registerFleetMetrics, type FleetMetricsSource } from './fleet.js';
 import { HighWaterMarks } from './monotonic.js';
 
 export interface MetricsExporterOptions {
@@ -16,6 +17,8 @@ export interface MetricsExporterOptions {
   readonly defaultMetrics?: boolean;
   /** Upper bounds of the session duration histogram, seconds. */
   readonly durationBuckets?: readonly number[];
+  /** The gateway's fleet parts (config `fleet`): link and lease metrics (fleet.ts); null or absent alone. */
+  readonly fleet?: FleetMetricsSource | null;
 }
 
 /** 1 s … 7 days: sessions range from failed handshakes to week-long tunnels. */
@@ -130,7 +133,12 @@ export class MetricsExporter {
       buckets: [...(options.durationBuckets ?? DEFAULT_DURATION_BUCKETS)],
       registers,
     });
-    this.unsubscribe = backend.onSessionEnded((ended) => durations.observe(Math.max(0, ended.durationSeconds)));
+    const offEnded = backend.onSessionEnded((ended) => durations.observe(Math.max(0, ended.durationSeconds)));
+    const offFleet = options.fleet ? registerFleetMetrics(this.registry, options.fleet) : () => undefined;
+    this.unsubscribe = () => {
+      offEnded();
+      offFleet();
+    };
 
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
 

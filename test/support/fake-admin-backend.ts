@@ -9,6 +9,7 @@ import type {
   HealthView,
   HourlyView,
   MetricsSnapshot,
+  FleetView,
   OverviewView,
   PastSessionsQuery,
   PastSessionsView,
@@ -223,6 +224,10 @@ export class FakeAdminBackend implements AdminBackend {
 
   health(): HealthView {
     return this.healthView;
+  }
+
+  fleet(): FleetView {
+    return { enabled: false, gatewayId: 'fake-gateway', link: null, linkSince: null, rate: null };
   }
 
   overview(): OverviewView {

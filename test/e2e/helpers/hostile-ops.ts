@@ -16,8 +16,9 @@ export interface AdminAnswer {
   readonly body: unknown;
 }
 
-export async function adminRequest(topo: Topology, token: string, method: string, path: string, port = 9090): Promise<AdminAnswer> {
-  const { stdout } = await topo.exec(topo.server, process.execPath, [ADMIN, method, `http://127.0.0.1:${port}${path}`, token]);
+/** `ns`: the namespace whose loopback the API listens on (default the hub; a fleet's gateway: topo.gateways[i]). */
+export async function adminRequest(topo: Topology, token: string, method: string, path: string, port = 9090, ns = topo.server): Promise<AdminAnswer> {
+  const { stdout } = await topo.exec(ns, process.execPath, [ADMIN, method, `http://127.0.0.1:${port}${path}`, token]);
   return JSON.parse(stdout) as AdminAnswer;
 }
 

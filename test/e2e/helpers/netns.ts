@@ -1,7 +1,13 @@
 /**
- * Test topology in network namespaces made by the test itself: one gateway namespace with a bridge on the
- * underlay 192.0.2.0/24 (gateway 192.0.2.1), and client namespaces joined to it by veth (192.0.2.11, .12, ...).
- * Nothing is configured in the host's namespace: veths are created directly inside the namespaces.
+ * Test topology in network namespaces made by the test itself: one hub namespace with a bridge on the underlay
+ * 192.0.2.0/24, and namespaces joined to it by veth. Nothing is configured in the host's namespace: veths are
+ * created directly inside the namespaces.
+ *
+ *   Topology.create(n)            hub = the gateway (192.0.2.1); clients 192.0.2.11, .12, ...
+ *   Topology.create(n, { gateways: g })
+ *                                 hub = shared services (192.0.2.250: Redis, PostgreSQL); gateways in their own
+ *                                 namespaces at 192.0.2.1 .. 192.0.2.g; clients 192.0.2.11, ... (a fleet,
+ *                                 test/e2e/helpers/fleet.ts)
  * destroy() kills every process started here and deletes the namespaces (and with them veths and TUNs); it
  * runs from afterAll and from process exit handlers, so a failing test leaves nothing behind.
  */
@@ -53,25 +59,45 @@ function installExitHook(): void {
   }
 }
 
+/** The hub's underlay address when it holds the shared services of a fleet (Topology.create with gateways). */
+export const SERVICES_UNDERLAY = '192.0.2.250';
+
+export interface TopologyOptions {
+  /** Gateway namespaces of their own (a fleet); 0 (default): the hub is the one gateway. */
+  readonly gateways?: number;
+}
+
 export class Topology {
+  /** The hub namespace (holds the bridge): the gateway, or the fleet's shared services. */
   readonly server: string;
   readonly clients: string[];
-  readonly serverUnderlay = '192.0.2.1';
+  /** A fleet's gateway namespaces (empty when the hub is the gateway). */
+  readonly gateways: string[];
+  readonly serverUnderlay: string;
   private readonly processes = new Set<ChildProcess>();
   private destroyed = false;
 
-  private constructor(readonly id: string, clientCount: number) {
+  private constructor(readonly id: string, clientCount: number, gatewayCount: number) {
     this.server = `qge-${id}-s`;
     this.clients = Array.from({ length: clientCount }, (_, i) => `qge-${id}-c${i + 1}`);
+    this.gateways = Array.from({ length: gatewayCount }, (_, i) => `qge-${id}-g${i + 1}`);
+    this.serverUnderlay = gatewayCount > 0 ? SERVICES_UNDERLAY : '192.0.2.1';
   }
 
   clientUnderlay(index: number): string {
     return `192.0.2.${11 + index}`;
   }
 
-  static async create(clientCount: number): Promise<Topology> {
+  /** Underlay address of a fleet's gateway `index` (0-based): 192.0.2.1, .2, ... */
+  gatewayUnderlay(index: number): string {
+    return `192.0.2.${1 + index}`;
+  }
+
+  static async create(clientCount: number, options: TopologyOptions = {}): Promise<Topology> {
     const id = `${process.pid.toString(36)}x${Math.floor(Math.random() * 1296).toString(36)}`;
-    const topo = new Topology(id, clientCount);
+    const gatewayCount = options.gateways ?? 0;
+    if (gatewayCount > 9) throw new Error('a test fleet has at most 9 gateways (underlay 192.0.2.1-9)');
+    const topo = new Topology(id, clientCount, gatewayCount);
     live.add(topo);
     installExitHook();
     try {
@@ -90,15 +116,20 @@ export class Topology {
     await this.exec(s, 'ip', ['link', 'add', 'qgbr0', 'type', 'bridge']);
     await this.exec(s, 'ip', ['addr', 'add', `${this.serverUnderlay}/24`, 'dev', 'qgbr0']);
     await this.exec(s, 'ip', ['link', 'set', 'qgbr0', 'up']);
-    for (const [i, c] of this.clients.entries()) {
-      await sh('ip', ['netns', 'add', c]);
-      await this.exec(c, 'ip', ['link', 'set', 'lo', 'up']);
-      await sh('ip', ['link', 'add', 'qgv0', 'netns', c, 'type', 'veth', 'peer', 'name', `qgp${i}`, 'netns', s]);
-      await this.exec(c, 'ip', ['addr', 'add', `${this.clientUnderlay(i)}/24`, 'dev', 'qgv0']);
-      await this.exec(c, 'ip', ['link', 'set', 'qgv0', 'up']);
-      await this.exec(s, 'ip', ['link', 'set', `qgp${i}`, 'master', 'qgbr0']);
-      await this.exec(s, 'ip', ['link', 'set', `qgp${i}`, 'up']);
-    }
+    for (const [i, g] of this.gateways.entries()) await this.attach(g, `qgg${i}`, this.gatewayUnderlay(i));
+    for (const [i, c] of this.clients.entries()) await this.attach(c, `qgp${i}`, this.clientUnderlay(i));
+  }
+
+  /** A namespace of its own joined to the hub's bridge: veth `qgv0` inside it, `hubPort` on the bridge. */
+  private async attach(ns: string, hubPort: string, address: string): Promise<void> {
+    const s = this.server;
+    await sh('ip', ['netns', 'add', ns]);
+    await this.exec(ns, 'ip', ['link', 'set', 'lo', 'up']);
+    await sh('ip', ['link', 'add', 'qgv0', 'netns', ns, 'type', 'veth', 'peer', 'name', hubPort, 'netns', s]);
+    await this.exec(ns, 'ip', ['addr', 'add', `${address}/24`, 'dev', 'qgv0']);
+    await this.exec(ns, 'ip', ['link', 'set', 'qgv0', 'up']);
+    await this.exec(s, 'ip', ['link', 'set', hubPort, 'master', 'qgbr0']);
+    await this.exec(s, 'ip', ['link', 'set', hubPort, 'up']);
   }
 
   exec(ns: string, cmd: string, args: readonly string[], timeoutMs?: number): Promise<ExecResult> {
@@ -133,7 +164,7 @@ export class Topology {
     this.destroyed = true;
     live.delete(this);
     for (const child of this.processes) child.kill('SIGKILL');
-    for (const ns of [...this.clients, this.server]) {
+    for (const ns of [...this.clients, ...this.gateways, this.server]) {
       // Killing what is left inside first: a namespace with live processes keeps its devices.
       spawnSyncQuiet('ip', ['netns', 'pids', ns], (pids) => {
         for (const pid of pids.split(/\s+/).filter(Boolean)) {
@@ -159,7 +190,7 @@ export async function removeStaleNamespaces(): Promise<void> {
   const { stdout } = await sh('ip', ['netns', 'list']);
   for (const line of stdout.split('\n')) {
     const name = line.split(' ')[0];
-    if (name && /^qge-[0-9a-z]+x[0-9a-z]+-(s|c\d+)$/.test(name)) {
+    if (name && /^qge-[0-9a-z]+x[0-9a-z]+-(s|c\d+|g\d+)$/.test(name)) {
       const pid = parseInt(name.slice(4, name.indexOf('x')), 36);
       // Only namespaces of processes that no longer exist.
       const alive = (() => {

@@ -148,12 +148,15 @@ export class GatewayFiles {
     return file;
   }
 
-  /** A client config for the test gateway (this gateway's CA, quick reconnects; HTTP/2 unless `transport`), written to a file. */
-  clientConfig(key: string, user: string, password: string, options: { tun?: string; reconnect?: string; transport?: ClientTransport } = {}): string {
+  /**
+   * A client config for the test gateway (this gateway's CA, quick reconnects; HTTP/2 unless `transport`), written
+   * to a file. `server`: another URL than GATEWAY_URL (a fleet's gateway, helpers/fleet.ts).
+   */
+  clientConfig(key: string, user: string, password: string, options: { tun?: string; reconnect?: string; transport?: ClientTransport; server?: string } = {}): string {
     return this.clientFile(
       key,
       `
-server: ${GATEWAY_URL}
+server: ${options.server ?? GATEWAY_URL}
 user: ${user}
 password: ${password}
 transport: ${options.transport ?? 'h2'}
@@ -181,9 +184,10 @@ dead_after_missed_keepalives: 3
 export function startGateway(
   topo: Topology,
   files: GatewayFiles,
-  options: { readonly nodeArgs?: readonly string[]; readonly env?: NodeJS.ProcessEnv } = {},
+  options: { readonly nodeArgs?: readonly string[]; readonly env?: NodeJS.ProcessEnv; readonly ns?: string; readonly label?: string } = {},
 ): QuicgateProcess {
-  return new QuicgateProcess(topo.spawn(topo.server, process.execPath, [...(options.nodeArgs ?? []), BIN, 'server', '--config', files.serverFile], options.env), 'gateway');
+  const args = [...(options.nodeArgs ?? []), BIN, 'server', '--config', files.serverFile];
+  return new QuicgateProcess(topo.spawn(options.ns ?? topo.server, process.execPath, args, options.env), options.label ?? 'gateway');
 }
 
 export function startClient(topo: Topology, ns: string, configFile: string, label: string): QuicgateProcess {
@@ -194,6 +198,8 @@ export interface IperfResult {
   /** Receiver-side rate, bits per second. */
   readonly receivedBps: number;
   readonly sentBps: number;
+  /** Per reporting interval (`-i`), as measured by the iperf3 client: the receiver with `-R`, else the sender. */
+  readonly intervals: readonly { readonly start: number; readonly end: number; readonly bps: number }[];
 }
 
 /** Runs iperf3 client `args` in `ns` against an iperf3 server that `serverNs` starts for this one test. */
@@ -210,10 +216,14 @@ export async function iperf(
     await new Promise((r) => setTimeout(r, 400));
     const seconds = Number(args[args.indexOf('-t') + 1] ?? 10);
     const { stdout } = await topo.exec(clientNs, 'iperf3', ['-c', bind, '-p', String(port), '-J', ...args], (seconds + 20) * 1000);
-    const report = JSON.parse(stdout) as { end: { sum_received?: { bits_per_second: number }; sum_sent?: { bits_per_second: number } } };
+    const report = JSON.parse(stdout) as {
+      intervals?: { sum: { start: number; end: number; bits_per_second: number } }[];
+      end: { sum_received?: { bits_per_second: number }; sum_sent?: { bits_per_second: number } };
+    };
     return {
       receivedBps: report.end.sum_received?.bits_per_second ?? 0,
       sentBps: report.end.sum_sent?.bits_per_second ?? 0,
+      intervals: (report.intervals ?? []).map(({ sum }) => ({ start: sum.start, end: sum.end, bps: sum.bits_per_second })),
     };
   } finally {
     server.kill('SIGKILL');
