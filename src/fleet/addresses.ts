@@ -198,6 +198,7 @@ export class FleetAddressBook implements SessionAddresses {
     statics.forEach((address, i) => {
       const holder = looked.heldElsewhere[i];
       if (holder != null) this.markForeign(address, user.name, holder);
+      else this.unmarkForeign(address); // free again fleet-wide: an old mark must not keep the user off it
     });
     const sticky = [looked.sticky?.ipv4, looked.sticky?.ipv6].filter((a): a is string => typeof a === 'string');
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -293,6 +294,11 @@ export class FleetAddressBook implements SessionAddresses {
     this.foreign.set(address, { until: this.clock.now() + this.leaseMs / 3, holder });
   }
 
+  private unmarkForeign(address: string): void {
+    if (!this.foreign.delete(address)) return;
+    this.pool.release({ ipv4: address.includes(':') ? null : address, ipv6: address.includes(':') ? address : null });
+  }
+
   private async runMaintenance(): Promise<void> {
     if (this.redis.state !== 'up') return;
     try {
@@ -368,11 +374,7 @@ export class FleetAddressBook implements SessionAddresses {
 
   private forgetOld(): void {
     const now = this.clock.now();
-    for (const [address, mark] of this.foreign) {
-      if (mark.until > now) continue;
-      this.foreign.delete(address);
-      this.pool.release({ ipv4: address.includes(':') ? null : address, ipv6: address.includes(':') ? address : null });
-    }
+    for (const [address, mark] of this.foreign) if (mark.until <= now) this.unmarkForeign(address);
     for (const [address, at] of this.releasedAt) if (now - at > this.leaseMs / 2) this.releasedAt.delete(address);
   }
 
