@@ -25,6 +25,7 @@ import { isQuicgateError, QuicgateError } from '../errors.js';
 import type { AddressPool, Allocation, StaticUser } from '../gateway/pool.js';
 import type { HeldAddresses, SessionAddresses } from '../gateway/sessions.js';
 import { AddressClaims, type ClaimResult } from './address-claims.js';
+import { bounded } from './bounded.js';
 import type { FleetRedis } from './redis.js';
 
 /** Local holders that are not users (user names never start with NUL). */
@@ -131,7 +132,7 @@ export class FleetAddressBook implements SessionAddresses {
     if (!this.sharedMode()) return null;
     try {
       // A claim that answers after the bound is given back: its session took a reserve pair meanwhile.
-      return await this.withTimeout(this.claimFor(user, hints), (late) => {
+      return await bounded(this.clock, this.claimTimeoutMs, this.claimFor(user, hints), (late) => {
         if (late !== null) this.releaseAddresses(late.allocation);
       });
     } catch (err) {
@@ -382,26 +383,6 @@ export class FleetAddressBook implements SessionAddresses {
     return (this.pool.network('ipv4') === null) === (allocation.ipv4 === null) && (this.pool.network('ipv6') === null) === (allocation.ipv6 === null);
   }
 
-  private withTimeout<T>(work: Promise<T>, onLate: (value: T) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let late = false;
-      const timer = this.clock.setTimeout(() => {
-        late = true;
-        reject(new Error(`Redis did not answer within ${this.claimTimeoutMs} ms`));
-      }, this.claimTimeoutMs);
-      work.then(
-        (value) => {
-          timer.cancel();
-          if (late) onLate(value);
-          else resolve(value);
-        },
-        (err: unknown) => {
-          timer.cancel();
-          reject(err);
-        },
-      );
-    });
-  }
 }
 
 function addressesOf(allocation: Allocation): string[] {

@@ -3,6 +3,7 @@
  *
  *   FleetRedis (connect: waits at most `connectWaitMs`, else the gateway starts degraded and goes up later)
  *     ─► RateLeases (users' shared rates) ─► FleetAddressBook (tunnel addresses; its renewal starts with the gateway)
+ *     ─► FleetAttemptBudget (the auth throttle's per-source budget)
  *
  * Gateway.open() calls startFleet() before it listens, Gateway.stop() calls stop() after the sessions ended.
  * Nothing here blocks forwarding or connects: every fleet part falls back locally while Redis is unreachable.
@@ -12,7 +13,9 @@ import type { Clock } from '../clock.js';
 import type { FleetConfig } from '../config/types.js';
 import type { AddressPool } from '../gateway/pool.js';
 import type { UserRegistry } from '../gateway/registry.js';
+import { DEFAULT_WINDOW_MS } from '../gateway/admission.js';
 import { FleetAddressBook } from './addresses.js';
+import { FleetAttemptBudget } from './attempt-budget.js';
 import { RateLeases, type RoundListener } from './rate-leases.js';
 import { FleetRedis, type FleetLinkState } from './redis.js';
 
@@ -30,6 +33,8 @@ export interface FleetStartOptions {
   readonly registry: UserRegistry;
   /** The gateway's address pool, which the fleet's address claims guard. */
   readonly pool: AddressPool;
+  /** auth_attempts.per_source_per_minute, shared by the fleet. */
+  readonly attemptsPerSource: number;
   readonly clock: Clock;
   readonly logger: Logger;
   /** Longest start waits for Redis (default 2 s). */
@@ -44,6 +49,7 @@ export class Fleet {
     readonly redis: FleetRedis,
     readonly rate: RateLeases,
     readonly addresses: FleetAddressBook,
+    readonly attempts: FleetAttemptBudget,
     private readonly clock: Clock,
   ) {
     this.linkSince = clock.wallNow();
@@ -62,7 +68,8 @@ export class Fleet {
       clock,
       logger,
     });
-    const fleet = new Fleet(opts.gatewayId, redis, rate, addresses, clock);
+    const attempts = new FleetAttemptBudget({ redis, limit: opts.attemptsPerSource, windowMs: DEFAULT_WINDOW_MS, clock, logger });
+    const fleet = new Fleet(opts.gatewayId, redis, rate, addresses, attempts, clock);
     redis.on('state', (state, reason) => {
       fleet.linkSince = clock.wallNow();
       if (state === 'up') logger.info({ gatewayId: opts.gatewayId }, 'fleet link up');
@@ -85,6 +92,7 @@ export class Fleet {
 
   /** Reverse order of start: leases released, then the connection closed. */
   async stop(): Promise<void> {
+    await this.attempts.close();
     await this.addresses.stop();
     await this.rate.stop();
     await this.redis.close();

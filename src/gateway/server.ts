@@ -146,7 +146,16 @@ export class Gateway {
     const { config } = this;
     // Fleet first, so the first session's rate is already shared; it waits for Redis a short, bounded time.
     if (config.fleet !== null) {
-      this.fleetParts = await Fleet.start({ config: config.fleet, gatewayId: config.gatewayId, registry: this.registry, pool: this.pool, clock: this.clock, logger: this.logger });
+      this.fleetParts = await Fleet.start({
+        config: config.fleet,
+        gatewayId: config.gatewayId,
+        registry: this.registry,
+        pool: this.pool,
+        attemptsPerSource: config.authAttempts.perSourcePerMinute,
+        clock: this.clock,
+        logger: this.logger,
+      });
+      this.sessions.throttle.setShared(this.fleetParts.attempts);
       this.fleetParts.addresses.start((id) => {
         const session = this.sessions.get(id);
         if (session !== undefined) this.sessions.end(session, 'error', 'another gateway holds this tunnel address; reconnect');
