@@ -14,7 +14,7 @@ import type { FleetConfig } from '../config/types.js';
 import type { AddressPool } from '../gateway/pool.js';
 import type { UserRegistry } from '../gateway/registry.js';
 import { DEFAULT_WINDOW_MS } from '../gateway/admission.js';
-import { FleetAddressBook } from './addresses.js';
+import { FleetAddressBook, type FleetAddressStats } from './addresses.js';
 import { FleetAttemptBudget } from './attempt-budget.js';
 import { RateLeases, type RoundListener } from './rate-leases.js';
 import { FleetRedis, type FleetLinkState } from './redis.js';
@@ -25,6 +25,9 @@ export interface FleetStatus {
   /** Wall-clock ms of the last link state change. */
   readonly linkSince: number;
   readonly rate: RateLeases['stats'];
+  readonly addresses: FleetAddressStats;
+  /** Auth attempts the fleet's budget could not answer for (the local throttle decided them). */
+  readonly attemptsUnanswered: number;
 }
 
 export interface FleetStartOptions {
@@ -87,7 +90,14 @@ export class Fleet {
   }
 
   get status(): FleetStatus {
-    return { gatewayId: this.gatewayId, link: this.redis.state, linkSince: this.linkSince, rate: this.rate.stats };
+    return {
+      gatewayId: this.gatewayId,
+      link: this.redis.state,
+      linkSince: this.linkSince,
+      rate: this.rate.stats,
+      addresses: this.addresses.stats(),
+      attemptsUnanswered: this.attempts.unanswered,
+    };
   }
 
   /** Reverse order of start: leases released, then the connection closed. */
