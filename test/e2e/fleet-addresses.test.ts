@@ -88,6 +88,41 @@ describe('fleet addresses: unique, sticky through any gateway; auth throttle fle
     }
   });
 
+  it('a router that routes each held address (GET /api/fleet) to its gateway reaches the client; the wrong gateway does not', async () => {
+    const f = fleet!;
+    const router = f.topo.server; // the services namespace stands for the upstream router
+    const alice = await up(1, 0, 'alice-routed', ALICE);
+    const v4 = String(alice.line.ipv4);
+    try {
+      // What an operator's sync job does: the held list of each gateway becomes host routes via that gateway.
+      for (const i of [0, 1]) {
+        for (const entry of await held(i)) {
+          const address = entry.split(' ')[1]!;
+          if (address.includes(':')) continue;
+          await f.topo.exec(router, 'ip', ['route', 'replace', `${address}/32`, 'via', f.gateway(i).underlay]);
+        }
+      }
+      const route = await f.topo.exec(router, 'ip', ['route', 'get', v4]);
+      expect(route.stdout).toContain(`via ${f.gateway(1).underlay}`);
+      // The gateways route between underlay and tunnel (an operator enables forwarding on a gateway host), and
+      // alice's replies to the router go back through her tunnel (as with a full-tunnel client).
+      for (const i of [0, 1]) await f.topo.exec(f.gateway(i).ns, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+      await f.topo.exec(f.topo.clients[0]!, 'ip', ['route', 'replace', '192.0.2.250/32', 'dev', 'qgc0']);
+      expect(await ping2(router, v4)).toMatch(/3 received/);
+      // Routed to the gateway that does not hold it, nothing comes back.
+      await f.topo.exec(router, 'ip', ['route', 'replace', `${v4}/32`, 'via', f.gateway(0).underlay]);
+      expect(await ping2(router, v4)).toMatch(/ 0 received/);
+    } finally {
+      await f.topo.exec(router, 'ip', ['route', 'del', `${v4}/32`]).catch(() => undefined);
+      await down(alice.client);
+    }
+  });
+
+  async function ping2(ns: string, target: string): Promise<string> {
+    const result = await fleet!.topo.exec(ns, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', target]).catch((err: unknown) => ({ stdout: String((err as { stdout?: string }).stdout ?? err) }));
+    return result.stdout;
+  }
+
   it('two users on two gateways never share an address, over several rounds', async () => {
     const seen: string[] = [];
     for (let round = 0; round < 3; round++) {
@@ -107,6 +142,9 @@ describe('fleet addresses: unique, sticky through any gateway; auth throttle fle
 
   it('throttles 2 x budget wrong passwords from one source split across both gateways to one budget', async () => {
     const f = fleet!;
+    // The fleet's windows are wall-clock minutes: start early in one, so that all attempts fall in the same one.
+    const into = Date.now() % 60_000;
+    if (into > 40_000) await new Promise((r) => setTimeout(r, 60_000 - into + 500));
     const outcomes: LoginOutcome[] = [];
     for (let i = 0; i < 2 * BUDGET; i++) {
       const gw = f.gateway(i % 2);

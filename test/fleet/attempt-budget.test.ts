@@ -13,6 +13,8 @@ import { startTestRedis, waitUntil, type TestRedis } from '../support/redis-serv
 const logger = pino({ level: 'silent' });
 const BUDGET = 5;
 const WINDOW_MS = 60_000;
+/** Real timers, a fixed wall clock: the fleet's windows are wall-clock minutes, and no test may straddle two. */
+const clock = { ...systemClock, wallNow: () => Date.UTC(2026, 11, 7, 12, 0, 30) };
 
 interface TestGateway {
   readonly redis: FleetRedis;
@@ -45,7 +47,7 @@ async function gateways(n: number, limit = BUDGET): Promise<TestGateway[]> {
   for (let i = 0; i < n; i++) {
     const fleetRedis = new FleetRedis({ redisUrl: redis.url, keyPrefix: prefix }, { maxRetryDelayMs: 100 });
     await fleetRedis.connect();
-    const budget = new FleetAttemptBudget({ redis: fleetRedis, limit, windowMs: WINDOW_MS, clock: systemClock, logger, timeoutMs: 2_000 });
+    const budget = new FleetAttemptBudget({ redis: fleetRedis, limit, windowMs: WINDOW_MS, clock, logger, timeoutMs: 2_000 });
     const throttle = new AdmissionThrottle({ perSourcePerMinute: limit, logger, windowMs: WINDOW_MS });
     throttle.setShared(budget);
     const gw = { redis: fleetRedis, budget, throttle };
