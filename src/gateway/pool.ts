@@ -6,6 +6,8 @@
  *   ─► oldest released address (FIFO)
  * release(allocation): the offset goes back to the FIFO (unless the cursor has not reached it yet) and is
  *   remembered as the holder's last address (LRU of users, bounded).
+ * assign(user, allocation): take exactly these addresses (a fleet's claimed or reserved ones, src/fleet).
+ * In a fleet the cursor starts at a point derived from the gateway id (cursorStart) and wraps round.
  *
  * Addresses are offsets (numbers) from the network address; no step scans the network, so a /16 or an IPv6
  * /64 costs the same: the cursor only moves forward and the FIFO drops stale entries lazily (amortized O(1)).
