@@ -87,6 +87,8 @@ export class FleetAddressBook implements SessionAddresses {
   /** Address → when this gateway released it: its claim is still ours for a while (resume while Redis is down). */
   private readonly releasedAt = new Map<string, number>();
   private staged: AddressTicket | null = null;
+  /** Releases sent and not yet answered: stop() waits for them, so a clean shutdown frees its claims at once. */
+  private readonly releasing = new Set<Promise<void>>();
   private settlingUntil = -Infinity;
   private timer: TimerHandle | null = null;
   private maintaining: Promise<void> | null = null;
@@ -119,6 +121,7 @@ export class FleetAddressBook implements SessionAddresses {
     this.timer = null;
     this.redis.off('state', this.onState);
     await this.maintaining;
+    await Promise.all(this.releasing);
     const reserve = this.reserve.splice(0);
     for (const pair of reserve) this.pool.release(pair);
     if (this.redis.state === 'up') await this.claims.release(reserve.flatMap(addressesOf)).catch(() => undefined);
@@ -275,7 +278,9 @@ export class FleetAddressBook implements SessionAddresses {
     const now = this.clock.now();
     for (const address of addresses) this.releasedAt.set(address, now);
     if (this.redis.state !== 'up') return; // the claims run out with their lease
-    this.claims.release(addresses).catch((err: unknown) => this.redis.markFailed(err));
+    const sent = this.claims.release(addresses).catch((err: unknown) => this.redis.markFailed(err));
+    this.releasing.add(sent);
+    void sent.finally(() => this.releasing.delete(sent));
   }
 
   /** Hold an address another gateway claimed, so the local pool does not offer it for a while. */
