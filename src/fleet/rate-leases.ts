@@ -151,6 +151,7 @@ export class RateLeases {
     for (const [i, user] of users.entries()) {
       this.leased.add(user);
       registry.setFleetGrant(user, grants[i]!.grant);
+      if (process.env.QG_DEBUG_LEASES) this.opts.logger.info({ user, demand: Math.round(requests[i]!.demand * 8 / 1000), grant: Math.round(grants[i]!.grant * 8 / 1000) }, 'lease');
     }
     this.finish(started, true);
     if (this.degraded) {
