@@ -12,37 +12,12 @@
  * the fallback share; Redis back: the shared limit again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Fleet, stopFleet } from './helpers/fleet.js';
-import { mbit, type IperfResult, type QuicgateProcess, type TestUser } from './helpers/quicgate.js';
+import { Fleet, ratesMbit, stopFleet, type RateMeasurement } from './helpers/fleet.js';
+import type { IperfResult, QuicgateProcess, TestUser } from './helpers/quicgate.js';
 
 const LIMIT_MBIT = 10;
 const ALICE: TestUser = { name: 'alice', password: 'alice-pw', bandwidth: `${LIMIT_MBIT} Mbit/s` };
 const FALLBACK = 0.3;
-
-interface Sample {
-  /** Per gateway: its own clock (ms) when it counted, and alice's bytes both ways (what her bucket charges). */
-  readonly at: readonly number[];
-  readonly bytes: readonly number[];
-}
-
-/**
- * alice's tunnel bytes on every gateway in `which`, from /api/overview: stamped by each gateway itself (a
- * request from a namespace takes a node start-up, up to seconds on a busy machine, so our own clock would not do).
- */
-async function sample(fleet: Fleet, which: readonly number[]): Promise<Sample> {
-  const answers = await Promise.all(which.map((i) => fleet.admin(i, 'GET', '/api/overview')));
-  const views = answers.map((a) => a.body as { at: string; sessions: { user: string; bytesIn: number; bytesOut: number }[] });
-  return {
-    at: views.map((v) => Date.parse(v.at)),
-    bytes: views.map((v) => v.sessions.filter((s) => s.user === 'alice').reduce((sum, s) => sum + s.bytesIn + s.bytesOut, 0)),
-  };
-}
-
-/** Mbit/s per gateway between two samples. */
-function wireMbit(a: Sample, b: Sample): number[] {
-  return a.bytes.map((x, k) => (((b.bytes[k] ?? 0) - x) * 8) / ((b.at[k]! - a.at[k]!) / 1000) / 1e6);
-}
-
 
 describe('fleet: a user rate shared through Redis (three gateways, HTTP/2)', () => {
   let fleet: Fleet | undefined;
@@ -62,34 +37,9 @@ describe('fleet: a user rate shared through Redis (three gateways, HTTP/2)', () 
     await client.exited;
   }
 
-  /**
-   * iperf3 -R (gateway to client, measured by the receiving client) through gateways `which` at once, four TCP
-   * streams each: one stream's sawtooth under a shaper (and the shared CPU's stalls) would measure TCP, not the
-   * limit; four keep each gateway's bucket busy, as a user's browser or sync client does.
-   */
-  function iperfThrough(which: readonly number[], seconds: number): Promise<IperfResult[]> {
-    return Promise.all(which.map((i) => fleet!.iperf(i, i, 5201, ['-R', '-P', '4', '-t', String(seconds), '-i', '0.5'])));
-  }
-
-  /**
-   * TCP through gateways `which` at once for `seconds`; the rate is read from the gateways' own counters from
-   * 3 s in (shares settled, slow start over) to 3 s before the end. Returns Mbit/s per gateway, and goodput.
-   */
-  async function measure(which: readonly number[], seconds: number): Promise<{ wire: number[]; total: number; goodput: number[] }> {
-    const f = fleet!;
-    const start = Date.now();
-    const traffic = iperfThrough(which, seconds);
-    await new Promise((r) => setTimeout(r, 3_400));
-    const first = await sample(f, which);
-    // The last sample 3 s before the end (its request may take a while on a busy machine).
-    await new Promise((r) => setTimeout(r, Math.max(0, (seconds - 3) * 1000 - (Date.now() - start))));
-    const last = await sample(f, which);
-    const runs = await traffic;
-    const wire = wireMbit(first, last);
-    return { wire, total: wire.reduce((a, b) => a + b, 0), goodput: runs.map((r) => mbit(r.receivedBps)) };
-  }
-
-  const show = (m: { wire: number[]; total: number; goodput: number[] }): string =>
+  const iperfThrough = (which: readonly number[], seconds: number): Promise<IperfResult[]> => fleet!.iperfFromGateways(which, seconds);
+  const measure = (which: readonly number[], seconds: number): Promise<RateMeasurement> => fleet!.measureRate('alice', which, seconds);
+  const show = (m: RateMeasurement): string =>
     `${m.wire.map((x) => x.toFixed(2)).join(' + ')} = ${m.total.toFixed(2)} Mbit/s of ${LIMIT_MBIT} (iperf3 goodput ${m.goodput.map((x) => x.toFixed(2)).join(' + ')})`;
 
   beforeAll(async () => {
@@ -138,21 +88,21 @@ describe('fleet: a user rate shared through Redis (three gateways, HTTP/2)', () 
     const at = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms - (Date.now() - start))));
     const traffic = iperfThrough([0, 1], 16);
     await at(2_000);
-    const s0 = await sample(f, [0, 1]);
+    const s0 = await f.sampleUser('alice', [0, 1]);
     await at(5_500);
-    const s1 = await sample(f, [0, 1]);
+    const s1 = await f.sampleUser('alice', [0, 1]);
     // gw1 (only) reloads alice at 5 Mbit/s; gw2's config still says 10.
     await f.writeUsers([{ ...ALICE, bandwidth: `${LIMIT_MBIT / 2} Mbit/s` }], [0]);
     const changed = Date.now();
     try {
       await f.reload(0);
       await at(changed - start + 2_000);
-      const s2 = await sample(f, [0, 1]);
+      const s2 = await f.sampleUser('alice', [0, 1]);
       await at(15_000);
-      const s3 = await sample(f, [0, 1]);
+      const s3 = await f.sampleUser('alice', [0, 1]);
       await traffic;
-      const before = wireMbit(s0, s1).reduce((a, b) => a + b, 0);
-      const after = wireMbit(s2, s3);
+      const before = ratesMbit(s0, s1).reduce((a, b) => a + b, 0);
+      const after = ratesMbit(s2, s3);
       const total = after.reduce((a, b) => a + b, 0);
       console.log(`limit change: ${before.toFixed(2)} Mbit/s before; from 2 s after: ${after.map((x) => x.toFixed(2)).join(' + ')} = ${total.toFixed(2)} (new limit ${LIMIT_MBIT / 2})`);
       expect(before / LIMIT_MBIT).toBeGreaterThanOrEqual(0.95);
@@ -173,18 +123,18 @@ describe('fleet: a user rate shared through Redis (three gateways, HTTP/2)', () 
     await f.redis.stop();
     await Promise.all([0, 1].map((i) => f.proc(i).waitFor((l) => l.msg.startsWith('fleet rate leases failing'), 5_000)));
     await at(7_000);
-    const s0 = await sample(f, [0, 1]);
+    const s0 = await f.sampleUser('alice', [0, 1]);
     await at(15_000);
-    const s1 = await sample(f, [0, 1]);
+    const s1 = await f.sampleUser('alice', [0, 1]);
     await f.redis.start();
     await Promise.all([0, 1].map((i) => f.proc(i).waitFor((l) => l.msg.startsWith('fleet rate leases restored'), 10_000)));
     await at(21_000);
-    const s2 = await sample(f, [0, 1]);
+    const s2 = await f.sampleUser('alice', [0, 1]);
     await at(31_000);
-    const s3 = await sample(f, [0, 1]);
+    const s3 = await f.sampleUser('alice', [0, 1]);
     const runs = await traffic;
-    const degraded = wireMbit(s0, s1);
-    const recovered = wireMbit(s2, s3);
+    const degraded = ratesMbit(s0, s1);
+    const recovered = ratesMbit(s2, s3);
     const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
     const stalls = runs.flatMap((r) => r.intervals.filter((i) => i.bps === 0));
     console.log(
