@@ -199,6 +199,20 @@ export const fleetViewSchema = z
         lastRoundMs: z.number().describe('Duration of the last round (-1 before the first).'),
       })
       .nullable(),
+    addresses: z
+      .object({
+        held: z
+          .array(z.object({ address: z.string(), user: z.string(), session: z.string() }))
+          .describe("Tunnel addresses this gateway's sessions hold: what its host routes announce (docs/fleet.md, Addresses)."),
+        reserve: count.describe('Address pairs claimed ahead for a Redis outage.'),
+        claims: count,
+        conflicts: count.describe('Claims another gateway had won; the next address was tried.'),
+        fallbacks: count.describe('Sessions that got a reserve pair (Redis down, settling or slow).'),
+        reserveEmpty: count.describe('Sessions refused: Redis unreachable and the reserve spent.'),
+        renewConflicts: count.describe('Sessions ended because another gateway held their address at renewal.'),
+      })
+      .nullable()
+      .describe('Fleet-wide tunnel addresses; null alone.'),
   })
   .register(apiSchemas, { id: 'Fleet' });
 

@@ -50,6 +50,7 @@ export const SERVER_DEFAULTS = {
   fleetLeaseIntervalMs: 100,
   fleetFallbackShare: 0.5,
   fleetSessionLeaseMs: 15_000,
+  fleetAddressReserve: 16,
   logLevel: 'info' as const,
   /** Relative to the working directory, also when a config file is given but sets no data_dir. */
   dataDir: 'data',
@@ -187,6 +188,7 @@ export function resolveServerConfig(file: ServerFile, ctx: ServerResolveContext)
             leaseIntervalMs: file.fleet.lease_interval ?? d.fleetLeaseIntervalMs,
             fallbackShare: file.fleet.fallback_share ?? d.fleetFallbackShare,
             sessionLeaseMs: file.fleet.session_lease ?? d.fleetSessionLeaseMs,
+            addressReserve: file.fleet.address_reserve ?? d.fleetAddressReserve,
           },
     gatewayId: file.fleet?.gateway_id ?? hostname(),
     logLevel: file.log_level ?? d.logLevel,

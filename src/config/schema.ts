@@ -293,6 +293,7 @@ export const ServerFileSchema = z.strictObject({
       lease_interval: duration(1, '1ms').refine((ms) => ms >= 20 && ms <= 1000, 'expected between 20ms and 1s').optional(),
       fallback_share: z.number().gt(0).max(1).optional(),
       session_lease: duration(1000, '1s').optional(),
+      address_reserve: z.number().int().min(0).max(4096).optional(),
     })
     .optional(),
   log_level: logLevel.optional(),

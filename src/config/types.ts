@@ -146,6 +146,8 @@ export interface FleetConfig {
   readonly fallbackShare: number;
   /** Lifetime of this gateway's session leases (ms): a crashed gateway's sessions stop counting after it. */
   readonly sessionLeaseMs: number;
+  /** Address pairs claimed ahead, handed out while Redis is unreachable (docs/fleet.md, Tunnel addresses). */
+  readonly addressReserve: number;
 }
 
 /** Bounds on tunnel connections that carry no authenticated session (yet). */

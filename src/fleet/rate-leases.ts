@@ -10,7 +10,7 @@
  *           (registry.clearFleetGrants), logged once; the next round that succeeds restores shares, logged once.
  *
  * A round still in flight when the timer fires again is not doubled up: the tick is skipped and counted.
- * Leases live `ttl` (5 intervals) in Redis: a gateway that stops renewing (crash, lost link, user gone) loses
+ * Leases live `ttl` (5 intervals, at least 1 s) in Redis: a gateway that stops renewing (crash, lost link, user gone) loses
  * its shares to the others within it, and since a degraded gateway's grants are dropped at once, no share is
  * enforced twice once Redis answers again.
  */
@@ -27,7 +27,7 @@ export interface RateLeaseOptions {
   readonly intervalMs: number;
   readonly clock: Clock;
   readonly logger: Logger;
-  /** Lease lifetime in Redis; default 5 × interval (a gateway's event loop may stall a few rounds when busy). */
+  /** Lease lifetime in Redis; default 5 intervals, at least 1 s (a busy gateway may skip a few rounds). */
   readonly ttlMs?: number;
   /** How long a user's hash outlives the last lease of any gateway; default 10 minutes. */
   readonly keyTtlMs?: number;
@@ -65,7 +65,7 @@ export class RateLeases {
   private readonly keyTtlMs: number;
 
   constructor(private readonly opts: RateLeaseOptions) {
-    this.ttlMs = opts.ttlMs ?? 5 * opts.intervalMs;
+    this.ttlMs = opts.ttlMs ?? Math.max(5 * opts.intervalMs, 1_000);
     this.keyTtlMs = opts.keyTtlMs ?? 10 * 60_000;
   }
 
@@ -151,6 +151,7 @@ export class RateLeases {
     for (const [i, user] of users.entries()) {
       this.leased.add(user);
       registry.setFleetGrant(user, grants[i]!.grant);
+      if (process.env.QG_DEBUG_LEASES) this.opts.logger.info({ user, demand: Math.round(requests[i]!.demand * 8 / 1000), grant: Math.round(grants[i]!.grant * 8 / 1000) }, 'lease');
     }
     this.finish(started, true);
     if (this.degraded) {

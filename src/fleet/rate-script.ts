@@ -4,7 +4,8 @@
  *
  *   limit      the user's fleet-wide limit (bytes/s)
  *   l:<gw>     the limit gateway <gw> last reported (its configured limit ∧ cap)
- *   d:<gw>     its demand: bytes/s the user offered through it in its last interval (sent + queued + dropped)
+ *   d:<gw>     its demand: bytes/s the user offered through it (sent + queued + dropped), as a peak that
+ *              decays by 15 % a round: max(this round's demand, 0.85 × the last value)
  *   g:<gw>     the share it was granted last
  *   t:<gw>     when it last renewed (Redis TIME, ms): a gateway that stops renewing for `ttl` loses its share
  *
@@ -17,9 +18,11 @@
  * the desires and what is left is spread evenly, so the shares add up to the limit. The caller gets its part,
  * but never more than the others leave of the limit with the shares they hold now (g:<gw>, written only by
  * each gateway's own call): shares move from one gateway to another within two rounds, never counted twice.
- *   saturated (demand ≥ 0.95 × last grant) desire = 2 × max(demand, grant)   grows until the fair share
- *   below its grant                         desire = 1.1 × demand             a little headroom (1/1.1 < 0.95:
- *                                                                              it stays below, no flapping)
+ *   busy (demand ≥ 0.8 × last grant)        desire = 2 × max(demand, grant)   grows until the fair share
+ *   well below its grant                    desire = 1.3 × demand             headroom (1/1.3 < 0.8: it stays
+ *                                                                              below, no flapping)
+ * A TCP flow through a shaper offers about what it is let through (it is ack-clocked), so "busy" must not
+ * ask for more than that; with 0.8 and the decaying peak, busy flows keep an even split and stable shares.
  *   new, or no traffic yet                  desire = 1.5 × demand
  * every desire at least 1 % of the limit (a gateway whose user starts sending grows from there in rounds).
  * Release (reported limit 0): the gateway's lease (d, g, t) is removed, its share goes to the others at once.
@@ -30,6 +33,7 @@
 import type { Redis, Result } from 'ioredis';
 
 export const RATE_LEASE_LUA = `
+local DECAY = 0.85
 local gw = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local keyTtl = tonumber(ARGV[3])
@@ -51,11 +55,24 @@ for i = 1, #KEYS do
     local limit = tonumber(h['limit'])
     local before = tonumber(h['l:' .. gw])
     if limit == nil or (before ~= nil and before ~= reported) then
+      -- A new limit: the shares the others hold scale with it (they apply it when they renew, within a round),
+      -- so this gateway's part is not held back by shares of the old limit.
+      if limit ~= nil and limit > 0 then
+        for field, value in pairs(h) do
+          if string.sub(field, 1, 2) == 'g:' then
+            h[field] = tonumber(value) * reported / limit
+            redis.call('HSET', key, field, h[field])
+          end
+        end
+      end
       limit = reported
       redis.call('HSET', key, 'limit', limit)
     end
-    redis.call('HSET', key, 'l:' .. gw, reported, 'd:' .. gw, demand, 't:' .. gw, now)
-    h['d:' .. gw] = demand
+    -- Demand as a decaying peak: a TCP flow that backs off for a round (a loss, a stalled event loop) keeps
+    -- its share; a gateway whose user really slowed down gives it up within about two seconds.
+    local peak = math.max(demand, DECAY * (tonumber(h['d:' .. gw]) or 0))
+    redis.call('HSET', key, 'l:' .. gw, reported, 'd:' .. gw, peak, 't:' .. gw, now)
+    h['d:' .. gw] = peak
     h['t:' .. gw] = now
     -- Live gateways and their desires; expired ones are removed.
     local names, desires = {}, {}
@@ -70,8 +87,8 @@ for i = 1, #KEYS do
           local g = tonumber(h['g:' .. other])
           local want
           if g == nil or g <= 0 then want = 1.5 * d
-          elseif d >= 0.95 * g then want = 2 * math.max(d, g)
-          else want = 1.1 * d end
+          elseif d >= 0.8 * g then want = 2 * math.max(d, g)
+          else want = 1.3 * d end
           if want < floor then want = floor end
           names[#names + 1] = other
           desires[#desires + 1] = want

@@ -11,6 +11,9 @@
  *     while a guesser (and a burst of parallel guesses, each counted until checked) runs dry
  *   every window (clock interval): all per-source limiters are dropped, so budgets refill and idle sources
  *   leave no state behind.
+ *   fleet (setShared): an attempt the local budget admits also spends the fleet's budget for the source
+ *     (src/fleet/attempt-budget.ts); the fleet's refusal counts like a local one; while Redis cannot answer,
+ *     the local budget alone decides (never unlimited).
  *
  * bottleneck fits here (a few attempts per second, async is fine); it does not fit the per-packet path (see
  * bucket.ts and bench/bucket-vs-bottleneck.ts). The window runs on the injectable Clock rather than
@@ -36,6 +39,13 @@ export { sourceKey };
 
 const admitted = (): Promise<true> => Promise.resolve(true);
 
+/** The fleet-wide budget per source: true admitted, false refused, null: cannot tell now (local decides). */
+export interface SharedAttemptBudget {
+  admit(key: string): Promise<boolean | null>;
+  giveBack(key: string): Promise<void>;
+  setLimit(perSourcePerMinute: number): void;
+}
+
 export class AdmissionThrottle {
   private readonly group: Bottleneck.Group;
   private readonly logger: Logger;
@@ -50,6 +60,7 @@ export class AdmissionThrottle {
   private readonly loggedThisWindow = new Set<string>();
   private readonly timer: TimerHandle;
   private throttledCount = 0;
+  private shared: SharedAttemptBudget | null = null;
 
   constructor(options: AdmissionThrottleOptions) {
     this.logger = options.logger;
@@ -70,20 +81,31 @@ export class AdmissionThrottle {
       return false;
     }
     try {
-      return await this.group.key(key).schedule({ weight: 1 }, admitted);
+      await this.group.key(key).schedule({ weight: 1 }, admitted);
     } catch (err) {
       if (!(err instanceof Bottleneck.BottleneckError)) throw err;
-      this.throttledCount++;
-      this.refusedThisWindow.set(key, 1);
-      if (!this.loggedThisWindow.has(key)) {
-        this.loggedThisWindow.add(key);
-        this.logger.warn(
-          { source: key, limit: this.limit, windowMs: this.windowMs },
-          'too many connection attempts from this source; further ones are refused until the window ends',
-        );
-      }
-      return false;
+      return this.refuse(key);
     }
+    if (this.shared !== null && (await this.shared.admit(key)) === false) return this.refuse(key);
+    return true;
+  }
+
+  /** Share the budget with a fleet (null: this gateway alone). */
+  setShared(shared: SharedAttemptBudget | null): void {
+    this.shared = shared;
+  }
+
+  private refuse(key: string): false {
+    this.throttledCount++;
+    this.refusedThisWindow.set(key, 1);
+    if (!this.loggedThisWindow.has(key)) {
+      this.loggedThisWindow.add(key);
+      this.logger.warn(
+        { source: key, limit: this.limit, windowMs: this.windowMs },
+        'too many connection attempts from this source; further ones are refused until the window ends',
+      );
+    }
+    return false;
   }
 
   /**
@@ -93,6 +115,7 @@ export class AdmissionThrottle {
   async succeeded(sourceAddress: string): Promise<void> {
     if (this.limit === 0) return;
     const key = sourceKey(sourceAddress);
+    await this.shared?.giveBack(key);
     if (!this.group.keys().includes(key)) return; // a new window began: the budget is full again anyway
     try {
       const limiter = this.group.key(key);
@@ -122,6 +145,7 @@ export class AdmissionThrottle {
   setLimit(perSourcePerMinute: number): void {
     this.limit = Math.max(0, Math.floor(perSourcePerMinute));
     this.group.updateSettings(this.limiterOptions());
+    this.shared?.setLimit(this.limit);
   }
 
   /** Sources with a limiter in the current window. */

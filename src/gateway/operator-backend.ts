@@ -272,9 +272,20 @@ export class GatewayBackend implements AdminBackend {
   fleet(): FleetView {
     const fleet = this.gateway.fleet;
     const gatewayId = this.gateway.currentConfig.gatewayId;
-    if (fleet === null) return { enabled: false, gatewayId, link: null, linkSince: null, rate: null };
+    if (fleet === null) return { enabled: false, gatewayId, link: null, linkSince: null, rate: null, addresses: null };
     const { link, linkSince, rate } = fleet.status;
-    return { enabled: true, gatewayId, link, linkSince: new Date(linkSince).toISOString(), rate: { ...rate } };
+    const { claims, conflicts, fallbacks, reserveEmpty, renewConflicts, reserveSize } = fleet.addresses.stats();
+    const held = fleet.addresses
+      .heldAddresses()
+      .flatMap((h) => [h.ipv4, h.ipv6].filter((a): a is string => a !== null).map((address) => ({ address, user: h.user, session: h.id })));
+    return {
+      enabled: true,
+      gatewayId,
+      link,
+      linkSince: new Date(linkSince).toISOString(),
+      rate: { ...rate },
+      addresses: { held, reserve: reserveSize, claims, conflicts, fallbacks, reserveEmpty, renewConflicts },
+    };
   }
 
   overview(): OverviewView {

@@ -6,6 +6,8 @@
  *   ─► oldest released address (FIFO)
  * release(allocation): the offset goes back to the FIFO (unless the cursor has not reached it yet) and is
  *   remembered as the holder's last address (LRU of users, bounded).
+ * assign(user, allocation): take exactly these addresses (a fleet's claimed or reserved ones, src/fleet).
+ * In a fleet the cursor starts at a point derived from the gateway id (cursorStart) and wraps round.
  *
  * Addresses are offsets (numbers) from the network address; no step scans the network, so a /16 or an IPv6
  * /64 costs the same: the cursor only moves forward and the FIFO drops stale entries lazily (amortized O(1)).
@@ -49,6 +51,11 @@ export type StaticUser = Pick<UserConfig, 'name' | 'staticAddresses'>;
 export interface AddressPoolOptions {
   /** Bound of the last-address memory, in users. */
   readonly rememberUsers?: number;
+  /**
+   * Where in each range the never-used cursor starts, as a fraction in [0, 1) (it wraps round to the start):
+   * gateways of a fleet start apart, so their first picks rarely collide (src/fleet/addresses.ts).
+   */
+  readonly cursorStart?: number;
 }
 
 interface LastAddresses {
@@ -76,8 +83,11 @@ class FamilyRange {
   private reservedBy = new Map<number, string>();
   /** User → their static offsets. */
   private staticOf = new Map<string, number[]>();
+  /** Where the never-used cursor began; it runs start .. end-1, then wraps to 1 .. start-1. */
+  private readonly start: number;
   /** Next never-used offset. */
-  private cursor = 1;
+  private cursor: number;
+  private wrapped = false;
   /** Released offsets below the cursor, oldest first; entries taken meanwhile are skipped when popped. */
   private released: number[] = [];
   private releasedHead = 0;
@@ -87,6 +97,7 @@ class FamilyRange {
     readonly family: Family,
     cidr: string,
     gateway: string,
+    cursorStart: number,
   ) {
     const v4 = family === 'ipv4';
     let network: Address4 | Address6;
@@ -114,6 +125,8 @@ class FamilyRange {
       throw new QuicgateError('QG_ERR_CONFIG_INVALID', `gateway ${gateway} is the network or broadcast address of ${cidr}`);
     }
     this.gatewayAddress = this.format(gatewayAbs - this.base);
+    this.start = Math.min(this.end - 1, 1 + Math.floor(Math.min(Math.max(cursorStart, 0), 0.999_999) * (this.end - 1)));
+    this.cursor = this.start;
   }
 
   /** Usable offset of an address string, or null when it is outside the usable range or is the gateway. */
@@ -150,7 +163,12 @@ class FamilyRange {
 
   /** Next never-used offset, else the oldest released one; null when none is left. */
   takeNext(user: string): number | null {
-    while (this.cursor < this.end) {
+    for (;;) {
+      if (!this.wrapped && this.cursor >= this.end) {
+        this.wrapped = true;
+        this.cursor = 1;
+      }
+      if (this.wrapped && this.cursor >= this.start) break;
       const offset = this.cursor++;
       if (offset === this.gatewayOffset || this.holders.has(offset) || this.reservedBy.has(offset)) continue;
       this.holders.set(offset, user);
@@ -226,8 +244,13 @@ class FamilyRange {
     return { size, inUse, reserved: this.reservedBy.size, free: size - inUse - reservedIdle };
   }
 
+  /** Whether the never-used cursor has passed `offset` (so only the FIFO can hand it out again). */
+  private passed(offset: number): boolean {
+    return this.wrapped ? offset < this.cursor || offset >= this.start : offset >= this.start && offset < this.cursor;
+  }
+
   private requeue(offset: number): void {
-    if (offset < this.cursor && !this.reservedBy.has(offset) && !this.queued.has(offset)) {
+    if (this.passed(offset) && !this.reservedBy.has(offset) && !this.queued.has(offset)) {
       this.queued.add(offset);
       this.released.push(offset);
     }
@@ -258,9 +281,10 @@ export class AddressPool {
   /** Built from config.networks, with config.users' static addresses reserved. */
   constructor(config: { readonly networks: ServerConfig['networks']; readonly users: readonly StaticUser[] }, options: AddressPoolOptions = {}) {
     const { networks, users } = config;
+    const start = options.cursorStart ?? 0;
     this.ranges = {
-      ipv4: networks.ipv4 === null ? null : new FamilyRange('ipv4', networks.ipv4.cidr, networks.ipv4.gateway),
-      ipv6: networks.ipv6 === null ? null : new FamilyRange('ipv6', networks.ipv6.cidr, networks.ipv6.gateway),
+      ipv4: networks.ipv4 === null ? null : new FamilyRange('ipv4', networks.ipv4.cidr, networks.ipv4.gateway, start),
+      ipv6: networks.ipv6 === null ? null : new FamilyRange('ipv6', networks.ipv6.cidr, networks.ipv6.gateway, start),
     };
     if (this.ranges.ipv4 === null && this.ranges.ipv6 === null) {
       throw new QuicgateError('QG_ERR_CONFIG_INVALID', 'no tunnel network configured (need ipv4 and/or ipv6)');
@@ -295,6 +319,25 @@ export class AddressPool {
       ipv4: v4 === null ? null : this.ranges.ipv4!.addressOf(v4),
       ipv6: v6 === null ? null : this.ranges.ipv6!.addressOf(v6),
     };
+  }
+
+  /**
+   * Take exactly these addresses for `user` (a fleet's reserved or claimed ones): each must be in its range and
+   * free for the user (not held, not another user's static). Throws QG_ERR_ADDRESS_UNAVAILABLE, taking nothing.
+   */
+  assign(user: string, allocation: Allocation): void {
+    const picks: Array<[FamilyRange, number]> = [];
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const address = allocation[family];
+      if (address === null) continue;
+      const range = this.ranges[family];
+      const offset = range === null ? null : range.offsetOf(address);
+      if (range === null || offset === null || !range.isFreeFor(offset, user)) {
+        throw new QuicgateError('QG_ERR_ADDRESS_UNAVAILABLE', `tunnel address ${address} is not free for ${user}`, { details: { user, address } });
+      }
+      picks.push([range, offset]);
+    }
+    for (const [range, offset] of picks) range.take(offset, user);
   }
 
   /** Give the addresses back; remembers them as their holder's last ones. Unknown or free addresses are ignored. */

@@ -15,11 +15,12 @@ import type { ConnectionGuardStats } from '../transport/connection-guard.js';
 import type { AcceptedConnection, Admission, TunnelListener } from '../transport/types.js';
 import type { TunDevice, TunSettings } from '../tun/device.js';
 import type { AdmissionThrottle } from './admission.js';
+import { cursorStartFor, type FleetAddressBook } from '../fleet/addresses.js';
 import { Forwarder } from './forwarding.js';
 import { AddressPool } from './pool.js';
 import { UserRegistry } from './registry.js';
 import type { EndReason, RejectReason, Session } from './session.js';
-import { SessionManager } from './sessions.js';
+import { SessionManager, type HeldAddresses } from './sessions.js';
 import { buildAssignment } from './tunnel-assignment.js';
 
 export interface ReloadSummary {
@@ -79,11 +80,21 @@ export class Gateway {
   ) {
     this.clock = parts.clock ?? systemClock;
     this.logger = parts.logger;
-    this.pool = new AddressPool(config);
+    // In a fleet the last-address memory is Redis's (sticky through any gateway), not this process's.
+    this.pool = new AddressPool(config, config.fleet === null ? {} : { rememberUsers: 0, cursorStart: cursorStartFor(config.gatewayId) });
     this.registry = new UserRegistry({ clock: this.clock, shaping: config.shaping, fleetFallbackShare: config.fleet?.fallbackShare ?? null });
     this.sessions = new SessionManager({
       config,
       pool: this.pool,
+      // A fleet's addresses are claimed through Redis (src/fleet/addresses.ts); fleetParts is set before any session.
+      ...(config.fleet === null
+        ? {}
+        : {
+            addresses: {
+              allocate: (user: string, preferred: readonly string[], id: string) => this.fleetAddressBook().allocate(user, preferred, id),
+              release: (held: HeldAddresses) => (this.fleetParts === null ? this.pool.release(held) : this.fleetParts.addresses.release(held)),
+            },
+          }),
       registry: this.registry,
       clock: this.clock,
       logger: this.logger,
@@ -129,6 +140,11 @@ export class Gateway {
     return this.listener?.kinds ?? [];
   }
 
+  private fleetAddressBook(): FleetAddressBook {
+    if (this.fleetParts === null) throw new QuicgateError('QG_ERR_CLOSED', 'the fleet parts are not running');
+    return this.fleetParts.addresses;
+  }
+
   /** The fleet parts (null: this gateway alone, or not started). */
   get fleet(): Fleet | null {
     return this.fleetParts;
@@ -138,7 +154,20 @@ export class Gateway {
     const { config } = this;
     // Fleet first, so the first session's rate is already shared; it waits for Redis a short, bounded time.
     if (config.fleet !== null) {
-      this.fleetParts = await Fleet.start({ config: config.fleet, gatewayId: config.gatewayId, registry: this.registry, clock: this.clock, logger: this.logger });
+      this.fleetParts = await Fleet.start({
+        config: config.fleet,
+        gatewayId: config.gatewayId,
+        registry: this.registry,
+        pool: this.pool,
+        attemptsPerSource: config.authAttempts.perSourcePerMinute,
+        clock: this.clock,
+        logger: this.logger,
+      });
+      this.sessions.throttle.setShared(this.fleetParts.attempts);
+      this.fleetParts.addresses.start((id) => {
+        const session = this.sessions.get(id);
+        if (session !== undefined) this.sessions.end(session, 'error', 'another gateway holds this tunnel address; reconnect');
+      });
       // Sessions share the fleet's connections; admitted on local caps until the lease is held.
       this.sessionFleet = new SessionFleet({
         redis: this.fleetParts.redis,
@@ -177,7 +206,30 @@ export class Gateway {
     );
   }
 
-  private accept({ connection, request }: AcceptedConnection): void {
+  private accept(accepted: AcceptedConnection): void {
+    const book = this.fleetParts?.addresses ?? null;
+    if (book === null) {
+      this.openSession(accepted);
+      return;
+    }
+    // In a fleet the addresses are claimed in Redis first (bounded wait; null: the reserve will serve).
+    const { request } = accepted;
+    const user = this.config.users.find((u) => u.name === request.user) ?? { name: request.user, staticAddresses: [] };
+    void book.prepare(user, request.previousAddresses).then(
+      (ticket) => {
+        book.stage(ticket);
+        try {
+          this.openSession(accepted);
+        } finally {
+          book.unstage();
+        }
+      },
+      // Pool exhausted: the open below refuses with the reason the client understands.
+      () => this.openSession(accepted),
+    );
+  }
+
+  private openSession({ connection, request }: AcceptedConnection): void {
     if (this.stopping !== null || this.forwarder === null) {
       connection.close({ reason: 'server_shutdown', message: 'gateway is shutting down' });
       return;

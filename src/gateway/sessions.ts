@@ -33,7 +33,7 @@ import { QuicgateError, isQuicgateError, type ErrorCode } from '../errors.js';
 import type { AdmissionResult, ConnectRequest, ResumeClaim, TunnelConnection } from '../transport/types.js';
 import { AdmissionThrottle } from './admission.js';
 import type { TokenBucket } from './bucket.js';
-import { AddressPool, type PoolStats } from './pool.js';
+import { AddressPool, type Allocation, type PoolStats } from './pool.js';
 import { UserRegistry, effectiveLimit } from './registry.js';
 import { END_REASONS, REJECT_REASONS, newCounters, type EndReason, type RejectReason, type Session } from './session.js';
 
@@ -59,6 +59,21 @@ export interface SessionManagerOptions {
   readonly checkIntervalMs?: number;
   /** Extra admission rule (e.g. a spent data quota), consulted after the password and disabled checks. */
   readonly admissionCheck?: AdmissionCheck;
+  /** Who hands out and takes back a session's addresses; the pool itself by default (a fleet: src/fleet/addresses.ts). */
+  readonly addresses?: SessionAddresses;
+}
+
+/** A session's tunnel addresses: taken in open(), given back in end() (both synchronous). */
+export interface SessionAddresses {
+  /** Throws QG_ERR_POOL_EXHAUSTED (taking nothing) when none is left. */
+  allocate(user: string, preferred: readonly string[], sessionId: string): Allocation;
+  release(held: HeldAddresses): void;
+}
+
+/** The addresses one session holds (a Session is one). */
+export interface HeldAddresses extends Allocation {
+  readonly id: string;
+  readonly user: string;
 }
 
 /** The forwarding side of a session (src/gateway/forwarding.ts): its route and shaping queues. */
@@ -140,6 +155,7 @@ export class SessionManager {
   readonly pool: AddressPool;
   readonly registry: UserRegistry;
   readonly throttle: AdmissionThrottle;
+  private readonly addresses: SessionAddresses;
   private users: Map<string, UserConfig>;
   private defaults: SessionDefaults;
   private readonly sessions = new Map<string, Session>();
@@ -166,6 +182,8 @@ export class SessionManager {
     this.logger = options.logger;
     this.newId = options.newId ?? randomUUID;
     this.pool = options.pool ?? new AddressPool(config);
+    const pool = this.pool;
+    this.addresses = options.addresses ?? { allocate: (user, preferred) => pool.allocate(user, preferred), release: (session) => pool.release(session) };
     this.registry = options.registry ?? new UserRegistry({ clock: this.clock });
     this.throttle =
       options.throttle ??
@@ -278,7 +296,7 @@ export class SessionManager {
     // Setup, in this order; release (here on a failure, in end() otherwise) in the reverse one.
     let allocation;
     try {
-      allocation = this.pool.allocate(user.name, preferred);
+      allocation = this.addresses.allocate(user.name, preferred, id);
     } catch (err) {
       if (isQuicgateError(err, 'QG_ERR_POOL_EXHAUSTED')) this.recordRejection(request, 'pool_exhausted');
       throw err;
@@ -311,7 +329,7 @@ export class SessionManager {
       }
     } catch (err) {
       this.registry.remove(id);
-      this.pool.release(allocation);
+      this.addresses.release({ id, user: user.name, ...allocation });
       throw err;
     }
     this.openedCount++;
@@ -353,7 +371,7 @@ export class SessionManager {
     step('data plane detach', () => this.dataPlane?.detach(session));
     this.sessions.delete(session.id);
     step('registry remove', () => this.registry.remove(session.id));
-    step('address release', () => this.pool.release(session));
+    step('address release', () => this.addresses.release(session));
     this.ended[reason]++;
     for (const { step: name, err } of failures) this.logger.error({ err, session: session.id, step: name }, 'a release step failed; the others ran');
     const pool = this.pool.stats();

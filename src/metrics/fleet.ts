@@ -55,6 +55,48 @@ export function registerFleetMetrics(registry: Registry, fleet: FleetMetricsSour
       this.inc({ outcome: 'skipped' }, roundsSkipped);
     },
   });
+  new Counter({
+    name: 'quicgate_fleet_address_claims_total',
+    help: 'Tunnel address claims in Redis: ok, conflict (another gateway held it; the next one was tried).',
+    labelNames: ['outcome'],
+    registers,
+    collect() {
+      const { claims, conflicts } = fleet.status.addresses;
+      this.reset();
+      this.inc({ outcome: 'ok' }, claims);
+      this.inc({ outcome: 'conflict' }, conflicts);
+    },
+  });
+  new Counter({
+    name: 'quicgate_fleet_address_fallbacks_total',
+    help: 'Sessions by how the fleet could not confirm a fresh address: reserve (got a reserve pair), refused (reserve spent), renew_conflict (ended: another gateway held the address).',
+    labelNames: ['outcome'],
+    registers,
+    collect() {
+      const { fallbacks, reserveEmpty, renewConflicts } = fleet.status.addresses;
+      this.reset();
+      this.inc({ outcome: 'reserve' }, fallbacks);
+      this.inc({ outcome: 'refused' }, reserveEmpty);
+      this.inc({ outcome: 'renew_conflict' }, renewConflicts);
+    },
+  });
+  new Gauge({
+    name: 'quicgate_fleet_address_reserve',
+    help: 'Address pairs this gateway holds claimed for a Redis outage (fleet.address_reserve).',
+    registers,
+    collect() {
+      this.set(fleet.status.addresses.reserveSize);
+    },
+  });
+  new Counter({
+    name: 'quicgate_fleet_auth_unanswered_total',
+    help: "Auth attempts the fleet's shared budget could not answer for (Redis down or slow); the local throttle decided them.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(fleet.status.attemptsUnanswered);
+    },
+  });
   const rounds = new Histogram({
     name: 'quicgate_fleet_lease_round_seconds',
     help: 'Duration of rate lease rounds (one Redis round trip for all users), by outcome.',

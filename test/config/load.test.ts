@@ -348,7 +348,7 @@ describe('fleet', () => {
   it('reads the block with its defaults', async () => {
     const config = await parse('fleet:\n  gateway_id: gw-a\n  redis_url: redis://192.0.2.9:6379/0\n  lease_interval: 50ms\n');
     expect(config.gatewayId).toBe('gw-a');
-    expect(config.fleet).toEqual({ redisUrl: 'redis://192.0.2.9:6379/0', keyPrefix: 'quicgate:', leaseIntervalMs: 50, fallbackShare: 0.5, sessionLeaseMs: 15_000 });
+    expect(config.fleet).toEqual({ redisUrl: 'redis://192.0.2.9:6379/0', keyPrefix: 'quicgate:', leaseIntervalMs: 50, fallbackShare: 0.5, sessionLeaseMs: 15_000, addressReserve: 16 });
   });
 
   it('names the field and what was expected', async () => {

@@ -49,7 +49,7 @@ export async function passwordUsers(names: readonly string[], overrides: Partial
 }
 
 export function fleetConfig(url: string, prefix: string): FleetConfig {
-  return { redisUrl: url, keyPrefix: prefix, leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: LEASE_MS };
+  return { redisUrl: url, keyPrefix: prefix, leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: LEASE_MS, addressReserve: 16 };
 }
 
 export async function startTestGateway(

@@ -62,13 +62,21 @@ describe('rate-lease script (real redis-server)', () => {
     }
   });
 
-  it('follows demand: an app-limited gateway keeps a little headroom, the saturated one takes the rest', async () => {
+  it('follows demand: an app-limited gateway keeps a little headroom, the saturated one takes the rest; a dip of a round or two costs no share', async () => {
     const grants = await rounds(['gw1', 'gw2'], 10, saturated);
     expect(grants.get('gw1')! / L).toBeCloseTo(0.5, 2);
     // gw1's user now wants only 10 % of the limit; gw2's still wants everything.
-    const shifted = await rounds(['gw1', 'gw2'], 10, (gw, grant) => (gw === 'gw1' ? 0.1 * L : saturated(gw, grant)));
-    expect(shifted.get('gw1')! / L).toBeCloseTo(0.11, 2);
-    expect(shifted.get('gw2')! / L).toBeCloseTo(0.89, 2);
+    // Its demand is a peak decaying 15 % a round: the share follows within about 2 s (20 rounds of 100 ms).
+    const early = await rounds(['gw1', 'gw2'], 3, (gw, grant) => (gw === 'gw1' ? 0.1 * L : saturated(gw, grant)));
+    expect(early.get('gw1')! / L).toBeGreaterThan(0.4);
+    const shifted = await rounds(['gw1', 'gw2'], 17, (gw, grant) => (gw === 'gw1' ? 0.1 * L : saturated(gw, grant)));
+    expect(shifted.get('gw1')! / L).toBeCloseTo(0.13, 2);
+    expect(shifted.get('gw2')! / L).toBeCloseTo(0.87, 2);
+    // A TCP flow on gw2 that backs off to 60 % for two rounds (a loss) keeps nearly all of its share (0.87; a
+    // share sized by the dip alone would be 1.3 × 0.6 × 0.87 = 0.68).
+    const dip = await rounds(['gw1', 'gw2'], 2, (gw, grant) => (gw === 'gw1' ? 0.1 * L : 0.6 * grant));
+    expect(dip.get('gw2')! / L).toBeGreaterThan(0.84);
+    await rounds(['gw1', 'gw2'], 2, (gw, grant) => (gw === 'gw1' ? 0.1 * L : saturated(gw, grant)));
     // And back: gw1's user wants everything again; it grows back to half within a few rounds.
     const back = await rounds(['gw1', 'gw2'], 6, saturated);
     expect(back.get('gw1')! / L).toBeCloseTo(0.5, 2);
@@ -90,8 +98,32 @@ describe('rate-lease script (real redis-server)', () => {
     expect(worst).toBeLessThanOrEqual(1.03);
   });
 
+  it('ack-clocked flows (TCP offers about what it is let through, ±30 %, now and then a loss): the held shares stay near the limit', async () => {
+    let state = 99;
+    const random = (): number => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    for (const gws of [['gw1', 'gw2'], ['gw1', 'gw2', 'gw3']]) {
+      await redis.flushall();
+      const held = new Map(gws.map((g) => [g, L / gws.length]));
+      let total = 0;
+      let samples = 0;
+      for (let r = 0; r < 200; r++) {
+        for (const gw of gws) {
+          const demand = held.get(gw)! * (0.7 + 0.6 * random()) * (random() < 0.1 ? 0.6 : 1);
+          held.set(gw, (await lease(gw, L, demand)).grant);
+          if (r >= 20) {
+            total += sum(held) / L;
+            samples++;
+          }
+        }
+      }
+      // Measured 0.9957 (two) and 0.9978 (three) with this seed.
+      expect(total / samples).toBeGreaterThan(0.99);
+      for (const g of gws) expect(held.get(g)! / (L / gws.length)).toBeGreaterThan(0.7);
+    }
+  });
+
   it('an idle gateway keeps a 1 % floor, so the busy one moves at least 0.99 of the limit', async () => {
-    const grants = await rounds(['gw1', 'gw2'], 10, (gw, grant) => (gw === 'gw1' ? 0 : saturated(gw, grant)));
+    const grants = await rounds(['gw1', 'gw2'], 30, (gw, grant) => (gw === 'gw1' ? 0 : saturated(gw, grant)));
     expect(grants.get('gw1')! / L).toBeCloseTo(0.01, 3);
     expect(grants.get('gw2')! / L).toBeCloseTo(0.99, 3);
   });
@@ -115,7 +147,8 @@ describe('rate-lease script (real redis-server)', () => {
     await rounds(['gw1', 'gw2'], 5, saturated);
     // gw1's config now says 10 Mbit/s; gw2 still reports 20 but has not changed, so it follows.
     const half = L / 2;
-    expect((await lease('gw1', half, half)).limit).toBe(half);
+    // gw1 takes its part of the new limit at once (gw2's half of the old one counts as half of the new one).
+    expect(await lease('gw1', half, half)).toEqual({ grant: half / 2, limit: half });
     const gw2 = await lease('gw2', L, L);
     expect(gw2.limit).toBe(half);
     const after = await rounds(['gw1', 'gw2'], 8, (gw, grant) => saturated(gw, grant), half);

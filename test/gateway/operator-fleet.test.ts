@@ -77,7 +77,7 @@ async function member(id: string, fleet: FleetConfig, history?: Promise<OpenedHi
 
 describe('admin API across the fleet', () => {
   it("lists every gateway's sessions with their gateway, filters by gateway, and kills a session on another gateway", async () => {
-    const fleet: FleetConfig = { redisUrl: redis.url, keyPrefix: 'qgop:', leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: 1500 };
+    const fleet: FleetConfig = { redisUrl: redis.url, keyPrefix: 'qgop:', leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: 1500, addressReserve: 16 };
     const a = await member('a', fleet);
     const b = await member('b', fleet);
     const onB = await b.listener.connect('alice', 'pw-alice');
@@ -104,7 +104,7 @@ describe('admin API across the fleet', () => {
   });
 
   it('while Redis is down: lists say they are partial, kills of unknown sessions are 503, and the gateway still stops', async () => {
-    const fleet: FleetConfig = { redisUrl: redis.url, keyPrefix: 'qgop2:', leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: 1500 };
+    const fleet: FleetConfig = { redisUrl: redis.url, keyPrefix: 'qgop2:', leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: 1500, addressReserve: 16 };
     const a = await member('a', fleet);
     const onA = await a.listener.connect('alice', 'pw-alice');
     if ('refused' in onA) throw new Error(`refused: ${JSON.stringify(onA.refused)}`);
@@ -133,12 +133,12 @@ describe('admin API across the fleet', () => {
   });
 
   it("the gateway that finds another's lease expired closes that gateway's open history sessions as crash", async () => {
-    const fleet: FleetConfig = { redisUrl: redis.url, keyPrefix: 'qgop3:', leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: 1500 };
+    const fleet: FleetConfig = { redisUrl: redis.url, keyPrefix: 'qgop3:', leaseIntervalMs: 100, fallbackShare: 0.5, sessionLeaseMs: 1500, addressReserve: 16 };
     const dataDir = mkdtempSync(join(tmpdir(), 'qg-fleet-history-'));
     try {
       const config = serverConfig({
         dataDir,
-        history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000 },
+        history: { enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null },
       });
       const opened = await openHistory(config, captureLog('warn').logger, systemClock);
       // The store's crash close (added with the fleet's history work): recorded here, so the wiring is what is tested.

@@ -197,3 +197,29 @@ describe('AddressPool', () => {
     expect(pool.network('ipv6')).toEqual({ prefix: 64, gateway: '2001:db8:1::1' });
   });
 });
+
+describe('AddressPool in a fleet: cursorStart and assign', () => {
+  it('starts the never-used cursor part-way, wraps round to the start, and still hands out every address once', () => {
+    const pool = new AddressPool({ networks: v4Only('198.18.0.0/28', '198.18.0.1'), users: [] }, { cursorStart: 0.5 });
+    const order: string[] = [];
+    for (let i = 0; i < 13; i++) order.push(pool.allocate(`u${i}`).ipv4!);
+    expect(order[0]).toBe('198.18.0.8');
+    expect(order).toContain('198.18.0.2');
+    expect(new Set(order).size).toBe(13);
+    expect(codeOf(() => pool.allocate('late'))).toBe('QG_ERR_POOL_EXHAUSTED');
+    // A released address passed by the wrapped cursor comes back through the FIFO.
+    pool.release({ ipv4: order[0]!, ipv6: null });
+    expect(pool.allocate('again').ipv4).toBe(order[0]);
+  });
+
+  it('assigns exactly the given addresses, or nothing when one is held or another user\'s static address', () => {
+    const pool = newPool(dual, [{ name: 'stan', staticAddresses: ['198.18.0.6'] }]);
+    pool.assign('alice', { ipv4: '198.18.0.3', ipv6: '2001:db8:1::3' });
+    expect(pool.isAllocated('198.18.0.3')).toBe(true);
+    expect(codeOf(() => pool.assign('bob', { ipv4: '198.18.0.4', ipv6: '2001:db8:1::3' }))).toBe('QG_ERR_ADDRESS_UNAVAILABLE');
+    expect(pool.isAllocated('198.18.0.4')).toBe(false);
+    expect(codeOf(() => pool.assign('bob', { ipv4: '198.18.0.6', ipv6: '2001:db8:1::9' }))).toBe('QG_ERR_ADDRESS_UNAVAILABLE');
+    pool.assign('stan', { ipv4: '198.18.0.6', ipv6: '2001:db8:1::9' });
+    expect(pool.isAllocated('2001:db8:1::9')).toBe(true);
+  });
+});

@@ -245,7 +245,7 @@ export class FakeAdminBackend implements AdminBackend {
   }
 
   fleet(): FleetView {
-    return { enabled: false, gatewayId: 'fake-gateway', link: null, linkSince: null, rate: null };
+    return { enabled: false, gatewayId: 'fake-gateway', link: null, linkSince: null, rate: null, addresses: null };
   }
 
   overview(): OverviewView {

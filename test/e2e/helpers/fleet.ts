@@ -218,6 +218,49 @@ ${extra.trim()}
     return answer.body;
   }
 
+  /**
+   * A user's tunnel bytes (both ways: what their bucket charges) on every gateway in `which`, from /api/overview,
+   * each stamped by the gateway itself: a request from a namespace costs a node start-up, up to seconds on a
+   * busy machine, so the caller's clock would blur a rate. ratesMbit() turns two samples into rates.
+   */
+  async sampleUser(user: string, which: readonly number[] = this.gateways.map((g) => g.index)): Promise<UserSample> {
+    const answers = await Promise.all(which.map((i) => this.admin(i, 'GET', '/api/overview')));
+    const views = answers.map((a, k) => {
+      if (a.status !== 200) throw new Error(`${this.gateway(which[k]!).id} /api/overview answered ${a.status}`);
+      return a.body as { at: string; sessions: { user: string; bytesIn: number; bytesOut: number }[] };
+    });
+    return {
+      at: views.map((v) => Date.parse(v.at)),
+      bytes: views.map((v) => v.sessions.filter((s) => s.user === user).reduce((sum, s) => sum + s.bytesIn + s.bytesOut, 0)),
+    };
+  }
+
+  /**
+   * iperf3 -R (gateway i to client namespace i, measured by the receiving client) through gateways `which` at
+   * once, four TCP streams each: one stream's sawtooth under a shaper (and a busy CPU's stalls) measures TCP,
+   * not the limit; four keep each gateway's bucket busy, as a browser or a sync client does.
+   */
+  iperfFromGateways(which: readonly number[], seconds: number): Promise<IperfResult[]> {
+    return Promise.all(which.map((i) => this.iperf(i, i, 5201, ['-R', '-P', '4', '-t', String(seconds), '-i', '0.5'])));
+  }
+
+  /**
+   * `user`'s rate through gateways `which` at once (client namespace i on gateway i, iperfFromGateways for
+   * `seconds`), read from the gateways' own counters from 3 s in (shares settled, slow start over) to 3 s
+   * before the end: Mbit/s per gateway and in total (IP bytes both ways, what the bucket charges), and goodput.
+   */
+  async measureRate(user: string, which: readonly number[], seconds: number): Promise<RateMeasurement> {
+    const start = Date.now();
+    const traffic = this.iperfFromGateways(which, seconds);
+    await new Promise((r) => setTimeout(r, 3_400));
+    const first = await this.sampleUser(user, which);
+    await new Promise((r) => setTimeout(r, Math.max(0, (seconds - 3) * 1000 - (Date.now() - start))));
+    const last = await this.sampleUser(user, which);
+    const runs = await traffic;
+    const wire = ratesMbit(first, last);
+    return { wire, total: wire.reduce((a, b) => a + b, 0), goodput: runs.map((r) => r.receivedBps / 1e6) };
+  }
+
   /** Rewrite the users file of the given gateways (default all); reload(i) applies it live. */
   async writeUsers(users: readonly TestUser[], indexes: readonly number[] = this.gateways.map((g) => g.index)): Promise<void> {
     for (const i of indexes) await this.gateway(i).files.writeUsers(users);
@@ -243,6 +286,25 @@ ${extra.trim()}
     await this.topo.destroy();
     for (const gw of this.gateways) gw.files.cleanup();
   }
+}
+
+/** Per gateway: the gateway's own clock (ms) when it counted, and the user's bytes both ways. */
+export interface UserSample {
+  readonly at: readonly number[];
+  readonly bytes: readonly number[];
+}
+
+export interface RateMeasurement {
+  /** Mbit/s per gateway (IP bytes both ways) and their sum. */
+  readonly wire: readonly number[];
+  readonly total: number;
+  /** iperf3's goodput per gateway, Mbit/s (TCP payload: some 4 % below the IP bytes, ACKs not counted). */
+  readonly goodput: readonly number[];
+}
+
+/** Mbit/s per gateway between two samples of the same gateways (sessions must live through both). */
+export function ratesMbit(a: UserSample, b: UserSample): number[] {
+  return a.bytes.map((x, k) => (((b.bytes[k] ?? 0) - x) * 8) / ((b.at[k]! - a.at[k]!) / 1000) / 1e6);
 }
 
 /** afterAll helper: safe when Fleet.start failed (nothing to stop). */
