@@ -76,6 +76,8 @@ export interface MetricsSnapshot {
   readonly connections: ConnectionGuardStats | null;
   /** History records dropped since start (queue full while the database failed or stalled, refused rows). */
   readonly historyDropped: number;
+  /** History worker thread restarts since start (it was lost: crash, out of memory, terminated). */
+  readonly historyWorkerRestarts: number;
 }
 
 export interface AdminBackend {

@@ -398,6 +398,7 @@ export class GatewayBackend implements AdminBackend {
       historyPending: health?.pending ?? 0,
       connections: this.gateway.connectionStats,
       historyDropped: health?.dropped ?? 0,
+      historyWorkerRestarts: health?.workerRestarts ?? 0,
     };
   }
 

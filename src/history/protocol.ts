@@ -37,6 +37,8 @@ export interface WireBatch {
 /** What the worker does, and what it answers with. */
 export interface Requests {
   open: { req: { wallNowMs: number; quotaFrom: string }; res: { events: HistoryStartupEvent[]; quota: QuotaRow[] } };
+  /** A restarted thread's open: no crash recovery; the open rows become its live sessions. */
+  resume: { req: { wallNowMs: number }; res: { events: HistoryStartupEvent[]; liveSessions: number } };
   write: { req: { batch: WireBatch }; res: { refused: number } };
   retention: { req: { retentionDays: number; wallNowMs: number }; res: RetentionResult };
   recentSessions: { req: { query: RecentSessionsQuery; wallNowMs: number }; res: SessionHistoryRow[] };

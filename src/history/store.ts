@@ -17,7 +17,6 @@
  * loop that forwards packets.
  */
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { HistoryConfig } from '../config/types.js';
@@ -25,7 +24,7 @@ import { ErrorCodes, QuicgateError, type ErrorCode } from '../errors.js';
 import type { TrafficCounters } from '../gateway/session.js';
 import { HISTORY_FILE } from './db.js';
 import type { QuotaRow } from './engine.js';
-import type { FromWorker, RequestKind, Requests, WireError, WorkerInit } from './protocol.js';
+import type { FromWorker, RequestKind, Requests, ToWorker, WireError } from './protocol.js';
 import type { HourlyRow, RecentRejectionsQuery, RecentSessionsQuery, SearchSessionsQuery, StatsQuery } from './queries.js';
 import { periodKey, type QuotaPeriod } from './quota.js';
 import type {
@@ -43,6 +42,7 @@ import type {
   UserUsage,
 } from './records.js';
 import { RejectionCounter } from './rejection-counter.js';
+import { WorkerSupervisor } from './worker-supervisor.js';
 import type { QueuedRecord, QuotaIncrement } from './writer.js';
 
 export interface HistoryStoreOptions {
@@ -63,6 +63,8 @@ export interface HistoryStoreOptions {
   readonly queryTimeoutMs?: number;
   /** Called after each committed write (for metrics). */
   readonly onFlush?: (report: FlushReport) => void;
+  /** Delay before restarting a lost worker thread (doubling up to maxMs). Default 1 s .. 60 s. */
+  readonly workerRestart?: { readonly initialMs: number; readonly maxMs: number };
 }
 
 const DEFAULT_RETRY = { initialMs: 1_000, maxMs: 60_000 };
@@ -91,10 +93,10 @@ export class HistoryStore {
   private readonly retentionIntervalMs: number;
   private readonly onFlush: ((report: FlushReport) => void) | undefined;
 
-  private readonly worker: Worker;
+  /** The worker thread, restarted when it is lost (worker-supervisor.ts). */
+  readonly worker: WorkerSupervisor;
   private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
-  private workerError: string | null = null;
 
   private events: readonly HistoryStartupEvent[] = [];
   private readonly queue: QueuedRecord[] = [];
@@ -160,17 +162,20 @@ export class HistoryStore {
         'history: rejection rows for this hour at their limit; further sources are counted under source "*"',
       ),
     );
-    this.worker = startWorker({
-      file: this.file,
-      dataDir: opts.dataDir,
-      busyTimeoutMs: opts.busyTimeoutMs ?? opts.config.busyTimeoutMs,
-      logLevel: this.logger.level,
-    });
-    this.worker.unref();
-    this.worker.on('message', (msg: FromWorker) => this.onMessage(msg));
-    this.worker.on('error', (err) => this.onWorkerGone(`history worker failed: ${errorText(err)}`));
-    this.worker.on('exit', (code) => {
-      if (this.closing === null) this.onWorkerGone(`history worker exited (code ${code})`);
+    this.worker = new WorkerSupervisor({
+      init: {
+        file: this.file,
+        dataDir: opts.dataDir,
+        busyTimeoutMs: opts.busyTimeoutMs ?? opts.config.busyTimeoutMs,
+        logLevel: this.logger.level,
+      },
+      clock: opts.clock,
+      logger: opts.logger,
+      restartBackoff: opts.workerRestart,
+      onMessage: (msg) => this.onMessage(msg),
+      onGone: (reason) => this.onWorkerGone(reason),
+      onRestarted: () => this.resumeWorker(),
+      onUp: () => this.workerUp(),
     });
   }
 
@@ -269,12 +274,14 @@ export class HistoryStore {
   health(): HistoryHealth {
     const stalledMs = this.stalledMs();
     const stalled = stalledMs !== null;
+    const restarting = this.worker.state === 'restarting';
     return {
-      ok: !this.closed && this.closing === null && !this.degraded && !stalled,
-      degraded: this.degraded || stalled,
+      ok: !this.closed && this.closing === null && !this.degraded && !stalled && !restarting,
+      degraded: this.degraded || stalled || restarting,
       lastError: stalled ? `a write has waited ${Math.round(stalledMs)} ms for the database (stalled)` : this.lastError,
       pending: this.queue.length + this.pendingQuota.size + this.rejections.size,
       dropped: this.dropped,
+      workerRestarts: this.worker.restarts,
     };
   }
 
@@ -540,6 +547,8 @@ export class HistoryStore {
     this.queue.length = 0;
     this.pendingQuota.clear();
     this.rejections.clear();
+    // The thread ends after 'close': that is no loss to restart from.
+    this.worker.retire();
     // A worker stuck in the database cannot close it: then only a short wait for the thread, then on.
     if (written !== 'timeout') await withTimeout(this.call('close', {}, null).catch(() => null), this.queryTimeoutMs);
     await this.stopWorker(written === 'timeout' ? 100 : this.queryTimeoutMs);
@@ -548,7 +557,7 @@ export class HistoryStore {
 
   private async stopWorker(timeoutMs: number): Promise<void> {
     this.closing ??= Promise.resolve();
-    await withTimeout(this.worker.terminate(), timeoutMs);
+    await withTimeout(this.worker.stop(), timeoutMs);
     for (const w of this.waiting.values()) {
       if (w.timer !== null) clearTimeout(w.timer);
       w.reject(new QuicgateError('QG_ERR_CLOSED', 'history store is closed'));
@@ -559,7 +568,13 @@ export class HistoryStore {
   // ── the worker ──────────────────────────────────────────────────────────────────────────────────────
 
   private call<K extends RequestKind>(kind: K, req: Requests[K]['req'], timeoutMs: number | null): Promise<Requests[K]['res']> {
-    if (this.workerError !== null) return Promise.reject(new QuicgateError('QG_ERR_HISTORY', this.workerError));
+    if (this.worker.state !== 'up') {
+      return Promise.reject(new QuicgateError('QG_ERR_HISTORY', `${this.worker.lastLoss ?? 'history worker stopped'} (restarting)`));
+    }
+    return this.send(kind, req, timeoutMs);
+  }
+
+  private send<K extends RequestKind>(kind: K, req: Requests[K]['req'], timeoutMs: number | null): Promise<Requests[K]['res']> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer =
@@ -572,8 +587,8 @@ export class HistoryStore {
       timer?.unref();
       this.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
       // Referenced while an answer is awaited, so a process does not exit with a write out.
-      if (this.waiting.size === 1) this.worker.ref();
-      this.worker.postMessage({ id, kind, req });
+      if (this.waiting.size === 1) this.worker.ref(true);
+      this.worker.post({ id, kind, req } as ToWorker);
     });
   }
 
@@ -582,7 +597,7 @@ export class HistoryStore {
     if (w === undefined) return undefined;
     this.waiting.delete(id);
     if (w.timer !== null) clearTimeout(w.timer);
-    if (this.waiting.size === 0) this.worker.unref();
+    if (this.waiting.size === 0) this.worker.ref(false);
     return w;
   }
 
@@ -611,31 +626,36 @@ export class HistoryStore {
     if (typeof log === 'function') (log as (obj: object, msg: string) => void).call(this.logger, fields, String(msg ?? ''));
   }
 
+  /** The thread is gone (a restart follows): answers awaited from it never come. Queued records stay. */
   private onWorkerGone(message: string): void {
-    if (this.workerError !== null) return;
-    this.workerError = message;
     this.lastError = message;
-    this.logger.error({ err: message }, 'history worker gone; records are dropped and counted until a restart');
     for (const [id, w] of [...this.waiting]) {
       this.settle(id);
       w.reject(new QuicgateError('QG_ERR_HISTORY', message));
     }
   }
 
+  /**
+   * What a start does, in a restarted thread: open (quick_check, migrations), but no crash recovery, since the
+   * sessions still open in the file are this run's live ones: the engine takes them over with their written
+   * counters. Then the queued records go out with the next write, as after any failed write.
+   */
+  private async resumeWorker(): Promise<void> {
+    const { events, liveSessions } = await this.send('resume', { wallNowMs: this.wallNow() }, OPEN_TIMEOUT_MS);
+    this.logger.info({ events: events.map((e) => e.kind), liveSessions, pending: this.queue.length }, 'history worker resumed the database');
+  }
+
+  private workerUp(): void {
+    if (this.closing !== null) return;
+    // Do not wait out the write backoff that grew while the thread was gone.
+    this.retryTimer?.cancel();
+    this.retryTimer = null;
+    this.kick();
+  }
+
   private wallNow(): number {
     return Math.trunc(this.clock.wallNow());
   }
-}
-
-/** Starts worker.js next to this module; from the TypeScript sources (tests, tsx) through tsx's loader. */
-function startWorker(init: WorkerInit): Worker {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./worker.js', here), { workerData: init });
-  const url = JSON.stringify(new URL('./worker.ts', here).href);
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${url}); })`, {
-    eval: true,
-    workerData: init,
-  });
 }
 
 function fromWire(e: WireError): Error {

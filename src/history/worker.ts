@@ -26,6 +26,7 @@ const handlers: Handlers = {
     const events = engine.open(wallNowMs);
     return { events, quota: engine.quotaRowsFrom(quotaFrom, wallNowMs) };
   },
+  resume: ({ wallNowMs }) => engine.resume(wallNowMs),
   write: ({ batch }) => {
     try {
       return { refused: engine.write(batch, batch.wallNowMs) };

@@ -123,6 +123,13 @@ export class MetricsExporter {
       registers,
       (s) => [[{}, s.historyDropped]],
     );
+    monotonicCounter(
+      'quicgate_history_worker_restarts_total',
+      'History worker thread restarts since start: the thread was lost (uncaught error, out of memory, terminated) and started again.',
+      [],
+      registers,
+      (s) => [[{}, s.historyWorkerRestarts]],
+    );
 
     const durations = new Histogram({
       name: 'quicgate_session_duration_seconds',
