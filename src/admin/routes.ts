@@ -38,6 +38,8 @@ export interface RouteRequest {
   readonly consoleSession: ConsoleSession | null;
   /** The request came over TLS (cookies then get Secure). */
   readonly secure: boolean;
+  /** The peer's address (the throttle's source; behind a reverse proxy, the proxy's). */
+  readonly remoteAddress: string | undefined;
   readBody(): Promise<Buffer>;
 }
 
