@@ -70,6 +70,16 @@ export interface RouteDeps {
 export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
   const json = (json: unknown, status = 200): RouteResponse => ({ status, json });
   const noQuery = (req: RouteRequest): void => void parseQuery(emptyQuery, req.query);
+  /** A GET whose one query parameter is the window (window_hours); answers what `read` gives for it. */
+  const windowRoute = (path: string, read: (windowHours: number) => Promise<unknown>): Route => ({
+    method: 'GET',
+    path,
+    auth: 'required',
+    async handle(req) {
+      const { window_hours } = parseQuery(statsQuery, req.query);
+      return json(await read(window_hours));
+    },
+  });
 
   return [
     {
@@ -192,15 +202,7 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
         return json(backend.overview());
       },
     },
-    {
-      method: 'GET',
-      path: '/api/history/hourly',
-      auth: 'required',
-      async handle(req) {
-        const { window_hours } = parseQuery(statsQuery, req.query);
-        return json(await backend.hourly(window_hours));
-      },
-    },
+    windowRoute('/api/history/hourly', (windowHours) => backend.hourly(windowHours)),
     {
       method: 'GET',
       path: '/api/history/sessions',
@@ -217,15 +219,7 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
         };
       },
     },
-    {
-      method: 'GET',
-      path: '/api/stats',
-      auth: 'required',
-      async handle(req) {
-        const { window_hours } = parseQuery(statsQuery, req.query);
-        return json(await backend.stats(window_hours));
-      },
-    },
+    windowRoute('/api/stats', (windowHours) => backend.stats(windowHours)),
     {
       method: 'POST',
       path: '/api/reload',

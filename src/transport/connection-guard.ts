@@ -14,13 +14,14 @@
  *
  * It works on the node:http2 server the library creates (wt-lib findNodeHttp2Server), through its public
  * events only. HTTP/3 (QUIC over UDP) is not covered here: the library sets its QUIC handshake and idle
- * timeouts itself and exposes no option (docs/robustness.md).
+ * timeouts itself and exposes no per-connection hook; its session requests are bounded by h3-session-guard.ts.
  */
 import type { Http2Session } from 'node:http2';
 import type { Server, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import type { H3SessionGuardStats } from './h3-session-guard.js';
 import { sourceKey } from './source-key.js';
 
 export const GUARD_CLOSE_REASONS = [
@@ -51,6 +52,8 @@ export interface ConnectionGuardStats {
   readonly open: number;
   /** Connections closed or refused by the guard since start, by reason. */
   readonly closed: Readonly<Record<GuardCloseReason, number>>;
+  /** The HTTP/3 listener's session requests (h3-session-guard.ts), when it has one. */
+  readonly h3?: H3SessionGuardStats;
 }
 
 interface Entry {
