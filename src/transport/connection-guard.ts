@@ -71,6 +71,20 @@ interface Entry {
   gone: boolean;
 }
 
+/** Why one more not-yet-authenticated peer from `address` is refused, or null (shared with h3-session-guard.ts). */
+export function pendingRefusal(
+  options: ConnectionGuardOptions,
+  address: string,
+  source: string,
+  total: number,
+  bySource: ReadonlyMap<string, number>,
+): 'source_blocked' | 'limit_total' | 'limit_source' | null {
+  if (options.sourceBlocked?.(address)) return 'source_blocked';
+  if (total >= options.maxPending) return 'limit_total';
+  if ((bySource.get(source) ?? 0) >= options.maxPendingPerSource) return 'limit_source';
+  return null;
+}
+
 const peerOf = (socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string | null =>
   socket.remoteAddress === undefined || socket.remotePort === undefined ? null : `${socket.remoteAddress}:${socket.remotePort}`;
 
@@ -175,10 +189,7 @@ export class ConnectionGuard {
   }
 
   private refusal(address: string, source: string): GuardCloseReason | null {
-    if (this.options.sourceBlocked?.(address)) return 'source_blocked';
-    if (this.pendingTotal >= this.options.maxPending) return 'limit_total';
-    if ((this.pendingBySource.get(source) ?? 0) >= this.options.maxPendingPerSource) return 'limit_source';
-    return null;
+    return pendingRefusal(this.options, address, source, this.pendingTotal, this.pendingBySource);
   }
 
   private entryOf(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): Entry | undefined {

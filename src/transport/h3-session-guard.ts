@@ -12,22 +12,15 @@
  * Not reachable from here (the library's QUIC server has no per-connection accept hook and no handshake or idle
  * option, docs/robustness.md): QUIC connections that never send a CONNECT, and the QUIC handshake itself.
  */
-import type { Logger } from 'pino';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { pendingRefusal, type ConnectionGuardOptions } from './connection-guard.js';
 import { sourceKey } from './source-key.js';
 
 export const H3_GUARD_REASONS = ['connect_timeout', 'limit_total', 'limit_source', 'source_blocked'] as const;
 export type H3GuardReason = (typeof H3_GUARD_REASONS)[number];
 
-export interface H3SessionGuardOptions {
-  readonly handshakeTimeoutMs: number;
-  readonly maxPending: number;
-  readonly maxPendingPerSource: number;
-  /** True when this address is throttled past its budget (its requests are refused before any password work). */
-  readonly sourceBlocked?: (address: string) => boolean;
-  readonly logger: Logger;
-  readonly clock?: Clock;
-}
+/** The HTTP/2 guard's bounds and deadline, applied to session requests. */
+export type H3SessionGuardOptions = ConnectionGuardOptions;
 
 export interface H3SessionGuardStats {
   /** HTTP/3 session requests without an established tunnel now. */
@@ -62,7 +55,7 @@ export class H3SessionGuard {
   /** A CONNECT from `address` arrived: its pending entry, or why it is refused (counted). */
   begin(address: string): H3Pending | H3GuardReason {
     const source = sourceKey(address);
-    const refusal = this.refusal(address, source);
+    const refusal = pendingRefusal(this.options, address, source, this.total, this.bySource);
     if (refusal !== null) {
       this.closedCounts[refusal]++;
       if (refusal === 'limit_total' && !this.limitLogged) {
@@ -76,13 +69,6 @@ export class H3SessionGuard {
 
   stats(): H3SessionGuardStats {
     return { pending: this.total, closed: { ...this.closedCounts } };
-  }
-
-  private refusal(address: string, source: string): H3GuardReason | null {
-    if (this.options.sourceBlocked?.(address)) return 'source_blocked';
-    if (this.total >= this.options.maxPending) return 'limit_total';
-    if ((this.bySource.get(source) ?? 0) >= this.options.maxPendingPerSource) return 'limit_source';
-    return null;
   }
 
   private track(source: string): H3Pending {
