@@ -31,6 +31,7 @@ export const ErrorCodes = {
   QG_ERR_ADMIN_UNAUTHORIZED: 'admin API request without a valid bearer token',
   QG_ERR_ADMIN_BAD_REQUEST: 'admin API request failed validation',
   QG_ERR_ADMIN_NOT_FOUND: 'admin API route or object not found',
+  QG_ERR_ADMIN_THROTTLED: 'too many wrong admin tokens from one source; retry after the Retry-After seconds',
   QG_ERR_ADMIN_FORBIDDEN: 'a console request without its CSRF token or from another origin was refused',
   QG_ERR_ADMIN_UNAVAILABLE: 'the admin listener cannot serve this now (console not built, too many open console pages)',
   QG_ERR_ADMIN_INTERNAL: 'the admin API failed unexpectedly while handling a request (details in the gateway log)',

@@ -21,16 +21,6 @@ constexpr uint32_t kMaxIpLength = 65535;
 inline bool IsTcp(uint8_t kind) { return kind == kTcp4 || kind == kTcp6; }
 inline bool IsV4(uint8_t kind) { return kind == kTcp4 || kind == kUdp4; }
 
-struct VnetHeader {
-  uint8_t flags;
-  uint8_t gsoType;
-  uint16_t hdrLen;  // legacy virtio header: host byte order
-  uint16_t gsoSize;
-  uint16_t csumStart;
-  uint16_t csumOffset;
-} __attribute__((packed));
-static_assert(sizeof(VnetHeader) == kVnetHeaderLength, "virtio_net_hdr is 10 bytes");
-
 const VnetHeader kPlainHeader = {0, 0, 0, 0, 0, 0};
 
 }  // namespace

@@ -82,6 +82,17 @@ class Coalescer {
 // Bytes of the virtio_net_hdr in front of every packet read from or written to a TUN with IFF_VNET_HDR.
 constexpr size_t kVnetHeaderLength = 10;
 
+// The virtio_net_hdr itself (legacy layout: host byte order), as the kernel reads and writes it.
+struct VnetHeader {
+  uint8_t flags;
+  uint8_t gsoType;
+  uint16_t hdrLen;
+  uint16_t gsoSize;
+  uint16_t csumStart;
+  uint16_t csumOffset;
+} __attribute__((packed));
+static_assert(sizeof(VnetHeader) == kVnetHeaderLength, "virtio_net_hdr is 10 bytes");
+
 // Completes a checksum the kernel left partial (VIRTIO_NET_HDR_F_NEEDS_CSUM on a read packet).
 void CompleteChecksum(uint8_t* packet, size_t length, size_t start, size_t offset);
 

@@ -259,19 +259,12 @@ class Tun : public Napi::ObjectWrap<Tun> {
   // write(data: Uint8Array, offset: number, length: number): errno (0 = written)
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const uint8_t* base = nullptr;
-    size_t byteLength = 0;
-    if (!Uint8Arg(info, 0, &base, &byteLength) || info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) {
-      Napi::TypeError::New(env, "write(data: Uint8Array, offset: number, length: number)").ThrowAsJavaScriptException();
+    const uint8_t* packet = nullptr;
+    size_t length = 0;
+    if (!PacketArgs(info, 0, "write(data: Uint8Array, offset: number, length: number)", "write", &packet, &length)) {
       return env.Undefined();
     }
-    int64_t offset = info[1].As<Napi::Number>().Int64Value();
-    int64_t length = info[2].As<Napi::Number>().Int64Value();
-    if (offset < 0 || length <= 0 || static_cast<uint64_t>(offset + length) > byteLength) {
-      Napi::RangeError::New(env, "write: offset/length outside data").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    return Napi::Number::New(env, WriteOne(base + offset, static_cast<size_t>(length)));
+    return Napi::Number::New(env, WriteOne(packet, length));
   }
 
   // writeBatch(data: Uint8Array, lengths: Uint32Array, stride: number, count: number, status?: Uint8Array):
@@ -343,6 +336,30 @@ class Tun : public Napi::ObjectWrap<Tun> {
     return true;
   }
 
+  // (data: Uint8Array, offset, length, ...`extraNumbers` more numbers): the packet data[offset, offset + length).
+  // False after throwing (TypeError `usage`, or RangeError when the slice is empty or outside data).
+  static bool PacketArgs(const Napi::CallbackInfo& info, size_t extraNumbers, const char* usage, const char* name,
+                         const uint8_t** packet, size_t* length) {
+    Napi::Env env = info.Env();
+    const uint8_t* base = nullptr;
+    size_t byteLength = 0;
+    bool ok = Uint8Arg(info, 0, &base, &byteLength) && info.Length() >= 3 + extraNumbers;
+    for (size_t i = 1; ok && i < 3 + extraNumbers; i++) ok = info[i].IsNumber();
+    if (!ok) {
+      Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+      return false;
+    }
+    int64_t offset = info[1].As<Napi::Number>().Int64Value();
+    int64_t count = info[2].As<Napi::Number>().Int64Value();
+    if (offset < 0 || count <= 0 || static_cast<uint64_t>(offset + count) > byteLength) {
+      Napi::RangeError::New(env, std::string(name) + ": offset/length outside data").ThrowAsJavaScriptException();
+      return false;
+    }
+    *packet = base + offset;
+    *length = static_cast<size_t>(count);
+    return true;
+  }
+
   int WriteOne(const uint8_t* packet, size_t length) {
     if (fd_ < 0) return EBADF;
     if (vnet_) {
@@ -374,14 +391,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
   // packet, -1 with errno set.
   ssize_t ReadOne(uint8_t* slot, size_t capacity, uint16_t* meta) {
     if (!vnet_) return ::read(fd_, slot, capacity);
-    struct {
-      uint8_t flags;
-      uint8_t gsoType;
-      uint16_t hdrLen;
-      uint16_t gsoSize;
-      uint16_t csumStart;
-      uint16_t csumOffset;
-    } __attribute__((packed)) header;
+    quicgate::VnetHeader header;
     struct iovec iov[2] = {{&header, sizeof header}, {slot, capacity}};
     ssize_t n = ::readv(fd_, iov, 2);
     if (n < 0) return n;
@@ -413,25 +423,16 @@ class Tun : public Napi::ObjectWrap<Tun> {
   // that kind of super-packet before.
   Napi::Value WriteGso(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const uint8_t* base = nullptr;
-    size_t byteLength = 0;
-    if (!Uint8Arg(info, 0, &base, &byteLength) || info.Length() < 5 || !info[1].IsNumber() || !info[2].IsNumber() ||
-        !info[3].IsNumber() || !info[4].IsNumber()) {
-      Napi::TypeError::New(env, "writeGso(data: Uint8Array, offset, length, kind, gsoSize)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    int64_t offset = info[1].As<Napi::Number>().Int64Value();
-    int64_t length = info[2].As<Napi::Number>().Int64Value();
-    if (offset < 0 || length <= 0 || static_cast<uint64_t>(offset + length) > byteLength) {
-      Napi::RangeError::New(env, "writeGso: offset/length outside data").ThrowAsJavaScriptException();
+    const uint8_t* packet = nullptr;
+    size_t length = 0;
+    if (!PacketArgs(info, 2, "writeGso(data: Uint8Array, offset, length, kind, gsoSize)", "writeGso", &packet, &length)) {
       return env.Undefined();
     }
     int64_t kind = info[3].As<Napi::Number>().Int64Value();
     int64_t gsoSize = info[4].As<Napi::Number>().Int64Value();
-    const uint8_t* packet = base + offset;
     quicgate::GsoInfo gso;
     if (kind < 0 || kind > 0xff || gsoSize <= 0 || gsoSize > 0xffff ||
-        !quicgate::ParseGso(packet, static_cast<size_t>(length), static_cast<uint8_t>(kind),
+        !quicgate::ParseGso(packet, length, static_cast<uint8_t>(kind),
                             static_cast<uint32_t>(gsoSize), &gso)) {
       return Napi::Number::New(env, EINVAL);
     }
@@ -440,18 +441,11 @@ class Tun : public Napi::ObjectWrap<Tun> {
     if (whole) {
       uint8_t headers[40 + 60];
       quicgate::PrepareGsoHeaders(packet, gso, headers);
-      struct {
-        uint8_t flags;
-        uint8_t gsoType;
-        uint16_t hdrLen;
-        uint16_t gsoSize;
-        uint16_t csumStart;
-        uint16_t csumOffset;
-      } __attribute__((packed)) header = {1, quicgate::VirtioGsoType(gso), gso.hdrLen, gso.gsoSize, gso.csumStart,
-                                          gso.csumOffset};
+      quicgate::VnetHeader header = {1, quicgate::VirtioGsoType(gso), gso.hdrLen, gso.gsoSize, gso.csumStart,
+                                     gso.csumOffset};
       struct iovec iov[3] = {{&header, sizeof header},
                              {headers, gso.hdrLen},
-                             {const_cast<uint8_t*>(packet) + gso.hdrLen, static_cast<size_t>(length) - gso.hdrLen}};
+                             {const_cast<uint8_t*>(packet) + gso.hdrLen, length - gso.hdrLen}};
       int rc = Writev(this, iov, 3);
       if (rc == 0) {
         superPacketsWritten_++;
@@ -465,7 +459,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     size_t stride = static_cast<size_t>(gso.hdrLen) + gso.gsoSize;
     splitScratch_.resize(stride * gso.segments);
     splitLengths_.resize(gso.segments);
-    int count = quicgate::SplitGso(packet, static_cast<size_t>(length), gso, splitScratch_.data(), stride,
+    int count = quicgate::SplitGso(packet, length, gso, splitScratch_.data(), stride,
                                    splitLengths_.data(), gso.segments);
     int last = 0;
     for (int i = 0; i < count; i++) {

@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../log.js';
 import { createSecretCheck } from './auth.js';
+import type { AdminAuthThrottle } from './auth-throttle.js';
 import type { ConsoleFeed } from './console-feed.js';
 import { sessionCookie, type ConsoleSession, type ConsoleSessions } from './console-session.js';
 import { AdminHttpError } from './http-error.js';
@@ -14,11 +15,12 @@ import { emptyQuery, loginBody, parseJsonBody, parseQuery } from './validation.j
 export interface ConsoleRouteDeps {
   readonly adminToken: string;
   readonly sessions: ConsoleSessions;
+  readonly throttle: AdminAuthThrottle;
   readonly feed: ConsoleFeed;
   readonly logger: Logger;
 }
 
-export function consoleRoutes({ adminToken, sessions, feed, logger }: ConsoleRouteDeps): Route[] {
+export function consoleRoutes({ adminToken, sessions, throttle, feed, logger }: ConsoleRouteDeps): Route[] {
   const isToken = createSecretCheck(adminToken);
   const sessionJson = (session: ConsoleSession, headers: Record<string, string> = {}): RouteResponse => ({
     status: 200,
@@ -34,8 +36,8 @@ export function consoleRoutes({ adminToken, sessions, feed, logger }: ConsoleRou
       async handle(req) {
         parseQuery(emptyQuery, req.query);
         const { token } = parseJsonBody(loginBody, await req.readBody());
-        if (!isToken(token)) {
-          logger.info('console: login refused (wrong admin token)');
+        if (!(await throttle.check(req.remoteAddress, () => isToken(token)))) {
+          logger.info({ remote: req.remoteAddress }, 'console: login refused (wrong admin token)');
           throw new AdminHttpError(401, 'QG_ERR_ADMIN_UNAUTHORIZED', 'wrong admin token');
         }
         const { session, cookieValue } = sessions.create();
@@ -50,7 +52,17 @@ export function consoleRoutes({ adminToken, sessions, feed, logger }: ConsoleRou
       auth: 'required',
       async handle(req) {
         parseQuery(emptyQuery, req.query);
-        if (req.consoleSession !== null) sessions.revoke(req.consoleSession);
+        if (req.consoleSession !== null) {
+          try {
+            await sessions.revoke(req.consoleSession);
+          } catch (err) {
+            // Refused until this process ends, but a restart would accept the cookie again: say so.
+            logger.error({ err }, 'console: logout not saved; the login is refused until the gateway restarts');
+            throw new AdminHttpError(503, 'QG_ERR_ADMIN_UNAVAILABLE', 'logged out until the gateway restarts: the logout could not be saved (see the gateway log)', {
+              headers: { 'Set-Cookie': sessionCookie('', { maxAgeSeconds: 0, secure: req.secure }) },
+            });
+          }
+        }
         return { status: 200, json: { loggedOut: true }, headers: { 'Set-Cookie': sessionCookie('', { maxAgeSeconds: 0, secure: req.secure }) } };
       },
     },

@@ -5,17 +5,32 @@
  *
  * Sessions are signed rather than stored: cookie = "v1.<expiry>.<nonce>.<mac>", the MAC an HMAC-SHA256 under
  * a key derived from the admin token. So an open page stays logged in across a gateway restart (it reconnects
- * by itself), and changing the token logs every console out. Logout revokes the nonce in memory until the
- * cookie's own expiry (the browser drops the cookie too). The CSRF token is an HMAC of the nonce under the
- * same key: per session, never sent in a cookie, checked in constant time.
+ * by itself), and changing the token logs every console out. Logout revokes the nonce until the cookie's own
+ * expiry (the browser drops the cookie too); revocations are kept in a file in the data directory
+ * (console-logouts.json, written atomically before the logout is answered), so a logged-out cookie stays
+ * refused after a gateway restart. A file that cannot be read fails closed: every cookie issued before this
+ * start is refused. The CSRF token is an HMAC of the nonce under the same key: per session, never sent in a
+ * cookie, checked in constant time.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
+import path from 'node:path';
+import { z } from 'zod';
 
 export const SESSION_COOKIE = 'qg_console';
 export const CSRF_HEADER = 'x-csrf-token';
 /** A console login lasts this long; then the page asks for the token again. */
 export const DEFAULT_SESSION_TTL_MS = 12 * 3_600_000;
+/** Where logouts are kept, in the gateway's data directory. */
+export const REVOCATIONS_FILE = 'console-logouts.json';
+
+const revocationsFile = z.strictObject({
+  version: z.literal(1),
+  /** nonce -> the cookie's expiry (ms); entries past it are dropped. */
+  revoked: z.record(z.string().regex(/^[A-Za-z0-9_-]{24}$/), z.number().int().nonnegative()),
+});
 
 export interface ConsoleSession {
   readonly nonce: string;
@@ -30,6 +45,8 @@ export interface ConsoleSessionsOptions {
   /** Wall clock in ms (tests inject one). */
   readonly now?: () => number;
   readonly ttlMs?: number;
+  /** File that keeps logouts across restarts (null: memory only, for tests of other parts). */
+  readonly revocationsFile?: string | null;
 }
 
 export class ConsoleSessions {
@@ -38,11 +55,21 @@ export class ConsoleSessions {
   readonly ttlMs: number;
   /** Logged-out nonces and the expiry after which the cookie would be refused anyway. */
   private readonly revoked = new Map<string, number>();
+  private readonly file: string | null;
+  /** Cookies issued before this (ms) are refused: set when the logouts of earlier runs could not be read. */
+  private readonly notBeforeMs: number;
+  /** Why the logouts file could not be read at start (null when it could, or did not exist). */
+  readonly loadProblem: string | null;
+  /** Writes of the file, one after another (the last one holds every revocation). */
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(options: ConsoleSessionsOptions) {
     this.key = createHmac('sha256', options.adminToken).update('quicgate console session v1').digest();
     this.now = options.now ?? Date.now;
     this.ttlMs = options.ttlMs ?? DEFAULT_SESSION_TTL_MS;
+    this.file = options.revocationsFile ?? null;
+    this.loadProblem = this.file === null ? null : this.load(this.file);
+    this.notBeforeMs = this.loadProblem === null ? 0 : this.now();
   }
 
   /** A new session (after the admin token was checked). */
@@ -62,15 +89,49 @@ export class ConsoleSessions {
     if (!/^[0-9a-z]{1,12}$/.test(expiry) || !/^[A-Za-z0-9_-]{24}$/.test(nonce)) return null;
     if (!constantTimeEqual(mac, this.mac(`v1.${expiry}.${nonce}`))) return null;
     const expiresAtMs = parseInt(expiry, 36);
-    if (!(expiresAtMs > this.now()) || this.revoked.has(nonce)) return null;
+    if (!(expiresAtMs > this.now()) || this.revoked.has(nonce) || expiresAtMs - this.ttlMs < this.notBeforeMs) return null;
     return this.sessionOf(nonce, expiresAtMs);
   }
 
-  /** Logout: the cookie is refused from now on, also if the browser kept it. */
-  revoke(session: ConsoleSession): void {
+  /**
+   * Logout: the cookie is refused from now on, also if the browser kept it, also after a restart. Resolves when
+   * the revocation is on disk; rejects when it could not be written (it still holds until this process ends).
+   */
+  revoke(session: ConsoleSession): Promise<void> {
     const now = this.now();
     for (const [nonce, expiresAtMs] of this.revoked) if (expiresAtMs <= now) this.revoked.delete(nonce);
     this.revoked.set(session.nonce, session.expiresAtMs);
+    if (this.file === null) return Promise.resolve();
+    const file = this.file;
+    const text = `${JSON.stringify({ version: 1, revoked: Object.fromEntries(this.revoked) })}\n`;
+    const write = this.saving.catch(() => undefined).then(() => writeAtomically(file, text));
+    this.saving = write;
+    return write;
+  }
+
+  /** Reads the logouts of earlier runs; returns what is wrong with the file, or null. */
+  private load(file: string): string | null {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      return `cannot read ${file}: ${(err as Error).message}`;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      return `${file} is not JSON: ${(err as Error).message}`;
+    }
+    const result = revocationsFile.safeParse(parsed);
+    if (!result.success) {
+      const issue = result.error.issues[0];
+      return `${file}: ${issue === undefined ? 'invalid' : `${issue.path.join('.') || '(top)'}: ${issue.message}`}`;
+    }
+    const now = this.now();
+    for (const [nonce, expiresAtMs] of Object.entries(result.data.revoked)) if (expiresAtMs > now) this.revoked.set(nonce, expiresAtMs);
+    return null;
   }
 
   /** The header a request made with the session's cookie must carry. */
@@ -86,6 +147,14 @@ export class ConsoleSessions {
   private mac(text: string): string {
     return createHmac('sha256', this.key).update(text).digest('base64url');
   }
+}
+
+/** Temp file, then rename: a crash leaves the old list or the new one, never half of one. */
+async function writeAtomically(file: string, text: string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600, flush: true });
+  await rename(tmp, file);
 }
 
 /** Compares two strings without an early exit on the first difference (lengths are not secret here). */

@@ -31,6 +31,7 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   QG_ERR_ADMIN_UNAUTHORIZED: 401,
   QG_ERR_ADMIN_BAD_REQUEST: 400,
   QG_ERR_ADMIN_FORBIDDEN: 403,
+  QG_ERR_ADMIN_THROTTLED: 429,
   QG_ERR_ADMIN_UNAVAILABLE: 503,
   // The users are not in a file the console can edit (inline in the server config).
   QG_ERR_CONFIG_INVALID: 409,

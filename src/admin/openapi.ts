@@ -74,7 +74,9 @@ export const OPENAPI_DOCUMENT = {
     description:
       'Operator API of the quicgate VPN gateway. Every route needs `Authorization: Bearer <token>` except ' +
       'GET /healthz, which answers without a token with the status only, and POST /api/console/login, which ' +
-      'exchanges the token for the web console\'s session cookie (accepted by every route like the token). Errors are ' +
+      'exchanges the token for the web console\'s session cookie (accepted by every route like the token). Wrong tokens ' +
+      '(bearer or login) are limited per source address like tunnel passwords (`auth_attempts`): past the budget every ' +
+      'request with a token gets 429 QG_ERR_ADMIN_THROTTLED with Retry-After, before the token is compared. Errors are ' +
       '`{ "error": { "code": "QG_ERR_...", "message": "...", "details": {...} } }`.',
   },
   components: {
@@ -259,6 +261,7 @@ export const OPENAPI_DOCUMENT = {
           '400': badRequest,
           '401': errorResponse('Wrong admin token (QG_ERR_ADMIN_UNAUTHORIZED).'),
           '403': errorResponse('Sent from another origin (QG_ERR_ADMIN_FORBIDDEN).'),
+          '429': errorResponse('Too many wrong tokens from this source (QG_ERR_ADMIN_THROTTLED); Retry-After says when to try again.'),
         },
       },
     },
@@ -269,6 +272,7 @@ export const OPENAPI_DOCUMENT = {
           '200': { description: 'Logged out.', content: jsonContent({ type: 'object', properties: { loggedOut: { const: true } } }) },
           '401': unauthorized,
           '403': forbidden,
+          '503': errorResponse('The logout could not be saved in the data directory (QG_ERR_ADMIN_UNAVAILABLE): refused until the gateway restarts.'),
         },
       },
     },

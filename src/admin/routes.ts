@@ -39,6 +39,8 @@ export interface RouteRequest {
   readonly consoleSession: ConsoleSession | null;
   /** The request came over TLS (cookies then get Secure). */
   readonly secure: boolean;
+  /** The peer's address (the throttle's source; behind a reverse proxy, the proxy's). */
+  readonly remoteAddress: string | undefined;
   readBody(): Promise<Buffer>;
 }
 
@@ -69,6 +71,16 @@ export interface RouteDeps {
 export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
   const json = (json: unknown, status = 200): RouteResponse => ({ status, json });
   const noQuery = (req: RouteRequest): void => void parseQuery(emptyQuery, req.query);
+  /** A GET whose query is the window (window_hours) and an optional gateway; answers what `read` gives for them. */
+  const windowRoute = (path: string, read: (windowHours: number, gateway: string | null) => Promise<unknown>): Route => ({
+    method: 'GET',
+    path,
+    auth: 'required',
+    async handle(req) {
+      const { window_hours, gateway } = parseQuery(statsQuery, req.query);
+      return json(await read(window_hours, gateway ?? null));
+    },
+  });
 
   return [
     {
@@ -201,15 +213,7 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
         return json(backend.fleet());
       },
     },
-    {
-      method: 'GET',
-      path: '/api/history/hourly',
-      auth: 'required',
-      async handle(req) {
-        const { window_hours, gateway } = parseQuery(statsQuery, req.query);
-        return json(await backend.hourly(window_hours, gateway ?? null));
-      },
-    },
+    windowRoute('/api/history/hourly', (windowHours, gateway) => backend.hourly(windowHours, gateway)),
     {
       method: 'GET',
       path: '/api/history/sessions',
@@ -226,15 +230,7 @@ export function adminRoutes({ backend, metrics, logger }: RouteDeps): Route[] {
         };
       },
     },
-    {
-      method: 'GET',
-      path: '/api/stats',
-      auth: 'required',
-      async handle(req) {
-        const { window_hours, gateway } = parseQuery(statsQuery, req.query);
-        return json(await backend.stats(window_hours, gateway ?? null));
-      },
-    },
+    windowRoute('/api/stats', (windowHours, gateway) => backend.stats(windowHours, gateway)),
     {
       method: 'POST',
       path: '/api/reload',

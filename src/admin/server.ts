@@ -6,6 +6,7 @@
  * (only /healthz and the console login answer them). Without a configured token the server does not start.
  */
 import { listenError } from '../transport/listen-error.js';
+import path from 'node:path';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from '../config/types.js';
@@ -15,10 +16,12 @@ import type { TLSSocket } from 'node:tls';
 import { systemClock, type Clock } from '../clock.js';
 import type { AdminBackend } from './backend.js';
 import { createTokenChecker, type TokenCheck } from './auth.js';
+import { AdminAuthThrottle } from './auth-throttle.js';
+import { registerAdminAuthMetrics } from '../metrics/admin-auth.js';
 import { ConsoleAssets, CONSOLE_CSP } from './console-assets.js';
 import { ConsoleFeed } from './console-feed.js';
 import { consoleRoutes } from './console-routes.js';
-import { checkSameOrigin, ConsoleSessions, CSRF_HEADER, readCookie, SESSION_COOKIE } from './console-session.js';
+import { checkSameOrigin, ConsoleSessions, CSRF_HEADER, readCookie, REVOCATIONS_FILE, SESSION_COOKIE } from './console-session.js';
 import { readBody } from './body.js';
 import { AdminHttpError, errorBody, toAdminHttpError } from './http-error.js';
 import { matchRoute, methodNotAllowed, routeNotFound } from './router.js';
@@ -36,6 +39,12 @@ export interface AdminServerOptions {
   readonly consoleSessionTtlMs?: number;
   /** Wall clock for console session expiry (tests). */
   readonly wallNow?: () => number;
+  /** The gateway's data directory: console logouts are kept there across restarts (none: memory only). */
+  readonly dataDir?: string;
+  /** Wrong admin tokens allowed per source per minute (the tunnel's auth_attempts budget). Default 10. */
+  readonly authAttemptsPerMinute?: number;
+  /** Length of the throttle's window (tests). */
+  readonly authWindowMs?: number;
 }
 
 export interface AdminServer {
@@ -68,11 +77,22 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   const clock = opts.clock ?? systemClock;
   const assets = opts.consoleAssets ?? ConsoleAssets.load();
   if (assets.missing !== null) logger.warn(assets.missing);
-  const sessions = new ConsoleSessions({ adminToken: config.token, ttlMs: opts.consoleSessionTtlMs, now: opts.wallNow ?? (() => clock.wallNow()) });
+  const sessions = new ConsoleSessions({
+    adminToken: config.token,
+    ttlMs: opts.consoleSessionTtlMs,
+    now: opts.wallNow ?? (() => clock.wallNow()),
+    revocationsFile: opts.dataDir === undefined ? null : path.join(opts.dataDir, REVOCATIONS_FILE),
+  });
+  if (sessions.loadProblem !== null) {
+    logger.error({ err: sessions.loadProblem }, 'console: earlier logouts unreadable; every console login from before this start is refused');
+  }
+  const throttle = new AdminAuthThrottle({ perSourcePerMinute: opts.authAttemptsPerMinute ?? 10, clock, logger, windowMs: opts.authWindowMs });
+  const unregisterMetrics = registerAdminAuthMetrics(opts.metrics.registry, () => throttle.stats);
   const feed = new ConsoleFeed({ backend: opts.backend, clock, logger, intervalMs: opts.consoleFeedIntervalMs });
   const ctx: RequestContext = {
-    routes: [...adminRoutes(opts), ...consoleRoutes({ adminToken: config.token, sessions, feed, logger })],
+    routes: [...adminRoutes(opts), ...consoleRoutes({ adminToken: config.token, sessions, throttle, feed, logger })],
     checkToken: createTokenChecker(config.token),
+    throttle,
     sessions,
     assets,
     logger,
@@ -86,6 +106,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   try {
     await listen(server, config.port, config.listen);
   } catch (err) {
+    throttle.close();
+    unregisterMetrics();
     throw listenError('the admin API', 'TCP', config.listen, config.port, err);
   }
   const port = (server.address() as AddressInfo).port;
@@ -97,6 +119,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     close() {
       closing ??= new Promise<void>((resolve) => {
         feed.close();
+        throttle.close();
+        unregisterMetrics();
         server.close(() => resolve());
         server.closeAllConnections();
       });
@@ -119,6 +143,7 @@ function listen(server: Server, port: number, host: string): Promise<void> {
 interface RequestContext {
   readonly routes: readonly Route[];
   readonly checkToken: (header: string | undefined) => TokenCheck;
+  readonly throttle: AdminAuthThrottle;
   readonly sessions: ConsoleSessions;
   readonly assets: ConsoleAssets;
   readonly logger: Logger;
@@ -134,7 +159,7 @@ async function handleRequest(req: IncomingMessage, res: ServerResponse, ctx: Req
   try {
     if (serveConsoleFile(req, res, pathname, ctx.assets)) return;
 
-    const auth = checkToken(req.headers.authorization);
+    const auth = await bearerCheck(req, ctx);
     if (auth === 'invalid') throw unauthorized(auth);
     const consoleSession = auth === 'valid' ? null : sessions.verify(readCookie(req.headers.cookie, SESSION_COOKIE));
     const authenticated = auth === 'valid' || consoleSession !== null;
@@ -161,6 +186,7 @@ async function handleRequest(req: IncomingMessage, res: ServerResponse, ctx: Req
       authenticated,
       consoleSession,
       secure,
+      remoteAddress: req.socket.remoteAddress,
       readBody: () => readBody(req),
     });
     if ('stream' in response) response.stream(res);
@@ -175,6 +201,14 @@ async function handleRequest(req: IncomingMessage, res: ServerResponse, ctx: Req
   } finally {
     logger.debug({ method, path: pathname, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'admin API request');
   }
+}
+
+/** A bearer token is a guess until checked: within the source's budget (auth-throttle.ts), else 429. */
+async function bearerCheck(req: IncomingMessage, ctx: RequestContext): Promise<TokenCheck> {
+  const header = req.headers.authorization;
+  const first = ctx.checkToken(header);
+  if (first === 'missing') return first;
+  return (await ctx.throttle.check(req.socket.remoteAddress, () => first === 'valid')) ? 'valid' : 'invalid';
 }
 
 /** GET / and /console/...: the console's files, to anyone (the page itself holds no data). True when answered. */

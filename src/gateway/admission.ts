@@ -59,6 +59,8 @@ export class AdmissionThrottle {
   /** Sources already logged as throttled in the current window. */
   private readonly loggedThisWindow = new Set<string>();
   private readonly timer: TimerHandle;
+  private readonly clock: Clock;
+  private windowStartedAt: number;
   private throttledCount = 0;
   private shared: SharedAttemptBudget | null = null;
 
@@ -67,7 +69,9 @@ export class AdmissionThrottle {
     this.windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
     this.limit = Math.max(0, Math.floor(options.perSourcePerMinute));
     this.group = new Bottleneck.Group(this.limiterOptions());
-    this.timer = (options.clock ?? systemClock).setInterval(() => this.newWindow(), this.windowMs);
+    this.clock = options.clock ?? systemClock;
+    this.windowStartedAt = this.clock.now();
+    this.timer = this.clock.setInterval(() => this.newWindow(), this.windowMs);
   }
 
   /** True when the attempt is within the source's budget (and counted); false when it is throttled. */
@@ -153,6 +157,11 @@ export class AdmissionThrottle {
     return this.group.keys().length;
   }
 
+  /** Time until budgets refill (the current window ends): what a refused caller is told to wait. */
+  get retryAfterMs(): number {
+    return Math.max(0, this.windowStartedAt + this.windowMs - this.clock.now());
+  }
+
   /** Attempts refused since start. */
   get throttled(): number {
     return this.throttledCount;
@@ -164,6 +173,7 @@ export class AdmissionThrottle {
   }
 
   private newWindow(): void {
+    this.windowStartedAt = this.clock.now();
     this.refusedThisWindow.clear();
     this.loggedThisWindow.clear();
     for (const key of this.group.keys()) {

@@ -124,7 +124,14 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
 
   let admin: AdminServer | null;
   try {
-    admin = await startAdminServer({ config: config.admin, backend, metrics, logger });
+    admin = await startAdminServer({
+      config: config.admin,
+      backend,
+      metrics,
+      logger,
+      dataDir: config.dataDir,
+      authAttemptsPerMinute: config.authAttempts.perSourcePerMinute,
+    });
   } catch (err) {
     // A configured admin API that cannot listen (port taken) is a startup error, not something to hide.
     gateway.sessions.setAdmissionCheck(null);

@@ -10,6 +10,7 @@ import { DROP_REASONS } from '../gateway/drops.js';
 import { END_REASONS, REJECT_REASONS } from '../gateway/session.js';
 import { GUARD_CLOSE_REASONS } from '../transport/connection-guard.js';
 import { registerFleetMetrics, type FleetMetricsSource } from './fleet.js';
+import { H3_GUARD_REASONS } from '../transport/h3-session-guard.js';
 import { HighWaterMarks } from './monotonic.js';
 
 export interface MetricsExporterOptions {
@@ -118,6 +119,17 @@ export class MetricsExporter {
     );
     monotonicCounter('quicgate_connections_closed_total', 'Tunnel connections without a session closed or reset by the gateway, by reason.', ['reason'], registers, (s) =>
       s.connections === null ? [] : withKnownKeys(GUARD_CLOSE_REASONS, s.connections.closed).map(([reason, n]) => [{ reason }, n]),
+    );
+    new Gauge({
+      name: 'quicgate_h3_sessions_pending',
+      help: 'HTTP/3 session requests without an established tunnel (credentials being checked, session or control stream coming up).',
+      registers,
+      collect() {
+        this.set(snapshot().connections?.h3?.pending ?? 0);
+      },
+    });
+    monotonicCounter('quicgate_h3_sessions_refused_total', 'HTTP/3 session requests refused or closed by the session guard, by reason.', ['reason'], registers, (s) =>
+      s.connections?.h3 === undefined ? [] : withKnownKeys(H3_GUARD_REASONS, s.connections.h3.closed).map(([reason, n]) => [{ reason }, n]),
     );
     monotonicCounter(
       'quicgate_history_dropped_records_total',

@@ -14,13 +14,14 @@
  *
  * It works on the node:http2 server the library creates (wt-lib findNodeHttp2Server), through its public
  * events only. HTTP/3 (QUIC over UDP) is not covered here: the library sets its QUIC handshake and idle
- * timeouts itself and exposes no option (docs/robustness.md).
+ * timeouts itself and exposes no per-connection hook; its session requests are bounded by h3-session-guard.ts.
  */
 import type { Http2Session } from 'node:http2';
 import type { Server, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import type { H3SessionGuardStats } from './h3-session-guard.js';
 import { sourceKey } from './source-key.js';
 
 export const GUARD_CLOSE_REASONS = [
@@ -51,6 +52,8 @@ export interface ConnectionGuardStats {
   readonly open: number;
   /** Connections closed or refused by the guard since start, by reason. */
   readonly closed: Readonly<Record<GuardCloseReason, number>>;
+  /** The HTTP/3 listener's session requests (h3-session-guard.ts), when it has one. */
+  readonly h3?: H3SessionGuardStats;
 }
 
 interface Entry {
@@ -66,6 +69,20 @@ interface Entry {
   pending: boolean;
   timer: TimerHandle | null;
   gone: boolean;
+}
+
+/** Why one more not-yet-authenticated peer from `address` is refused, or null (shared with h3-session-guard.ts). */
+export function pendingRefusal(
+  options: ConnectionGuardOptions,
+  address: string,
+  source: string,
+  total: number,
+  bySource: ReadonlyMap<string, number>,
+): 'source_blocked' | 'limit_total' | 'limit_source' | null {
+  if (options.sourceBlocked?.(address)) return 'source_blocked';
+  if (total >= options.maxPending) return 'limit_total';
+  if ((bySource.get(source) ?? 0) >= options.maxPendingPerSource) return 'limit_source';
+  return null;
 }
 
 const peerOf = (socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string | null =>
@@ -172,10 +189,7 @@ export class ConnectionGuard {
   }
 
   private refusal(address: string, source: string): GuardCloseReason | null {
-    if (this.options.sourceBlocked?.(address)) return 'source_blocked';
-    if (this.pendingTotal >= this.options.maxPending) return 'limit_total';
-    if ((this.pendingBySource.get(source) ?? 0) >= this.options.maxPendingPerSource) return 'limit_source';
-    return null;
+    return pendingRefusal(this.options, address, source, this.pendingTotal, this.pendingBySource);
   }
 
   private entryOf(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): Entry | undefined {

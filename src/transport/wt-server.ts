@@ -13,6 +13,7 @@ import { SERVER_DEFAULTS } from '../config/defaults.js';
 import type { ConnectionLimits } from '../config/types.js';
 import { QuicgateError } from '../errors.js';
 import { ConnectionGuard, type ConnectionGuardStats } from './connection-guard.js';
+import { H3SessionGuard, type H3GuardReason, type H3Pending } from './h3-session-guard.js';
 import { detectHttp3 } from './http3.js';
 import { listenError } from './listen-error.js';
 import { TicketStore } from './tickets.js';
@@ -81,6 +82,8 @@ export interface WebTransportListener extends TunnelListener {
 
 interface Ticket {
   readonly request: ConnectRequest;
+  /** HTTP/3: the session request's entry in the session guard, until its tunnel is up. */
+  readonly pending: H3Pending | null;
 }
 
 export async function createTunnelListener(options: TunnelListenerOptions): Promise<WebTransportListener> {
@@ -89,10 +92,19 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   const throttle = options.throttle;
   const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
   const guard = new ConnectionGuard({ ...limits, sourceBlocked: throttle && ((address) => throttle.isBlocked(address)), logger });
+  // HTTP/3 has no per-connection hook: its session requests are bounded instead (h3-session-guard.ts).
+  const h3Guard = new H3SessionGuard({ ...limits, sourceBlocked: throttle && ((address) => throttle.isBlocked(address)), logger });
   // The guard watches the HTTP/2 (TCP) connections only; an HTTP/3 peer's "address:port" is a UDP one.
   const guardFor = (kind: TransportKind): ConnectionGuard | undefined => (kind === 'h2' ? guard : undefined);
   // A ticket not taken within the handshake deadline is dropped with the password it holds.
-  const tickets = new TicketStore<Ticket>({ ttlMs: limits.handshakeTimeoutMs, max: limits.maxPending, expire: (t) => guardFor(t.request.transport)?.released(t.request.peer) });
+  const tickets = new TicketStore<Ticket>({
+    ttlMs: limits.handshakeTimeoutMs,
+    max: limits.maxPending,
+    expire: (t) => {
+      guardFor(t.request.transport)?.released(t.request.peer);
+      t.pending?.ended();
+    },
+  });
   const handlers: ((accepted: AcceptedConnection) => void)[] = [];
   const servers: { kind: 'h2' | 'h3'; server: WtServer }[] = [];
   /** Open HTTP/3 connections: closed by a listener restart (updateCertificate). */
@@ -116,6 +128,18 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     if (kind === 'h2' && !http2Sessions) {
       return { status: 404, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: 'QG_ERR_TRANSPORT_UNAVAILABLE', [MESSAGE_HEADER]: encodeURIComponent('HTTP/2 is turned off on this gateway; use HTTP/3') } };
     }
+    let pending: H3Pending | null = null;
+    if (kind === 'h3') {
+      const begun = h3Guard.begin(sourceOf(peer));
+      if (typeof begun === 'string') return refuse(kind, h3GuardRefusal(begun));
+      pending = begun;
+    }
+    const answer = await answerRequest(kind, event, peer, pending);
+    if (readTicket(answer.userData) === undefined) pending?.ended();
+    return answer;
+  };
+
+  const answerRequest = async (kind: 'h2' | 'h3', event: WtRequestEvent, peer: string, pending: H3Pending | null): Promise<WtRequestResult> => {
     const parsed = parseConnectRequest(event, kind);
     if (!parsed.ok) {
       // Spends the source's attempt budget; logged while within it (a flood is logged once, by the throttle).
@@ -130,8 +154,9 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
         guardFor(kind)?.refused(peer);
         return refuse(kind, { status: result.status, code: result.code, message: result.message });
       }
+      if (pending?.expired === true) return refuse(kind, h3GuardRefusal('connect_timeout'));
       guardFor(kind)?.admitted(peer);
-      const id = tickets.issue({ request: { ...parsed.request, user: result.user } });
+      const id = tickets.issue({ request: { ...parsed.request, user: result.user }, pending });
       return { status: 200, path: TUNNEL_PATH, userData: { ticket: id } };
     } catch (err) {
       logger.error({ err, peer: parsed.request.peer }, 'admission failed');
@@ -167,13 +192,16 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     forgetRequest(session);
     if (!ticket || closed) {
       if (ticket) guardFor(kind)?.released(ticket.request.peer);
+      ticket?.pending?.ended();
       closeQuietly(session, 'server_shutdown');
       return;
     }
     const peer = ticket.request.peer;
+    ticket.pending?.attach(() => closeQuietly(session, 'handshake_timeout'));
     try {
       await session.ready;
       const controlStream = await firstStream(session);
+      if (ticket.pending?.expired === true) throw new QuicgateError('QG_ERR_PROTOCOL', 'no control stream within the handshake timeout');
       const connection = WebTransportConnection.open({
         kind,
         role: 'server',
@@ -189,12 +217,14 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
         h3Connections.add(connection);
         void connection.closed.then(() => h3Connections.delete(connection));
       }
+      ticket.pending?.established();
       const accepted: AcceptedConnection = { connection, request: ticket.request };
       if (handlers.length === 0) connection.close({ reason: 'server_shutdown', message: 'no handler' });
       for (const handler of handlers) handler(accepted);
     } catch (err) {
       logger.info({ err, peer, user: ticket.request.user }, 'session failed before its control stream opened');
       guardFor(kind)?.released(peer);
+      ticket.pending?.ended();
       closeQuietly(session, 'error');
     }
   };
@@ -250,7 +280,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     onConnection(handler) {
       handlers.push(handler);
     },
-    connectionStats: () => guard.stats(),
+    connectionStats: () => ({ ...guard.stats(), h3: h3Guard.stats() }),
     async updateCertificate(certPem, keyPem) {
       cert = certPem;
       key = keyPem;
@@ -293,6 +323,13 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
 function refuse(kind: 'h2' | 'h3', refusal: Refusal): WtRequestResult {
   if (kind === 'h3') return { status: 200, path: TUNNEL_PATH, userData: { refusal } };
   return { status: refusal.status, path: TUNNEL_PATH, headers: { [ERROR_HEADER]: refusal.code, [MESSAGE_HEADER]: encodeURIComponent(refusal.message) } };
+}
+
+/** What an HTTP/3 client is told when the session guard refuses its request. */
+function h3GuardRefusal(reason: H3GuardReason): Refusal {
+  if (reason === 'source_blocked') return { status: 429, code: 'QG_ERR_THROTTLED', message: 'too many attempts from this address; try again later' };
+  if (reason === 'connect_timeout') return { status: 503, code: 'QG_ERR_SERVER_LIMIT', message: 'the session was not set up within the handshake timeout' };
+  return { status: 503, code: 'QG_ERR_SERVER_LIMIT', message: 'too many sessions being set up; try again later' };
 }
 
 function readRefusal(userData: unknown): Refusal | undefined {

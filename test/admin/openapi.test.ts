@@ -1,3 +1,4 @@
+import { AdminAuthThrottle } from '../../src/admin/auth-throttle.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsoleFeed } from '../../src/admin/console-feed.js';
 import { consoleRoutes } from '../../src/admin/console-routes.js';
@@ -30,6 +31,7 @@ const routes = [
   ...consoleRoutes({
     adminToken: TOKEN,
     sessions: new ConsoleSessions({ adminToken: TOKEN }),
+    throttle: new AdminAuthThrottle({ perSourcePerMinute: 10, clock: systemClock, logger: silentLogger() }),
     feed: new ConsoleFeed({ backend, clock: systemClock, logger: silentLogger() }),
     logger: silentLogger(),
   }),

@@ -79,6 +79,44 @@ async function iperfIntervals(ns: string, port: number, seconds: number): Promis
   }
 }
 
+/** At 390 px the named tables must fit: neither the page nor a table's box scrolls sideways. */
+async function expectNoSidewaysScroll(testIds: readonly string[]): Promise<void> {
+  const widths = await page.evaluate((ids) => {
+    // Runs in the page; the test project has no DOM types.
+    interface Box { scrollWidth: number; clientWidth: number; closest(sel: string): Box | null }
+    const document = (globalThis as unknown as { document: { documentElement: Box; querySelector(sel: string): Box | null } }).document;
+    const doc = document.documentElement;
+    return {
+      page: [doc.scrollWidth, doc.clientWidth] as const,
+      tables: ids.map((id) => {
+        const table = document.querySelector(`[data-testid="${id}"]`);
+        const box = table?.closest('.scroll') ?? null;
+        return table === null || box === null ? null : ([id, box.scrollWidth, box.clientWidth] as const);
+      }),
+    };
+  }, testIds);
+  expect(widths.page[0], 'page scroll width at 390 px').toBeLessThanOrEqual(widths.page[1]);
+  for (const t of widths.tables) {
+    expect(t, 'table present').not.toBeNull();
+    expect(t![1], `${t![0]} table scroll width at 390 px`).toBeLessThanOrEqual(t![2] + 1);
+  }
+}
+
+/** Run by Node in the gateway's namespace: log in, log out, and try the cookie once more. Prints JSON. */
+const LOGIN_LOGOUT_JS = `
+const [base, token] = process.argv.slice(1);
+const login = await fetch(base + '/api/console/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }) });
+const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0];
+const { csrfToken } = await login.json();
+const logout = await fetch(base + '/api/console/logout', { method: 'POST', headers: { Cookie: cookie, 'X-CSRF-Token': csrfToken } });
+const after = await fetch(base + '/api/sessions', { headers: { Cookie: cookie } });
+console.log(JSON.stringify({ login: login.status, logout: logout.status, cookie, after: after.status }));
+`;
+const STATUS_JS = `
+const [base, cookie] = process.argv.slice(1);
+console.log((await fetch(base + '/api/sessions', { headers: { Cookie: cookie } })).status);
+`;
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
@@ -201,6 +239,7 @@ describe('web console in chromium against a real gateway', () => {
     await page.screenshot({ path: join(DOCS, 'console-now.png'), fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
     await sleep(500);
+    await expectNoSidewaysScroll(['users', 'sessions']);
     await page.screenshot({ path: join(DOCS, 'console-now-390.png'), fullPage: true });
     await page.setViewportSize({ width: 1280, height: 860 });
     await bobIperf;
@@ -317,11 +356,18 @@ describe('web console in chromium against a real gateway', () => {
     await page.locator('[data-testid=search]').fill('');
     await sleep(800);
     await page.screenshot({ path: join(DOCS, 'console-history.png'), fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await sleep(300);
+    await expectNoSidewaysScroll(['past-sessions']);
+    await page.setViewportSize({ width: 1280, height: 860 });
   });
 
-  it('reconnects by itself after the gateway restarts', async () => {
+  it('reconnects by itself after the gateway restarts; a cookie logged out before stays refused', async () => {
     await page.goto(`${CONSOLE}/console/#now`);
     await page.locator('[data-testid=link].live').waitFor();
+    // A second login (Node's fetch inside the gateway's namespace), logged out at once.
+    const revoked = JSON.parse((await topo.exec(topo.server, process.execPath, ['--input-type=module', '-e', LOGIN_LOGOUT_JS, CONSOLE, TOKEN])).stdout) as { login: number; logout: number; cookie: string; after: number };
+    expect(revoked).toMatchObject({ login: 200, logout: 200, after: 401 });
     expect(gateway.stderrText.join('\n')).not.toContain(TOKEN);
     gateway.signal('SIGTERM');
     await gateway.exited;
@@ -331,6 +377,9 @@ describe('web console in chromium against a real gateway', () => {
     await page.locator('[data-testid=link].live').waitFor({ timeout: 30_000 });
     // Same login (the cookie survives a restart), and alice's client is back.
     await until('alice back on the page', async () => (await sessionRows('alice').count()) === 1, 30_000);
+    // The new gateway process refuses the logged-out cookie (kept in its data directory), the page's still works.
+    expect(Number((await topo.exec(topo.server, process.execPath, ['--input-type=module', '-e', STATUS_JS, CONSOLE, revoked.cookie])).stdout)).toBe(401);
+    expect(await page.evaluate(async () => (await fetch('/api/sessions')).status)).toBe(200);
     const logged = gateway.stderrText.join('\n');
     expect(logged).not.toContain(TOKEN);
   }, 90_000);

@@ -115,15 +115,15 @@ export function HistoryView() {
         <label>Search <input type="search" value=${search} placeholder="user, address, id, reason, gateway…" onInput=${(e: Event) => setSearch((e.target as HTMLInputElement).value)} data-testid="search" /></label>
         <a class="button" href=${sessionsUrl('csv')} download="quicgate-sessions.csv" data-testid="csv">Export CSV</a>
       </div>
-      <div class="scroll"><table class="grid" data-testid="past-sessions">
+      <div class="scroll"><table class="grid stack" data-testid="past-sessions">
         <thead><tr><th scope="col">User</th><th scope="col">Started</th><th scope="col">Duration</th><th scope="col">Transport</th><th scope="col">Gateway</th><th scope="col">Tunnel addresses</th><th scope="col">Peer</th><th scope="col">Bytes in / out</th><th scope="col">End reason</th></tr></thead>
         <tbody>${(data?.past.sessions ?? []).map(
           (s) => html`<tr data-session=${s.id} data-reason=${s.endReason ?? 'open'}>
-            <th scope="row">${s.user}</th><td>${clock(s.startedAt)}</td>
-            <td>${s.durationSeconds === null ? 'open' : span(s.durationSeconds * 1000)}</td><td>${s.transport}</td><td>${s.gateway}</td>
-            <td class="mono">${[s.ipv4, s.ipv6].filter((a) => a !== null).join(' ')}</td><td class="mono">${s.peer}</td>
-            <td>${size(s.bytesIn)} / ${size(s.bytesOut)}</td>
-            <td>${s.status === 'open' ? html`<span class="tag">open</span>` : html`<span title=${s.endMessage ?? ''}>${(s.endReason ?? 'unknown').replaceAll('_', ' ')}</span>`}</td>
+            <th scope="row">${s.user}</th><td data-label="Started">${clock(s.startedAt)}</td>
+            <td data-label="Duration">${s.durationSeconds === null ? 'open' : span(s.durationSeconds * 1000)}</td><td data-label="Transport">${s.transport}</td><td data-label="Gateway">${s.gateway}</td>
+            <td class="mono" data-label="Addresses">${[s.ipv4, s.ipv6].filter((a) => a !== null).join(' ')}</td><td class="mono" data-label="Peer">${s.peer}</td>
+            <td data-label="Bytes in / out">${size(s.bytesIn)} / ${size(s.bytesOut)}</td>
+            <td data-label="End reason">${s.status === 'open' ? html`<span class="tag">open</span>` : html`<span title=${s.endMessage ?? ''}>${(s.endReason ?? 'unknown').replaceAll('_', ' ')}</span>`}</td>
           </tr>`,
         )}</tbody>
       </table></div>

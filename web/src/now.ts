@@ -57,14 +57,14 @@ function UserRow({ u, ask }: { u: UserSummary; ask: (a: PendingAction) => void }
   const quota = u.quota;
   return html`<tr data-testid="user-row" data-user=${u.name} class=${u.disabled ? 'disabled' : ''}>
     <th scope="row">${u.name}${u.disabled ? html` <span class="tag">disabled</span>` : null}</th>
-    <td data-testid="user-limit">${rate(u.bandwidth)}</td>
-    <td class="wide">
+    <td data-testid="user-limit" data-label="Limit">${rate(u.bandwidth)}</td>
+    <td class="wide" data-label="Live rate">
       ${u.bandwidth === null
         ? html`<span data-testid="user-rate">${rate(used)}</span> <small>(no limit)</small>`
         : html`<${Gauge} value=${used} max=${u.bandwidth} label=${`${u.name}: rate against the limit`} text=${`${rate(used)} of ${rate(u.bandwidth)}`} testId="user-gauge" />`}
     </td>
-    <td>${u.sessions} / ${u.maxSessions}</td>
-    <td>${quota === null ? '–' : html`${size(quota.used)} of ${size(quota.bytes)} <small>per ${quota.period}${quota.exceeded ? ', exceeded' : ''}</small>`}</td>
+    <td data-label="Sessions">${u.sessions} / ${u.maxSessions}</td>
+    <td data-label="Quota used">${quota === null ? '–' : html`${size(quota.used)} of ${size(quota.bytes)} <small>per ${quota.period}${quota.exceeded ? ', exceeded' : ''}</small>`}</td>
     <td class="actions">
       <button onClick=${() => ask(changeLimit(u))} aria-label=${`Change the limit of ${u.name}`}>Limit…</button>
       <button onClick=${() => ask(toggleUser(u))}>${u.disabled ? 'Enable…' : 'Disable…'}</button>
@@ -81,7 +81,7 @@ export function NowView({ live, ask }: { live: LiveState; ask: (a: PendingAction
     <${Health} o=${o} />
     <section aria-labelledby="users-h">
       <h2 id="users-h">Users</h2>
-      <div class="scroll"><table class="grid" data-testid="users">
+      <div class="scroll"><table class="grid stack" data-testid="users">
         <thead><tr><th scope="col">User</th><th scope="col">Limit</th><th scope="col">Live rate (in + out) against the limit</th><th scope="col">Sessions</th><th scope="col">Quota used</th><th scope="col">Actions</th></tr></thead>
         <tbody>${o.users.map((u) => html`<${UserRow} key=${u.name} u=${u} ask=${ask} />`)}</tbody>
       </table></div>
@@ -92,19 +92,19 @@ export function NowView({ live, ask }: { live: LiveState; ask: (a: PendingAction
         series=${[{ label: 'in (client → gateway)', stroke: '#2a7ab0' }, { label: 'out (gateway → client)', stroke: '#c2571a' }]} height=${160} />
       ${o.sessions.length === 0
         ? html`<p class="muted">No live sessions.</p>`
-        : html`<div class="scroll"><table class="grid" data-testid="sessions">
+        : html`<div class="scroll"><table class="grid stack" data-testid="sessions">
             <thead><tr><th scope="col">User</th><th scope="col">Tunnel addresses</th><th scope="col">Transport</th><th scope="col">Peer</th><th scope="col">Since</th><th scope="col">Bytes in / out</th><th scope="col">Rate in / out</th><th scope="col">Last minute</th><th scope="col"><span class="sr">Actions</span></th></tr></thead>
             <tbody>${o.sessions.map((s) => {
               const h = live.spark.get(s.id) ?? { in: [], out: [] };
               return html`<tr key=${s.id} data-testid="session-row" data-session=${s.id} data-user=${s.user} data-rate-in=${s.rateIn} data-rate-out=${s.rateOut}>
                 <th scope="row">${s.user}</th>
-                <td class="mono">${[s.ipv4, s.ipv6].filter((a) => a !== null).join(' ')}</td>
-                <td><span class="tag ${s.transport}">${s.transport === 'h3' ? 'HTTP/3' : s.transport === 'h2' ? 'HTTP/2' : s.transport}</span></td>
-                <td class="mono">${s.peer}</td>
-                <td title=${clock(s.startedAt)}>${span(now - Date.parse(s.startedAt))}</td>
-                <td>${size(s.bytesIn)} / ${size(s.bytesOut)}</td>
-                <td data-testid="session-rate">${rate(s.rateIn)} / ${rate(s.rateOut)}</td>
-                <td><${Sparkline} a=${h.in} b=${h.out} label=${`rate of ${s.user}'s session over the last minute`} /></td>
+                <td class="mono" data-label="Addresses">${[s.ipv4, s.ipv6].filter((a) => a !== null).join(' ')}</td>
+                <td data-label="Transport"><span class="tag ${s.transport}">${s.transport === 'h3' ? 'HTTP/3' : s.transport === 'h2' ? 'HTTP/2' : s.transport}</span></td>
+                <td class="mono" data-label="Peer">${s.peer}</td>
+                <td title=${clock(s.startedAt)} data-label="Since">${span(now - Date.parse(s.startedAt))}</td>
+                <td data-label="Bytes in / out">${size(s.bytesIn)} / ${size(s.bytesOut)}</td>
+                <td data-testid="session-rate" data-label="Rate in / out">${rate(s.rateIn)} / ${rate(s.rateOut)}</td>
+                <td data-label="Last minute"><${Sparkline} a=${h.in} b=${h.out} label=${`rate of ${s.user}'s session over the last minute`} /></td>
                 <td><button class="danger" onClick=${() => ask(killSession(s))} aria-label=${`Kill session ${s.id} of ${s.user}`}>Kill…</button></td>
               </tr>`;
             })}</tbody>
