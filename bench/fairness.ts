@@ -18,7 +18,7 @@
 import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClientTransport } from '../test/e2e/helpers/quicgate.js';
-import { GW4, runBench, Verdicts, type BenchBed } from './lib/bed.js';
+import { dropDelta, GW4, runBench, Verdicts, type BenchBed } from './lib/bed.js';
 import { iperfJson, median, output, pingRtts, quantile, receiverIntervals, type IperfJson } from './lib/measure.js';
 
 const LIMITS = (process.env.LIMITS ?? '3.3 37 230').split(/\s+/).filter(Boolean).map(Number);
@@ -55,6 +55,7 @@ function bobText(j: IperfJson | undefined): string {
 
 async function mix(bed: BenchBed, label: string, limit: number, idleMedian: number): Promise<void> {
   const L = limit * 1e6;
+  const drops0 = await bed.drops();
   const up = iperf(bed, bed.nsA1, 5301, []);
   const udp = iperf(bed, bed.nsA1, 5302, ['-u', '-b', `${0.5 * limit}M`, '-l', '1200']);
   const down = iperf(bed, bed.nsA2, 5303, ['-R']);
@@ -67,12 +68,13 @@ async function mix(bed: BenchBed, label: string, limit: number, idleMedian: numb
   const total = shares.reduce((a, b) => a + b, 0) + acks;
   const rtts = pingRtts(await pings);
   const med = median(rtts);
+  const drops = dropDelta(drops0, await bed.drops());
   const okShares = shares.every((s) => s >= 0.25);
   console.log(
-    `${label} mix   tcp_up ${shares[0]!.toFixed(3)} udp ${shares[1]!.toFixed(3)} tcp_down ${shares[2]!.toFixed(3)} [${verdict(okShares)}]` +
+    `${label} mix   tcp_up ${shares[0]!.toFixed(3)} udp ${shares[1]!.toFixed(3)} (sent ${(((jd?.end.sum?.bits_per_second ?? NaN) * UDP_IP) / L).toFixed(3)}) tcp_down ${shares[2]!.toFixed(3)} [${verdict(okShares)}]` +
       `  total ${total.toFixed(3)} (acks ~${acks.toFixed(3)}) [${verdict(Math.abs(total - 1) <= 0.03)}]` +
       `  ping median ${med.toFixed(1)} (+${(med - idleMedian).toFixed(1)}) p95 ${quantile(rtts, 0.95).toFixed(1)} ms, ${rtts.length} replies [${verdict(med - idleMedian <= 10)}]` +
-      `  ${bobText(jb)}`,
+      `  ${bobText(jb)}  | gateway drops: ${drops}`,
   );
 }
 

@@ -33,6 +33,20 @@ export interface BenchBed {
   startClients(transport: ClientTransport): Promise<QuicgateProcess[]>;
   /** SIGTERM to the clients and wait until they exited (their profiles written). */
   stopClients(clients: readonly QuicgateProcess[]): Promise<void>;
+  /** The gateway's drop counters by reason (quicgate_drops_total, from the admin API's /metrics). */
+  drops(): Promise<Record<string, number>>;
+}
+
+/** Admin token of the bench gateway (the admin API listens on 127.0.0.1 inside the gateway's namespace only). */
+const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+
+/** Drops since `before`, as "reason n" for the reasons that moved ("none" when none did). */
+export function dropDelta(before: Record<string, number>, after: Record<string, number>): string {
+  const moved = Object.keys(after)
+    .map((reason) => [reason, (after[reason] ?? 0) - (before[reason] ?? 0)] as const)
+    .filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${reason} ${n}`);
+  return moved.length === 0 ? 'none' : moved.join(', ');
 }
 
 function nodeArgs(name: string): string[] {
@@ -98,6 +112,7 @@ tunnel:
   ipv6: null
 log_level: info
 history: { enabled: false }
+admin: { token: ${ADMIN_TOKEN} }
 ${yaml.trim()}`);
     await setAlice(options.firstAliceMbit);
     setServer(options.serverYaml);
@@ -136,6 +151,12 @@ ${yaml.trim()}`);
         await Promise.all(clients.map((c) => c.waitForMsg('tunnel up')));
         await sleep(500);
         return clients;
+      },
+      async drops() {
+        const text = (await t.exec(t.server, 'curl', ['-s', '-H', `Authorization: Bearer ${ADMIN_TOKEN}`, 'http://127.0.0.1:9090/metrics'])).stdout;
+        const out: Record<string, number> = {};
+        for (const m of text.matchAll(/^quicgate_drops_total\{reason="([a-z_]+)"\} ([0-9.e+]+)$/gm)) out[m[1]!] = Number(m[2]);
+        return out;
       },
       async stopClients(clients) {
         for (const c of clients) c.signal('SIGTERM');

@@ -71,7 +71,7 @@ export type ClientState =
 
 export class TunnelClient {
   state: ClientState = { kind: 'connecting', attempt: 0 };
-  readonly forwarder = new ClientForwarder();
+  readonly forwarder: ClientForwarder;
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly backoff: Backoff;
@@ -92,6 +92,7 @@ export class TunnelClient {
     private readonly parts: ClientParts,
   ) {
     this.clock = parts.clock ?? systemClock;
+    this.forwarder = new ClientForwarder(this.clock);
     this.logger = parts.logger;
     this.backoff = new Backoff(config.reconnect);
   }

@@ -119,7 +119,7 @@ function setup(limited: boolean) {
 /** Copies of part of a buffer made by the packet store and the TUN writer (counted by wrapping both once). */
 let partialCopies = 0;
 const put = PacketStore.prototype.put;
-PacketStore.prototype.put = function (this: PacketStore, data, offset, length, now, owner) {
+PacketStore.prototype.put = function (this: PacketStore<object | null>, data, offset, length, now, owner) {
   partialCopies++;
   return put.call(this, data, offset, length, now, owner);
 };
