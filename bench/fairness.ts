@@ -10,6 +10,11 @@
  *   mix   TCP up from alice#1, a UDP stream at 0.5 x L up from alice#1, TCP down to alice#2, all at once, with
  *         a ping at 5/s from alice#1 and bob's own TCP upload beside them
  *   tcp8  8 TCP flows down to alice#1 (-P 8), bob's upload beside them
+ * With UPLINK_MBIT (e.g. 20), per transport once more, after the limits (alice's last limit above the uplink):
+ *   uplink  alice#1's own underlay held to UPLINK_MBIT (tc tbf on its veth, removed after), TCP up and a UDP
+ *           stream at 1 x the uplink from alice#1: the client's send side is the bottleneck, not the gateway.
+ *           Printed: each flow's IP rate / uplink (goal: TCP >= 0.25) and the client's send-side drops.
+ *           A/B: CLIENT_SEND=fifo (bench/lib/bed.ts).
  * Printed (receiver side, after the first 2 s): each flow's IP rate / L (goal >= 0.25), their total with the
  * TCP ACKs (estimated: one 52-byte ACK per two 1400-byte segments; goal within +-3 %), the ping median vs idle
  * (goal <= +10 ms; p95 shown), each of the 8 flows x 8 (goal 1 +- 0.25), bob's rate / his limit (goal 0.9..1.05).
@@ -34,6 +39,8 @@ const TCP_IP = 1400 / 1348;
 const UDP_IP = 1228 / 1200;
 /** ACKs of a TCP flow in the other direction, charged to the same bucket: 52 bytes per two 1400-byte segments. */
 const ACK_SHARE = 52 / 2800;
+/** alice#1's underlay rate for the uplink case (Mbit/s); 0: no uplink case. */
+const UPLINK_MBIT = Number(process.env.UPLINK_MBIT ?? 0);
 
 const goals = new Verdicts();
 const verdict = (ok: boolean): string => goals.verdict(ok);
@@ -78,6 +85,22 @@ async function mix(bed: BenchBed, label: string, limit: number, idleMedian: numb
   );
 }
 
+async function uplink(bed: BenchBed, label: string): Promise<void> {
+  const U = UPLINK_MBIT * 1e6;
+  const tbf = ['qdisc', 'replace', 'dev', 'qgv0', 'root', 'tbf', 'rate', `${UPLINK_MBIT}mbit`, 'burst', '32kb', 'latency', '50ms'];
+  await bed.topo.exec(bed.nsA1, 'tc', tbf);
+  try {
+    const up = iperf(bed, bed.nsA1, 5301, []);
+    const udp = iperf(bed, bed.nsA1, 5302, ['-u', '-b', `${UPLINK_MBIT}M`, '-l', '1200']);
+    const [ju, jd] = await Promise.all([up, udp]);
+    const tcp = (steadyRate(ju, false) * TCP_IP) / U;
+    const u = (steadyRate(jd, false) * UDP_IP) / U;
+    console.log(`${label} uplink ${UPLINK_MBIT} Mbit/s: tcp_up ${tcp.toFixed(3)} [${verdict(tcp >= 0.25)}] udp ${u.toFixed(3)} of the uplink`);
+  } finally {
+    await bed.topo.exec(bed.nsA1, 'tc', ['qdisc', 'del', 'dev', 'qgv0', 'root']);
+  }
+}
+
 async function tcp8(bed: BenchBed, label: string, limit: number): Promise<void> {
   const L = limit * 1e6;
   const eight = iperf(bed, bed.nsA1, 5301, ['-R', '-P', '8']);
@@ -98,7 +121,7 @@ runBench(
   { maxTimeS: MAX_TIME, bobMbit: BOB_MBIT, firstAliceMbit: LIMITS[0] ?? 10, serverYaml: `shaping: ${SHAPINGS[0] ?? 'fair'}`, iperfPorts: [5301, 5302, 5303, 5304] },
   async (bed) => {
     const t0 = Date.now();
-    console.log(`# ${new Date().toISOString()} DUR=${DUR}s (first ${SKIP}s left out) bob=${BOB_MBIT} Mbit/s; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on ${cpus().length} CPUs`);
+    console.log(`# ${new Date().toISOString()} DUR=${DUR}s (first ${SKIP}s left out) bob=${BOB_MBIT} Mbit/s client_send=${process.env.CLIENT_SEND === 'fifo' ? 'fifo' : 'fair'}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on ${cpus().length} CPUs`);
     console.log('# goals: mix: every flow >= 0.25 of the limit, total within +-3 %, ping median <= idle + 10 ms; tcp8: each flow x8 within 1 +- 0.25; bob 0.9..1.05');
     for (const transport of TRANSPORTS) {
       const clients = await bed.startClients(transport);
@@ -116,6 +139,7 @@ runBench(
           console.log(`#   load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
         }
       }
+      if (UPLINK_MBIT > 0) await uplink(bed, `${transport} ${String(LIMITS.at(-1)).padStart(5)} Mbit/s ${SHAPINGS.at(-1)}`);
       await bed.stopClients(clients);
     }
     console.log(goals.summary(t0));

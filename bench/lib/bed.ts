@@ -7,7 +7,8 @@
  *
  * Profiling: GW_NODE_ARGS / CLIENT_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/qg-prof") are handed to the
  * gateway's / clients' node; a client is stopped by SIGTERM per transport and the gateway at the end, so each
- * writes its profile (bench/cpuprofile-top.mjs reads them).
+ * writes its profile (bench/cpuprofile-top.mjs reads them). CLIENT_SEND=fifo starts the clients with
+ * QUICGATE_CLIENT_SEND_FIFO=1 (no fair queue on the client's send side: the A/B of src/client/fair-send-queue.ts).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { removeStaleNamespaces, requireNetnsSupport, Topology } from '../../test/e2e/helpers/netns.js';
@@ -146,7 +147,8 @@ ${yaml.trim()}`);
           [nsB, 'bob', 'bob'],
         ] as const).map(([ns, user, label]) => {
           const config = f.clientConfig(`${label}-${transport}`, user, `${user}-pw`, { transport });
-          return new QuicgateProcess(t.spawn(ns, process.execPath, [...nodeArgs('CLIENT_NODE_ARGS'), BIN, 'client', '--config', config]), label);
+          const env = process.env.CLIENT_SEND === 'fifo' ? { QUICGATE_CLIENT_SEND_FIFO: '1' } : {};
+          return new QuicgateProcess(t.spawn(ns, process.execPath, [...nodeArgs('CLIENT_NODE_ARGS'), BIN, 'client', '--config', config], env), label);
         });
         await Promise.all(clients.map((c) => c.waitForMsg('tunnel up')));
         await sleep(500);
@@ -161,6 +163,12 @@ ${yaml.trim()}`);
       async stopClients(clients) {
         for (const c of clients) c.signal('SIGTERM');
         await Promise.all(clients.map((c) => c.exited));
+        for (const c of clients) {
+          const down = c.lines.findLast((l) => l.msg === 'tunnel down');
+          if (down === undefined) continue;
+          const { packetsSent, dropsQueueFull, transportQueueDrops } = down as unknown as Record<string, number>;
+          console.log(`#   ${c.label}: packets sent ${packetsSent}, dropped on its send side ${dropsQueueFull} (the transport's queue full: ${transportQueueDrops})`);
+        }
         await sleep(500);
       },
     };

@@ -15,7 +15,7 @@ import { MAX_WIRE_SUPER_PACKET_BYTES } from '../transport/framing.js';
 import { TunWriter, type TunWriteAccount } from '../tun/writer.js';
 import type { PacketReceiver, TunnelConnection } from '../transport/types.js';
 import { systemClock, type Clock } from '../clock.js';
-import { FairSendQueue } from './fair-send-queue.js';
+import { CAPACITY_BYTES, FairSendQueue } from './fair-send-queue.js';
 
 export interface ClientCounters {
   bytesSent: number;
@@ -61,7 +61,8 @@ export class ClientForwarder implements PacketReceiver {
   onHeard: () => void = () => {};
 
   constructor(private readonly clock: Clock = systemClock) {
-    this.sendQueue = new FairSendQueue(clock, this.counters);
+    // QUICGATE_CLIENT_SEND_FIFO=1: nothing waits here, a refused packet is dropped (the FIFO of before), for A/B runs.
+    this.sendQueue = new FairSendQueue(clock, this.counters, process.env.QUICGATE_CLIENT_SEND_FIFO === '1' ? 0 : CAPACITY_BYTES);
   }
 
   /** Packets waiting for room in the connection's send queue (fair-send-queue.ts). */

@@ -105,7 +105,7 @@ export class FairSendQueue {
       return;
     }
     if (length > this.capacityBytes) {
-      c.dropsQueueFull++;
+      c.dropsQueueFull++; // also every refused packet with capacity 0 (QUICGATE_CLIENT_SEND_FIFO=1)
       return;
     }
     const table = this.table ?? this.allocate();

@@ -219,6 +219,20 @@ export class TunnelClient {
       this.forwarder.onHeard = () => {};
       this.connection = null;
       connection.close({ reason: 'client_closed' });
+      // What this connection carried and where packets were lost on this side (counters since the start).
+      const c = this.forwarder.counters;
+      this.logger.info(
+        {
+          packetsSent: c.packetsSent,
+          packetsReceived: c.packetsReceived,
+          dropsQueueFull: c.dropsQueueFull,
+          dropsDisconnected: c.dropsDisconnected,
+          dropsTunFull: c.dropsTunFull,
+          dropsMalformed: c.dropsMalformed,
+          transportQueueDrops: connection.stats.queueDrops,
+        },
+        'tunnel down',
+      );
     }
   }
 
