@@ -10,17 +10,22 @@
  *   mix   TCP up from alice#1, a UDP stream at 0.5 x L up from alice#1, TCP down to alice#2, all at once, with
  *         a ping at 5/s from alice#1 and bob's own TCP upload beside them
  *   tcp8  8 TCP flows down to alice#1 (-P 8), bob's upload beside them
+ * With UPLINK_MBIT (e.g. 20), per transport once more, after the limits (alice's last limit above the uplink):
+ *   uplink  alice#1's own underlay held to UPLINK_MBIT (tc tbf on its veth, removed after), TCP up and a UDP
+ *           stream at 1 x the uplink from alice#1: the client's send side is the bottleneck, not the gateway.
+ *           Printed: each flow's IP rate / uplink (goal: TCP >= 0.25) and the client's send-side drops.
+ *           A/B: CLIENT_SEND=fifo (bench/lib/bed.ts).
  * Printed (receiver side, after the first 2 s): each flow's IP rate / L (goal >= 0.25), their total with the
  * TCP ACKs (estimated: one 52-byte ACK per two 1400-byte segments; goal within +-3 %), the ping median vs idle
  * (goal <= +10 ms; p95 shown), each of the 8 flows x 8 (goal 1 +- 0.25), bob's rate / his limit (goal 0.9..1.05).
  * Bounded: about 2 x (DUR + 2) s per transport, limit and shaping, plus client restarts.
  */
+import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { removeStaleNamespaces, requireNetnsSupport, Topology } from '../test/e2e/helpers/netns.js';
-import { GatewayFiles, startClient, startGateway, stopTestbed, type ClientTransport, type QuicgateProcess } from '../test/e2e/helpers/quicgate.js';
+import type { ClientTransport } from '../test/e2e/helpers/quicgate.js';
+import { dropDelta, GW4, runBench, Verdicts, type BenchBed } from './lib/bed.js';
 import { iperfJson, median, output, pingRtts, quantile, receiverIntervals, type IperfJson } from './lib/measure.js';
 
-const GW4 = '198.18.0.1';
 const LIMITS = (process.env.LIMITS ?? '3.3 37 230').split(/\s+/).filter(Boolean).map(Number);
 const DUR = Number(process.env.DUR ?? 6);
 const SHAPINGS = (process.env.SHAPINGS ?? 'fair fifo').split(/\s+/).filter(Boolean) as ('fair' | 'fifo')[];
@@ -34,49 +39,14 @@ const TCP_IP = 1400 / 1348;
 const UDP_IP = 1228 / 1200;
 /** ACKs of a TCP flow in the other direction, charged to the same bucket: 52 bytes per two 1400-byte segments. */
 const ACK_SHARE = 52 / 2800;
+/** alice#1's underlay rate for the uplink case (Mbit/s); 0: no uplink case. */
+const UPLINK_MBIT = Number(process.env.UPLINK_MBIT ?? 0);
 
-if (process.getuid?.() !== 0) {
-  console.error('fairness.ts: run as root (namespaces, TUN)');
-  process.exit(2);
-}
+const goals = new Verdicts();
+const verdict = (ok: boolean): string => goals.verdict(ok);
 
-let topo: Topology | undefined;
-let files: GatewayFiles | undefined;
-process.once('exit', () => {
-  topo?.destroySync();
-  files?.cleanup();
-});
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
-const watchdog = setTimeout(() => {
-  console.error(`fairness.ts: watchdog: MAX_TIME=${MAX_TIME}s reached`);
-  process.exit(3);
-}, MAX_TIME * 1000);
-watchdog.unref();
-
-let nsA1: string;
-let nsA2: string;
-let nsB: string;
-let misses = 0;
-
-function verdict(ok: boolean): string {
-  if (!ok) misses++;
-  return ok ? 'PASS' : 'MISS';
-}
-
-function serverYaml(shaping: string): string {
-  return `
-listen: { address: 192.0.2.1, port: 4433 }
-tunnel:
-  ipv4: { network: 198.18.0.0/15, gateway: ${GW4} }
-  ipv6: null
-shaping: ${shaping}
-log_level: info
-history: { enabled: false }
-`;
-}
-
-function iperf(ns: string, port: number, args: readonly string[]): Promise<IperfJson | undefined> {
-  return iperfJson(topo!, ns, GW4, port, args, DUR);
+function iperf(bed: BenchBed, ns: string, port: number, args: readonly string[]): Promise<IperfJson | undefined> {
+  return iperfJson(bed.topo, ns, GW4, port, args, DUR);
 }
 
 /** Mean receiver rate (bit/s) over the whole seconds after SKIP. */
@@ -90,33 +60,51 @@ function bobText(j: IperfJson | undefined): string {
   return `bob ${ratio.toFixed(3)} [${verdict(ratio > 0.9 && ratio < 1.05)}]`;
 }
 
-async function mix(label: string, limit: number, idleMedian: number): Promise<void> {
+async function mix(bed: BenchBed, label: string, limit: number, idleMedian: number): Promise<void> {
   const L = limit * 1e6;
-  const up = iperf(nsA1, 5301, []);
-  const udp = iperf(nsA1, 5302, ['-u', '-b', `${0.5 * limit}M`, '-l', '1200']);
-  const down = iperf(nsA2, 5303, ['-R']);
-  const bob = iperf(nsB, 5304, []);
+  const drops0 = await bed.drops();
+  const up = iperf(bed, bed.nsA1, 5301, []);
+  const udp = iperf(bed, bed.nsA1, 5302, ['-u', '-b', `${0.5 * limit}M`, '-l', '1200']);
+  const down = iperf(bed, bed.nsA2, 5303, ['-R']);
+  const bob = iperf(bed, bed.nsB, 5304, []);
   await sleep(SKIP * 1000);
-  const pings = output(topo!, nsA1, 'ping', ['-n', '-i', '0.2', '-c', String(Math.floor((DUR - SKIP - 0.5) / 0.2)), '-W', '2', GW4]);
+  const pings = output(bed.topo, bed.nsA1, 'ping', ['-n', '-i', '0.2', '-c', String(Math.floor((DUR - SKIP - 0.5) / 0.2)), '-W', '2', GW4]);
   const [ju, jd, jp, jb] = await Promise.all([up, udp, down, bob]);
   const shares = [steadyRate(ju, false) * TCP_IP, steadyRate(jd, false) * UDP_IP, steadyRate(jp, true) * TCP_IP].map((r) => r / L);
   const acks = (shares[0]! + shares[2]!) * ACK_SHARE;
   const total = shares.reduce((a, b) => a + b, 0) + acks;
   const rtts = pingRtts(await pings);
   const med = median(rtts);
+  const drops = dropDelta(drops0, await bed.drops());
   const okShares = shares.every((s) => s >= 0.25);
   console.log(
-    `${label} mix   tcp_up ${shares[0]!.toFixed(3)} udp ${shares[1]!.toFixed(3)} tcp_down ${shares[2]!.toFixed(3)} [${verdict(okShares)}]` +
+    `${label} mix   tcp_up ${shares[0]!.toFixed(3)} udp ${shares[1]!.toFixed(3)} (sent ${(((jd?.end.sum?.bits_per_second ?? NaN) * UDP_IP) / L).toFixed(3)}) tcp_down ${shares[2]!.toFixed(3)} [${verdict(okShares)}]` +
       `  total ${total.toFixed(3)} (acks ~${acks.toFixed(3)}) [${verdict(Math.abs(total - 1) <= 0.03)}]` +
       `  ping median ${med.toFixed(1)} (+${(med - idleMedian).toFixed(1)}) p95 ${quantile(rtts, 0.95).toFixed(1)} ms, ${rtts.length} replies [${verdict(med - idleMedian <= 10)}]` +
-      `  ${bobText(jb)}`,
+      `  ${bobText(jb)}  | gateway drops: ${drops}`,
   );
 }
 
-async function tcp8(label: string, limit: number): Promise<void> {
+async function uplink(bed: BenchBed, label: string): Promise<void> {
+  const U = UPLINK_MBIT * 1e6;
+  const tbf = ['qdisc', 'replace', 'dev', 'qgv0', 'root', 'tbf', 'rate', `${UPLINK_MBIT}mbit`, 'burst', '32kb', 'latency', '50ms'];
+  await bed.topo.exec(bed.nsA1, 'tc', tbf);
+  try {
+    const up = iperf(bed, bed.nsA1, 5301, []);
+    const udp = iperf(bed, bed.nsA1, 5302, ['-u', '-b', `${UPLINK_MBIT}M`, '-l', '1200']);
+    const [ju, jd] = await Promise.all([up, udp]);
+    const tcp = (steadyRate(ju, false) * TCP_IP) / U;
+    const u = (steadyRate(jd, false) * UDP_IP) / U;
+    console.log(`${label} uplink ${UPLINK_MBIT} Mbit/s: tcp_up ${tcp.toFixed(3)} [${verdict(tcp >= 0.25)}] udp ${u.toFixed(3)} of the uplink`);
+  } finally {
+    await bed.topo.exec(bed.nsA1, 'tc', ['qdisc', 'del', 'dev', 'qgv0', 'root']);
+  }
+}
+
+async function tcp8(bed: BenchBed, label: string, limit: number): Promise<void> {
   const L = limit * 1e6;
-  const eight = iperf(nsA1, 5301, ['-R', '-P', '8']);
-  const bob = iperf(nsB, 5304, []);
+  const eight = iperf(bed, bed.nsA1, 5301, ['-R', '-P', '8']);
+  const bob = iperf(bed, bed.nsB, 5304, []);
   const [j, jb] = await Promise.all([eight, bob]);
   // Per stream: the client is the receiver with -R; whole-run means (the streams start together).
   const streams = (j?.end.streams ?? []).map((s) => ((s.receiver?.bits_per_second ?? NaN) * TCP_IP) / L);
@@ -128,73 +116,32 @@ async function tcp8(label: string, limit: number): Promise<void> {
   );
 }
 
-async function main(): Promise<void> {
-  const t0 = Date.now();
-  await requireNetnsSupport();
-  await removeStaleNamespaces();
-  files = new GatewayFiles();
-  topo = await Topology.create(3);
-  [nsA1, nsA2, nsB] = topo.clients as [string, string, string];
-  const users = (aliceMbit: number) =>
-    files!.writeUsers([
-      { name: 'alice', password: 'alice-pw', bandwidth: `${aliceMbit} Mbit/s`, maxSessions: 2 },
-      { name: 'bob', password: 'bob-pw', bandwidth: `${BOB_MBIT} Mbit/s` },
-    ]);
-  await users(LIMITS[0] ?? 10);
-  files.writeServer(serverYaml(SHAPINGS[0] ?? 'fair'));
-  const gw = startGateway(topo, files);
-  await gw.waitForMsg('gateway up');
-  const reload = async (): Promise<void> => {
-    const mark = gw.lines.length;
-    gw.signal('SIGHUP');
-    await gw.waitForMsg('config reloaded', 10_000, mark);
-    await sleep(300);
-  };
-  for (const port of [5301, 5302, 5303, 5304]) {
-    const server = topo.spawn(topo.server, 'iperf3', ['-s', '-J', '-B', GW4, '-p', String(port)]);
-    server.stdout!.resume();
-    server.stderr!.resume();
-  }
-  console.log(`# ${new Date().toISOString()} DUR=${DUR}s (first ${SKIP}s left out) bob=${BOB_MBIT} Mbit/s; shared 2-vCPU machine, other jobs running: figures are noisy`);
-  console.log('# goals: mix: every flow >= 0.25 of the limit, total within +-3 %, ping median <= idle + 10 ms; tcp8: each flow x8 within 1 +- 0.25; bob 0.9..1.05');
-  for (const transport of TRANSPORTS) {
-    const clients: QuicgateProcess[] = [];
-    for (const [ns, user, label] of [
-      [nsA1, 'alice', 'alice1'],
-      [nsA2, 'alice', 'alice2'],
-      [nsB, 'bob', 'bob'],
-    ] as const) {
-      const c = startClient(topo, ns, files.clientConfig(`${label}-${transport}`, user, `${user}-pw`, { transport }), label);
-      clients.push(c);
-    }
-    await Promise.all(clients.map((c) => c.waitForMsg('tunnel up')));
-    await sleep(500);
-    const idle = median(pingRtts((await topo.exec(nsA1, 'ping', ['-n', '-i', '0.2', '-c', '10', GW4])).stdout));
-    console.log(`# transport ${transport}: idle ping alice#1 median ${idle.toFixed(2)} ms`);
-    for (const limit of LIMITS) {
-      await users(limit);
-      await reload();
-      for (const shaping of SHAPINGS) {
-        files.writeServer(serverYaml(shaping));
-        await reload();
-        const label = `${transport} ${String(limit).padStart(5)} Mbit/s ${shaping}`;
-        await mix(label, limit, idle);
-        await tcp8(label, limit);
+runBench(
+  'fairness.ts',
+  { maxTimeS: MAX_TIME, bobMbit: BOB_MBIT, firstAliceMbit: LIMITS[0] ?? 10, serverYaml: `shaping: ${SHAPINGS[0] ?? 'fair'}`, iperfPorts: [5301, 5302, 5303, 5304] },
+  async (bed) => {
+    const t0 = Date.now();
+    console.log(`# ${new Date().toISOString()} DUR=${DUR}s (first ${SKIP}s left out) bob=${BOB_MBIT} Mbit/s client_send=${process.env.CLIENT_SEND === 'fifo' ? 'fifo' : 'fair'}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on ${cpus().length} CPUs`);
+    console.log('# goals: mix: every flow >= 0.25 of the limit, total within +-3 %, ping median <= idle + 10 ms; tcp8: each flow x8 within 1 +- 0.25; bob 0.9..1.05');
+    for (const transport of TRANSPORTS) {
+      const clients = await bed.startClients(transport);
+      const idle = median(pingRtts((await bed.topo.exec(bed.nsA1, 'ping', ['-n', '-i', '0.2', '-c', '10', GW4])).stdout));
+      console.log(`# transport ${transport}: idle ping alice#1 median ${idle.toFixed(2)} ms`);
+      for (const limit of LIMITS) {
+        await bed.setAlice(limit);
+        await bed.reload();
+        for (const shaping of SHAPINGS) {
+          bed.setServer(`shaping: ${shaping}`);
+          await bed.reload();
+          const label = `${transport} ${String(limit).padStart(5)} Mbit/s ${shaping}`;
+          await mix(bed, label, limit, idle);
+          await tcp8(bed, label, limit);
+          console.log(`#   load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+        }
       }
+      if (UPLINK_MBIT > 0) await uplink(bed, `${transport} ${String(LIMITS.at(-1)).padStart(5)} Mbit/s ${SHAPINGS.at(-1)}`);
+      await bed.stopClients(clients);
     }
-    for (const c of clients) c.signal('SIGTERM');
-    await Promise.all(clients.map((c) => c.exited));
-    await sleep(500);
-  }
-  console.log(`# ${misses === 0 ? 'all goals met' : `${misses} goal(s) missed`}; ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-}
-
-main()
-  .catch((err: unknown) => {
-    console.error('fairness.ts failed:', err);
-    process.exitCode = 1;
-  })
-  .finally(async () => {
-    await stopTestbed({ topo, files });
-    process.exit();
-  });
+    console.log(goals.summary(t0));
+  },
+);

@@ -16,13 +16,10 @@
  * TCP rate / his limit (goal: unaffected, ~1.0).
  * Prints one line per case and a PASS/MISS per goal. Bounded: about (4 cases x DUR + 4 s) per limit.
  */
+import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { removeStaleNamespaces, requireNetnsSupport, Topology } from '../test/e2e/helpers/netns.js';
-import { GatewayFiles, startClient, startGateway, stopTestbed, type QuicgateProcess, type TestUser } from '../test/e2e/helpers/quicgate.js';
-import { iperfJson, median, output as outputIn, pingRtts, quantile, receiverIntervals, receiverRate, type IperfJson } from './lib/measure.js';
-
-/** The gateway's tunnel address (tunnel 198.18.0.0/15; the underlay 192.0.2.0/24 is the e2e Topology's). */
-const GW4 = '198.18.0.1';
+import { GW4, runBench, Verdicts, type BenchBed } from './lib/bed.js';
+import { iperfJson, median, output, pingRtts, quantile, receiverIntervals, receiverRate, type IperfJson } from './lib/measure.js';
 
 const LIMITS = (process.env.LIMITS ?? '1 10 100').split(/\s+/).filter(Boolean).map(Number);
 const DUR = Number(process.env.DUR ?? 5);
@@ -32,53 +29,14 @@ const MAX_TIME = Number(process.env.MAX_TIME ?? 600);
 /** Config `shaping` (fair | fifo), for A/B runs of the per-flow scheduler against the per-queue one. */
 const SHAPING = process.env.SHAPING ?? 'fair';
 
-if (process.getuid?.() !== 0) {
-  console.error('limits.ts: run as root (namespaces, TUN)');
-  process.exit(2);
-}
-
-// Namespaces (and the processes in them) and the config directory go on every way out: the end of main(),
-// a failure, the watchdog, SIGINT/SIGTERM (exit 130). Installed before the Topology's own hooks, so these run
-// first. destroySync() and cleanup() are idempotent.
-let topo: Topology | undefined;
-let files: GatewayFiles | undefined;
-process.once('exit', () => {
-  topo?.destroySync();
-  files?.cleanup();
-});
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
-
-const watchdog = setTimeout(() => {
-  console.error(`limits.ts: watchdog: MAX_TIME=${MAX_TIME}s reached`);
-  process.exit(3);
-}, MAX_TIME * 1000);
-watchdog.unref();
-
-/** The three client namespaces: alice#1, alice#2, bob. */
-let nsA1: string;
-let nsA2: string;
-let nsB: string;
-
-function usersFor(aliceMbit: number): Promise<void> {
-  const users: TestUser[] = [
-    { name: 'alice', password: 'alice-pw', bandwidth: `${aliceMbit} Mbit/s`, maxSessions: 2 },
-    { name: 'bob', password: 'bob-pw', bandwidth: `${BOB_MBIT} Mbit/s` },
-  ];
-  return files!.writeUsers(users);
-}
-
-function output(ns: string, cmd: string, args: readonly string[]): Promise<string> {
-  return outputIn(topo!, ns, cmd, args);
-}
-
-function iperf(ns: string, port: number, args: string[], seconds = DUR): Promise<IperfJson | undefined> {
-  return iperfJson(topo!, ns, GW4, port, args, seconds);
+function iperf(bed: BenchBed, ns: string, port: number, args: string[], seconds = DUR): Promise<IperfJson | undefined> {
+  return iperfJson(bed.topo, ns, GW4, port, args, seconds);
 }
 
 /** ping's output (RTTs: pingRtts) after about `seconds`. */
-function ping(ns: string, seconds: number): Promise<string> {
+function ping(bed: BenchBed, ns: string, seconds: number): Promise<string> {
   const count = Math.max(3, Math.floor((seconds - 1.5) / 0.1));
-  return output(ns, 'ping', ['-n', '-i', '0.1', '-c', String(count), '-W', '2', GW4]);
+  return output(bed.topo, ns, 'ping', ['-n', '-i', '0.1', '-c', String(count), '-W', '2', GW4]);
 }
 
 function sumSeries(series: number[][]): number[] {
@@ -86,32 +44,28 @@ function sumSeries(series: number[][]): number[] {
   return Array.from({ length: Number.isFinite(n) ? n : 0 }, (_, i) => series.reduce((a, s) => a + s[i]!, 0));
 }
 
-const rows: string[] = [];
-let misses = 0;
-function verdict(ok: boolean): string {
-  if (!ok) misses++;
-  return ok ? 'PASS' : 'MISS';
-}
+const goals = new Verdicts();
+const verdict = (ok: boolean): string => goals.verdict(ok);
 
-async function runCase(limit: number, name: string): Promise<void> {
+async function runCase(bed: BenchBed, limit: number, name: string): Promise<void> {
   const L = limit * 1e6;
   const alice: Promise<IperfJson | undefined>[] = [];
   let reverse = false;
   let udp = false;
-  if (name === 'tcp1') alice.push(iperf(nsA1, 5301, []));
+  if (name === 'tcp1') alice.push(iperf(bed, bed.nsA1, 5301, []));
   else if (name === 'tcp1_down') {
     reverse = true;
-    alice.push(iperf(nsA1, 5301, ['-R']));
-  } else if (name === 'tcp4') alice.push(iperf(nsA1, 5301, ['-P', '2']), iperf(nsA2, 5302, ['-P', '2']));
+    alice.push(iperf(bed, bed.nsA1, 5301, ['-R']));
+  } else if (name === 'tcp4') alice.push(iperf(bed, bed.nsA1, 5301, ['-P', '2']), iperf(bed, bed.nsA2, 5302, ['-P', '2']));
   else {
     udp = true;
-    alice.push(iperf(nsA1, 5301, ['-u', '-b', `${2 * limit}M`, '-l', '1200']));
+    alice.push(iperf(bed, bed.nsA1, 5301, ['-u', '-b', `${2 * limit}M`, '-l', '1200']));
   }
   const withBob = name === 'tcp4' || name === 'udp2x';
   await sleep(700);
-  const alicePing = ping(nsA1, DUR - 0.7);
-  const bobPing = withBob ? ping(nsB, DUR - 0.7) : undefined;
-  const bobIperf = withBob ? iperf(nsB, 5303, [], DUR - 1) : undefined;
+  const alicePing = ping(bed, bed.nsA1, DUR - 0.7);
+  const bobPing = withBob ? ping(bed, bed.nsB, DUR - 0.7) : undefined;
+  const bobIperf = withBob ? iperf(bed, bed.nsB, 5303, [], DUR - 1) : undefined;
   const results = await Promise.all(alice);
   const rate = results.reduce((a, j) => a + receiverRate(j, reverse, udp), 0);
   const windows = sumSeries(results.map((j) => receiverIntervals(j, reverse))).slice(1).filter((_, i, a) => i < a.length - (reverse ? 0 : 0));
@@ -143,67 +97,31 @@ async function runCase(limit: number, name: string): Promise<void> {
     `  ping RTT median ${rttMed.toFixed(1)} p95 ${rttP95.toFixed(1)} max ${Math.max(...rtts).toFixed(1)} ms [${verdict(rttP95 <= DELAY_MS + 5)}]` +
     bobText;
   console.log(line);
-  rows.push(line);
 }
 
-async function main(): Promise<void> {
-  const t0 = Date.now();
-  await requireNetnsSupport();
-  await removeStaleNamespaces();
-  files = new GatewayFiles();
-  topo = await Topology.create(3);
-  [nsA1, nsA2, nsB] = topo.clients as [string, string, string];
-  await usersFor(LIMITS[0] ?? 10);
-  files.writeServer(`
-listen: { address: 192.0.2.1, port: 4433 }
-tunnel:
-  ipv4: { network: 198.18.0.0/15, gateway: ${GW4} }
-  ipv6: null
-shaping_delay: ${DELAY_MS}ms
-shaping: ${SHAPING}
-log_level: info
-history: { enabled: false }
-`);
-  const gw = startGateway(topo, files);
-  await gw.waitForMsg('gateway up');
-  const client = async (ns: string, user: string, label: string): Promise<QuicgateProcess> => {
-    const c = startClient(topo!, ns, files!.clientConfig(label, user, `${user}-pw`), label);
-    await c.waitForMsg('tunnel up');
-    return c;
-  };
-  await Promise.all([client(nsA1, 'alice', 'alice1'), client(nsA2, 'alice', 'alice2'), client(nsB, 'bob', 'bob')]);
-  for (const port of [5301, 5302, 5303]) {
-    const server = topo.spawn(topo.server, 'iperf3', ['-s', '-J', '-B', GW4, '-p', String(port)]);
-    // Its JSON report per test goes nowhere, but must be read: a full pipe would stall the server.
-    server.stdout!.resume();
-    server.stderr!.resume();
-  }
-  await sleep(500);
-  const idle = pingRtts((await topo.exec(nsA1, 'ping', ['-n', '-i', '0.1', '-c', '10', GW4])).stdout);
-  console.log(`# ${new Date().toISOString()} DUR=${DUR}s shaping=${SHAPING} shaping_delay=${DELAY_MS}ms bob=${BOB_MBIT} Mbit/s; idle ping alice median ${median(idle).toFixed(2)} ms`);
-  console.log('# goals: IP rate/limit within 0.95..1.05, worst 1 s window (after the first) <= 1.05, ping RTT p95 <= shaping delay + 5 ms, bob rate/limit 0.9..1.05');
-  console.log(
-    SHAPING === 'fair'
-      ? '# note: one bucket and one scheduler per user carry both directions; every flow has its own queue there, a ping (a new flow) goes ahead of the backlogs'
-      : '# note: one bucket and one scheduler per user carry both directions; a ping shares its queue with the bulk flow of its direction (up to the shaping delay), the reply goes first in the quiet direction',
-  );
-  for (const limit of LIMITS) {
-    await usersFor(limit);
-    const mark = gw.lines.length;
-    gw.signal('SIGHUP');
-    await gw.waitForMsg('config reloaded', 10_000, mark);
-    await sleep(300);
-    for (const name of ['tcp1', 'tcp1_down', 'tcp4', 'udp2x']) await runCase(limit, name);
-  }
-  console.log(`# ${misses === 0 ? 'all goals met' : `${misses} goal(s) missed`}; ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-}
-
-main()
-  .catch((err: unknown) => {
-    console.error('limits.ts failed:', err);
-    process.exitCode = 1;
-  })
-  .finally(async () => {
-    await stopTestbed({ topo, files });
-    process.exit();
-  });
+runBench(
+  'limits.ts',
+  { maxTimeS: MAX_TIME, bobMbit: BOB_MBIT, firstAliceMbit: LIMITS[0] ?? 10, serverYaml: `shaping_delay: ${DELAY_MS}ms\nshaping: ${SHAPING}`, iperfPorts: [5301, 5302, 5303] },
+  async (bed) => {
+    const t0 = Date.now();
+    await bed.startClients('h2');
+    const idle = pingRtts((await bed.topo.exec(bed.nsA1, 'ping', ['-n', '-i', '0.1', '-c', '10', GW4])).stdout);
+    console.log(
+      `# ${new Date().toISOString()} DUR=${DUR}s shaping=${SHAPING} shaping_delay=${DELAY_MS}ms bob=${BOB_MBIT} Mbit/s; idle ping alice median ${median(idle).toFixed(2)} ms;` +
+        ` load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on ${cpus().length} CPUs`,
+    );
+    console.log('# goals: IP rate/limit within 0.95..1.05, worst 1 s window (after the first) <= 1.05, ping RTT p95 <= shaping delay + 5 ms, bob rate/limit 0.9..1.05');
+    console.log(
+      SHAPING === 'fair'
+        ? '# note: one bucket and one scheduler per user carry both directions; every flow has its own queue there, a ping (a new flow) goes ahead of the backlogs'
+        : '# note: one bucket and one scheduler per user carry both directions; a ping shares its queue with the bulk flow of its direction (up to the shaping delay), the reply goes first in the quiet direction',
+    );
+    for (const limit of LIMITS) {
+      await bed.setAlice(limit);
+      await bed.reload();
+      for (const name of ['tcp1', 'tcp1_down', 'tcp4', 'udp2x']) await runCase(bed, limit, name);
+    }
+    console.log(`# load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    console.log(goals.summary(t0));
+  },
+);

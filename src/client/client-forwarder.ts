@@ -4,7 +4,9 @@
  * reads) cross as one unit where the connection carries them (HTTP/2), else segmented natively (HTTP/3);
  * received ones are written to the TUN as one unit.
  * While no connection is up, TUN packets are dropped (and counted) rather than queued: stale packets are
- * worse than lost ones for TCP.
+ * worse than lost ones for TCP. When the connection's own send queue is full, packets wait in a queue per
+ * flow (fair-send-queue.ts) instead of being dropped in arrival order; super-packets are then segmented and
+ * wait as real packets.
  */
 import { GSO_META, superPacketHeaderLength, superPacketSegments, superPacketWireBytes } from '../tun/device.js';
 import type { TunBatch, TunDevice } from '../tun/device.js';
@@ -12,6 +14,8 @@ import { GsoSplitter } from '../tun/gso.js';
 import { MAX_WIRE_SUPER_PACKET_BYTES } from '../transport/framing.js';
 import { TunWriter, type TunWriteAccount } from '../tun/writer.js';
 import type { PacketReceiver, TunnelConnection } from '../transport/types.js';
+import { systemClock, type Clock } from '../clock.js';
+import { CAPACITY_BYTES, FairSendQueue } from './fair-send-queue.js';
 
 export interface ClientCounters {
   bytesSent: number;
@@ -38,6 +42,7 @@ export class ClientForwarder implements PacketReceiver {
   };
   private splitter: GsoSplitter | null = null;
   private connection: TunnelConnection | null = null;
+  private readonly sendQueue: FairSendQueue;
   private writer: TunWriter | null = null;
   // Staged writes are counted once the kernel took them (see TunWriter).
   private readonly tunAccount: TunWriteAccount = {
@@ -55,6 +60,16 @@ export class ClientForwarder implements PacketReceiver {
   /** Set per received batch: where the keepalive monitor reads liveness from. */
   onHeard: () => void = () => {};
 
+  constructor(private readonly clock: Clock = systemClock) {
+    // QUICGATE_CLIENT_SEND_FIFO=1: nothing waits here, a refused packet is dropped (the FIFO of before), for A/B runs.
+    this.sendQueue = new FairSendQueue(clock, this.counters, process.env.QUICGATE_CLIENT_SEND_FIFO === '1' ? 0 : CAPACITY_BYTES);
+  }
+
+  /** Packets waiting for room in the connection's send queue (fair-send-queue.ts). */
+  get waitingPackets(): number {
+    return this.sendQueue.queuedPackets;
+  }
+
   setTun(tun: TunDevice | null): void {
     this.writer?.flush();
     this.writer = tun === null ? null : new TunWriter(tun);
@@ -64,6 +79,7 @@ export class ClientForwarder implements PacketReceiver {
 
   setConnection(connection: TunnelConnection | null): void {
     this.connection = connection;
+    this.sendQueue.setConnection(connection);
     connection?.setReceiver(this);
   }
 
@@ -75,22 +91,18 @@ export class ClientForwarder implements PacketReceiver {
       return;
     }
     const { data, lengths, stride, count, meta } = batch;
+    const now = this.clock.now();
+    const queue = this.sendQueue;
+    // What waits goes first, in its fair order: then this batch's packets join behind it only if needed.
+    queue.pump(now);
     for (let i = 0; i < count; i++) {
       const length = lengths[i]!;
       const kind = meta[i * GSO_META]!;
-      if (kind === 0) this.send(connection, data, i * stride, length);
-      else this.sendSuper(connection, data, i * stride, length, kind, meta[i * GSO_META + 1]!, meta[i * GSO_META + 2]!);
+      if (kind === 0) queue.offer(data, i * stride, length, now);
+      else this.sendSuper(connection, data, i * stride, length, kind, meta[i * GSO_META + 1]!, meta[i * GSO_META + 2]!, now);
     }
     connection.flush();
   };
-
-  private send(connection: TunnelConnection, data: Buffer, offset: number, length: number): void {
-    const c = this.counters;
-    if (connection.sendPacket(data, offset, length)) {
-      c.bytesSent += length;
-      c.packetsSent++;
-    } else c.dropsQueueFull++;
-  }
 
   private sendSuper(
     connection: TunnelConnection,
@@ -100,14 +112,16 @@ export class ClientForwarder implements PacketReceiver {
     kind: number,
     gsoSize: number,
     headerLength: number,
+    now: number,
   ): void {
     const c = this.counters;
-    if (connection.carriesSuperPackets && length <= MAX_WIRE_SUPER_PACKET_BYTES) {
+    // As a unit while nothing waits and the connection takes it; else its segments take the fair queue.
+    if (connection.carriesSuperPackets && length <= MAX_WIRE_SUPER_PACKET_BYTES && this.sendQueue.queuedPackets === 0) {
       if (connection.sendSuperPacket(data, offset, length, kind, gsoSize)) {
         c.bytesSent += superPacketWireBytes(length, headerLength, gsoSize);
         c.packetsSent += superPacketSegments(length, headerLength, gsoSize);
-      } else c.dropsQueueFull++;
-      return;
+        return;
+      }
     }
     const splitter = this.splitter;
     const segments = splitter === null ? -1 : splitter.split(data, offset, length, kind, gsoSize);
@@ -116,7 +130,7 @@ export class ClientForwarder implements PacketReceiver {
       return;
     }
     const { data: out, lengths, stride } = splitter.batch;
-    for (let s = 0; s < segments; s++) this.send(connection, out, s * stride, lengths[s]!);
+    for (let s = 0; s < segments; s++) this.sendQueue.offer(out, s * stride, lengths[s]!, now);
   }
 
   onPacket(data: Buffer, offset: number, length: number): void {

@@ -71,7 +71,7 @@ export type ClientState =
 
 export class TunnelClient {
   state: ClientState = { kind: 'connecting', attempt: 0 };
-  readonly forwarder = new ClientForwarder();
+  readonly forwarder: ClientForwarder;
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly backoff: Backoff;
@@ -92,6 +92,7 @@ export class TunnelClient {
     private readonly parts: ClientParts,
   ) {
     this.clock = parts.clock ?? systemClock;
+    this.forwarder = new ClientForwarder(this.clock);
     this.logger = parts.logger;
     this.backoff = new Backoff(config.reconnect);
   }
@@ -218,6 +219,20 @@ export class TunnelClient {
       this.forwarder.onHeard = () => {};
       this.connection = null;
       connection.close({ reason: 'client_closed' });
+      // What this connection carried and where packets were lost on this side (counters since the start).
+      const c = this.forwarder.counters;
+      this.logger.info(
+        {
+          packetsSent: c.packetsSent,
+          packetsReceived: c.packetsReceived,
+          dropsQueueFull: c.dropsQueueFull,
+          dropsDisconnected: c.dropsDisconnected,
+          dropsTunFull: c.dropsTunFull,
+          dropsMalformed: c.dropsMalformed,
+          transportQueueDrops: connection.stats.queueDrops,
+        },
+        'tunnel down',
+      );
     }
   }
 

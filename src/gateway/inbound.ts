@@ -43,7 +43,11 @@ export interface InboundOptions {
 }
 
 export class InboundReceiver implements PacketReceiver {
-  private batchNow = -1;
+  /**
+   * The datagram's time, read once on its first packet. Null between datagrams, so the field holds a tagged
+   * value: a double-typed field is read unboxed and would be boxed anew for every packet's bucket call.
+   */
+  private batchNow: number | null = null;
   private readonly sink: ShaperSink;
   private readonly account: TunWriteAccount;
 
@@ -140,8 +144,7 @@ export class InboundReceiver implements PacketReceiver {
   /** The user's shared bucket, then the staged TUN write. */
   private charge(data: Buffer, offset: number, length: number): void {
     const peer = this.peer;
-    if (this.batchNow < 0) this.batchNow = this.options.clock.now();
-    const now = this.batchNow;
+    const now = this.batchNow ?? (this.batchNow = this.options.clock.now());
     const bucket = peer.session.bucket;
     if (bucket !== null) {
       const queued = peer.inboundPending;
@@ -161,7 +164,7 @@ export class InboundReceiver implements PacketReceiver {
   }
 
   onBatchEnd(): void {
-    this.peer.session.lastActivity = this.batchNow < 0 ? this.options.clock.now() : this.batchNow;
-    this.batchNow = -1;
+    this.peer.session.lastActivity = this.batchNow ?? this.options.clock.now();
+    this.batchNow = null;
   }
 }

@@ -13,17 +13,19 @@
  *
  * Written by hand: a byte ring that must not allocate per packet and frees packets out of order.
  */
-import type { ShapingQueue } from './shaper.js';
-
-export class PacketStore {
+/**
+ * `Owner`: what a packet is to be handed to (the gateway's scheduler: the session and direction's ShapingQueue;
+ * the client's send queue: nothing, one connection).
+ */
+export class PacketStore<Owner extends object | null> {
   readonly ring: Buffer;
   /** Per slot: where its bytes start, how many, when it arrived (clock ms), the next slot of its flow. */
   readonly offsets: Uint32Array;
   readonly lengths: Uint32Array;
   readonly arrivedAt: Float64Array;
   readonly next: Int32Array;
-  /** Per slot: the session and direction it came from and goes to (null once freed). */
-  readonly owners: (ShapingQueue | null)[];
+  /** Per slot: who it goes to (null once freed). */
+  readonly owners: (Owner | null)[];
   private readonly held: Uint8Array;
   /** Oldest slot not given back yet (always held while count > 0), and slots from there on, freed or not. */
   private head = 0;
@@ -44,12 +46,12 @@ export class PacketStore {
     this.lengths = new Uint32Array(capacitySlots);
     this.arrivedAt = new Float64Array(capacitySlots);
     this.next = new Int32Array(capacitySlots);
-    this.owners = new Array<ShapingQueue | null>(capacitySlots).fill(null);
+    this.owners = new Array<Owner | null>(capacitySlots).fill(null);
     this.held = new Uint8Array(capacitySlots);
   }
 
   /** Copy a packet in (arrived at `now` less arrivalOffset); its slot, or -1 when the ring has no room for it. */
-  put(data: Buffer, offset: number, length: number, now: number, owner: ShapingQueue): number {
+  put(data: Buffer, offset: number, length: number, now: number, owner: Owner): number {
     if (this.count >= this.capacitySlots) return -1;
     const at = this.placeFor(length);
     if (at < 0) return -1;

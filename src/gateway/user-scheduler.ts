@@ -54,16 +54,10 @@ import type { Clock, TimerHandle } from '../clock.js';
 import { flowHash } from '../packet/flow-hash.js';
 import type { TokenBucket } from './bucket.js';
 import type { DropCounters } from './drops.js';
-import { FlowTable, NEW_LIST, NO_LIST, OLD_LIST, WAYS } from './flow-table.js';
+import { FlowTable, NO_LIST, QUANTUM, WAYS } from './flow-table.js';
 import { PacketStore } from './packet-store.js';
 import type { ShapingQueue } from './shaper.js';
 
-/**
- * Bytes a flow may send per turn, and the priority a new flow gets: 1500, one full-size packet at the usual
- * MTU (the tunnel MTU defaults to 1400), as fq_codel's default quantum. A sparse flow's packet (ping, ACK,
- * DNS) fits in it, while a flow that turns out to be bulk gets at most one full-size packet ahead per arrival.
- */
-export const QUANTUM = 1500;
 /**
  * A packet may wait this much longer than the shaping delay before it is dropped instead of sent: one timer
  * tick (timers fire up to about a millisecond late).
@@ -107,12 +101,8 @@ export function storageSize(rate: number, burst: number, delayMs: number): { byt
 }
 
 export class UserScheduler {
-  private store: PacketStore | null = null;
+  private store: PacketStore<ShapingQueue> | null = null;
   private table: FlowTable | null = null;
-  private newHead = -1;
-  private newTail = -1;
-  private oldHead = -1;
-  private oldTail = -1;
   /** Flows holding packets. */
   private active = 0;
   /** Packets and bytes waiting over all flows. */
@@ -179,7 +169,7 @@ export class UserScheduler {
 
   /** Whether any flow is on a list (holding packets, or parked after it ran empty). */
   get linked(): boolean {
-    return this.newHead >= 0 || this.oldHead >= 0;
+    return this.table !== null && this.table.linked;
   }
 
   /** Bytes held for packet storage now (0 once trimmed). */
@@ -251,10 +241,7 @@ export class UserScheduler {
     this.bytes += length;
     if (bucket.fair) bucket.holding = 1;
     const fresh = table.lists[f] === NO_LIST;
-    if (fresh) {
-      table.deficits[f] = QUANTUM;
-      this.append(f, NEW_LIST);
-    }
+    if (fresh) table.addNew(f);
     if (this.inPass) return; // the pass re-arms when it ends
     if (this.timer === null) {
       this.arm(now);
@@ -337,7 +324,7 @@ export class UserScheduler {
     const sharing = this.active + (mine === 0 ? 1 : 0);
     if (mine >= budget / sharing) return false;
     while (this.bytes - this.oversizeBytes + length > budget) {
-      const victim = this.fattestBut(f, mine + length);
+      const victim = table.fattestBut(f, mine + length, this.sendingSlot);
       if (victim < 0) return false;
       this.drops.rate_limit++;
       this.dropHead(victim);
@@ -345,55 +332,9 @@ export class UserScheduler {
     return true;
   }
 
-  // The flow holding the most bytes, more than `atLeast`, other than `except`, whose head may be dropped.
-  private fattestBut(except: number, atLeast: number): number {
-    const table = this.table!;
-    let best = -1;
-    let most = atLeast;
-    for (let pass = 0; pass < 2; pass++) {
-      for (let f = pass === 0 ? this.newHead : this.oldHead; f >= 0; f = table.nexts[f]!) {
-        const head = table.heads[f]!;
-        const bytes = table.bytes[f]!;
-        if (f !== except && bytes > most && head !== this.sendingSlot && head !== table.oversizeSlot[f]) {
-          best = f;
-          most = bytes;
-        }
-      }
-    }
-    return best;
-  }
-
-  // The next flow to send from (fq_codel's dequeue order): the new list's head, else the old list's; a flow
-  // whose deficit is spent gets another quantum at the back of the old list; an empty flow from the new list
-  // is parked at the back of the old one (while that holds flows), an empty one from the old list leaves.
-  // -1: nothing waits.
+  // The next flow to send from (FlowTable.select), -1: nothing waits.
   private select(): number {
-    const table = this.table;
-    if (table === null) return -1;
-    for (;;) {
-      let f = this.newHead;
-      const fromNew = f >= 0;
-      if (!fromNew) {
-        f = this.oldHead;
-        if (f < 0) return -1;
-      }
-      if (table.deficits[f]! <= 0) {
-        table.deficits[f] = table.deficits[f]! + QUANTUM;
-        this.popList(fromNew);
-        this.append(f, OLD_LIST);
-        continue;
-      }
-      if (table.packets[f] === 0) {
-        this.popList(fromNew);
-        if (fromNew && this.oldHead >= 0) this.append(f, OLD_LIST);
-        else {
-          table.lists[f] = NO_LIST;
-          table.dropping[f] = 0;
-        }
-        continue;
-      }
-      return f;
-    }
+    return this.table === null ? -1 : this.table.select();
   }
 
   private release(): void {
@@ -547,10 +488,7 @@ export class UserScheduler {
   // Nothing waits: every flow leaves its list (parked ones too), the timer stops, the fast path opens, and
   // the storage is dropped after IDLE_TRIM_MS unless a packet waits again (at once if a raised rate outgrew it).
   private idle(): void {
-    const table = this.table!;
-    for (let f = this.newHead; f >= 0; f = table.nexts[f]!) table.lists[f] = NO_LIST;
-    for (let f = this.oldHead; f >= 0; f = table.nexts[f]!) table.lists[f] = NO_LIST;
-    this.newHead = this.newTail = this.oldHead = this.oldTail = -1;
+    this.table!.unlinkAll();
     this.active = 0;
     this.bytes = 0;
     this.oversizeBytes = 0;
@@ -566,36 +504,5 @@ export class UserScheduler {
     }
     this.idleSince = this.clock.now();
     if (this.trimTimer === null) this.trimTimer = this.clock.setTimeout(this.trimFire, IDLE_TRIM_MS);
-  }
-
-  // Remove the head of the new list (fromNew) or the old list.
-  private popList(fromNew: boolean): void {
-    const table = this.table!;
-    if (fromNew) {
-      const f = this.newHead;
-      this.newHead = table.nexts[f]!;
-      if (this.newHead < 0) this.newTail = -1;
-      table.nexts[f] = -1;
-    } else {
-      const f = this.oldHead;
-      this.oldHead = table.nexts[f]!;
-      if (this.oldHead < 0) this.oldTail = -1;
-      table.nexts[f] = -1;
-    }
-  }
-
-  private append(f: number, list: number): void {
-    const table = this.table!;
-    table.lists[f] = list;
-    table.nexts[f] = -1;
-    if (list === NEW_LIST) {
-      if (this.newTail < 0) this.newHead = f;
-      else table.nexts[this.newTail] = f;
-      this.newTail = f;
-    } else {
-      if (this.oldTail < 0) this.oldHead = f;
-      else table.nexts[this.oldTail] = f;
-      this.oldTail = f;
-    }
   }
 }

@@ -5,14 +5,14 @@ import { ShapingQueue } from '../../src/gateway/shaper.js';
 
 const owner = new ShapingQueue(new FakeClock(), { send() {}, flush() {} }, 1 << 20, 1024);
 
-function bytesOf(store: PacketStore, slot: number): string {
+function bytesOf(store: PacketStore<ShapingQueue>, slot: number): string {
   const at = store.offsets[slot]!;
   return store.ring.toString('hex', at, at + store.lengths[slot]!);
 }
 
 describe('PacketStore', () => {
   it('keeps packets byte-exact with their arrival times and owners', () => {
-    const store = new PacketStore(1024, 16);
+    const store = new PacketStore<ShapingQueue>(1024, 16);
     const a = store.put(Buffer.from('aaaa', 'hex'), 0, 2, 10, owner);
     const b = store.put(Buffer.from('00bbbb00', 'hex'), 1, 2, 12.5, owner);
     expect([bytesOf(store, a), bytesOf(store, b), store.arrivedAt[b], store.owners[a] === owner]).toEqual(['aaaa', 'bbbb', 12.5, true]);
@@ -21,7 +21,7 @@ describe('PacketStore', () => {
   });
 
   it('gives bytes back only once every older packet is freed, wrapping around the ring', () => {
-    const store = new PacketStore(100, 8);
+    const store = new PacketStore<ShapingQueue>(100, 8);
     const p = Buffer.alloc(40, 1);
     const first = store.put(p, 0, 40, 0, owner);
     const second = store.put(p, 0, 40, 0, owner);
@@ -43,7 +43,7 @@ describe('PacketStore', () => {
   });
 
   it('bounds packet slots', () => {
-    const store = new PacketStore(1000, 4);
+    const store = new PacketStore<ShapingQueue>(1000, 4);
     for (let i = 0; i < 4; i++) expect(store.put(Buffer.alloc(10), 0, 10, 0, owner)).toBe(i);
     expect(store.put(Buffer.alloc(10), 0, 10, 0, owner)).toBe(-1);
     store.free(0);

@@ -1,0 +1,189 @@
+/**
+ * The process setup bench/limits.ts and bench/fairness.ts share: one gateway namespace and three client
+ * namespaces (alice#1, alice#2, bob), alice limited (maxSessions 2) and bob at BOB_MBIT, the gateway started
+ * on a server file of the bench's, iperf3 servers on the gateway's tunnel address, clients per transport, live
+ * reloads by SIGHUP, PASS/MISS counting, and cleanup on every way out (the end, a failure, the watchdog,
+ * SIGINT/SIGTERM).
+ *
+ * Profiling: GW_NODE_ARGS / CLIENT_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/qg-prof") are handed to the
+ * gateway's / clients' node; a client is stopped by SIGTERM per transport and the gateway at the end, so each
+ * writes its profile (bench/cpuprofile-top.mjs reads them). CLIENT_SEND=fifo starts the clients with
+ * QUICGATE_CLIENT_SEND_FIFO=1 (no fair queue on the client's send side: the A/B of src/client/fair-send-queue.ts).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { removeStaleNamespaces, requireNetnsSupport, Topology } from '../../test/e2e/helpers/netns.js';
+import { BIN, GatewayFiles, QuicgateProcess, startGateway, stopTestbed, type ClientTransport } from '../../test/e2e/helpers/quicgate.js';
+
+/** The gateway's tunnel address (tunnel 198.18.0.0/15; the underlay 192.0.2.0/24 is the e2e Topology's). */
+export const GW4 = '198.18.0.1';
+
+export interface BenchBed {
+  readonly topo: Topology;
+  readonly files: GatewayFiles;
+  readonly gateway: QuicgateProcess;
+  readonly nsA1: string;
+  readonly nsA2: string;
+  readonly nsB: string;
+  /** alice's limit (Mbit/s) into the users file (bob stays at BOB_MBIT); takes effect with reload(). */
+  setAlice(aliceMbit: number): Promise<void>;
+  /** The server file: `yaml` (listen, tunnel, history off are added); takes effect with reload(). */
+  setServer(yaml: string): void;
+  /** SIGHUP, wait for the gateway's "config reloaded", then 300 ms for the sessions to take it. */
+  reload(): Promise<void>;
+  /** alice#1, alice#2 and bob connected over `transport`, each "tunnel up". */
+  startClients(transport: ClientTransport): Promise<QuicgateProcess[]>;
+  /** SIGTERM to the clients and wait until they exited (their profiles written). */
+  stopClients(clients: readonly QuicgateProcess[]): Promise<void>;
+  /** The gateway's drop counters by reason (quicgate_drops_total, from the admin API's /metrics). */
+  drops(): Promise<Record<string, number>>;
+}
+
+/** Admin token of the bench gateway (the admin API listens on 127.0.0.1 inside the gateway's namespace only). */
+const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+
+/** Drops since `before`, as "reason n" for the reasons that moved ("none" when none did). */
+export function dropDelta(before: Record<string, number>, after: Record<string, number>): string {
+  const moved = Object.keys(after)
+    .map((reason) => [reason, (after[reason] ?? 0) - (before[reason] ?? 0)] as const)
+    .filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${reason} ${n}`);
+  return moved.length === 0 ? 'none' : moved.join(', ');
+}
+
+function nodeArgs(name: string): string[] {
+  return (process.env[name] ?? '').split(/\s+/).filter(Boolean);
+}
+
+/** Counts missed goals over a bench run. */
+export class Verdicts {
+  misses = 0;
+  verdict(ok: boolean): string {
+    if (!ok) this.misses++;
+    return ok ? 'PASS' : 'MISS';
+  }
+  summary(t0: number): string {
+    return `# ${this.misses === 0 ? 'all goals met' : `${this.misses} goal(s) missed`}; ${((Date.now() - t0) / 1000).toFixed(0)} s`;
+  }
+}
+
+/**
+ * Runs `body` on a fresh bed (root only; exits 2 otherwise), with a watchdog of `maxTimeS`, iperf3 servers on
+ * GW4 at `iperfPorts`, and cleanup however it ends. `name` prefixes the bench's error lines.
+ */
+export function runBench(
+  name: string,
+  options: { readonly maxTimeS: number; readonly bobMbit: number; readonly firstAliceMbit: number; readonly serverYaml: string; readonly iperfPorts: readonly number[] },
+  body: (bed: BenchBed) => Promise<void>,
+): void {
+  if (process.getuid?.() !== 0) {
+    console.error(`${name}: run as root (namespaces, TUN)`);
+    process.exit(2);
+  }
+  // Installed before the Topology's own hooks, so these run first; destroySync() and cleanup() are idempotent.
+  let topo: Topology | undefined;
+  let files: GatewayFiles | undefined;
+  process.once('exit', () => {
+    topo?.destroySync();
+    files?.cleanup();
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+  const watchdog = setTimeout(() => {
+    console.error(`${name}: watchdog: MAX_TIME=${options.maxTimeS}s reached`);
+    process.exit(3);
+  }, options.maxTimeS * 1000);
+  watchdog.unref();
+
+  const main = async (): Promise<void> => {
+    await requireNetnsSupport();
+    await removeStaleNamespaces();
+    files = new GatewayFiles();
+    topo = await Topology.create(3);
+    const t = topo;
+    const f = files;
+    const [nsA1, nsA2, nsB] = t.clients as [string, string, string];
+    const setAlice = (aliceMbit: number): Promise<void> =>
+      f.writeUsers([
+        { name: 'alice', password: 'alice-pw', bandwidth: `${aliceMbit} Mbit/s`, maxSessions: 2 },
+        { name: 'bob', password: 'bob-pw', bandwidth: `${options.bobMbit} Mbit/s` },
+      ]);
+    const setServer = (yaml: string): void =>
+      f.writeServer(`listen: { address: 192.0.2.1, port: 4433 }
+tunnel:
+  ipv4: { network: 198.18.0.0/15, gateway: ${GW4} }
+  ipv6: null
+log_level: info
+history: { enabled: false }
+admin: { token: ${ADMIN_TOKEN} }
+${yaml.trim()}`);
+    await setAlice(options.firstAliceMbit);
+    setServer(options.serverYaml);
+    const gw = startGateway(t, f, { nodeArgs: nodeArgs('GW_NODE_ARGS') });
+    await gw.waitForMsg('gateway up');
+    for (const port of options.iperfPorts) {
+      const server = t.spawn(t.server, 'iperf3', ['-s', '-J', '-B', GW4, '-p', String(port)]);
+      // Its JSON report per test goes nowhere, but must be read: a full pipe would stall the server.
+      server.stdout!.resume();
+      server.stderr!.resume();
+    }
+    const bed: BenchBed = {
+      topo: t,
+      files: f,
+      gateway: gw,
+      nsA1,
+      nsA2,
+      nsB,
+      setAlice,
+      setServer,
+      async reload() {
+        const mark = gw.lines.length;
+        gw.signal('SIGHUP');
+        await gw.waitForMsg('config reloaded', 10_000, mark);
+        await sleep(300);
+      },
+      async startClients(transport) {
+        const clients = ([
+          [nsA1, 'alice', 'alice1'],
+          [nsA2, 'alice', 'alice2'],
+          [nsB, 'bob', 'bob'],
+        ] as const).map(([ns, user, label]) => {
+          const config = f.clientConfig(`${label}-${transport}`, user, `${user}-pw`, { transport });
+          const env = process.env.CLIENT_SEND === 'fifo' ? { QUICGATE_CLIENT_SEND_FIFO: '1' } : {};
+          return new QuicgateProcess(t.spawn(ns, process.execPath, [...nodeArgs('CLIENT_NODE_ARGS'), BIN, 'client', '--config', config], env), label);
+        });
+        await Promise.all(clients.map((c) => c.waitForMsg('tunnel up')));
+        await sleep(500);
+        return clients;
+      },
+      async drops() {
+        const text = (await t.exec(t.server, 'curl', ['-s', '-H', `Authorization: Bearer ${ADMIN_TOKEN}`, 'http://127.0.0.1:9090/metrics'])).stdout;
+        const out: Record<string, number> = {};
+        for (const m of text.matchAll(/^quicgate_drops_total\{reason="([a-z_]+)"\} ([0-9.e+]+)$/gm)) out[m[1]!] = Number(m[2]);
+        return out;
+      },
+      async stopClients(clients) {
+        for (const c of clients) c.signal('SIGTERM');
+        await Promise.all(clients.map((c) => c.exited));
+        for (const c of clients) {
+          const down = c.lines.findLast((l) => l.msg === 'tunnel down');
+          if (down === undefined) continue;
+          const { packetsSent, dropsQueueFull, transportQueueDrops } = down as unknown as Record<string, number>;
+          console.log(`#   ${c.label}: packets sent ${packetsSent}, dropped on its send side ${dropsQueueFull} (the transport's queue full: ${transportQueueDrops})`);
+        }
+        await sleep(500);
+      },
+    };
+    await body(bed);
+    // The gateway ends by SIGTERM before the namespaces go, so a --cpu-prof profile is written.
+    gw.signal('SIGTERM');
+    await Promise.race([gw.exited, sleep(5000)]);
+  };
+  main()
+    .catch((err: unknown) => {
+      console.error(`${name} failed:`, err);
+      process.exitCode = 1;
+    })
+    .finally(async () => {
+      await stopTestbed({ topo, files });
+      process.exit();
+    });
+}
