@@ -48,7 +48,7 @@ export async function connectQuic(options: QuicConnectOptions): Promise<QuicConn
     onPath: () => {},
     onClose: (kind: number, code: number, reason: string) => settle?.(handshakeError(kind, code, reason)),
   };
-  const timer = setTimeout(() => settle?.(new QuicgateError('QG_ERR_CONNECT_FAILED', `no QUIC handshake within ${options.connectTimeoutMs} ms`, { details: { transport: 'quic' } })), options.connectTimeoutMs);
+  const timer = setTimeout(() => settle?.(new QuicgateError('QG_ERR_CONNECT_FAILED', `no QUIC handshake within ${options.connectTimeoutMs} ms`, { details: { transport: 'quic', silent: true } })), options.connectTimeoutMs);
   try {
     slot = host.native.connect(address, options.port, options.host, options.caPem ?? null, options.pins);
     host.attach(slot, waiting);
@@ -73,6 +73,7 @@ function handshakeError(kind: number, code: number, reason: string): QuicgateErr
   if (kind === QuicCloseKind.localError && code >= 0x100 && CERTIFICATE_ALERTS.has(code - 0x100)) {
     return new QuicgateError('QG_ERR_TLS', `server certificate refused (TLS alert ${code - 0x100})`, { details: { transport: 'quic', tlsAlert: code - 0x100 } });
   }
-  const what = kind === QuicCloseKind.handshakeTimeout ? 'handshake timeout' : reason || `closed (kind ${kind}, code ${code})`;
-  return new QuicgateError('QG_ERR_CONNECT_FAILED', `QUIC handshake failed: ${what}`, { details: { transport: 'quic', kind, code } });
+  const silent = kind === QuicCloseKind.handshakeTimeout;
+  const what = silent ? 'handshake timeout' : reason || `closed (kind ${kind}, code ${code})`;
+  return new QuicgateError('QG_ERR_CONNECT_FAILED', `QUIC handshake failed: ${what}`, { details: { transport: 'quic', kind, code, silent } });
 }

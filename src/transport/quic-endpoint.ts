@@ -7,7 +7,7 @@
  *     area; flush() hands the whole area to the addon in one sendBatch call (also when the area fills).
  * Options are validated by the config schema at the edge; this file trusts them.
  */
-import { QuicgateError } from '../errors.js';
+import { constants as osConstants } from 'node:os';
 import type { NativeQuicAddon, NativeQuicEndpoint, NativeQuicHandlers, NativeQuicStats } from './quic-native.js';
 
 /** ALPN of quicgate's own QUIC transport (docs/quic-route.md "Wire"). */
@@ -99,11 +99,11 @@ export class QuicEndpointHost {
         handlers,
       );
     } catch (err) {
+      // The addon's socket errors carry `errno`; name it as node does ("EADDRINUSE") for listenError.
       const errno = (err as { errno?: unknown }).errno;
-      throw new QuicgateError('QG_ERR_LISTEN', `QUIC endpoint: ${err instanceof Error ? err.message : String(err)}`, {
-        cause: err,
-        ...(typeof errno === 'number' ? { details: { errno } } : {}),
-      });
+      const name = typeof errno === 'number' ? Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] : undefined;
+      if (name !== undefined && err instanceof Error) Object.assign(err, { code: name });
+      throw err;
     }
   }
 

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Topology } from './helpers/netns.js';
-import { startClient, startTestbed, stopTestbed, TRANSPORTS, type GatewayFiles, type QuicgateProcess, type TestUser } from './helpers/quicgate.js';
+import { startClient, startTestbed, stopTestbed, TRANSPORTS, withTransports, type GatewayFiles, type QuicgateProcess, type TestUser } from './helpers/quicgate.js';
 
 const GW4 = '198.18.0.1';
 const USERS: TestUser[] = [
@@ -35,7 +35,7 @@ describe.each(TRANSPORTS)('certificate renewal over %s', (transport) => {
   let gateway: QuicgateProcess;
 
   beforeAll(async () => {
-    ({ topo, files, gateway } = await startTestbed(2, USERS, SERVER_YAML, { QUICGATE_TEST_CERT_RENEW_EVERY_S: String(RENEW_EVERY_S) }));
+    ({ topo, files, gateway } = await startTestbed(2, USERS, withTransports(SERVER_YAML, transport), { QUICGATE_TEST_CERT_RENEW_EVERY_S: String(RENEW_EVERY_S) }));
   }, 90_000);
 
   afterAll(() => stopTestbed({ topo, files }));
