@@ -192,9 +192,7 @@ export class TunnelClient {
       unwatch =
         this.parts.watchPath?.(() => {
           if (probe.timer !== null) return;
-          // QUIC may have migrated the connection to the new path: an answer within the probe keeps it. The
-          // native QUIC transport moves to a new local socket first (connection migration, quic-connection.ts).
-          connection.onLocalPathChanged?.();
+          // QUIC may have migrated the connection to the new path: an answer within the probe keeps it.
           const sentAt = this.clock.now();
           this.logger.info({ probeMs: PATH_PROBE_MS }, 'local addresses changed; probing the path');
           connection.sendControl({ type: 'keepalive', t: sentAt });

@@ -70,7 +70,6 @@ export class QuicConnection extends ConnectionBase implements QuicSlotHandler {
   private readonly host: QuicEndpointHost;
   private readonly slot: number;
   private readonly wire: QuicWire;
-  private readonly role: 'client' | 'server';
   private readonly logger: Logger;
   private readonly onDisposed: (() => void) | undefined;
 
@@ -82,17 +81,9 @@ export class QuicConnection extends ConnectionBase implements QuicSlotHandler {
     this.host = options.host;
     this.slot = options.slot;
     this.wire = wire;
-    this.role = options.role;
     this.logger = options.logger;
     this.onDisposed = options.onDisposed;
     this.host.attach(this.slot, this);
-  }
-
-  /** Client: the host's addresses changed; move the connection to a new local socket (QUIC migration). */
-  onLocalPathChanged(): void {
-    if (this.role !== 'client' || this.isClosing) return;
-    const rv = this.host.native.rebind(this.slot);
-    this.logger.info({ rv }, rv === 0 ? 'QUIC connection migrating to a new local socket' : 'QUIC rebind failed');
   }
 
   protected writeControlLine(line: string): void {

@@ -72,8 +72,6 @@ export interface NativeQuicEndpoint {
   /** CONNECTION_CLOSE with an application error code and reason; no onClose follows. */
   closeConnection(slot: number, code: number, reason: string): void;
   maxDatagramBytes(slot: number): number;
-  /** Client: a new local socket and an immediate migration to it; 0 or a negative error code. */
-  rebind(slot: number): number;
   updateCertificate(certPem: string, keyPem: string): void;
   stats(): NativeQuicStats;
   address(): { address: string; port: number };

@@ -81,8 +81,6 @@ export interface TunnelConnection {
   sendControl(message: ControlMessage): void;
   /** Close with a reason sent to the peer first (best effort). Idempotent. */
   close(info: CloseInfo): void;
-  /** Client: the host's local addresses changed (roaming); a transport that can migrate does it now. */
-  onLocalPathChanged?(): void;
   /** Settles once when the connection is gone, whoever closed it; never rejects. */
   readonly closed: Promise<CloseInfo>;
 }
