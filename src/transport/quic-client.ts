@@ -71,7 +71,7 @@ export async function connectQuic(options: QuicConnectOptions): Promise<QuicConn
 function handshakeError(kind: number, code: number, reason: string): QuicgateError {
   // Our side refused the server's certificate: GnuTLS's verification failed with a certificate alert.
   if (kind === QuicCloseKind.localError && code >= 0x100 && CERTIFICATE_ALERTS.has(code - 0x100)) {
-    return new QuicgateError('QG_ERR_TLS', `server certificate refused (TLS alert ${code - 0x100})`, { details: { transport: 'quic', tlsAlert: code - 0x100 } });
+    return new QuicgateError('QG_ERR_TLS', `server certificate refused: TLS alert ${code - 0x100} (it does not verify against the CA or pins)`, { details: { transport: 'quic', tlsAlert: code - 0x100 } });
   }
   const silent = kind === QuicCloseKind.handshakeTimeout;
   const what = silent ? 'handshake timeout' : reason || `closed (kind ${kind}, code ${code})`;
