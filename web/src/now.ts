@@ -99,7 +99,7 @@ export function NowView({ live, ask }: { live: LiveState; ask: (a: PendingAction
               return html`<tr key=${s.id} data-testid="session-row" data-session=${s.id} data-user=${s.user} data-rate-in=${s.rateIn} data-rate-out=${s.rateOut}>
                 <th scope="row">${s.user}</th>
                 <td class="mono">${[s.ipv4, s.ipv6].filter((a) => a !== null).join(' ')}</td>
-                <td><span class="tag ${s.transport}">${s.transport === 'h3' ? 'HTTP/3' : s.transport === 'h2' ? 'HTTP/2' : s.transport}</span></td>
+                <td><span class="tag ${s.transport}">${s.transport === 'quic' ? 'QUIC' : s.transport === 'h3' ? 'HTTP/3' : s.transport === 'h2' ? 'HTTP/2' : s.transport}</span></td>
                 <td class="mono">${s.peer}</td>
                 <td title=${clock(s.startedAt)}>${span(now - Date.parse(s.startedAt))}</td>
                 <td>${size(s.bytesIn)} / ${size(s.bytesOut)}</td>
