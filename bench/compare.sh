@@ -11,7 +11,7 @@
 #   PHASES="wg qg_h2" bench/compare.sh          # a subset (ratios only against what ran)
 #
 # Knobs (env): REPS (runs per figure, median reported; 3), DUR (s per iperf3 run; 5), PINGS (idle pings; 20),
-#   PING_IVL (0.2), MAX_TIME (watchdog from script start; 900 s), PHASES (direct wg ovpn_udp ovpn_tcp qg_h2 qg_h3),
+#   PING_IVL (0.2), MAX_TIME (watchdog from script start; 900 s), PHASES (direct wg ovpn_udp ovpn_tcp qg_quic qg_h2 qg_h3),
 #   WORK (/tmp/qgb-compare; wiped at start), UDP_LEN (iperf3 UDP payload; 1300), SUITE (which figures:
 #   "tcp_up tcp_down tcp_p4 udp ping"), QG_NODE_OPTS (extra node flags for both quicgate processes, e.g.
 #   "--cpu-prof --cpu-prof-dir=/tmp/qgb-prof"; see bench/cpuprofile-top.mjs), QG_OFFLOAD (true/false: TUN write
@@ -42,13 +42,13 @@ UDP_LEN=${UDP_LEN:-1300}
 QG_NODE_OPTS=${QG_NODE_OPTS:-}      # extra node flags for both quicgate processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/qgb-prof"
 SUITE=${SUITE:-"tcp_up tcp_down tcp_p4 udp ping"}
 WORK=${WORK:-/tmp/qgb-compare}
-PHASES=${PHASES:-"direct wg ovpn_udp ovpn_tcp qg_h2 qg_h3"}
+PHASES=${PHASES:-"direct wg ovpn_udp ovpn_tcp qg_quic qg_h2 qg_h3"}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # The yardstick: the newest wireguard-go (static build shipped beside the repository in ../shared).
 WG_MODERN=${WG_MODERN:-$ROOT/../shared/tools/bin/wireguard-go-modern}
 declare -A LABEL=([direct]="direct veth" [ovpn_udp]="OpenVPN over UDP" [ovpn_tcp]="OpenVPN over TCP"
-                  [qg_h2]="quicgate over HTTP/2" [qg_h3]="quicgate over HTTP/3")
+                  [qg_quic]="quicgate over its own QUIC (ngtcp2)" [qg_h2]="quicgate over HTTP/2" [qg_h3]="quicgate over HTTP/3")
 NS_S=qgb-srv NS_C=qgb-cli
 VETH_S=qgb-vs VETH_C=qgb-vc
 OUT_S=192.0.2.1 OUT_C=192.0.2.2
@@ -309,7 +309,7 @@ ovpn_up() {    # udp|tcp
 
 h3_installed() { (cd "$ROOT" && node -e "import('@fails-components/webtransport-transport-http3-quiche').then(()=>process.exit(0),()=>process.exit(1))") 2>/dev/null; }
 
-qg_up() {      # h2|h3
+qg_up() {      # quic|h2|h3
     local kind=$1 d="$WORK/qg-$1"
     mkdir -p "$d"
     [[ -f $ROOT/dist/cli/main.js || -f $ROOT/bin/quicgate.js ]] || die "build quicgate first (npm run build)"
@@ -318,11 +318,12 @@ qg_up() {      # h2|h3
         const { hashPassword } = await import('$ROOT/dist/config/password.js');
         process.stdout.write(await hashPassword('bench-pw', { ln: 10, r: 8, p: 1 }));")
     printf 'users:\n  - name: bench\n    password_hash: "%s"\n    bandwidth: unlimited\n' "$hash" >"$d/users.yaml"
-    local h2=true h3=off
+    local h2=true h3=off quic=off
     [[ $kind == h3 ]] && h3=auto
+    [[ $kind == quic ]] && quic=auto
     cat >"$d/server.yaml" <<EOF
 listen: { address: $OUT_S, port: $QG_PORT }
-transports: { h2: $h2, h3: $h3 }
+transports: { h2: $h2, h3: $h3, quic: $quic }
 tunnel:
   offload: $QG_OFFLOAD
   ipv4: { network: 198.18.0.0/15, gateway: $IN_S }
@@ -356,6 +357,7 @@ phase_wg2022()   { wg_up "$(command -v wireguard-go)"; start_iperf_server "$IN_S
 phase_ovpn_udp() { ovpn_up udp;  start_iperf_server "$IN_S"; suite ovpn_udp; }
 phase_ovpn_tcp() { ovpn_up tcp;  start_iperf_server "$IN_S"; suite ovpn_tcp; }
 phase_qg_h2()    { qg_up h2;     start_iperf_server "$IN_S"; suite qg_h2; }
+phase_qg_quic()  { qg_up quic;   start_iperf_server "$IN_S"; suite qg_quic; }
 phase_qg_h3()    {
     if ! h3_installed; then
         info "quicgate over HTTP/3: not installed (@fails-components/webtransport-transport-http3-quiche); skipped"
@@ -378,7 +380,7 @@ report() {
         printf '%-13s' "$m"; for ph in "${RAN[@]}"; do printf '%12s' "$(fmt "${RES[$ph.$m]:-NA}" 2)"; done
         printf '  %s\n' "${UNIT[$m]:-}"
     done
-    for q in qg_h2 qg_h3; do
+    for q in qg_quic qg_h2 qg_h3; do
         [[ -n ${RES[$q.tcp_up]:-} ]] || continue
         echo
         echo "== ratios $q / other (throughput > 1: quicgate faster; ping, CPU < 1: quicgate better) =="

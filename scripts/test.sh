@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: sets up a fresh Debian machine (as root) and runs every test.
-# Installs what the tests use from Debian's packages (iproute2, ping, iperf3), the npm dependencies (which
-# builds the TUN addon, applies our patches and compiles TypeScript), the HTTP/3 (QUIC) module, then type
-# check, unit and e2e tests (every tunnel suite runs over HTTP/2 and HTTP/3).
+# Installs what the tests use from Debian's packages (iproute2, ping, iperf3, ngtcp2 and GnuTLS headers), the
+# npm dependencies (which builds the TUN and QUIC addons, applies our patches and compiles TypeScript), the
+# library's HTTP/3 module, then type check, unit and e2e tests (every tunnel suite runs over quicgate's own
+# QUIC, HTTP/2 and HTTP/3).
 #
 # HTTP/3: the native module @fails-components/webtransport-transport-http3-quiche comes from
 # ../shared/tools/install-http3.sh when it is there (offline build of the package; `npm ci` removes it, so it
@@ -22,6 +23,9 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 # The fleet tests start their own redis-server and PostgreSQL (Debian's binaries, under /usr/lib/postgresql).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+# quicgate's own QUIC transport (native/src/quic/) builds against Debian's ngtcp2 and GnuTLS during `npm ci`.
+pkg-config --exists libngtcp2 libngtcp2_crypto_gnutls gnutls 2>/dev/null ||
+  need+=(pkg-config libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev)
 if ((${#need[@]})); then
   echo "# installing ${need[*]}"
   apt-get update -qq
@@ -44,6 +48,7 @@ else
 fi
 # Fails when the module is not there or does not load (a CI run must exercise HTTP/3, never skip it).
 if [[ ${CI:-} == true ]]; then
+  node --input-type=module -e "const { detectQuic } = await import('./dist/transport/quic-native.js'); const s = detectQuic(); if (!s.available) { console.error('native QUIC unavailable: ' + s.reason); process.exit(1) }"
   node --input-type=module -e "const { detectHttp3 } = await import('./dist/transport/http3.js'); const s = await detectHttp3(); if (!s.available) { console.error('HTTP/3 unavailable: ' + s.reason); process.exit(1) }"
 fi
 

@@ -47,7 +47,7 @@ export const sessionViewSchema = z
     ipv4: z.string().nullable().describe('Tunnel IPv4 address.'),
     ipv6: z.string().nullable().describe('Tunnel IPv6 address.'),
     peer: z.string().describe('Client address as "ip:port".'),
-    transport: z.enum(['h3', 'h2', 'memory']),
+    transport: z.enum(['h3', 'h2', 'quic', 'memory']),
     startedAt: isoTime,
     lastActivityAt: isoTime,
     bytesIn: bytes.describe('Client to gateway.'),

@@ -104,7 +104,7 @@ export const SessionViewSchema: z.ZodType<SessionView> = z.object({
   ipv4: z.string().nullable(),
   ipv6: z.string().nullable(),
   peer: z.string(),
-  transport: z.enum(['h2', 'h3', 'memory']),
+  transport: z.enum(['h2', 'h3', 'quic', 'memory']),
   startedAt: z.string(),
   lastActivityAt: z.string(),
   bytesIn: z.number(),

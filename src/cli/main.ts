@@ -30,7 +30,7 @@ export function buildProgram(): Command {
     .option('--server <url>', 'gateway URL, e.g. https://vpn.example.net:4433/')
     .option('--user <name>', 'user name')
     .option('--password-file <file>', 'file holding the password')
-    .addOption(new Option('--transport <kind>', 'transport').choices(['auto', 'h3', 'h2']))
+    .addOption(new Option('--transport <kind>', 'transport').choices(['auto', 'quic', 'h3', 'h2']))
     .option('--ca <file>', 'CA certificate (PEM) to verify the gateway')
     .option('--pin <sha256>', 'pinned SHA-256 of the gateway certificate (hex); repeatable', collect, [])
     .option('--tun <name>', 'TUN device name')
@@ -56,7 +56,7 @@ export interface ClientCliOptions {
   readonly server?: string;
   readonly user?: string;
   readonly passwordFile?: string;
-  readonly transport?: 'auto' | 'h3' | 'h2';
+  readonly transport?: 'auto' | 'quic' | 'h3' | 'h2';
   readonly ca?: string;
   readonly pin: string[];
   readonly tun?: string;

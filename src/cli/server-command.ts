@@ -13,6 +13,14 @@ import { createLogger } from '../log.js';
 import { LinuxTun } from '../tun/linux.js';
 import { detectHttp3 } from '../transport/http3.js';
 import { createTunnelListener } from '../transport/wt-server.js';
+import { combineListeners } from '../transport/combined-listener.js';
+import { listenError } from '../transport/listen-error.js';
+import { detectQuic, type QuicSupport } from '../transport/quic-native.js';
+import { createQuicListener, type QuicTunnelListener } from '../transport/quic-server.js';
+import type { TransportKind } from '../transport/types.js';
+import { QuicgateError } from '../errors.js';
+
+const TRANSPORT_NAMES: Record<TransportKind, string> = { quic: 'QUIC', h2: 'HTTP/2', h3: 'HTTP/3', memory: 'memory' };
 
 export interface ServerCommandOptions {
   readonly config?: string;
@@ -35,32 +43,65 @@ export async function runServer(options: ServerCommandOptions): Promise<void> {
 
 async function serve(configPath: string | null, config: ServerConfig, logger: Logger, history: Promise<OpenedHistory>): Promise<void> {
   const http3 = config.transports.h3 === 'off' ? { available: false as const, reason: 'turned off in config' } : await detectHttp3();
+  const quic: QuicSupport = config.transports.quic === 'off' ? { available: false, reason: 'turned off in config' } : detectQuic();
   const tls = await prepareServerTls(config, logger);
   let certificatePem = tls.certPem;
   const gateway = await Gateway.start(config, {
     logger,
     openTun: (settings) => LinuxTun.open(settings),
     listen: async ({ admission, throttle }) => {
-      const listener = await createTunnelListener({
-        host: config.listen,
-        port: config.port,
-        cert: tls.certPem,
-        key: tls.keyPem,
-        admission,
-        sendQueuePackets: config.sendQueuePackets,
-        logger,
-        http3: http3.available ? 'auto' : 'off',
-        limits: config.connections,
-        throttle,
-        http2: config.transports.h2,
-      });
+      // HTTP/2 (TCP) and, when on, the library's HTTP/3; not at all when both are off (quic only).
+      const wt =
+        config.transports.h2 || http3.available
+          ? await createTunnelListener({
+              host: config.listen,
+              port: config.port,
+              cert: tls.certPem,
+              key: tls.keyPem,
+              admission,
+              sendQueuePackets: config.sendQueuePackets,
+              logger,
+              http3: http3.available ? 'auto' : 'off',
+              limits: config.connections,
+              throttle,
+              http2: config.transports.h2,
+            })
+          : null;
+      let native: QuicTunnelListener | null = null;
+      if (quic.available) {
+        try {
+          native = createQuicListener({
+            addon: quic.addon,
+            host: config.listen,
+            port: wt?.port ?? config.port,
+            cert: tls.certPem,
+            key: tls.keyPem,
+            admission,
+            sendQueuePackets: config.sendQueuePackets,
+            logger,
+            limits: config.connections,
+            ...(throttle === undefined ? {} : { throttle }),
+          });
+        } catch (err) {
+          await wt?.close();
+          throw listenError('the tunnel listener (QUIC)', 'UDP', config.listen, wt?.port ?? config.port, err);
+        }
+      }
       tls.onRenewed((certPem, keyPem) => {
         certificatePem = certPem;
-        void listener.updateCertificate(certPem, keyPem);
+        if (wt !== null) void wt.updateCertificate(certPem, keyPem);
+        native?.updateCertificate(certPem, keyPem);
       });
+      const listener = combineListeners([...(native === null ? [] : [native]), ...(wt === null ? [] : [wt])]);
+      if (listener.kinds.length === 0) throw new QuicgateError('QG_ERR_LISTEN', 'no transport left to serve (h2 false, h3 and quic unavailable or off)');
       logger.info(
-        { http3: listener.kinds.includes('h3'), reason: http3.available ? listener.http3Unavailable : http3.reason },
-        listener.kinds.includes('h3') ? 'serving HTTP/3 and HTTP/2' : 'serving HTTP/2 only',
+        {
+          transports: listener.kinds,
+          quic: quic.available ? { ngtcp2: quic.addon.ngtcp2Version, gnutls: quic.addon.gnutlsVersion } : { reason: quic.reason },
+          http3: listener.kinds.includes('h3'),
+          ...(http3.available ? (wt?.http3Unavailable === undefined ? {} : { reason: wt.http3Unavailable }) : { reason: http3.reason }),
+        },
+        `serving ${listener.kinds.map((k) => TRANSPORT_NAMES[k]).join(', ')}`,
       );
       return listener;
     },

@@ -29,7 +29,9 @@ export const SERVER_DEFAULTS = {
   sendQueuePackets: 1024,
   allowClientToClient: false,
   h2: true,
-  h3: 'auto' as const,
+  /** The library's HTTP/3 when quicgate's own QUIC is off (both would take UDP listen.port). */
+  h3WithoutQuic: 'auto' as const,
+  quic: 'auto' as const,
   authAttemptsPerSourcePerMinute: 10,
   handshakeTimeoutMs: 5_000,
   maxPendingConnections: 1024,
@@ -144,7 +146,11 @@ export function resolveServerConfig(file: ServerFile, ctx: ServerResolveContext)
     shaping: file.shaping ?? d.shaping,
     sendQueuePackets: file.send_queue_packets ?? d.sendQueuePackets,
     allowClientToClient: file.allow_client_to_client ?? d.allowClientToClient,
-    transports: { h2: file.transports?.h2 ?? d.h2, h3: file.transports?.h3 ?? d.h3 },
+    transports: {
+      h2: file.transports?.h2 ?? d.h2,
+      h3: file.transports?.h3 ?? ((file.transports?.quic ?? d.quic) === 'off' ? d.h3WithoutQuic : 'off'),
+      quic: file.transports?.quic ?? d.quic,
+    },
     authAttempts: { perSourcePerMinute: file.auth_attempts?.per_source_per_minute ?? d.authAttemptsPerSourcePerMinute },
     connections: {
       handshakeTimeoutMs: file.connections?.handshake_timeout ?? d.handshakeTimeoutMs,

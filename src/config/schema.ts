@@ -235,7 +235,7 @@ export const ServerFileSchema = z.strictObject({
   shaping: z.enum(['fair', 'fifo']).optional(),
   send_queue_packets: positiveInt.optional(),
   allow_client_to_client: boolean.optional(),
-  transports: z.strictObject({ h2: boolean.optional(), h3: z.enum(['auto', 'off']).optional() }).optional(),
+  transports: z.strictObject({ h2: boolean.optional(), h3: z.enum(['auto', 'off']).optional(), quic: z.enum(['auto', 'off']).optional() }).optional(),
   auth_attempts: z.strictObject({ per_source_per_minute: positiveInt.optional() }).optional(),
   connections: z
     .strictObject({
@@ -382,7 +382,7 @@ export const ClientFileSchema = z.strictObject({
   user: userName.optional(),
   password: z.string().min(1).optional(),
   password_file: path.optional(),
-  transport: z.enum(['auto', 'h3', 'h2']).optional(),
+  transport: z.enum(['auto', 'quic', 'h3', 'h2']).optional(),
   ca_file: path.nullable().optional(),
   pinned_cert_hashes: z.array(certHash).optional(),
   tun_name: interfaceName.optional(),
@@ -488,7 +488,9 @@ export function checkServerSemantics(config: ServerConfig, origins: readonly Use
       add(['tunnel', 'routes', i], `route ${r} is IPv${familyOf(r)} but the tunnel has no IPv${familyOf(r)} network`);
     }
   });
-  if (!config.transports.h2 && config.transports.h3 === 'off') add(['transports'], 'expected at least one transport: h2 is false and h3 is off');
+  if (!config.transports.h2 && config.transports.h3 === 'off' && config.transports.quic === 'off') add(['transports'], 'expected at least one transport: h2 is false, h3 and quic are off');
+  // Both would bind UDP listen.port: the library's HTTP/3 server and quicgate's own QUIC endpoint cannot share it.
+  if (config.transports.h3 === 'auto' && config.transports.quic === 'auto') add(['transports', 'h3'], `expected h3 off while quic is auto (both use UDP port ${config.port}); set transports.quic: off to serve the library's HTTP/3`);
   if (config.tls.certFile === null && config.tls.keyFile !== null) add(['tls', 'cert_file'], 'expected cert_file together with key_file');
   if (config.tls.certFile !== null && config.tls.keyFile === null) add(['tls', 'key_file'], 'expected key_file together with cert_file');
   if (config.limits.idleTimeoutMs <= config.keepaliveIntervalMs) {

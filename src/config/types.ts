@@ -118,7 +118,7 @@ export interface ServerConfig {
   /** Per-session send queue bound, in packets. */
   readonly sendQueuePackets: number;
   readonly allowClientToClient: boolean;
-  readonly transports: { readonly h2: boolean; readonly h3: 'auto' | 'off' };
+  readonly transports: { readonly h2: boolean; readonly h3: 'auto' | 'off'; readonly quic: 'auto' | 'off' };
   readonly authAttempts: { readonly perSourcePerMinute: number };
   readonly connections: ConnectionLimits;
   readonly dataDir: string;
@@ -166,7 +166,7 @@ export interface ClientConfig {
   readonly server: string;
   readonly user: string;
   readonly password: string;
-  readonly transport: 'auto' | 'h3' | 'h2';
+  readonly transport: 'auto' | 'quic' | 'h3' | 'h2';
   /** PEM path of the CA to trust, or null. */
   readonly caFile: string | null;
   /** SHA-256 hashes (hex) of server certificates to pin, for certificates valid 14 days or less. */

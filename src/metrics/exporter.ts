@@ -88,7 +88,7 @@ export class MetricsExporter {
       return rows;
     });
     labelledGauge('quicgate_sessions_by_transport', 'Live sessions by transport.', ['transport'], registers, (s) =>
-      withKnownKeys(['h2', 'h3'], s.sessionsByTransport).map(([transport, n]) => [{ transport }, n]),
+      withKnownKeys(['h2', 'h3', 'quic'], s.sessionsByTransport).map(([transport, n]) => [{ transport }, n]),
     );
     new Gauge({
       name: 'quicgate_buckets_live',

@@ -1,12 +1,13 @@
 /**
  * The narrow interface between the gateway (or client) and the tunnel transport (after wireguard-go's
- * conn.Bind). Implementations: WebTransport over HTTP/2 and HTTP/3 (src/transport/wt-server.ts, wt-client.ts, wt-connection.ts) and an
+ * conn.Bind). Implementations: WebTransport over HTTP/2 and HTTP/3 (src/transport/wt-server.ts, wt-client.ts, wt-connection.ts),
+ * quicgate's own QUIC datagram transport (quic-server.ts, quic-client.ts, quic-connection.ts) and an
  * in-memory pair for unit tests (src/transport/memory.ts). The gateway never sees the WebTransport library.
  */
 import type { ConnectionGuardStats } from './connection-guard.js';
 import type { ControlMessage } from './control.js';
 
-export type TransportKind = 'h2' | 'h3' | 'memory';
+export type TransportKind = 'h2' | 'h3' | 'quic' | 'memory';
 
 /** Receives IP packets from the peer. Buffers are valid only during the call. */
 export interface PacketReceiver {

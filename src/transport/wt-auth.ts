@@ -86,7 +86,7 @@ const ResumeSchema = z.object({
   secret: z.string().min(1).max(128),
 });
 
-const CredentialsSchema = z.object({
+export const CredentialsSchema = z.object({
   user: z.string().min(1).max(128),
   password: z.string().max(1024),
   previousAddresses: z.array(z.string().max(64).refine((a) => isIP(a) !== 0, 'not an IP address')).max(4),

@@ -2,9 +2,11 @@
  * The client side: open a WebTransport session to the gateway, authenticated at open, and wrap it as a
  * TunnelConnection.
  *
- * Flow: transport choice (auto, the default: HTTP/3 when the QUIC module loads, else or when it fails or is
- *   silent for AUTO_H3_ATTEMPT_MS (UDP blocked) HTTP/2, tried afresh at every reconnect; h3: HTTP/3 or
- *   QG_ERR_TRANSPORT_UNAVAILABLE; h2: HTTP/2 with forceReliable) -> new WebTransport (credentials, TLS
+ * Flow: transport choice (auto, the default: quicgate's own QUIC (quic-client.ts) when its addon loads; when
+ *   that is silent for AUTO_H3_ATTEMPT_MS (UDP blocked) HTTP/2 at once; when the gateway answered but refused
+ *   the QUIC handshake (an older gateway, or one serving the library's HTTP/3 instead) HTTP/3, then HTTP/2;
+ *   tried afresh at every reconnect; quic / h3: that transport or QG_ERR_TRANSPORT_UNAVAILABLE /
+ *   QG_ERR_CONNECT_FAILED; h2: HTTP/2 with forceReliable) -> new WebTransport (credentials, TLS
  *   verification) -> ready (refusal -> QG_ERR_REJECTED with the status and reason) -> open the control
  *   stream -> WebTransportConnection. On HTTP/3 a refusal arrives as the session's close right after ready
  *   (wt-auth.ts): the connection's `closed` then carries it (`refused`) and the client maps it the same way.
@@ -17,12 +19,14 @@ import { connect as tlsConnect } from 'node:tls';
 import type { Logger } from 'pino';
 import { QuicgateError } from '../errors.js';
 import { detectHttp3 } from './http3.js';
+import { connectQuic } from './quic-client.js';
+import { detectQuic } from './quic-native.js';
 import type { ResumeClaim, TunnelConnection } from './types.js';
 import { ERROR_HEADER, MESSAGE_HEADER, credentialHeaders, credentialPath, decodeRefusal, rejectedError, TUNNEL_PATH, type Credentials } from './wt-auth.js';
 import { WebTransportConnection } from './wt-connection.js';
 import { findHttp2SessionStream, loadWebTransportLibrary, readHandshakeError, type WtClient, type WtClientOptions, type WtHash, type WtLibrary } from './wt-lib.js';
 
-export type TransportChoice = 'auto' | 'h3' | 'h2';
+export type TransportChoice = 'auto' | 'quic' | 'h3' | 'h2';
 
 export interface ConnectTunnelOptions {
   /** https://host:port of the gateway (any path is replaced). */
@@ -73,9 +77,26 @@ export async function connectTunnel(options: ConnectTunnelOptions): Promise<Tunn
     resume: options.resume ?? null,
     clientVersion: options.clientVersion ?? DEFAULT_CLIENT_VERSION,
   };
+  let udpSilent = false;
+  if (options.transport === 'quic' || options.transport === 'auto') {
+    const quic = detectQuic();
+    if (!quic.available && options.transport === 'quic') throw new QuicgateError('QG_ERR_TRANSPORT_UNAVAILABLE', `native QUIC is not available: ${quic.reason}`);
+    if (quic.available) {
+      try {
+        const timeoutMs = options.transport === 'auto' ? Math.min(options.connectTimeoutMs, AUTO_H3_ATTEMPT_MS) : options.connectTimeoutMs;
+        return await connectQuic({ host: target.host, port: target.port, credentials, ...(options.caPem === undefined ? {} : { caPem: options.caPem }), pins: pins.map((p) => p.value), connectTimeoutMs: timeoutMs, sendQueuePackets: options.sendQueuePackets, logger: options.logger });
+      } catch (err) {
+        if (options.transport === 'quic' || isRefusal(err)) throw err;
+        udpSilent = err instanceof QuicgateError && err.details?.silent === true;
+        options.logger.info({ err }, udpSilent ? 'QUIC got no answer, falling back to HTTP/2' : 'QUIC connect failed, trying the WebTransport transports');
+      }
+    } else {
+      options.logger.debug({ reason: quic.reason }, 'native QUIC unavailable');
+    }
+  }
   const lib = await loadWebTransportLibrary();
 
-  if (options.transport !== 'h2') {
+  if (options.transport !== 'h2' && options.transport !== 'quic' && !udpSilent) {
     const support = await detectHttp3();
     if (!support.available) {
       if (options.transport === 'h3') throw new QuicgateError('QG_ERR_TRANSPORT_UNAVAILABLE', `HTTP/3 is not available: ${support.reason}`);

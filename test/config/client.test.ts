@@ -84,11 +84,11 @@ describe('loadClientConfig', () => {
 
   it('reports problems of the file and of the overrides, each with its source', async () => {
     const file = clientFile('server: http://gw/\nuser: a\npassword: p\ntun_nam: x\nreconnect: { initial: 5 }\n');
-    const issues = await problems(() => loadClientConfig(file, { transport: 'quic', pinnedCertHashes: ['abc'] }));
+    const issues = await problems(() => loadClientConfig(file, { transport: 'tcp', pinnedCertHashes: ['abc'] }));
     expect(problemAt(issues, 'server')).toMatchObject({ file, line: 1, message: 'expected an https:// URL, got "http://gw/"' });
     expect(problemAt(issues, 'tun_nam').message).toContain('did you mean "tun_name"?');
     expect(problemAt(issues, 'reconnect.initial').message).toContain('bare number is ambiguous');
-    expect(problemAt(issues, 'transport')).toMatchObject({ file: OVERRIDES_SOURCE, message: 'expected one of "auto", "h3", "h2", got "quic"' });
+    expect(problemAt(issues, 'transport')).toMatchObject({ file: OVERRIDES_SOURCE, message: 'expected one of "auto", "quic", "h3", "h2", got "tcp"' });
     expect(problemAt(issues, 'pinned_cert_hashes[0]').message).toContain('64 hex digits');
   });
 

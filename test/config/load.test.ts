@@ -89,7 +89,7 @@ ${users('alice')}`);
     expect(c.limits).toEqual({ maxSessionsPerUser: 4, maxTotalSessions: 1000, idleTimeoutMs: 600_000, sessionTimeoutMs: 43_200_000, atLimit: 'replace_oldest' });
     expect([c.keepaliveIntervalMs, c.shapingDelayMs, c.sendQueuePackets, c.allowClientToClient]).toEqual([20_000, 80, 256, true]);
     expect(c.shaping).toBe('fifo');
-    expect(c.transports).toEqual({ h2: true, h3: 'off' });
+    expect(c.transports).toEqual({ h2: true, h3: 'off', quic: 'auto' });
     expect(c.authAttempts.perSourcePerMinute).toBe(3);
     expect(c.admin).toEqual({ enabled: true, listen: '127.0.0.1', port: 9191, token: 'abcdefghijklmnopq' });
     expect(c.history).toEqual({ enabled: true, retentionDays: 0, flushIntervalMs: 1000, batchSize: 50, queueLimit: 100_000, busyTimeoutMs: 1000, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null });
@@ -275,7 +275,8 @@ users:
     ['limits: { idle_timeout: 500ms }', 'limits.idle_timeout', 'at least 1s'],
     ['limits: { max_sessions_per_user: 0 }', 'limits.max_sessions_per_user', 'expected a number >= 1, got 0'],
     ['limits: { session_timeout: 30 }', 'limits.session_timeout', 'bare number is ambiguous'],
-    ['transports: { h2: false, h3: off }', 'transports', 'at least one transport'],
+    ['transports: { h2: false, h3: off, quic: off }', 'transports', 'at least one transport'],
+    ['transports: { h3: auto, quic: auto }', 'transports.h3', 'expected h3 off while quic is auto'],
     ['transports: { h2: yes }', 'transports.h2', 'expected true or false, got "yes"'],
     ['tls: { cert_file: c.pem }', 'tls.key_file', 'expected key_file together with cert_file'],
     ['admin: { enabled: true }', 'admin.token', 'required when admin.enabled is true'],

@@ -5,7 +5,7 @@
  * tunnel. Writes the screenshots in docs/ that the README shows.
  *
  *   qge-…-s   gateway  192.0.2.1 (admin listener :9090, tunnel 198.18.0.1)
- *   qge-…-c1  alice (HTTP/3)   192.0.2.11
+ *   qge-…-c1  alice (QUIC)     192.0.2.11
  *   qge-…-c2  bob   (HTTP/2)   192.0.2.12
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
@@ -210,11 +210,11 @@ describe('web console in chromium against a real gateway', () => {
   });
 
   it('shows two live sessions with moving rates and the gauge near the limit while iperf3 runs', async () => {
-    alice = startClient(topo, topo.clients[0]!, files.clientConfig('alice', 'alice', 'alice-pw', { transport: 'h3' }), 'alice');
+    alice = startClient(topo, topo.clients[0]!, files.clientConfig('alice', 'alice', 'alice-pw', { transport: 'quic' }), 'alice');
     bob = startClient(topo, topo.clients[1]!, files.clientConfig('bob', 'bob', 'bob-pw', { transport: 'h2' }), 'bob');
     await Promise.all([alice.waitForMsg('tunnel up', 30_000), bob.waitForMsg('tunnel up', 30_000)]);
     await until('two session rows', async () => (await sessionRows().count()) === 2);
-    expect(await sessionRows('alice').locator('.tag').textContent()).toBe('HTTP/3');
+    expect(await sessionRows('alice').locator('.tag').textContent()).toBe('QUIC');
     expect(await sessionRows('bob').locator('.tag').textContent()).toBe('HTTP/2');
     expect(await sessionRows('alice').locator('td.mono').first().textContent()).toMatch(/^198\.18\.\d+\.\d+/);
 

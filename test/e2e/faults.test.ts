@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type SqliteDatabase } from '../../src/history/sqlite.js';
 import type { Topology } from './helpers/netns.js';
 import { adminRequest, footprint, HostileClient, metricSamples, prng, sleep } from './helpers/hostile-ops.js';
-import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed, GATEWAY_URL, TRANSPORTS } from './helpers/quicgate.js';
+import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed, GATEWAY_URL, TRANSPORTS, withTransports } from './helpers/quicgate.js';
 
 const CYCLES = Number(process.env.QG_FAULT_CYCLES ?? 100);
 const SEED = Number(process.env.QG_FAULT_SEED ?? Date.now() % 1_000_000);
@@ -110,7 +110,7 @@ function openedIds(proc: QuicgateProcess, user?: string): string[] {
 // One testbed per transport, the same faults on each.
 describe.each(TRANSPORTS)('faults over %s', (transport) => {
   beforeAll(async () => {
-    ({ topo, files, gateway } = await startTestbed(LANES, USERS, SERVER_YAML));
+    ({ topo, files, gateway } = await startTestbed(LANES, USERS, withTransports(SERVER_YAML, transport)));
     const health = await admin('GET', '/healthz');
     if (health.status !== 200) throw new Error(`gateway not healthy at start: ${JSON.stringify(health)}`);
   }, 90_000);

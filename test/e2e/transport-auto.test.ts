@@ -1,7 +1,7 @@
 /**
- * `transport: auto` (the client default): HTTP/3 first; with UDP to the gateway dropped in the client's
- * namespace (nftables) the client is up on HTTP/2 within 3 s of starting its attempt; once UDP passes again,
- * its next reconnect (here: after a gateway restart) is on HTTP/3. Runs as root; fails (never skips).
+ * `transport: auto` (the client default): quicgate's own QUIC first; with UDP to the gateway dropped in the
+ * client's namespace (nftables) the client is up on HTTP/2 within 3 s of starting its attempt; once UDP passes
+ * again, its next reconnect (here: after a gateway restart) is on QUIC. Runs as root; fails (never skips).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Topology } from './helpers/netns.js';
@@ -37,7 +37,7 @@ async function blockUdp(ns: string): Promise<void> {
 }
 
 describe('transport auto', () => {
-  it('is on HTTP/2 within 3 s when UDP is blocked, and back on HTTP/3 at the next reconnect once UDP passes', async () => {
+  it('is on HTTP/2 within 3 s when UDP is blocked, and back on QUIC at the next reconnect once UDP passes', async () => {
     const ns = topo.clients[0]!;
     await blockUdp(ns);
     const client = startClient(topo, ns, files.clientConfig('dora', 'dora', 'dora-pw', { transport: 'auto' }), 'dora');
@@ -48,10 +48,10 @@ describe('transport auto', () => {
       const tookMs = Number(up.time) - Number(connecting.time);
       console.info(`[auto] UDP blocked: on HTTP/2 ${tookMs} ms after the attempt started`);
       expect(tookMs).toBeLessThan(3000);
-      expect(client.lines.some((l) => l.msg === 'HTTP/3 connect failed, falling back to HTTP/2')).toBe(true);
+      expect(client.lines.some((l) => l.msg === 'QUIC got no answer, falling back to HTTP/2')).toBe(true);
       expect((await topo.exec(ns, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', GW4])).stdout).toMatch(/3 received/);
 
-      // UDP passes again; the session stays where it is until the next reconnect, which tries HTTP/3 first.
+      // UDP passes again; the session stays where it is until the next reconnect, which tries QUIC first.
       await topo.exec(ns, 'nft', ['delete', 'table', 'inet', TABLE]);
       const mark = client.lines.length;
       gateway.signal('SIGTERM');
@@ -59,7 +59,7 @@ describe('transport auto', () => {
       gateway = startGateway(topo, files);
       await gateway.waitReady();
       const again = await client.waitFor((l) => l.msg === 'tunnel up', 20_000, mark);
-      expect(again.transport).toBe('h3');
+      expect(again.transport).toBe('quic');
       expect((await topo.exec(ns, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', GW4])).stdout).toMatch(/3 received/);
     } finally {
       client.signal('SIGTERM');

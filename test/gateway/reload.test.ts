@@ -47,7 +47,7 @@ describe('Gateway.reload', () => {
       sendQueuePackets: before.sendQueuePackets * 2,
       tunOffload: !before.tunOffload,
       tls: { certFile: '/etc/quicgate/new.pem', keyFile: '/etc/quicgate/new.key', names: [] },
-      transports: { h2: false, h3: 'auto' },
+      transports: { h2: false, h3: 'auto', quic: 'off' },
       allowClientToClient: !before.allowClientToClient,
       logLevel: 'debug',
       dns: ['198.18.0.53'],

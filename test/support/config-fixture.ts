@@ -62,7 +62,7 @@ export function serverConfig(overrides: Partial<ServerConfig> = {}): ServerConfi
     shaping: 'fair',
     sendQueuePackets: 1024,
     allowClientToClient: false,
-    transports: { h2: true, h3: 'auto' },
+    transports: { h2: true, h3: 'off', quic: 'auto' },
     authAttempts: { perSourcePerMinute: 30 },
     connections: { handshakeTimeoutMs: 5000, maxPending: 1024, maxPendingPerSource: 32 },
     dataDir: '/nonexistent/quicgate-test',

@@ -99,7 +99,7 @@ export function NowView({ live, ask }: { live: LiveState; ask: (a: PendingAction
               return html`<tr key=${s.id} data-testid="session-row" data-session=${s.id} data-user=${s.user} data-rate-in=${s.rateIn} data-rate-out=${s.rateOut}>
                 <th scope="row">${s.user}</th>
                 <td class="mono" data-label="Addresses">${[s.ipv4, s.ipv6].filter((a) => a !== null).join(' ')}</td>
-                <td data-label="Transport"><span class="tag ${s.transport}">${s.transport === 'h3' ? 'HTTP/3' : s.transport === 'h2' ? 'HTTP/2' : s.transport}</span></td>
+                <td data-label="Transport"><span class="tag ${s.transport}">${s.transport === 'quic' ? 'QUIC' : s.transport === 'h3' ? 'HTTP/3' : s.transport === 'h2' ? 'HTTP/2' : s.transport}</span></td>
                 <td class="mono" data-label="Peer">${s.peer}</td>
                 <td title=${clock(s.startedAt)} data-label="Since">${span(now - Date.parse(s.startedAt))}</td>
                 <td data-label="Bytes in / out">${size(s.bytesIn)} / ${size(s.bytesOut)}</td>

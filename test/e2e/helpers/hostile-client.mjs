@@ -1,6 +1,6 @@
 // A hostile quicgate client for test/e2e/hostile.test.ts, built on the compiled library (dist/): it
 // authenticates like the real client (connectTunnel) and then abuses the connection. One JSON line per event
-// on stdout. Usage: node hostile-client.mjs '<json options>' (options.transport: h2 (default) or h3)
+// on stdout. Usage: node hostile-client.mjs '<json options>' (options.transport: h2 (default), h3 or quic)
 //   mode "abuse":  forged sources, oversize/garbage raw datagrams, huge fragmented packets, garbage control
 //                  lines and a keepalive flood for `seconds`; then prints totals and stays connected.
 //   mode "login":  `attempts` connection attempts with user/password; prints each outcome and its duration.
@@ -90,12 +90,34 @@ if (opts.mode === 'abuse') {
     out({ event: 'closed', ...info });
   });
   conn.setControlHandler(() => {});
-  // A second datagram writer on the same WebTransport session (bypassing our encoder, on purpose): raw bytes
-  // go out as datagrams whatever our own wire does.
-  const raw = conn.session.datagrams.createWritable().getWriter();
-  raw.closed.then(undefined, () => {});
-  const rawWrite = (bytes) => raw.write(bytes).then(undefined, () => {});
-  const counts = { forged: 0, oversizeDatagrams: 0, garbageDatagrams: 0, hugePackets: 0, keepalives: 0, garbageControl: 0 };
+  // A second datagram writer on the same session (bypassing our encoder, on purpose): raw bytes go out as
+  // datagrams whatever our own wire does. WebTransport: a writer of the session's datagrams; quicgate's QUIC:
+  // the endpoint's send area of this connection's slot (fields private to QuicConnection, reached on purpose).
+  let rawWrite;
+  let junkUdp = () => {};
+  if (conn.kind === 'quic') {
+    rawWrite = (bytes) => {
+      conn.host.queueDatagram(conn.slot, Buffer.from(bytes));
+      conn.host.flush();
+    };
+    // Plus UDP packets that are no QUIC at all, and short-header packets for connection IDs nobody issued,
+    // at the gateway's QUIC port: the addon drops and counts them.
+    const { createSocket } = await import('node:dgram');
+    const udp = createSocket('udp4');
+    const target = new URL(opts.url);
+    junkUdp = () => {
+      udp.send(Buffer.alloc(40, 0x00), Number(target.port), target.hostname);
+      const shortHeader = Buffer.alloc(1200, 0x33);
+      shortHeader[0] = 0x40;
+      udp.send(shortHeader, Number(target.port), target.hostname);
+      counts.junkUdp += 2;
+    };
+  } else {
+    const raw = conn.session.datagrams.createWritable().getWriter();
+    raw.closed.then(undefined, () => {});
+    rawWrite = (bytes) => raw.write(bytes).then(undefined, () => {});
+  }
+  const counts = { forged: 0, oversizeDatagrams: 0, garbageDatagrams: 0, hugePackets: 0, keepalives: 0, garbageControl: 0, junkUdp: 0 };
   const until = Date.now() + opts.seconds * 1000;
   let serial = 0;
   while (Date.now() < until && ended === null) {
@@ -127,6 +149,7 @@ if (opts.mode === 'abuse') {
     conn.writeControlLine(lines);
     counts.keepalives += opts.keepalivesPerTick ?? 200;
     counts.garbageControl += 3;
+    junkUdp();
     await new Promise((r) => setTimeout(r, 10));
   }
   out({ event: 'done', counts, stats: conn.stats });

@@ -112,11 +112,22 @@ export class QuicgateProcess {
   }
 }
 
-/** The tunnel transports the end-to-end suites run over, as config variants. */
-export const TRANSPORTS = ['h2', 'h3'] as const;
+/**
+ * The tunnel transports the end-to-end suites run over, as config variants: quicgate's own QUIC (the default),
+ * HTTP/2, and the library's HTTP/3 (opt-in: it needs `transports: { quic: off, h3: auto }`, see withTransports).
+ */
+export const TRANSPORTS = ['quic', 'h2', 'h3'] as const;
 export type TunnelTransport = (typeof TRANSPORTS)[number];
-/** What a client config may ask for: one transport, or `auto` (HTTP/3 first, HTTP/2 when UDP is blocked). */
+/** What a client config may ask for: one transport, or `auto` (QUIC first, HTTP/2 when UDP is blocked). */
 export type ClientTransport = TunnelTransport | 'auto';
+
+/**
+ * A gateway config that serves `transport`: the library's HTTP/3 takes the UDP port only with quicgate's QUIC
+ * off; quic and h2 are served by the defaults (HTTP/2 always beside them).
+ */
+export function withTransports(yaml: string, transport: TunnelTransport): string {
+  return transport === 'h3' ? `${yaml.trim()}\ntransports: { quic: off, h3: auto }\n` : yaml;
+}
 
 export interface TestUser {
   readonly name: string;
