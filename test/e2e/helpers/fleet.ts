@@ -166,13 +166,13 @@ ${extra.trim()}
     return gw;
   }
 
-  /** Start gateway `index` (again) and wait for "gateway up". */
+  /** Start gateway `index` (again) and wait until it is fully started (admin API too). */
   async startGateway(index: number): Promise<QuicgateProcess> {
     const gw = this.gateway(index);
     if (gw.process?.running) throw new Error(`${gw.id} is already running`);
     const proc = startGateway(this.topo, gw.files, { ns: gw.ns, label: gw.id, ...(this.options.gatewayEnv === undefined ? {} : { env: this.options.gatewayEnv }) });
     gw.process = proc;
-    await proc.waitForMsg('gateway up');
+    await proc.waitReady();
     return proc;
   }
 
