@@ -112,6 +112,7 @@ export class FleetAttemptBudget implements SharedAttemptBudget {
       // duplicate would inherit and never connect. So bottleneck gets a duplicate that connects at once (same
       // URL, timeouts, no offline queue): two more connections per gateway, closed with the budget.
       this.connection = new Bottleneck.IORedisConnection({ client: this.redis.commands.duplicate({ lazyConnect: false }), Redis });
+      catchUnsubscribe(this.connection);
       // Link errors are the FleetRedis state's business (and bounded() turns a hang into null).
       this.connection.on('error', (err: unknown) => this.logger.debug({ err }, 'fleet attempt budget: Redis error'));
       this.group = new Bottleneck.Group({
@@ -147,4 +148,18 @@ export class FleetAttemptBudget implements SharedAttemptBudget {
     );
   }
 
+}
+
+/**
+ * bottleneck 2.19.5 (pinned exactly) unsubscribes a dropped limiter's channels in a promise nobody awaits
+ * (IORedisConnection.__removeLimiter__); while Redis is down the refused UNSUBSCRIBE would be an unhandled
+ * rejection, which ends a Node process. Its subscriber (`subscriber`, a duplicate of our client) gets an
+ * unsubscribe that cannot reject: Redis drops the subscription with the connection anyway.
+ * test/fleet/attempt-budget.test.ts fails if the property is not there.
+ */
+export function catchUnsubscribe(connection: Bottleneck.IORedisConnection): void {
+  const subscriber = (connection as unknown as { subscriber?: Redis }).subscriber;
+  if (subscriber === undefined) throw new Error('bottleneck IORedisConnection has no subscriber: not the pinned 2.19.5');
+  const unsubscribe = subscriber.unsubscribe.bind(subscriber);
+  subscriber.unsubscribe = ((...channels: string[]) => unsubscribe(...channels).catch(() => 0)) as Redis['unsubscribe'];
 }

@@ -88,15 +88,15 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
     shared: fleet === null ? null : new FleetQuotaCounter({ redis: fleet.redis, gatewayId: fleet.gatewayId, logger }),
   });
   // A gateway whose lease expired left its history rows open: the one gateway that reaped it closes them.
-  const closeCrashed = crashCloserOf(history);
   const offGatewayLost =
     fleet?.onGatewayLost(async (id) => {
-      if (closeCrashed === null) {
-        logger.warn({ gateway: id }, 'fleet: lost gateway; this history store cannot close its open sessions');
-        return;
+      if (history === null) return;
+      try {
+        const closed = await history.closeOpenSessions(id, 'crash', clock.wallNow());
+        logger.info({ gateway: id, closed }, "fleet: lost gateway's open history sessions closed as crash");
+      } catch (err) {
+        logger.warn({ gateway: id, err: err instanceof Error ? err.message : String(err) }, "fleet: lost gateway's open history sessions not closed");
       }
-      const closed = await closeCrashed(id, 'crash', clock.wallNow());
-      logger.info({ gateway: id, closed }, "fleet: lost gateway's open history sessions closed as crash");
     }) ?? (() => undefined);
   gateway.sessions.setAdmissionCheck(quota.admissionCheck);
   quota.start();
@@ -166,13 +166,4 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
       return stopping;
     },
   };
-}
-
-/** HistoryStore.closeOpenSessions (the history stores of the fleet work): close a lost gateway's open rows. */
-type CrashCloser = (gatewayId: string, reason: 'crash', endedAtMs: number) => Promise<number>;
-
-/** The store's closeOpenSessions when it has one (typed here so this file builds before the store gains it). */
-function crashCloserOf(history: HistoryStore | null): CrashCloser | null {
-  const method: unknown = (history as { closeOpenSessions?: unknown } | null)?.closeOpenSessions;
-  return typeof method === 'function' ? (method as CrashCloser).bind(history) : null;
 }

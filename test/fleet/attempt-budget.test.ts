@@ -5,7 +5,9 @@
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
-import { FleetAttemptBudget } from '../../src/fleet/attempt-budget.js';
+import Bottleneck from 'bottleneck';
+import { Redis } from 'ioredis';
+import { catchUnsubscribe, FleetAttemptBudget } from '../../src/fleet/attempt-budget.js';
 import { FleetRedis } from '../../src/fleet/redis.js';
 import { AdmissionThrottle } from '../../src/gateway/admission.js';
 import { startTestRedis, waitUntil, type TestRedis } from '../support/redis-server.js';
@@ -112,5 +114,23 @@ describe('FleetAttemptBudget with AdmissionThrottle (real redis-server)', () => 
     );
     expect(firstMs).toBeGreaterThan(0);
     expect(laterMs).toBeGreaterThan(0);
+  });
+});
+
+describe("bottleneck's IORedisConnection (pinned 2.19.5, reached into by catchUnsubscribe)", () => {
+  it('is the pinned version, and an UNSUBSCRIBE refused by a dead link resolves instead of rejecting', async () => {
+    const pkg = (await import('bottleneck/package.json', { with: { type: 'json' } })).default as { version: string };
+    expect(pkg.version).toBe('2.19.5');
+    // A client that never connects and queues nothing: every command is refused at once.
+    const client = new Redis({ host: '192.0.2.1', port: 9, lazyConnect: true, enableOfflineQueue: false, retryStrategy: () => null });
+    const connection = new Bottleneck.IORedisConnection({ client, Redis });
+    connection.on('error', () => undefined);
+    const subscriber = (connection as unknown as { subscriber: Redis }).subscriber;
+    expect(subscriber).toBeInstanceOf(Redis);
+    await expect(subscriber.unsubscribe('b_x')).rejects.toThrow();
+    catchUnsubscribe(connection);
+    await expect(subscriber.unsubscribe('b_x')).resolves.toBe(0);
+    client.disconnect(false);
+    subscriber.disconnect(false);
   });
 });

@@ -82,8 +82,9 @@ describe('admin API across the fleet', () => {
     const b = await member('b', fleet);
     const onB = await b.listener.connect('alice', 'pw-alice');
     if ('refused' in onB) throw new Error(`refused: ${JSON.stringify(onB.refused)}`);
-    const session = b.gateway.sessions.list()[0]!;
+    // In a fleet the session opens once its tunnel addresses are claimed, after the connect answer.
     await waitUntil(() => b.gateway.sessions.size === 1, 2_000, 'session open on b');
+    const session = b.gateway.sessions.list()[0]!;
 
     const list = (await (await a.call('/api/sessions')).json()) as { sessions: { id: string; gateway: string; user: string }[]; fleet: unknown };
     expect(list.sessions.map((s) => [s.id, s.gateway, s.user])).toEqual([[session.id, 'b', 'alice']]);
