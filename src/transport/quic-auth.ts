@@ -8,8 +8,7 @@
  */
 import { z } from 'zod';
 import { MAX_CONTROL_MESSAGE_BYTES } from './control.js';
-import type { ConnectRequest } from './types.js';
-import { CredentialsSchema, sourceOf, type Credentials, type ParsedConnect } from './wt-auth.js';
+import { BAD_CREDENTIALS, connectRequest, CredentialsSchema, type Credentials, type ParsedConnect } from './wt-auth.js';
 
 const ConnectLineSchema = CredentialsSchema.extend({ type: z.literal('connect') });
 
@@ -30,16 +29,6 @@ export function parseConnectLine(line: string, peer: string): ParsedConnect {
     return { ok: false, status: 400, code: 'QG_ERR_PROTOCOL', message: 'malformed request' };
   }
   const parsed = ConnectLineSchema.safeParse(raw);
-  if (!parsed.success) return { ok: false, status: 401, code: 'QG_ERR_AUTH_FAILED', message: 'missing or malformed credentials' };
-  const request: ConnectRequest = {
-    user: parsed.data.user,
-    password: parsed.data.password,
-    sourceAddress: sourceOf(peer),
-    peer,
-    previousAddresses: parsed.data.previousAddresses,
-    clientVersion: parsed.data.clientVersion,
-    resume: parsed.data.resume,
-    transport: 'quic',
-  };
-  return { ok: true, request };
+  if (!parsed.success) return BAD_CREDENTIALS;
+  return { ok: true, request: connectRequest(parsed.data, peer, 'quic') };
 }

@@ -112,6 +112,23 @@ export type ParsedConnect =
   | { readonly ok: true; readonly request: ConnectRequest }
   | { readonly ok: false; readonly status: 400 | 401 | 404; readonly code: string; readonly message: string };
 
+/** Credentials that fail their schema: refused as a failed login, whatever the transport. */
+export const BAD_CREDENTIALS: ParsedConnect = { ok: false, status: 401, code: 'QG_ERR_AUTH_FAILED', message: 'missing or malformed credentials' };
+
+/** The request the gateway admits, from validated credentials and the peer they came from (every transport). */
+export function connectRequest(credentials: Credentials, peer: string, transport: ConnectRequest['transport']): ConnectRequest {
+  return {
+    user: credentials.user,
+    password: credentials.password,
+    sourceAddress: sourceOf(peer),
+    peer,
+    previousAddresses: credentials.previousAddresses,
+    clientVersion: credentials.clientVersion,
+    resume: credentials.resume,
+    transport,
+  };
+}
+
 const MALFORMED: ParsedConnect = { ok: false, status: 400, code: 'QG_ERR_PROTOCOL', message: 'malformed request' };
 
 /** Read the credentials of a CONNECT request; never throws (anything unexpected is a 400). */
@@ -134,20 +151,8 @@ function parse(event: WtRequestEvent, transport: 'h2' | 'h3'): ParsedConnect {
   const query = cut < 0 || rawPath[cut] === '#' ? '' : rawPath.slice(cut + 1).split('#', 1)[0]!;
   const raw = fromHeaders(event.header) ?? fromQuery(new URLSearchParams(query).get(QUERY_PARAM));
   const parsed = CredentialsSchema.safeParse(raw);
-  if (!parsed.success) return { ok: false, status: 401, code: 'QG_ERR_AUTH_FAILED', message: 'missing or malformed credentials' };
-  return {
-    ok: true,
-    request: {
-      user: parsed.data.user,
-      password: parsed.data.password,
-      sourceAddress: sourceOf(peer),
-      peer,
-      previousAddresses: parsed.data.previousAddresses,
-      clientVersion: parsed.data.clientVersion,
-      resume: parsed.data.resume,
-      transport,
-    },
-  };
+  if (!parsed.success) return BAD_CREDENTIALS;
+  return { ok: true, request: connectRequest(parsed.data, peer, transport) };
 }
 
 function fromHeaders(header: WtRequestEvent['header']): unknown {
