@@ -52,7 +52,7 @@ export class FleetRedis extends EventEmitter<FleetRedisEvents> {
     this.commands.on('close', () => this.setState('down', 'connection closed'));
     this.commands.on('end', () => this.setState('down', 'connection ended'));
     // ioredis emits 'error' for every failed reconnect; the state carries it, an unhandled 'error' would throw.
-    this.commands.on('error', (err: Error) => this.setState('down', err.message));
+    this.commands.on('error', (err: Error) => this.markFailed(err));
     this.subscriber.on('error', () => undefined);
   }
 
@@ -72,10 +72,14 @@ export class FleetRedis extends EventEmitter<FleetRedisEvents> {
 
   /** Start connecting without waiting: the gateway starts degraded and goes up when Redis answers. */
   connectInBackground(): void {
-    this.connect().catch((err: unknown) => this.setState('down', err instanceof Error ? err.message : String(err)));
+    this.connect().catch((err: unknown) => this.markFailed(err));
   }
 
-  /** A command that failed for a link reason: the state goes down at once (ioredis may not have noticed yet). */
+  /**
+   * Something failed (a command, a connect attempt, an 'error' event): the state goes down unless the command
+   * connection is ready. The link is what counts: a second connect() on a live link ("already connecting") or
+   * one failed command must not mark it down, since only a new 'ready' would bring it up again.
+   */
   markFailed(err: unknown): void {
     if (this.commands.status !== 'ready') this.setState('down', err instanceof Error ? err.message : String(err));
   }

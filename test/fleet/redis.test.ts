@@ -35,4 +35,17 @@ describe('FleetRedis (real redis-server)', () => {
       await fleet.close();
     }
   });
+
+  it('stays up on an error that does not break the link (a failed connect() on a live link, an error event)', async () => {
+    const fleet = new FleetRedis({ redisUrl: redis.url, keyPrefix: 'qgt2:' });
+    try {
+      await fleet.connect();
+      fleet.connectInBackground(); // ioredis refuses a second connect(): "already connecting/connected"
+      fleet.commands.emit('error', new Error('a command failed'));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(fleet.state).toBe('up');
+    } finally {
+      await fleet.close();
+    }
+  });
 });
