@@ -4,7 +4,7 @@
  *
  *   prepare(user, hints)   async, before the session opens (bounded by claimTimeoutMs):
  *                          lookup sticky + static holders ─► pool.allocate(user, [sticky, hints]) ─► claim
- *                          conflict ─► mark that address foreign locally, try the next (MAX_ATTEMPTS)
+ *                          conflict ─► mark that address foreign locally, try a random free one (MAX_ATTEMPTS)
  *                          ─► a ticket; null when Redis is down, settling or slow (allocate() then falls back)
  *   allocate(user, pref)   sync, in SessionManager.open: the resumed session's own addresses (still claimed
  *                          by this gateway) ─► the staged ticket ─► a pair from this gateway's reserve
@@ -47,6 +47,8 @@ export interface FleetAddressOptions {
   readonly logger: Logger;
   /** Bound on the wait for Redis at connect (ms). */
   readonly claimTimeoutMs?: number;
+  /** Numbers in [0, 1) for the retries after a conflict (default Math.random; tests pass a seeded one). */
+  readonly random?: () => number;
 }
 
 export interface AddressTicket {
@@ -79,6 +81,7 @@ export class FleetAddressBook implements SessionAddresses {
   private readonly leaseMs: number;
   private readonly reserveTarget: number;
   private readonly claimTimeoutMs: number;
+  private readonly random: () => number;
   /** Session id → its addresses and user, for renewal. */
   private readonly held = new Map<string, HeldAddresses>();
   private readonly reserve: Allocation[] = [];
@@ -103,6 +106,7 @@ export class FleetAddressBook implements SessionAddresses {
     this.leaseMs = options.leaseMs;
     this.reserveTarget = options.reserve;
     this.claimTimeoutMs = options.claimTimeoutMs ?? 1_000;
+    this.random = options.random ?? Math.random;
     // Every live gateway re-asserts within one renewal round (lease/3) of Redis coming back, plus reconnect time.
     this.claims = new AddressClaims(options.redis, options.gatewayId, options.leaseMs, Math.ceil((2 * options.leaseMs) / 3) + 2_000, STICKY_TTL_MS);
   }
@@ -206,7 +210,8 @@ export class FleetAddressBook implements SessionAddresses {
     });
     const sticky = [looked.sticky?.ipv4, looked.sticky?.ipv6].filter((a): a is string => typeof a === 'string');
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const allocation = this.pool.allocate(user.name, [...sticky, ...hints]);
+      // After a lost race, draw at random: two gateways walking the same region would otherwise keep colliding.
+      const allocation = this.pool.allocate(user.name, [...sticky, ...hints], attempt === 0 ? undefined : this.random);
       const addresses = addressesOf(allocation);
       let result: ClaimResult;
       try {

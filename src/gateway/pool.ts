@@ -161,6 +161,20 @@ class FamilyRange {
     return null;
   }
 
+  /**
+   * A free offset drawn at random (up to `tries` draws), or null: a fleet gateway whose sequential pick lost a
+   * race in Redis retries away from the region the other gateway is walking through.
+   */
+  takeRandom(user: string, random: () => number, avoid: (offset: number) => boolean, tries = 16): number | null {
+    for (let i = 0; i < tries; i++) {
+      const offset = 1 + Math.floor(random() * (this.end - 1));
+      if (offset >= this.end || offset === this.gatewayOffset || this.holders.has(offset) || this.reservedBy.has(offset) || avoid(offset)) continue;
+      this.holders.set(offset, user);
+      return offset;
+    }
+    return null;
+  }
+
   /** Next never-used offset, else the oldest released one; null when none is left. */
   takeNext(user: string): number | null {
     for (;;) {
@@ -303,13 +317,14 @@ export class AddressPool {
    * One address per configured family for a new connection of `user`. `previous` are the client's hints
    * (addresses it held before); honoured when free, not another user's static address and not the address
    * another user released last. Throws QG_ERR_POOL_EXHAUSTED (taking nothing) when a family has none left.
+   * With `scatter` (a source of numbers in [0, 1)), a free address drawn at random comes before the cursor.
    */
-  allocate(user: string, previous: readonly string[] = []): Allocation {
-    const v4 = this.ranges.ipv4 === null ? null : this.pick(this.ranges.ipv4, user, previous);
+  allocate(user: string, previous: readonly string[] = [], scatter?: () => number): Allocation {
+    const v4 = this.ranges.ipv4 === null ? null : this.pick(this.ranges.ipv4, user, previous, scatter);
     let v6: number | null = null;
     if (this.ranges.ipv6 !== null) {
       try {
-        v6 = this.pick(this.ranges.ipv6, user, previous);
+        v6 = this.pick(this.ranges.ipv6, user, previous, scatter);
       } catch (err) {
         if (v4 !== null) this.ranges.ipv4?.release(v4);
         throw err;
@@ -401,7 +416,7 @@ export class AddressPool {
     for (const [range, reserved] of plans) range.applyStatic(reserved);
   }
 
-  private pick(range: FamilyRange, user: string, hints: readonly string[]): number {
+  private pick(range: FamilyRange, user: string, hints: readonly string[], scatter: (() => number) | undefined): number {
     const owners = this.lastOwner[range.family];
     let offset = range.freeStaticOf(user);
     if (offset === null) {
@@ -422,6 +437,8 @@ export class AddressPool {
       range.take(offset, user);
       return offset;
     }
+    const scattered = scatter === undefined ? null : range.takeRandom(user, scatter, (candidate) => (owners.get(candidate) ?? user) !== user);
+    if (scattered !== null) return scattered;
     const next = range.takeNext(user);
     if (next === null) {
       throw new QuicgateError('QG_ERR_POOL_EXHAUSTED', `no free ${range.family} tunnel address left`, { details: { family: range.family } });

@@ -10,6 +10,7 @@ import { isQuicgateError } from '../../src/errors.js';
 import { FleetAddressBook, cursorStartFor } from '../../src/fleet/addresses.js';
 import { FleetRedis } from '../../src/fleet/redis.js';
 import { AddressPool, type Allocation, type StaticUser } from '../../src/gateway/pool.js';
+import { seededRandom } from '../support/seeded-random.js';
 import { startTestRedis, waitUntil, type TestRedis } from '../support/redis-server.js';
 
 const logger = pino({ level: process.env.QG_TEST_LOG ?? 'silent' });
@@ -51,7 +52,10 @@ async function startGateways(n: number, options: { leaseMs?: number; reserve?: n
     const fleetRedis = new FleetRedis({ redisUrl: redis.url, keyPrefix: prefix }, { maxRetryDelayMs: 100 });
     await fleetRedis.connect();
     const pool = new AddressPool({ networks: NETWORKS, users: options.users ?? [STATIC_USER] }, { rememberUsers: 0, cursorStart: options.sameCursor === true ? 0 : cursorStartFor(id) });
-    const book = new FleetAddressBook({ redis: fleetRedis, pool, gatewayId: id, leaseMs: options.leaseMs ?? 3_000, reserve: options.reserve ?? 4, clock: systemClock, logger });
+    const book = new FleetAddressBook({
+      redis: fleetRedis, pool, gatewayId: id, leaseMs: options.leaseMs ?? 3_000, reserve: options.reserve ?? 4, clock: systemClock, logger,
+      random: seededRandom(20261207 + i), // the same draws on every run
+    });
     const gw: TestGateway = { id, redis: fleetRedis, pool, book, sessions: new Map(), conflicts: [] };
     book.start((sessionId) => gw.conflicts.push(sessionId));
     await book.maintain();

@@ -222,4 +222,17 @@ describe('AddressPool in a fleet: cursorStart and assign', () => {
     pool.assign('stan', { ipv4: '198.18.0.6', ipv6: '2001:db8:1::9' });
     expect(pool.isAllocated('2001:db8:1::9')).toBe(true);
   });
+
+  it('with scatter draws a free address at random, skipping held, static and the gateway, and falls back to the cursor', () => {
+    const pool = newPool(v4Only('198.18.0.0/29', '198.18.0.1'), [{ name: 'stan', staticAddresses: ['198.18.0.5'] }]);
+    // Offsets 1..6; draws map to 1 + floor(x * 6).
+    const draws = (xs: number[]): (() => number) => () => xs.shift() ?? 0;
+    expect(pool.allocate('a', [], draws([3 / 6])).ipv4).toBe('198.18.0.4');
+    // 0.1 → offset 1 (the gateway), 0.6 → 4 (held), 0.7 → 5 (stan's), 0.9 → 6: free.
+    expect(pool.allocate('b', [], draws([0.1, 0.6, 0.7, 0.9])).ipv4).toBe('198.18.0.6');
+    // Every draw lands on something taken: the cursor's next never-used address.
+    expect(pool.allocate('c', [], () => 0.6).ipv4).toBe('198.18.0.2');
+    // Preferences still come first: stan's static address.
+    expect(pool.allocate('stan', [], () => 0.99).ipv4).toBe('198.18.0.5');
+  });
 });
