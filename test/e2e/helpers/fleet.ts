@@ -3,7 +3,10 @@
  * data dir and config, all with `fleet:` pointing at one real redis-server, and clients that can reach every
  * gateway. Built on Topology (netns.ts, `gateways` option), so everything goes with topo.destroy().
  *
- *   qge-…-s    shared services  192.0.2.250   redis-server :6379 (PostgreSQL is added here the same way)
+ *   qge-…-s    shared services  192.0.2.250   redis-server :6379
+ *   (host)     PostgreSQL       with `postgres: true`: one server, database `quicgate`, every gateway's
+ *                               history.backend; reached through its unix socket (the file system is shared
+ *                               across namespaces), so it needs no underlay address
  *   qge-…-g1   gateway gw1      192.0.2.1:4433 tunnel 198.18.1.1/24, 2001:db8:1::1/64, admin 127.0.0.1:9090
  *   qge-…-g2   gateway gw2      192.0.2.2:4433 tunnel 198.18.2.1/24, 2001:db8:2::1/64
  *   qge-…-gN   ...
@@ -26,6 +29,7 @@
 import { SERVICES_UNDERLAY, removeStaleNamespaces, requireNetnsSupport, sh, Topology } from './netns.js';
 import { adminRequest, type AdminAnswer } from './hostile-ops.js';
 import { GatewayFiles, iperf, startClient, startGateway, type ClientTransport, type IperfResult, type QuicgateProcess, type TestUser } from './quicgate.js';
+import { startTestPostgres, type TestPostgres } from '../../support/postgres-server.js';
 import { startTestRedis, type TestRedis } from '../../support/redis-server.js';
 
 export const FLEET_REDIS_PORT = 6379;
@@ -48,6 +52,8 @@ export interface FleetOptions {
   /** Start every gateway and wait for "gateway up" (default true); false: call startGateway(i) yourself. */
   readonly start?: boolean;
   readonly gatewayEnv?: NodeJS.ProcessEnv;
+  /** One real PostgreSQL for the fleet's history (history.backend: postgres on every gateway); default false. */
+  readonly postgres?: boolean;
 }
 
 export interface FleetGateway {
@@ -87,6 +93,9 @@ export class Fleet {
   private constructor(
     readonly topo: Topology,
     readonly redis: TestRedis,
+    /** The fleet's history server (Fleet.start with `postgres: true`), else null. */
+    readonly postgres: TestPostgres | null,
+    private readonly postgresUrl: string | null,
     private readonly options: FleetOptions,
   ) {
     const shared = (options.pools ?? 'disjoint') === 'shared';
@@ -126,7 +135,21 @@ export class Fleet {
       await topo.destroy();
       throw err;
     }
-    const fleet = new Fleet(topo, redis, options);
+    let postgres: TestPostgres | null = null;
+    let postgresUrl: string | null = null;
+    if (options.postgres === true) {
+      try {
+        postgres = await startTestPostgres();
+        await postgres.createDatabase('quicgate');
+        postgresUrl = postgres.socketUrl('quicgate');
+      } catch (err) {
+        await postgres?.dispose();
+        await redis.dispose().catch(() => undefined);
+        await topo.destroy();
+        throw err;
+      }
+    }
+    const fleet = new Fleet(topo, redis, postgres, postgresUrl, options);
     try {
       for (const gw of fleet.gateways) {
         await gw.files.writeUsers(options.users);
@@ -154,6 +177,7 @@ fleet:
   gateway_id: ${gw.id}
   redis_url: ${FLEET_REDIS_URL}
 ${this.options.fleetYaml === undefined ? '' : indent(this.options.fleetYaml, 2)}
+${this.postgresUrl === null ? '' : `history:\n  backend: postgres\n  flush_interval: 500ms\n  postgres: { url: "${this.postgresUrl}" }`}
 ${extra.includes('keepalive_interval') ? '' : 'keepalive_interval: 1s'}
 ${extra.includes('log_level') ? '' : 'log_level: info'}
 ${extra.trim()}
@@ -280,10 +304,11 @@ ${extra.trim()}
     return iperf(this.topo, gw.ns, this.topo.clients[clientIndex]!, gw.tunnel4, port, args);
   }
 
-  /** Kill everything, remove namespaces, the redis directory and all files (afterAll; idempotent). */
+  /** Kill everything, remove namespaces, the redis and PostgreSQL directories and all files (afterAll; idempotent). */
   async stop(): Promise<void> {
     await this.redis.dispose().catch(() => undefined);
     await this.topo.destroy();
+    await this.postgres?.dispose().catch(() => undefined);
     for (const gw of this.gateways) gw.files.cleanup();
   }
 }
