@@ -13,6 +13,30 @@ const count = z.number().int().nonnegative();
 const bytes = count;
 const rate = z.number().nonnegative().describe('Bytes per second.');
 const isoTime = z.iso.datetime();
+const answeringGateway = z.string().describe('The gateway that answered (fleet.gateway_id, else its host name).');
+const historyScope = z
+  .enum(['fleet', 'gateway', 'memory'])
+  .describe(
+    "fleet: the PostgreSQL history every gateway of the fleet writes (every gateway's rows, or those of the gateway ?gateway= names); " +
+      "gateway: this gateway's own SQLite history (other gateways' rows are not in it); memory: the history is disabled or degraded, so this process's counters since it started.",
+  );
+const liveScope = z
+  .enum(['fleet', 'gateway'])
+  .describe("fleet: the live sessions of every gateway (config fleet, Redis answered); gateway: this gateway's only (no fleet, or Redis unreachable).");
+
+/** Whose figures a user's view holds (also parsed by the CLI). */
+export const userScopeSchema = z
+  .object({ gateway: answeringGateway, sessions: liveScope.describe(`sessions, rateIn, rateOut. ${liveScope.description}`), usage: historyScope })
+  .describe('Whose figures these are.');
+
+/** Whose figures the stats hold (also parsed by the CLI). */
+export const statsScopeSchema = z
+  .object({
+    gateway: answeringGateway,
+    history: historyScope.describe(`sessionsInWindow, bytesInWindow, topUsers, rejections. ${historyScope.description}`),
+    live: liveScope.describe(`activeSessions, activeUsers (?gateway= filters them too). ${liveScope.description}`),
+  })
+  .describe('Whose figures these are.');
 
 export const errorCodeSchema = z.enum([
   'QG_ERR_ADMIN_UNAUTHORIZED',
@@ -103,6 +127,7 @@ export const userViewSchema = z
     sessions: z.array(sessionViewSchema),
     usage: z.object({ sessions: count, bytesIn: bytes, bytesOut: bytes }).describe('All time: history plus live sessions.'),
     quota: quotaViewSchema.nullable(),
+    scope: userScopeSchema,
   })
   .register(apiSchemas, { id: 'User' });
 
@@ -117,6 +142,7 @@ export const statsViewSchema = z
     bytesInWindow: z.object({ in: bytes, out: bytes }),
     topUsers: z.array(z.object({ user: z.string(), bytes })),
     rejections: rejectionCounts.describe('Refused session requests in the window, by reason.'),
+    scope: statsScopeSchema,
   })
   .register(apiSchemas, { id: 'Stats' });
 
@@ -171,6 +197,9 @@ export const overviewViewSchema = z
     sessions: z.array(sessionViewSchema),
     users: z.array(userSummarySchema).describe('Every configured user, with or without live sessions.'),
     gateway: z.object({
+      id: answeringGateway,
+      fleet: z.boolean().describe("Part of a fleet (config fleet): this snapshot is still this gateway's alone; GET /api/sessions and the history list the fleet."),
+      historyBackend: z.enum(['sqlite', 'postgres']).describe('history.backend: postgres is shared by the fleet.'),
       status: z.enum(['ok', 'degraded']),
       uptimeSeconds: z.number().nonnegative(),
       history: z.enum(['ok', 'degraded', 'disabled']),

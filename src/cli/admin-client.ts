@@ -11,6 +11,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import type { FleetListInfo, QuotaView, ReloadResult, SessionView, StatsView, UserView } from '../admin/backend.js';
+import { statsScopeSchema, userScopeSchema } from '../admin/schemas.js';
 import { SERVER_DEFAULTS } from '../config/defaults.js';
 import { ErrorCodes, QuicgateError, type ErrorCode } from '../errors.js';
 import type { CliIo } from './io.js';
@@ -137,6 +138,7 @@ export const UserViewSchema: z.ZodType<UserView> = z.object({
   sessions: z.array(SessionViewSchema),
   usage: z.object({ sessions: z.number(), bytesIn: z.number(), bytesOut: z.number() }),
   quota: QuotaViewSchema.nullable(),
+  scope: userScopeSchema,
 });
 
 export const StatsViewSchema: z.ZodType<StatsView> = z.object({
@@ -147,6 +149,7 @@ export const StatsViewSchema: z.ZodType<StatsView> = z.object({
   bytesInWindow: z.object({ in: z.number(), out: z.number() }),
   topUsers: z.array(z.object({ user: z.string(), bytes: z.number() })),
   rejections: counts,
+  scope: statsScopeSchema,
 });
 
 /** The reload answer: every changed setting with its effect, and `needRestart`: those that change only with a restart. */
@@ -219,8 +222,12 @@ export class AdminClient {
     return this.call('DELETE', `api/users/${encodeURIComponent(name)}/sessions`, KillUserSessionsResultSchema);
   }
 
-  stats(windowHours?: number): Promise<StatsView> {
-    const query = windowHours === undefined ? '' : `?window_hours=${windowHours}`;
+  /** `gateway`: only that gateway's history rows and live sessions (the history and fleet permitting). */
+  stats(windowHours?: number, gateway?: string): Promise<StatsView> {
+    const params = new URLSearchParams();
+    if (windowHours !== undefined) params.set('window_hours', String(windowHours));
+    if (gateway !== undefined) params.set('gateway', gateway);
+    const query = params.size === 0 ? '' : `?${params.toString()}`;
     return this.call('GET', `api/stats${query}`, StatsViewSchema);
   }
 

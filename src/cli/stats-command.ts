@@ -15,6 +15,8 @@ export const MAX_WINDOW_HOURS = 8760;
 export interface StatsOptions extends AdminConnectionOptions {
   /** Hours back from now; the gateway's default (24) when not given. */
   readonly windowHours?: string;
+  /** Only this gateway's rows and sessions (config fleet; with SQLite history only the answering gateway has rows). */
+  readonly gateway?: string;
   readonly json?: boolean;
 }
 
@@ -31,9 +33,16 @@ export function parseWindowHours(text: string): number {
 export async function stats(options: StatsOptions, io: CliIo): Promise<void> {
   const windowHours = options.windowHours === undefined ? undefined : parseWindowHours(options.windowHours);
   const client = await adminClientFor(options, io.env);
-  const view = await client.stats(windowHours);
+  const view = await client.stats(windowHours, options.gateway);
   io.stdout.write(options.json === true ? `${JSON.stringify(view, null, 2)}\n` : renderStats(view));
 }
+
+const HISTORY_SCOPE: Record<StatsView['scope']['history'], string> = {
+  fleet: 'the fleet (shared PostgreSQL)',
+  gateway: "this gateway's own (SQLite)",
+  memory: 'unavailable: figures since this gateway started',
+};
+const LIVE_SCOPE: Record<StatsView['scope']['live'], string> = { fleet: "every gateway's", gateway: "this gateway's only" };
 
 export function renderStats(view: StatsView): string {
   const rejections = Object.entries(view.rejections)
@@ -41,7 +50,10 @@ export function renderStats(view: StatsView): string {
     .map(([reason, n]) => `${reason} ${n}`);
   let out = renderPairs([
     ['window', `last ${view.windowHours} h`],
+    ['answered by', view.scope.gateway],
+    ['history', HISTORY_SCOPE[view.scope.history]],
     ['active sessions', `${view.activeSessions} (${view.activeUsers} user${view.activeUsers === 1 ? '' : 's'})`],
+    ['live sessions', LIVE_SCOPE[view.scope.live]],
     ['sessions in window', String(view.sessionsInWindow)],
     ['traffic in window', `in ${sizeCell(view.bytesInWindow.in)}, out ${sizeCell(view.bytesInWindow.out)}`],
     ['rejections', rejections.length === 0 ? 'none' : rejections.join(', ')],
@@ -86,6 +98,7 @@ export function registerStatsCommand(program: Command, io: CliIo = processIo()):
       .command('stats')
       .description('totals of a running gateway over a window: active sessions, sessions and traffic, top users, rejections')
       .option('--window-hours <n>', `hours back from now, 1 to ${MAX_WINDOW_HOURS} (default: 24)`)
+      .option('--gateway <id>', "config fleet: only this gateway's sessions and rows")
       .option('--json', 'print the admin API answer as JSON (bytes) for scripts'),
   )
     .addHelpText('after', '\nExamples:\n  quicgate stats\n  quicgate stats --window-hours 168 --json')

@@ -192,7 +192,9 @@ export class GatewayBackend implements AdminBackend {
     const user = this.userConfig(name);
     if (user === undefined) return null;
     const live = this.gateway.sessions.sessionsOf(name);
-    const views = live.map((s) => this.sessionView(s));
+    // With a fleet, the user's sessions on every gateway (others' rates as of their last lease renewal).
+    const { views, scope: sessionsScope } = await this.liveSessions(null, name);
+    const usage = await this.usageOf(name, live);
     return {
       name,
       disabled: user.disabled,
@@ -202,16 +204,18 @@ export class GatewayBackend implements AdminBackend {
       rateOut: views.reduce((a, v) => a + v.rateOut, 0),
       maxSessions: user.maxSessions ?? this.gateway.currentConfig.limits.maxSessionsPerUser,
       sessions: views,
-      usage: await this.usageOf(name, live),
+      usage: usage.usage,
       quota: this.quota?.view(user) ?? null,
+      scope: { gateway: this.gateway.currentConfig.gatewayId, sessions: sessionsScope, usage: usage.scope },
     };
   }
 
   async stats(windowHours: number, gateway: string | null = null): Promise<StatsView> {
     const history = await this.readableHistory();
     // Live figures taken after the history answered, so both describe the same moment.
-    const sessionStats = this.gateway.sessions.stats();
-    const base = { windowHours, activeSessions: sessionStats.sessions, activeUsers: sessionStats.users };
+    const { views, scope: live } = await this.liveSessions(gateway, null);
+    const self = this.gateway.currentConfig.gatewayId;
+    const base = { windowHours, activeSessions: views.length, activeUsers: new Set(views.map((v) => v.user)).size };
     if (history !== null) {
       try {
         const h = await history.stats({ windowHours, topUsers: TOP_USERS, gatewayId: gateway });
@@ -221,12 +225,17 @@ export class GatewayBackend implements AdminBackend {
           bytesInWindow: { in: h.bytesIn, out: h.bytesOut },
           topUsers: h.topUsers.map((u) => ({ user: u.user, bytes: u.bytesIn + u.bytesOut })),
           rejections: h.rejectionsByReason,
+          scope: { gateway: self, history: this.historyScope(), live },
         };
       } catch (err) {
         this.logger.warn({ err: errorText(err) }, 'history stats unavailable; answering from memory');
       }
     }
-    // From memory: what this process has seen (since start; ended sessions until evicted), whatever the window.
+    const scope = { gateway: self, history: 'memory' as const, live };
+    // From memory: what this process has seen (since start; ended sessions until evicted), whatever the window;
+    // nothing of another gateway.
+    if (gateway !== null && gateway !== self) return { ...base, sessionsInWindow: 0, bytesInWindow: { in: 0, out: 0 }, topUsers: [], rejections: {}, scope };
+    const sessionStats = this.gateway.sessions.stats();
     const traffic = this.userTraffic();
     let bytesIn = 0;
     let bytesOut = 0;
@@ -244,6 +253,7 @@ export class GatewayBackend implements AdminBackend {
       bytesInWindow: { in: bytesIn, out: bytesOut },
       topUsers,
       rejections: nonZero(sessionStats.rejections),
+      scope,
     };
   }
 
@@ -318,6 +328,9 @@ export class GatewayBackend implements AdminBackend {
       sessions,
       users,
       gateway: {
+        id: config.gatewayId,
+        fleet: this.gateway.fleetSessions !== null,
+        historyBackend: config.history.backend,
         status: health.status,
         uptimeSeconds: health.uptimeSeconds,
         history: health.checks.history,
@@ -494,12 +507,12 @@ export class GatewayBackend implements AdminBackend {
   }
 
   /** All-time usage: the history (flushed first, so live sessions are in it exactly once), else memory. */
-  private async usageOf(name: string, live: readonly Session[]): Promise<UserView['usage']> {
+  private async usageOf(name: string, live: readonly Session[]): Promise<{ usage: UserView['usage']; scope: UserView['scope']['usage'] }> {
     const history = await this.readableHistory();
     if (history !== null) {
       try {
         const u = await history.userUsage(name);
-        return { sessions: u.sessions, bytesIn: u.bytesIn, bytesOut: u.bytesOut };
+        return { usage: { sessions: u.sessions, bytesIn: u.bytesIn, bytesOut: u.bytesOut }, scope: this.historyScope() };
       } catch (err) {
         this.logger.warn({ err: errorText(err), user: name }, 'history usage unavailable; answering from memory');
       }
@@ -511,7 +524,22 @@ export class GatewayBackend implements AdminBackend {
       bytesIn += s.counters.bytesIn;
       bytesOut += s.counters.bytesOut;
     }
-    return { sessions: (ended?.sessions ?? 0) + live.length, bytesIn, bytesOut };
+    return { usage: { sessions: (ended?.sessions ?? 0) + live.length, bytesIn, bytesOut }, scope: 'memory' };
+  }
+
+  /** Whose rows the readable history holds: PostgreSQL is the fleet's (every gateway writes it), SQLite this gateway's. */
+  private historyScope(): 'fleet' | 'gateway' {
+    return this.gateway.currentConfig.history.backend === 'postgres' ? 'fleet' : 'gateway';
+  }
+
+  /**
+   * Live sessions (of one gateway, of one user, or all), with a fleet the fleet's (listAllSessions: Redis read
+   * at request time), `scope` 'gateway' when only this gateway's could be listed.
+   */
+  private async liveSessions(gateway: string | null, user: string | null): Promise<{ views: SessionView[]; scope: 'fleet' | 'gateway' }> {
+    const list = await this.listAllSessions(gateway);
+    const views = user === null ? list.sessions : list.sessions.filter((s) => s.user === user);
+    return { views, scope: list.fleet?.complete === true ? 'fleet' : 'gateway' };
   }
 
   /**

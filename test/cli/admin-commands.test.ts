@@ -190,6 +190,9 @@ describe('stats and reload', () => {
     expect(backend.statsWindows).toEqual([24]);
     expect(io.out()).toMatch(/^window\s+last 24 h$/m);
     expect(io.out()).toMatch(/^active sessions\s+3 \(2 users\)$/m);
+    expect(io.out()).toMatch(/^answered by\s+fake-gateway$/m);
+    expect(io.out()).toMatch(/^history\s+this gateway's own \(SQLite\)$/m);
+    expect(io.out()).toMatch(/^live sessions\s+this gateway's only$/m);
     expect(io.out()).toMatch(/^rejections\s+auth_failed 4$/m);
     expect(io.out()).toMatch(/^alice\s+3.01 MiB$/m);
   });
@@ -199,6 +202,12 @@ describe('stats and reload', () => {
     expectSuccess(io);
     expect(backend.statsWindows).toEqual([168]);
     expect(JSON.parse(io.out())).toMatchObject({ windowHours: 168, activeSessions: 3, topUsers: [{ user: 'alice' }, { user: 'bob' }] });
+  });
+
+  it('passes --gateway on to the admin API', async () => {
+    const io = await admin(['stats', '--gateway', 'gw2', '--json', ...conn()]);
+    expectSuccess(io);
+    expect(backend.statsGateways).toEqual(['gw2']);
   });
 
   it('refuses a bad --window-hours before asking the gateway', async () => {

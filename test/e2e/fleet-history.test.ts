@@ -150,4 +150,49 @@ describe('fleet: one history in PostgreSQL, a crashed gateway closed as crash', 
       sessions: [expect.objectContaining({ id: gw2Row.id, user: 'alice', status: 'closed', endReason: 'crash', gateway: 'gw2' })],
     });
   });
+
+  it('answers stats, history and users for the fleet from any gateway, and says which figures are whose', async () => {
+    // After the first test: alice live on gw1 and gw3, gw2's session closed as crash, gw3 refused her (user_limit).
+    type Stats = { activeSessions: number; activeUsers: number; sessionsInWindow: number; topUsers: { user: string }[]; rejections: Record<string, number>; scope: unknown };
+    const fleetStats = await until("the fleet's stats with gw3's refusals flushed", 20_000, async () => {
+      const s = await admin<Stats>(0, '/api/stats?window_hours=1');
+      return (s.rejections.user_limit ?? 0) >= 1 ? s : null;
+    });
+    expect(fleetStats).toMatchObject({
+      activeSessions: 2,
+      activeUsers: 1,
+      sessionsInWindow: 3,
+      topUsers: [{ user: 'alice' }],
+      scope: { gateway: 'gw1', history: 'fleet', live: 'fleet' },
+    });
+    // One gateway's share, asked of another: history and live figures both filtered.
+    expect(await admin<Stats>(2, '/api/stats?window_hours=1&gateway=gw2')).toMatchObject({
+      activeSessions: 0,
+      sessionsInWindow: 1,
+      rejections: {},
+      scope: { gateway: 'gw3', history: 'fleet', live: 'fleet' },
+    });
+    expect(await admin<Stats>(0, '/api/stats?window_hours=1&gateway=gw3')).toMatchObject({ activeSessions: 1, sessionsInWindow: 1, rejections: { user_limit: expect.any(Number) } });
+
+    // Every gateway's rows, each with its gateway, from any gateway.
+    const past = await admin<PastSessions>(2, '/api/history/sessions?window_hours=1');
+    expect(past.sessions.map((s) => [s.gateway, s.status, s.endReason]).sort()).toEqual([
+      ['gw1', 'open', null],
+      ['gw2', 'closed', 'crash'],
+      ['gw3', 'open', null],
+    ]);
+    const hourly = await admin<{ available: boolean; hours: { sessions: number }[] }>(0, '/api/history/hourly?window_hours=1&gateway=gw2');
+    expect(hourly.available).toBe(true);
+    expect(hourly.hours.reduce((a, h) => a + h.sessions, 0)).toBe(1);
+
+    // A user: her live sessions on every gateway, her usage from the fleet's history.
+    const alice = await admin<{ sessions: { gateway?: string }[]; usage: { sessions: number }; scope: unknown }>(0, '/api/users/alice');
+    expect(alice.sessions.map((s) => s.gateway).sort()).toEqual(['gw1', 'gw3']);
+    expect(alice).toMatchObject({ usage: { sessions: 3 }, scope: { gateway: 'gw1', sessions: 'fleet', usage: 'fleet' } });
+
+    // The console's Now snapshot stays this gateway's own, and says whose it is.
+    const overview = await admin<{ sessions: unknown[]; gateway: unknown }>(0, '/api/overview');
+    expect(overview.gateway).toMatchObject({ id: 'gw1', fleet: true, historyBackend: 'postgres', history: 'ok' });
+    expect(overview.sessions).toHaveLength(1);
+  });
 });

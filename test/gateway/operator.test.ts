@@ -218,7 +218,12 @@ describe('operator surface over a running gateway', () => {
       bytesInWindow: { in: 400, out: 0 },
       topUsers: [{ user: 'alice', bytes: 400 }],
       rejections: { auth_failed: 1 },
+      // SQLite: this gateway's own rows; no fleet: its own live sessions.
+      scope: { gateway: h.surface.backend.fleet().gatewayId, history: 'gateway', live: 'gateway' },
     });
+    // Another gateway's rows are not in this gateway's SQLite file.
+    expect(await (await h.call('/api/stats?window_hours=24&gateway=no-such-gateway')).json()).toMatchObject({ activeSessions: 0, sessionsInWindow: 0, topUsers: [] });
+    expect((await h.surface.backend.getUser('alice'))?.scope).toEqual({ gateway: h.surface.backend.fleet().gatewayId, sessions: 'gateway', usage: 'gateway' });
     await h.cleanup();
 
     h = await startHarness({ config: { users: [user('alice'), user('bob')], history: { enabled: false, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null } } });
@@ -234,9 +239,12 @@ describe('operator surface over a running gateway', () => {
       bytesInWindow: { in: 0, out: 50 },
       topUsers: [{ user: 'bob', bytes: 50 }],
       rejections: { auth_failed: 1 },
+      scope: { gateway: h.surface.backend.fleet().gatewayId, history: 'memory', live: 'gateway' },
     });
+    // From memory nothing is known of another gateway.
+    expect(await h.surface.backend.stats(1, 'no-such-gateway')).toMatchObject({ activeSessions: 0, sessionsInWindow: 0, bytesInWindow: { in: 0, out: 0 }, topUsers: [] });
     expect(h.surface.backend.health()).toMatchObject({ status: 'ok', checks: { history: 'disabled' } });
-    expect((await h.surface.backend.getUser('bob'))?.usage).toEqual({ sessions: 1, bytesIn: 0, bytesOut: 50 });
+    expect(await h.surface.backend.getUser('bob')).toMatchObject({ usage: { sessions: 1, bytesIn: 0, bytesOut: 50 }, scope: { sessions: 'gateway', usage: 'memory' } });
   });
 });
 

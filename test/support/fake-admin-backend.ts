@@ -79,6 +79,8 @@ export class FakeAdminBackend implements AdminBackend {
   readonly userUpdates: { name: string; changes: UserChanges }[] = [];
   certificateNotAfter: string | null = '2026-02-01T00:00:00.000Z';
   statsWindows: number[] = [];
+  /** The ?gateway= of each stats call (null: none). */
+  statsGateways: (string | null)[] = [];
   private readonly endListeners = new Set<(ended: Ended) => void>();
 
   addUser(name: string, extra: Partial<FakeUser> = {}): FakeUser {
@@ -205,11 +207,13 @@ export class FakeAdminBackend implements AdminBackend {
         bytesOut: user.historyBytesOut + sum((s) => s.bytesOut),
       },
       quota: user.quota,
+      scope: { gateway: 'fake-gateway', sessions: 'gateway', usage: this.historyAvailable ? 'gateway' : 'memory' },
     };
   }
 
-  async stats(windowHours: number): Promise<StatsView> {
+  async stats(windowHours: number, gateway: string | null = null): Promise<StatsView> {
     this.statsWindows.push(windowHours);
+    this.statsGateways.push(gateway);
     const byUser = new Map<string, number>();
     let bytesIn = 0;
     let bytesOut = 0;
@@ -226,6 +230,7 @@ export class FakeAdminBackend implements AdminBackend {
       bytesInWindow: { in: bytesIn, out: bytesOut },
       topUsers: [...byUser].map(([user, bytes]) => ({ user, bytes })).sort((a, b) => b.bytes - a.bytes),
       rejections: { ...this.rejections },
+      scope: { gateway: 'fake-gateway', history: this.historyAvailable ? 'gateway' : 'memory', live: 'gateway' },
     };
   }
 
@@ -268,6 +273,9 @@ export class FakeAdminBackend implements AdminBackend {
         };
       }),
       gateway: {
+        id: 'fake-gateway',
+        fleet: false,
+        historyBackend: 'sqlite',
         status: this.healthView.status,
         uptimeSeconds: this.healthView.uptimeSeconds,
         history: this.healthView.checks.history,

@@ -17,6 +17,11 @@ const WINDOWS = [
   { hours: 720, label: '30 days' },
 ] as const;
 const REFRESH_MS = 30_000;
+const SCOPE_TEXT: Record<StatsView['scope']['history'], string> = {
+  fleet: 'The whole fleet: every gateway writes this PostgreSQL history',
+  gateway: "This gateway's own history (SQLite)",
+  memory: 'Figures this gateway counted since it started',
+};
 
 interface Loaded {
   readonly hourly: HourlyView;
@@ -85,6 +90,7 @@ export function HistoryView() {
       ${error === null ? null : html`<span class="error" role="alert">${error}</span>`}
     </div>
     ${data !== null && !data.hourly.available ? html`<p class="error">History is disabled or degraded: only live figures are available.</p>` : null}
+    ${data === null ? null : html`<p class="muted" data-testid="history-scope">${SCOPE_TEXT[data.stats.scope.history]} (answered by ${data.stats.scope.gateway})</p>`}
     <div class="two">
       <${Chart} title="Sessions started per hour" unit="count" data=${series.sessions} testId="sessions-chart" padX=${1800} series=${[{ label: 'sessions', stroke: '#2a7ab0', fill: 'rgba(42,122,176,0.35)', bars: true }]} />
       <${Chart} title="Bytes per hour" unit="bytes" data=${series.bytes} testId="bytes-chart" padX=${1800}

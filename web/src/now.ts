@@ -14,15 +14,15 @@ function Health({ o }: { o: OverviewView }) {
   const certLeft = g.certificateNotAfter === null ? null : Date.parse(g.certificateNotAfter) - now;
   const drops = Object.entries(g.drops).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
   return html`<section class="cards" aria-label="Gateway health" data-testid="health">
-    <div class="card ${g.status === 'ok' ? 'good' : 'bad'}">
-      <h3>Gateway</h3>
+    <div class="card ${g.status === 'ok' ? 'good' : 'bad'}" data-testid="gateway-card">
+      <h3>Gateway <span class="mono">${g.id}</span></h3>
       <p class="big">${g.status === 'ok' ? 'OK' : 'Degraded'}</p>
       <p>up ${span(g.uptimeSeconds * 1000)}</p>
     </div>
     <div class="card ${g.history === 'degraded' ? 'bad' : 'good'}" data-testid="history-health">
       <h3>History</h3>
       <p class="big">${g.history === 'ok' ? 'Recording' : g.history === 'disabled' ? 'Disabled' : 'Degraded'}</p>
-      <p>${g.historyError ?? (g.history === 'ok' ? 'SQLite writes succeed' : '')}</p>
+      <p>${g.historyError ?? (g.history === 'ok' ? `${g.historyBackend === 'postgres' ? "PostgreSQL (the fleet's)" : 'SQLite'} writes succeed` : '')}</p>
     </div>
     <div class="card ${certLeft !== null && certLeft < 3 * DAY_MS ? 'bad' : 'good'}">
       <h3>Certificate</h3>
@@ -78,6 +78,9 @@ export function NowView({ live, ask }: { live: LiveState; ask: (a: PendingAction
   if (o === null) return html`<p class="muted">Waiting for the first snapshot…</p>`;
   const now = Date.parse(o.at);
   return html`<div class="view">
+    ${o.gateway.fleet
+      ? html`<p class="muted" data-testid="fleet-scope">This page shows gateway ${o.gateway.id}'s own users' rates and sessions; the fleet's sessions: <code>quicgate sessions list</code> (GET /api/sessions).</p>`
+      : null}
     <${Health} o=${o} />
     <section aria-labelledby="users-h">
       <h2 id="users-h">Users</h2>
