@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -66,5 +68,32 @@ describe('docs/config.md', () => {
   ] as const)('documents every %s key', async (_, schema) => {
     const missing = keyPaths(schema).filter((p) => !doc.includes(`\`${p}\``));
     expect(missing).toEqual([]);
+  });
+});
+
+describe('docs/fleet.md', () => {
+  it('the three-gateway config loads for gw1, gw2 and gw3 (the same file but gateway_id and listen address)', async () => {
+    const doc = readFileSync(root('docs/fleet.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('## Running three gateways'), doc.indexOf("## A user's rate, shared"));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(yaml).toBeDefined();
+    const dir = mkdtempSync(join(tmpdir(), 'qg-fleet-doc-'));
+    try {
+      for (const n of [1, 2, 3]) {
+        const file = join(dir, `gw${n}.yaml`);
+        writeFileSync(
+          file,
+          yaml!
+            .replace('/etc/quicgate/users.yaml', root('config/users.example.yaml'))
+            .replace('gateway_id: gw1', `gateway_id: gw${n}`)
+            .replace('203.0.113.1', `203.0.113.${n}`),
+        );
+        const c = await loadServerConfig(file);
+        expect(c).toMatchObject({ gatewayId: `gw${n}`, history: { backend: 'postgres' }, limits: { maxSessionsPerUser: 2 } });
+        expect(c.fleet).toMatchObject({ redisUrl: 'redis://10.0.0.5:6379/0', sessionLeaseMs: 15_000, fallbackShare: 0.5 });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
