@@ -8,7 +8,6 @@
  *   WebTransportConnection -> onConnection handler.
  */
 import { randomBytes } from 'node:crypto';
-import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { SERVER_DEFAULTS } from '../config/defaults.js';
 import type { ConnectionLimits } from '../config/types.js';
@@ -237,9 +236,6 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   const nodeServer = findNodeHttp2Server(h2);
   if (nodeServer === null) throw new QuicgateError('QG_ERR_LISTEN', 'the WebTransport library has no node:http2 server where expected (internals changed)');
   guard.attach(nodeServer);
-  // Tunnel packets are whole units: Nagle would hold a small one (a ping reply) behind unacknowledged data.
-  // (Set on the raw TCP socket: node:http2's session.socket refuses setNoDelay.)
-  nodeServer.on('connection', (socket: Socket) => socket.setNoDelay(true));
   try {
     await h2.ready;
   } catch (err) {
