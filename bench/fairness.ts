@@ -18,7 +18,7 @@
  *           Printed: each flow's IP rate / uplink (goal: TCP >= 0.25) and the client's send-side drops.
  *           A/B: CLIENT_SEND=fifo (bench/lib/bed.ts).
  * Printed (receiver side, after the first 2 s): each flow's IP rate / L (goal >= 0.25), their total with the
- * TCP ACKs (estimated: one 52-byte ACK per two 1400-byte segments; goal within +-3 %), the ping median vs idle
+ * TCP ACKs (estimated: one 52-byte ACK per two full segments; goal within +-3 %), the ping median vs idle
  * (goal <= +10 ms; p95 shown), each of the 8 flows x 8 (goal 1 +- 0.25), bob's rate / his limit (goal 0.9..1.05);
  * then all cases side by side (a column per transport) and the misses per transport.
  * Bounded: about 2 x (DUR + 2) s per transport, limit and shaping, plus client restarts.
@@ -27,7 +27,7 @@ import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TunnelTransport } from '../test/e2e/helpers/quicgate.js';
 import { dropDelta, GW4, runBench, Verdicts, type BenchBed } from './lib/bed.js';
-import { iperfJson, median, output, pingRtts, quantile, receiverIntervals, type IperfJson } from './lib/measure.js';
+import { ackShare, iperfJson, median, output, pingRtts, quantile, receiverIntervals, tcpIpPerPayload, type IperfJson } from './lib/measure.js';
 import { parseTransports, roundOrder, SideBySide } from './lib/per-transport.js';
 
 const LIMITS = (process.env.LIMITS ?? '3.3 37 230').split(/\s+/).filter(Boolean).map(Number);
@@ -38,11 +38,8 @@ const BOB_MBIT = Number(process.env.BOB_MBIT ?? 5);
 const MAX_TIME = Number(process.env.MAX_TIME ?? 900);
 /** Seconds of each run left out (TCP slow start, the UDP stream's first burst). */
 const SKIP = 2;
-/** IP bytes per payload byte: TCP over MTU 1400 with timestamps, UDP with -l 1200. */
-const TCP_IP = 1400 / 1348;
+/** IP bytes per payload byte of UDP with -l 1200 (TCP: tcpIpPerPayload of the session's MTU). */
 const UDP_IP = 1228 / 1200;
-/** ACKs of a TCP flow in the other direction, charged to the same bucket: 52 bytes per two 1400-byte segments. */
-const ACK_SHARE = 52 / 2800;
 /** alice#1's underlay rate for the uplink case (Mbit/s); 0: no uplink case. */
 const UPLINK_MBIT = Number(process.env.UPLINK_MBIT ?? 0);
 
@@ -63,8 +60,8 @@ function steadyRate(j: IperfJson | undefined, reverse: boolean): number {
 }
 
 /** bob's rate / his limit and its verdict. */
-function bobRatio(j: IperfJson | undefined): { text: string; cell: string } {
-  const ratio = (steadyRate(j, false) / (BOB_MBIT * 1e6)) * TCP_IP;
+function bobRatio(j: IperfJson | undefined, mtu: number): { text: string; cell: string } {
+  const ratio = (steadyRate(j, false) / (BOB_MBIT * 1e6)) * tcpIpPerPayload(mtu);
   const v = verdict(ratio > 0.9 && ratio < 1.05);
   return { text: `bob ${ratio.toFixed(3)} [${v}]`, cell: `bob ${ratio.toFixed(3)} ${v}` };
 }
@@ -76,6 +73,7 @@ function row(limit: number, shaping: string, name: string): string {
 
 async function mix(bed: BenchBed, transport: string, limit: number, shaping: string, idleMedian: number): Promise<void> {
   const L = limit * 1e6;
+  const tcpIp = tcpIpPerPayload(bed.mtu);
   const drops0 = await bed.drops();
   const up = iperf(bed, bed.nsA1, 5301, []);
   const udp = iperf(bed, bed.nsA1, 5302, ['-u', '-b', `${0.5 * limit}M`, '-l', '1200']);
@@ -84,8 +82,8 @@ async function mix(bed: BenchBed, transport: string, limit: number, shaping: str
   await sleep(SKIP * 1000);
   const pings = output(bed.topo, bed.nsA1, 'ping', ['-n', '-i', '0.2', '-c', String(Math.floor((DUR - SKIP - 0.5) / 0.2)), '-W', '2', GW4]);
   const [ju, jd, jp, jb] = await Promise.all([up, udp, down, bob]);
-  const shares = [steadyRate(ju, false) * TCP_IP, steadyRate(jd, false) * UDP_IP, steadyRate(jp, true) * TCP_IP].map((r) => r / L);
-  const acks = (shares[0]! + shares[2]!) * ACK_SHARE;
+  const shares = [steadyRate(ju, false) * tcpIp, steadyRate(jd, false) * UDP_IP, steadyRate(jp, true) * tcpIp].map((r) => r / L);
+  const acks = (shares[0]! + shares[2]!) * ackShare(bed.mtu);
   const total = shares.reduce((a, b) => a + b, 0) + acks;
   const rtts = pingRtts(await pings);
   const med = median(rtts);
@@ -93,7 +91,7 @@ async function mix(bed: BenchBed, transport: string, limit: number, shaping: str
   const vShares = verdict(shares.every((s) => s >= 0.25));
   const vTotal = verdict(Math.abs(total - 1) <= 0.03);
   const vPing = verdict(med - idleMedian <= 10);
-  const b = bobRatio(jb);
+  const b = bobRatio(jb, bed.mtu);
   console.log(
     `${transport.padEnd(4)} ${row(limit, shaping, 'mix  ')} tcp_up ${shares[0]!.toFixed(3)} udp ${shares[1]!.toFixed(3)} (sent ${(((jd?.end.sum?.bits_per_second ?? NaN) * UDP_IP) / L).toFixed(3)}) tcp_down ${shares[2]!.toFixed(3)} [${vShares}]` +
       `  total ${total.toFixed(3)} (acks ~${acks.toFixed(3)}) [${vTotal}]` +
@@ -115,7 +113,7 @@ async function uplink(bed: BenchBed, transport: string, limit: number, shaping: 
     const up = iperf(bed, bed.nsA1, 5301, []);
     const udp = iperf(bed, bed.nsA1, 5302, ['-u', '-b', `${UPLINK_MBIT}M`, '-l', '1200']);
     const [ju, jd] = await Promise.all([up, udp]);
-    const tcp = (steadyRate(ju, false) * TCP_IP) / U;
+    const tcp = (steadyRate(ju, false) * tcpIpPerPayload(bed.mtu)) / U;
     const u = (steadyRate(jd, false) * UDP_IP) / U;
     const v = verdict(tcp >= 0.25);
     console.log(`${transport.padEnd(4)} ${row(limit, shaping, 'uplink')} ${UPLINK_MBIT} Mbit/s: tcp_up ${tcp.toFixed(3)} [${v}] udp ${u.toFixed(3)} of the uplink`);
@@ -131,16 +129,16 @@ async function tcp8(bed: BenchBed, transport: string, limit: number, shaping: st
   const bob = iperf(bed, bed.nsB, 5304, []);
   const [j, jb] = await Promise.all([eight, bob]);
   // Per stream: the client is the receiver with -R; whole-run means (the streams start together).
-  const streams = (j?.end.streams ?? []).map((s) => ((s.receiver?.bits_per_second ?? NaN) * TCP_IP) / L);
+  const streams = (j?.end.streams ?? []).map((s) => ((s.receiver?.bits_per_second ?? NaN) * tcpIpPerPayload(bed.mtu)) / L);
   const sum = streams.reduce((a, b) => a + b, 0);
   const each = streams.map((s) => (s / sum) * 8);
   const v = verdict(streams.length === 8 && each.every((x) => Math.abs(x - 1) <= 0.25));
-  const b = bobRatio(jb);
+  const b = bobRatio(jb, bed.mtu);
   console.log(
-    `${transport.padEnd(4)} ${row(limit, shaping, 'tcp8 ')} each x8 ${each.map((x) => x.toFixed(2)).join(' ')} [${v}]  total ${(sum * (1 + ACK_SHARE)).toFixed(3)} (whole run, with slow start)  ${b.text}`,
+    `${transport.padEnd(4)} ${row(limit, shaping, 'tcp8 ')} each x8 ${each.map((x) => x.toFixed(2)).join(' ')} [${v}]  total ${(sum * (1 + ackShare(bed.mtu))).toFixed(3)} (whole run, with slow start)  ${b.text}`,
   );
   const range = each.length === 0 ? 'no streams' : `${Math.min(...each).toFixed(2)}-${Math.max(...each).toFixed(2)}`;
-  table.set(row(limit, shaping, 'tcp8 (each x8; total)'), transport, `${range} ${v}; ${(sum * (1 + ACK_SHARE)).toFixed(3)}; ${b.cell}`);
+  table.set(row(limit, shaping, 'tcp8 (each x8; total)'), transport, `${range} ${v}; ${(sum * (1 + ackShare(bed.mtu))).toFixed(3)}; ${b.cell}`);
 }
 
 runBench(
@@ -166,7 +164,7 @@ runBench(
       const rtt = median(pingRtts((await bed.topo.exec(bed.nsA1, 'ping', ['-n', '-i', '0.2', '-c', '10', GW4])).stdout));
       // The first idle figure of a transport is its baseline for the whole run (a restart does not move it).
       if (!idle.has(transport)) idle.set(transport, rtt);
-      console.log(`# clients on ${transport}: idle ping alice#1 median ${rtt.toFixed(2)} ms`);
+      console.log(`# clients on ${transport}: tunnel MTU ${bed.mtu}, idle ping alice#1 median ${rtt.toFixed(2)} ms`);
     };
     let round = 0;
     for (const limit of LIMITS) {

@@ -22,7 +22,7 @@
 import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GW4, runBench, Verdicts, type BenchBed } from './lib/bed.js';
-import { iperfJson, median, output, pingRtts, quantile, receiverIntervals, receiverRate, type IperfJson } from './lib/measure.js';
+import { iperfJson, median, output, pingRtts, quantile, receiverIntervals, receiverRate, tcpIpPerPayload, type IperfJson } from './lib/measure.js';
 import { parseTransports, roundOrder, SideBySide } from './lib/per-transport.js';
 
 const LIMITS = (process.env.LIMITS ?? '1 10 100').split(/\s+/).filter(Boolean).map(Number);
@@ -86,14 +86,14 @@ async function runCase(bed: BenchBed, transport: string, limit: number, name: (t
     const bj = await bobIperf;
     const brate = receiverRate(bj, false, false);
     const brtt = pingRtts(await bobPing);
-    const ratio = (brate / (BOB_MBIT * 1e6)) * (1400 / 1348);
+    const ratio = (brate / (BOB_MBIT * 1e6)) * tcpIpPerPayload(bed.mtu);
     const v = verdict(ratio > 0.9 && ratio < 1.05);
     bobText = `  | bob: rate/limit ${ratio.toFixed(3)} [${v}], ping median ${median(brtt).toFixed(2)} ms max ${Math.max(...brtt).toFixed(1)} ms`;
     bobCell = `; bob ${ratio.toFixed(3)} ${v}`;
   }
-  // The bucket counts IP bytes (both directions); iperf3 counts payload. IP/payload: TCP over MTU 1400 with
-  // timestamps 1400/1348, UDP -l 1200: 1228/1200. Judged on the IP rate; the payload ratio is shown too.
-  const ipScale = udp ? 1228 / 1200 : 1400 / 1348;
+  // The bucket counts IP bytes (both directions); iperf3 counts payload. IP/payload: TCP over the session's MTU
+  // with timestamps (1400/1348 at 1400), UDP -l 1200: 1228/1200. Judged on the IP rate; the payload ratio is shown too.
+  const ipScale = udp ? 1228 / 1200 : tcpIpPerPayload(bed.mtu);
   const goodput = rate / L;
   const ratio = goodput * ipScale;
   const worst = (winMax / L) * ipScale;
@@ -144,7 +144,7 @@ runBench(
       for (const transport of roundOrder(TRANSPORTS, round)) {
         if (await bed.useTransport(transport)) {
           const idle = pingRtts((await bed.topo.exec(bed.nsA1, 'ping', ['-n', '-i', '0.1', '-c', '10', GW4])).stdout);
-          console.log(`# clients on ${transport}: idle ping alice#1 median ${median(idle).toFixed(2)} ms`);
+          console.log(`# clients on ${transport}: tunnel MTU ${bed.mtu}, idle ping alice#1 median ${median(idle).toFixed(2)} ms`);
         }
         for (const name of CASES) await runCase(bed, transport, limit, name);
         console.log(`#   load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);

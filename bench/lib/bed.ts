@@ -37,6 +37,8 @@ export interface BenchBed {
   useTransport(transport: ClientTransport): Promise<boolean>;
   /** The transport the clients are on (undefined before useTransport and after stopClients). */
   readonly transport: ClientTransport | undefined;
+  /** alice#1's IPv4 tunnel MTU on that transport (from its "tunnel up"; NaN before useTransport). */
+  readonly mtu: number;
   /** SIGTERM to the clients and wait until they exited (their profiles written); prints their send-side drops. */
   stopClients(): Promise<void>;
   /** The gateway's drop counters by reason (quicgate_drops_total, from the admin API's /metrics). */
@@ -165,6 +167,7 @@ ${yaml.trim()}`));
         await sleep(300);
       },
       transport: undefined,
+      mtu: NaN,
       async useTransport(transport) {
         if (this.transport === transport) return false;
         await this.stopClients();
@@ -179,7 +182,8 @@ ${yaml.trim()}`));
         });
         running = clients;
         this.transport = transport;
-        await Promise.all(clients.map((c) => c.waitForMsg('tunnel up')));
+        const [up] = await Promise.all(clients.map((c) => c.waitForMsg('tunnel up')));
+        this.mtu = Number((up as unknown as { ipv4Mtu?: number }).ipv4Mtu);
         await sleep(500);
         return true;
       },
