@@ -12,7 +12,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { removeStaleNamespaces, requireNetnsSupport, Topology } from '../../test/e2e/helpers/netns.js';
-import { BIN, GatewayFiles, QuicgateProcess, startGateway, stopTestbed, type ClientTransport } from '../../test/e2e/helpers/quicgate.js';
+import { BIN, GatewayFiles, QuicgateProcess, startGateway, stopTestbed, withTransports, type ClientTransport, type TunnelTransport } from '../../test/e2e/helpers/quicgate.js';
 
 /** The gateway's tunnel address (tunnel 198.18.0.0/15; the underlay 192.0.2.0/24 is the e2e Topology's). */
 export const GW4 = '198.18.0.1';
@@ -26,14 +26,21 @@ export interface BenchBed {
   readonly nsB: string;
   /** alice's limit (Mbit/s) into the users file (bob stays at BOB_MBIT); takes effect with reload(). */
   setAlice(aliceMbit: number): Promise<void>;
-  /** The server file: `yaml` (listen, tunnel, history off are added); takes effect with reload(). */
+  /** The server file: `yaml` (listen, tunnel, history off, the transports' listeners are added); takes effect with reload(). */
   setServer(yaml: string): void;
   /** SIGHUP, wait for the gateway's "config reloaded", then 300 ms for the sessions to take it. */
   reload(): Promise<void>;
-  /** alice#1, alice#2 and bob connected over `transport`, each "tunnel up". */
-  startClients(transport: ClientTransport): Promise<QuicgateProcess[]>;
-  /** SIGTERM to the clients and wait until they exited (their profiles written). */
-  stopClients(clients: readonly QuicgateProcess[]): Promise<void>;
+  /**
+   * alice#1, alice#2 and bob connected over `transport`, each "tunnel up": the clients of another transport are
+   * stopped first (stopClients). Resolves true when it (re)started them, false when they were on it already.
+   */
+  useTransport(transport: ClientTransport): Promise<boolean>;
+  /** The transport the clients are on (undefined before useTransport and after stopClients). */
+  readonly transport: ClientTransport | undefined;
+  /** alice#1's IPv4 tunnel MTU on that transport (from its "tunnel up"; NaN before useTransport). */
+  readonly mtu: number;
+  /** SIGTERM to the clients and wait until they exited (their profiles written); prints their send-side drops. */
+  stopClients(): Promise<void>;
   /** The gateway's drop counters by reason (quicgate_drops_total, from the admin API's /metrics). */
   drops(): Promise<Record<string, number>>;
 }
@@ -54,15 +61,24 @@ function nodeArgs(name: string): string[] {
   return (process.env[name] ?? '').split(/\s+/).filter(Boolean);
 }
 
-/** Counts missed goals over a bench run. */
+/** Counts missed goals over a bench run, in all and per label (a transport). */
 export class Verdicts {
   misses = 0;
-  verdict(ok: boolean): string {
+  private readonly byLabel = new Map<string, { goals: number; misses: number }>();
+  verdict(ok: boolean, label?: string): string {
     if (!ok) this.misses++;
+    if (label !== undefined) {
+      const counts = this.byLabel.get(label) ?? { goals: 0, misses: 0 };
+      counts.goals++;
+      if (!ok) counts.misses++;
+      this.byLabel.set(label, counts);
+    }
     return ok ? 'PASS' : 'MISS';
   }
   summary(t0: number): string {
-    return `# ${this.misses === 0 ? 'all goals met' : `${this.misses} goal(s) missed`}; ${((Date.now() - t0) / 1000).toFixed(0)} s`;
+    const labels = [...this.byLabel].map(([label, c]) => `${label} ${c.misses} of ${c.goals}`);
+    const per = labels.length === 0 ? '' : ` (missed per transport: ${labels.join(', ')})`;
+    return `# ${this.misses === 0 ? 'all goals met' : `${this.misses} goal(s) missed`}${per}; ${((Date.now() - t0) / 1000).toFixed(0)} s`;
   }
 }
 
@@ -72,7 +88,15 @@ export class Verdicts {
  */
 export function runBench(
   name: string,
-  options: { readonly maxTimeS: number; readonly bobMbit: number; readonly firstAliceMbit: number; readonly serverYaml: string; readonly iperfPorts: readonly number[] },
+  options: {
+    readonly maxTimeS: number;
+    readonly bobMbit: number;
+    readonly firstAliceMbit: number;
+    readonly serverYaml: string;
+    readonly iperfPorts: readonly number[];
+    /** The transports the clients will use (the gateway serves quic and h2 by default; h3 turns quic off). */
+    readonly transports: readonly TunnelTransport[];
+  },
   body: (bed: BenchBed) => Promise<void>,
 ): void {
   if (process.getuid?.() !== 0) {
@@ -106,15 +130,16 @@ export function runBench(
         { name: 'alice', password: 'alice-pw', bandwidth: `${aliceMbit} Mbit/s`, maxSessions: 2 },
         { name: 'bob', password: 'bob-pw', bandwidth: `${options.bobMbit} Mbit/s` },
       ]);
+    const listeners = (yaml: string): string => (options.transports.includes('h3') ? withTransports(yaml, 'h3') : yaml);
     const setServer = (yaml: string): void =>
-      f.writeServer(`listen: { address: 192.0.2.1, port: 4433 }
+      f.writeServer(listeners(`listen: { address: 192.0.2.1, port: 4433 }
 tunnel:
   ipv4: { network: 198.18.0.0/15, gateway: ${GW4} }
   ipv6: null
 log_level: info
 history: { enabled: false }
 admin: { token: ${ADMIN_TOKEN} }
-${yaml.trim()}`);
+${yaml.trim()}`));
     await setAlice(options.firstAliceMbit);
     setServer(options.serverYaml);
     const gw = startGateway(t, f, { nodeArgs: nodeArgs('GW_NODE_ARGS') });
@@ -125,7 +150,8 @@ ${yaml.trim()}`);
       server.stdout!.resume();
       server.stderr!.resume();
     }
-    const bed: BenchBed = {
+    let running: QuicgateProcess[] = [];
+    const bed: { -readonly [K in keyof BenchBed]: BenchBed[K] } = {
       topo: t,
       files: f,
       gateway: gw,
@@ -140,7 +166,11 @@ ${yaml.trim()}`);
         await gw.waitForMsg('config reloaded', 10_000, mark);
         await sleep(300);
       },
-      async startClients(transport) {
+      transport: undefined,
+      mtu: NaN,
+      async useTransport(transport) {
+        if (this.transport === transport) return false;
+        await this.stopClients();
         const clients = ([
           [nsA1, 'alice', 'alice1'],
           [nsA2, 'alice', 'alice2'],
@@ -148,11 +178,14 @@ ${yaml.trim()}`);
         ] as const).map(([ns, user, label]) => {
           const config = f.clientConfig(`${label}-${transport}`, user, `${user}-pw`, { transport });
           const env = process.env.CLIENT_SEND === 'fifo' ? { QUICGATE_CLIENT_SEND_FIFO: '1' } : {};
-          return new QuicgateProcess(t.spawn(ns, process.execPath, [...nodeArgs('CLIENT_NODE_ARGS'), BIN, 'client', '--config', config], env), label);
+          return new QuicgateProcess(t.spawn(ns, process.execPath, [...nodeArgs('CLIENT_NODE_ARGS'), BIN, 'client', '--config', config], env), `${label}/${transport}`);
         });
-        await Promise.all(clients.map((c) => c.waitForMsg('tunnel up')));
+        running = clients;
+        this.transport = transport;
+        const [up] = await Promise.all(clients.map((c) => c.waitForMsg('tunnel up')));
+        this.mtu = Number((up as unknown as { ipv4Mtu?: number }).ipv4Mtu);
         await sleep(500);
-        return clients;
+        return true;
       },
       async drops() {
         const text = (await t.exec(t.server, 'curl', ['-s', '-H', `Authorization: Bearer ${ADMIN_TOKEN}`, 'http://127.0.0.1:9090/metrics'])).stdout;
@@ -160,7 +193,11 @@ ${yaml.trim()}`);
         for (const m of text.matchAll(/^quicgate_drops_total\{reason="([a-z_]+)"\} ([0-9.e+]+)$/gm)) out[m[1]!] = Number(m[2]);
         return out;
       },
-      async stopClients(clients) {
+      async stopClients() {
+        const clients = running;
+        running = [];
+        this.transport = undefined;
+        if (clients.length === 0) return;
         for (const c of clients) c.signal('SIGTERM');
         await Promise.all(clients.map((c) => c.exited));
         for (const c of clients) {
@@ -173,6 +210,7 @@ ${yaml.trim()}`);
       },
     };
     await body(bed);
+    await bed.stopClients();
     // The gateway ends by SIGTERM before the namespaces go, so a --cpu-prof profile is written.
     gw.signal('SIGTERM');
     await Promise.race([gw.exited, sleep(5000)]);

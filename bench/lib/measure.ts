@@ -82,3 +82,19 @@ export function quantile(values: readonly number[], q: number): number {
 export function pingRtts(text: string): number[] {
   return [...text.matchAll(/time=([0-9.]+) ms/g)].map((m) => Number(m[1]));
 }
+
+/** IPv4 + TCP headers with timestamps (20 + 20 + 12): what a full-size TCP segment carries besides payload. */
+const TCP_HEADERS = 52;
+
+/**
+ * IP bytes per iperf3 payload byte of a bulk TCP flow over a tunnel of `mtu` (full-size segments): what the
+ * bucket counts (IP bytes) against what iperf3 reports (payload).
+ */
+export function tcpIpPerPayload(mtu: number): number {
+  return mtu / (mtu - TCP_HEADERS);
+}
+
+/** The reverse direction's ACKs of a bulk TCP flow per IP byte of its data: one 52-byte ACK per two segments. */
+export function ackShare(mtu: number): number {
+  return TCP_HEADERS / (2 * mtu);
+}
