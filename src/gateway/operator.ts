@@ -14,6 +14,7 @@ import type { ReloadResult } from '../admin/backend.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { ServerConfig } from '../config/types.js';
+import { LostGatewayHistory } from '../fleet/lost-gateway-history.js';
 import { FleetQuotaCounter } from '../fleet/quota-counter.js';
 import { HistoryStore } from '../history/index.js';
 import { MetricsExporter, type MetricsExporterOptions } from '../metrics/exporter.js';
@@ -88,16 +89,8 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
     shared: fleet === null ? null : new FleetQuotaCounter({ redis: fleet.redis, gatewayId: fleet.gatewayId, logger }),
   });
   // A gateway whose lease expired left its history rows open: the one gateway that reaped it closes them.
-  const offGatewayLost =
-    fleet?.onGatewayLost(async (id) => {
-      if (history === null) return;
-      try {
-        const closed = await history.closeOpenSessions(id, 'crash', clock.wallNow());
-        logger.info({ gateway: id, closed }, "fleet: lost gateway's open history sessions closed as crash");
-      } catch (err) {
-        logger.warn({ gateway: id, err: err instanceof Error ? err.message : String(err) }, "fleet: lost gateway's open history sessions not closed");
-      }
-    }) ?? (() => undefined);
+  const lostHistory = fleet === null || history === null ? null : new LostGatewayHistory({ history, clock, logger });
+  const offGatewayLost = lostHistory === null ? () => undefined : fleet!.onGatewayLost((id) => lostHistory.lost(id));
   gateway.sessions.setAdmissionCheck(quota.admissionCheck);
   quota.start();
 
@@ -136,6 +129,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
     // A configured admin API that cannot listen (port taken) is a startup error, not something to hide.
     gateway.sessions.setAdmissionCheck(null);
     offGatewayLost();
+    lostHistory?.stop();
     quota.stop();
     metrics.close();
     backend.close();
@@ -157,6 +151,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
         // Sessions end while the recorder still listens, so every end reaches the history before it closes.
         await gateway.stop('server_shutdown');
         offGatewayLost();
+        lostHistory?.stop();
         quota.stop();
         metrics.close();
         backend.close();

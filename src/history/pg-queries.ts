@@ -129,7 +129,7 @@ export async function closeOpenSessions(db: Queryable, gatewayId: string, reason
     `UPDATE sessions SET status = 'closed', close_reason = $2,
        ended_at = LEAST(updated_at, COALESCE($3::bigint, updated_at)),
        duration_ms = GREATEST(0, LEAST(updated_at, COALESCE($3::bigint, updated_at)) - started_at)
-     WHERE status = 'open' AND gateway_id = $1`,
+     WHERE status = 'open' AND gateway_id = $1 AND ($3::bigint IS NULL OR started_at <= $3::bigint)`,
     [gatewayId, reason, endedAtMs],
   );
   return rowCount ?? 0;

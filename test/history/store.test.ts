@@ -208,6 +208,14 @@ describe.each(BACKENDS)('HistoryStore on %s', (backend) => {
     dead.store.setSnapshotProvider(null);
     expect(await alive.store.closeOpenSessions('gw-dead', 'crash', clock.wallNow() - 500)).toBe(1);
     expect((await alive.store.recentSessions({ limit: 10, gatewayId: 'gw-dead', user: 'alice' })).find((r) => r.id === 'd3')).toMatchObject({ endedAt: clock.wallNow() - 500 });
+    // A late close (retried while the store was down) leaves rows started after the loss was found: those are a
+    // restarted gateway's, under the same id.
+    const foundAt = clock.wallNow();
+    clock.advance(1000);
+    dead.store.recordStart(startRecord('d4', 'alice', clock.wallNow()));
+    await dead.store.flush();
+    expect(await alive.store.closeOpenSessions('gw-dead', 'crash', foundAt)).toBe(0);
+    expect((await alive.store.recentSessions({ limit: 10, gatewayId: 'gw-dead' })).find((r) => r.id === 'd4')).toMatchObject({ status: 'open' });
     let caught: unknown;
     try {
       await alive.store.closeOpenSessions('gw-alive', 'crash', clock.wallNow());
