@@ -476,6 +476,7 @@ export class GatewayBackend implements AdminBackend {
       historyPending: health?.pending ?? 0,
       connections: this.gateway.connectionStats,
       historyDropped: health?.dropped ?? 0,
+      historyWorkerRestarts: health?.workerRestarts ?? 0,
       fleetSessions: this.fleetMetrics(),
     };
   }

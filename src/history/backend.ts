@@ -9,6 +9,10 @@ export interface HistoryBackend {
   readonly location: string;
   /** Other gateways write to the same database: quota totals are read back after every write. */
   readonly shared: boolean;
+  /** Times the backend's worker was started again after it was lost (SQLite's thread; PostgreSQL has none: 0). */
+  readonly restarts: number;
+  /** Why the backend takes no requests right now (its worker lost, being restarted), or null when it does. */
+  readonly unavailable: string | null;
   /** Answers one request; rejects (QG_ERR_HISTORY) when it fails or takes longer than timeoutMs of real time. */
   call<K extends RequestKind>(kind: K, req: Requests[K]['req'], timeoutMs: number | null): Promise<Requests[K]['res']>;
   /** Releases the backend (thread, connections) within about timeoutMs; calls still waiting reject QG_ERR_CLOSED. */

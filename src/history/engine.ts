@@ -20,6 +20,7 @@ import {
   type FileIdentity,
 } from './db.js';
 import type { HistoryStartupEvent } from './records.js';
+import { adoptOpenSessions } from './resume.js';
 import type { SqliteDatabase } from './sqlite.js';
 import { BatchStatements, LiveSessions, singleParts, writeBatch, type Batch } from './writer.js';
 
@@ -54,19 +55,25 @@ export class HistoryEngine {
   constructor(private readonly opts: EngineOptions) {}
 
   /** Startup open: quick_check, migrations, sessions left open by a crash closed. Throws QG_ERR_HISTORY. */
-  open(wallNowMs: number): HistoryStartupEvent[] {
+  open(wallNowMs: number, recoverCrashed = true): HistoryStartupEvent[] {
     const opened = openHistoryDatabase({
       file: this.opts.file,
       wallNowMs,
       logger: this.opts.logger,
       busyTimeoutMs: this.opts.busyTimeoutMs,
       quickCheck: true,
-      recoverCrashed: true,
+      recoverCrashed,
       gatewayId: this.opts.gatewayId,
     });
     this.conn = { ...opened, statements: new BatchStatements(opened.db, this.opts.gatewayId) };
     this.lastIdentity = opened.identity;
     return opened.events;
+  }
+
+  /** A restarted worker's open (see resume.ts): this gateway's sessions open in the file are this run's, taken over. */
+  resume(wallNowMs: number): { events: HistoryStartupEvent[]; liveSessions: number } {
+    const events = this.open(wallNowMs, false);
+    return { events, liveSessions: adoptOpenSessions(this.db(wallNowMs), this.opts.gatewayId, this.live) };
   }
 
   /**

@@ -46,6 +46,9 @@ const CHAINED: ReadonlySet<RequestKind> = new Set(['open', 'write', 'retention',
 export class PostgresBackend implements HistoryBackend {
   readonly location: string;
   readonly shared = true;
+  /** On this thread: no worker to lose. A lost connection is a failed request; the pool opens a new one. */
+  readonly restarts = 0;
+  readonly unavailable = null;
   private readonly pool: pg.Pool;
   private readonly gatewayId: string;
   private readonly logger: Logger;

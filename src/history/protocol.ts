@@ -57,7 +57,16 @@ export interface Requests {
 }
 export type RequestKind = keyof Requests;
 
-export type ToWorker = { [K in RequestKind]: { readonly id: number; readonly kind: K; readonly req: Requests[K]['req'] } }[RequestKind];
+/** What only the SQLite worker thread does, besides Requests (worker-backend.ts sends it, nobody else). */
+export interface WorkerRequests extends Requests {
+  /** A restarted thread's open (resume.ts): no crash recovery; this gateway's open rows become its live sessions. */
+  resume: { req: { wallNowMs: number }; res: { events: HistoryStartupEvent[]; liveSessions: number } };
+}
+export type WorkerRequestKind = keyof WorkerRequests;
+
+export type ToWorker = {
+  [K in WorkerRequestKind]: { readonly id: number; readonly kind: K; readonly req: WorkerRequests[K]['req'] };
+}[WorkerRequestKind];
 
 export interface WireError {
   /** QuicgateError code (QG_ERR_*), or null. */

@@ -66,6 +66,8 @@ export interface HistoryHealth {
   readonly pending: number;
   /** Records dropped since start because the queue was full (or the store closed, or the database refused one). */
   readonly dropped: number;
+  /** Times the SQLite worker thread was started again after it was lost (a crash, out of memory, terminated). */
+  readonly workerRestarts: number;
 }
 
 export type HistoryStartupEvent =

@@ -68,6 +68,8 @@ export interface HistoryStoreOptions {
   readonly queryTimeoutMs?: number;
   /** Called after each committed write (for metrics). */
   readonly onFlush?: (report: FlushReport) => void;
+  /** SQLite: delay before restarting a lost worker thread (doubling up to maxMs). Default 1 s .. 60 s. */
+  readonly workerRestart?: { readonly initialMs: number; readonly maxMs: number };
 }
 
 const DEFAULT_RETRY = { initialMs: 1_000, maxMs: 60_000 };
@@ -92,7 +94,8 @@ export class HistoryStore {
   private readonly retentionIntervalMs: number;
   private readonly onFlush: ((report: FlushReport) => void) | undefined;
 
-  private readonly backend: HistoryBackend;
+  /** Where requests go (exposed for tests that kill the SQLite worker thread). */
+  readonly backend: HistoryBackend;
 
   private events: readonly HistoryStartupEvent[] = [];
   private readonly queue: QueuedRecord[] = [];
@@ -171,10 +174,17 @@ export class HistoryStore {
         logLevel: this.logger.level,
         gatewayId: opts.gatewayId,
       };
-      this.backend = new WorkerBackend(init, opts.logger, (message) => {
-        if (this.closing !== null) return;
-        this.lastError = message;
-        this.logger.error({ err: message }, 'history worker gone; records are dropped and counted until a restart');
+      this.backend = new WorkerBackend({
+        init,
+        clock: opts.clock,
+        logger: opts.logger,
+        restartBackoff: opts.workerRestart,
+        resumeTimeoutMs: OPEN_TIMEOUT_MS,
+        // Records stay queued (bounded) while the thread is restarted; the supervisor logs the loss.
+        onLost: (message) => {
+          if (this.closing === null) this.lastError = message;
+        },
+        onBack: () => this.backendBack(),
       });
     }
     this.location = this.backend.location;
@@ -279,12 +289,14 @@ export class HistoryStore {
   health(): HistoryHealth {
     const stalledMs = this.stalledMs();
     const stalled = stalledMs !== null;
+    const unavailable = this.closing === null ? this.backend.unavailable : null;
     return {
-      ok: !this.closed && this.closing === null && !this.degraded && !stalled,
-      degraded: this.degraded || stalled,
-      lastError: stalled ? `a write has waited ${Math.round(stalledMs)} ms for the database (stalled)` : this.lastError,
+      ok: !this.closed && this.closing === null && !this.degraded && !stalled && unavailable === null,
+      degraded: this.degraded || stalled || unavailable !== null,
+      lastError: stalled ? `a write has waited ${Math.round(stalledMs)} ms for the database (stalled)` : (unavailable ?? this.lastError),
       pending: this.queue.length + this.pendingQuota.size + this.rejections.size,
       dropped: this.dropped,
+      workerRestarts: this.backend.restarts,
     };
   }
 
@@ -496,6 +508,14 @@ export class HistoryStore {
     this.retryTimer?.cancel();
     this.retryTimer = null;
     this.logger.info({ pending: this.queue.length, dropped: this.dropped }, 'history writes recovered');
+  }
+
+  /** The backend takes requests again (a restarted worker resumed): write now, not after the grown backoff. */
+  private backendBack(): void {
+    if (this.closing !== null) return;
+    this.retryTimer?.cancel();
+    this.retryTimer = null;
+    this.kick();
   }
 
   private failed(err: unknown): void {

@@ -2,12 +2,15 @@
  * The SQLite history's backend: requests go to the history worker thread (worker.ts → engine.ts) and come
  * back in order. SQLite is synchronous, so a slow disk, another process's lock or a WAL checkpoint blocks that
  * thread, never the event loop that forwards packets. The worker's log lines are re-emitted on our logger.
+ * A lost thread (crash, out of memory, terminated) is restarted by worker-supervisor.ts once the history has
+ * opened; the new thread resumes the file (resume.ts) before it takes requests again.
  */
-import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
 import { ErrorCodes, QuicgateError, type ErrorCode } from '../errors.js';
-import { errorText, withTimeout, type HistoryBackend } from './backend.js';
-import type { FromWorker, RequestKind, Requests, WireError, WorkerInit } from './protocol.js';
+import { withTimeout, type HistoryBackend } from './backend.js';
+import type { FromWorker, RequestKind, Requests, ToWorker, WireError, WorkerInit, WorkerRequestKind, WorkerRequests } from './protocol.js';
+import { WorkerSupervisor } from './worker-supervisor.js';
 
 interface Waiting {
   resolve(value: unknown): void;
@@ -15,33 +18,74 @@ interface Waiting {
   timer: NodeJS.Timeout | null;
 }
 
+export interface WorkerBackendOptions {
+  readonly init: WorkerInit;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Delay before restarting a lost thread (doubling up to maxMs). Default 1 s .. 60 s. */
+  readonly restartBackoff?: { readonly initialMs: number; readonly maxMs: number } | undefined;
+  /** Real time a restarted thread gets to resume the file (quick_check, migrations). */
+  readonly resumeTimeoutMs: number;
+  /** The thread was lost (a restart follows once the history is open); calls fail until it is back. */
+  readonly onLost: (message: string) => void;
+  /** A restarted thread resumed the file and takes requests again. */
+  readonly onBack: () => void;
+}
+
 export class WorkerBackend implements HistoryBackend {
   readonly location: string;
   readonly shared = false;
-  private readonly worker: Worker;
+  /** The thread and its restarts (exposed for tests that kill it). */
+  readonly supervisor: WorkerSupervisor;
   private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
-  private workerError: string | null = null;
-  private stopping = false;
 
-  /** onGone: the thread failed or exited on its own; every later call rejects with that message. */
-  constructor(
-    init: WorkerInit,
-    private readonly logger: Logger,
-    private readonly onGone: (message: string) => void,
-  ) {
-    this.location = init.file;
-    this.worker = startWorker(init);
-    this.worker.unref();
-    this.worker.on('message', (msg: FromWorker) => this.onMessage(msg));
-    this.worker.on('error', (err) => this.gone(`history worker failed: ${errorText(err)}`));
-    this.worker.on('exit', (code) => {
-      if (!this.stopping) this.gone(`history worker exited (code ${code})`);
+  constructor(private readonly opts: WorkerBackendOptions) {
+    this.location = opts.init.file;
+    this.supervisor = new WorkerSupervisor({
+      init: opts.init,
+      clock: opts.clock,
+      logger: opts.logger,
+      restartBackoff: opts.restartBackoff,
+      onMessage: (msg) => this.onMessage(msg),
+      onGone: (reason) => this.gone(reason),
+      onRestarted: () => this.resume(),
+      onUp: () => opts.onBack(),
     });
   }
 
+  get restarts(): number {
+    return this.supervisor.restarts;
+  }
+
+  get unavailable(): string | null {
+    const state = this.supervisor.state;
+    if (state === 'up') return null;
+    const loss = this.supervisor.lastLoss ?? 'history worker stopped';
+    return state === 'restarting' ? `${loss} (restarting)` : loss;
+  }
+
   call<K extends RequestKind>(kind: K, req: Requests[K]['req'], timeoutMs: number | null): Promise<Requests[K]['res']> {
-    if (this.workerError !== null) return Promise.reject(new QuicgateError('QG_ERR_HISTORY', this.workerError));
+    const unavailable = this.unavailable;
+    if (unavailable !== null) return Promise.reject(new QuicgateError('QG_ERR_HISTORY', unavailable));
+    // After 'close' the thread ends on its own: no loss to restart from.
+    if (kind === 'close') this.supervisor.retire();
+    const answer = this.send(kind, req, timeoutMs);
+    // Opened: from now on a lost thread has a database to resume, and is restarted.
+    if (kind === 'open') void answer.then(() => this.supervisor.supervise(), () => undefined);
+    return answer;
+  }
+
+  async stop(timeoutMs: number): Promise<void> {
+    await withTimeout(this.supervisor.stop(), timeoutMs);
+    for (const w of this.waiting.values()) {
+      if (w.timer !== null) clearTimeout(w.timer);
+      w.reject(new QuicgateError('QG_ERR_CLOSED', 'history store is closed'));
+    }
+    this.waiting.clear();
+  }
+
+  private send<K extends WorkerRequestKind>(kind: K, req: WorkerRequests[K]['req'], timeoutMs: number | null): Promise<WorkerRequests[K]['res']> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer =
@@ -54,19 +98,19 @@ export class WorkerBackend implements HistoryBackend {
       timer?.unref();
       this.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
       // Referenced while an answer is awaited, so a process does not exit with a write out.
-      if (this.waiting.size === 1) this.worker.ref();
-      this.worker.postMessage({ id, kind, req });
+      if (this.waiting.size === 1) this.supervisor.ref(true);
+      this.supervisor.post({ id, kind, req } as ToWorker);
     });
   }
 
-  async stop(timeoutMs: number): Promise<void> {
-    this.stopping = true;
-    await withTimeout(this.worker.terminate(), timeoutMs);
-    for (const w of this.waiting.values()) {
-      if (w.timer !== null) clearTimeout(w.timer);
-      w.reject(new QuicgateError('QG_ERR_CLOSED', 'history store is closed'));
-    }
-    this.waiting.clear();
+  /**
+   * What a start does, in a restarted thread: open (quick_check, migrations, a corrupt file moved aside), but
+   * no crash recovery, since this gateway's sessions still open in the file are its live ones: the engine
+   * takes them over with their written counters. The store's queued records go out with its next write.
+   */
+  private async resume(): Promise<void> {
+    const { events, liveSessions } = await this.send('resume', { wallNowMs: Math.trunc(this.opts.clock.wallNow()) }, this.opts.resumeTimeoutMs);
+    this.opts.logger.info({ events: events.map((e) => e.kind), liveSessions }, 'history worker resumed the database');
   }
 
   private settle(id: number): Waiting | undefined {
@@ -74,7 +118,7 @@ export class WorkerBackend implements HistoryBackend {
     if (w === undefined) return undefined;
     this.waiting.delete(id);
     if (w.timer !== null) clearTimeout(w.timer);
-    if (this.waiting.size === 0) this.worker.unref();
+    if (this.waiting.size === 0) this.supervisor.ref(false);
     return w;
   }
 
@@ -98,31 +142,20 @@ export class WorkerBackend implements HistoryBackend {
       return;
     }
     const { level, msg, time: _time, pid: _pid, hostname: _hostname, ...fields } = entry;
-    const label = typeof level === 'number' ? this.logger.levels.labels[level] : undefined;
-    const log = label === undefined ? undefined : (this.logger as unknown as Record<string, unknown>)[label];
-    if (typeof log === 'function') (log as (obj: object, msg: string) => void).call(this.logger, fields, String(msg ?? ''));
+    const logger = this.opts.logger;
+    const label = typeof level === 'number' ? logger.levels.labels[level] : undefined;
+    const log = label === undefined ? undefined : (logger as unknown as Record<string, unknown>)[label];
+    if (typeof log === 'function') (log as (obj: object, msg: string) => void).call(logger, fields, String(msg ?? ''));
   }
 
+  /** The thread is gone: answers awaited from it never come. */
   private gone(message: string): void {
-    if (this.workerError !== null) return;
-    this.workerError = message;
-    this.onGone(message);
     for (const [id, w] of [...this.waiting]) {
       this.settle(id);
       w.reject(new QuicgateError('QG_ERR_HISTORY', message));
     }
+    this.opts.onLost(message);
   }
-}
-
-/** Starts worker.js next to this module; from the TypeScript sources (tests, tsx) through tsx's loader. */
-function startWorker(init: WorkerInit): Worker {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./worker.js', here), { workerData: init });
-  const url = JSON.stringify(new URL('./worker.ts', here).href);
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${url}); })`, {
-    eval: true,
-    workerData: init,
-  });
 }
 
 function fromWire(e: WireError): Error {

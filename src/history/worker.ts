@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { QuicgateError } from '../errors.js';
 import { closeOpenSessions, describeError } from './db.js';
 import { HistoryEngine } from './engine.js';
-import type { FromWorker, Requests, ToWorker, WireError, WorkerInit } from './protocol.js';
+import type { FromWorker, ToWorker, WireError, WorkerInit, WorkerRequests } from './protocol.js';
 import { hourlySeries, recentRejections, recentSessions, searchSessions, userUsage, windowStats } from './queries.js';
 import { applyRetention } from './retention.js';
 
@@ -19,13 +19,14 @@ const post = (msg: FromWorker): void => port.postMessage(msg);
 const logger = pino({ level: init.logLevel }, { write: (line: string) => post({ log: line }) });
 const engine = new HistoryEngine({ file: init.file, dataDir: init.dataDir, busyTimeoutMs: init.busyTimeoutMs, logger, gatewayId: init.gatewayId });
 
-type Handlers = { [K in keyof Requests]: (req: Requests[K]['req']) => Requests[K]['res'] };
+type Handlers = { [K in keyof WorkerRequests]: (req: WorkerRequests[K]['req']) => WorkerRequests[K]['res'] };
 
 const handlers: Handlers = {
   open: ({ wallNowMs, quotaFrom }) => {
     const events = engine.open(wallNowMs);
     return { events, quota: engine.quotaRowsFrom(quotaFrom, wallNowMs), error: null };
   },
+  resume: ({ wallNowMs }) => engine.resume(wallNowMs),
   write: ({ batch }) => {
     try {
       return { refused: engine.write(batch, batch.wallNowMs), quota: null };

@@ -138,6 +138,13 @@ export class MetricsExporter {
       registers,
       (s) => [[{}, s.historyDropped]],
     );
+    monotonicCounter(
+      'quicgate_history_worker_restarts_total',
+      'SQLite history worker thread restarts since start: the thread was lost (uncaught error, out of memory, terminated) and started again.',
+      [],
+      registers,
+      (s) => [[{}, s.historyWorkerRestarts]],
+    );
 
     // Config fleet only (no series without one).
     const fleet = (s: MetricsSnapshot, value: (f: NonNullable<MetricsSnapshot['fleetSessions']>) => number): [Labels<never>, number][] =>

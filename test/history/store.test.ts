@@ -63,7 +63,7 @@ describe.each(BACKENDS)('HistoryStore on %s', (backend) => {
     expect(await store.recentRejections({ limit: 5 })).toEqual([
       { user: 'mallory', source: '192.0.2.66', reason: 'auth_failed', hourMs: Math.floor(t0 / HOUR) * HOUR, count: 1, firstAt: t0, at: t0 },
     ]);
-    expect(store.health()).toEqual({ ok: true, degraded: false, lastError: null, pending: 0, dropped: 0 });
+    expect(store.health()).toEqual({ ok: true, degraded: false, lastError: null, pending: 0, dropped: 0, workerRestarts: 0 });
     await store.close();
     expect(store.health().ok).toBe(false);
   });

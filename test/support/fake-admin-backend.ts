@@ -66,6 +66,7 @@ export class FakeAdminBackend implements AdminBackend {
   historyPending = 0;
   connections: ConnectionGuardStats | null = null;
   historyDropped = 0;
+  historyWorkerRestarts = 0;
   poolFree: { ipv4: number | null; ipv6: number | null } = { ipv4: 65_000, ipv6: null };
   /** What reload() does next: resolve with a result or throw this error. */
   reloadOutcome: ReloadResult | Error = { bandwidthChanged: [], usersRemoved: [], sessionsClosed: 0, needRestart: [], changed: [] };
@@ -335,6 +336,7 @@ export class FakeAdminBackend implements AdminBackend {
       historyPending: this.historyPending,
       connections: this.connections,
       historyDropped: this.historyDropped,
+      historyWorkerRestarts: this.historyWorkerRestarts,
     };
   }
 
