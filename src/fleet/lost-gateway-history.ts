@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 
 export interface CrashCloser {
-  closeOpenSessions(gatewayId: string, reason: 'crash', endedAtMs: number): Promise<number>;
+  closeOpenSessions(gatewayId: string, reason: 'crash', endedAtMs: number, startedByMs: number | null): Promise<number>;
 }
 
 export interface LostGatewayHistoryOptions {
@@ -58,7 +58,7 @@ export class LostGatewayHistory {
     if (this.stopped) return;
     const { logger } = this.opts;
     try {
-      const closed = await this.opts.history.closeOpenSessions(gatewayId, 'crash', lostAtMs);
+      const closed = await this.opts.history.closeOpenSessions(gatewayId, 'crash', lostAtMs, lostAtMs);
       logger.info({ gateway: gatewayId, closed }, "fleet: lost gateway's open history sessions closed as crash");
     } catch (err) {
       if (this.stopped) return;

@@ -151,17 +151,17 @@ export function openHistoryDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
 /**
  * Ends the gateway's (null: every) open sessions with their last flushed counters, at their last flushed
  * time, or at endedAtMs when given and earlier (a gateway known dead before its last flush ended by then).
- * With endedAtMs only rows started by then are closed: a late close never ends a restarted gateway's sessions.
+ * With startedByMs only rows started by then are closed: a late close never ends a restarted gateway's sessions.
  */
-export function closeOpenSessions(db: SqliteDatabase, gatewayId: string | null, reason: 'crash', endedAtMs: number | null): number {
+export function closeOpenSessions(db: SqliteDatabase, gatewayId: string | null, reason: 'crash', endedAtMs: number | null, startedByMs: number | null = null): number {
   return db
     .prepare(
       `UPDATE sessions SET status = 'closed', close_reason = @reason,
          ended_at = MIN(updated_at, COALESCE(@endedAt, updated_at)),
          duration_ms = MAX(0, MIN(updated_at, COALESCE(@endedAt, updated_at)) - started_at)
-       WHERE status = 'open' AND (@gateway IS NULL OR gateway_id = @gateway) AND (@endedAt IS NULL OR started_at <= @endedAt)`,
+       WHERE status = 'open' AND (@gateway IS NULL OR gateway_id = @gateway) AND (@startedBy IS NULL OR started_at <= @startedBy)`,
     )
-    .run({ reason, endedAt: endedAtMs, gateway: gatewayId }).changes;
+    .run({ reason, endedAt: endedAtMs, gateway: gatewayId, startedBy: startedByMs }).changes;
 }
 
 export function isCorruptionError(err: unknown): boolean {

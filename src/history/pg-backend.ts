@@ -84,8 +84,8 @@ export class PostgresBackend implements HistoryBackend {
       write: (req) => this.write(req.batch, req.quotaKeys),
       retention: async ({ retentionDays, wallNowMs }) => this.withClient(wallNowMs, (c) => q.applyRetention(c, retentionDays, wallNowMs)),
       quotaOf: async ({ key, wallNowMs }) => this.withClient(wallNowMs, (c) => q.quotaRowsOfKeys(c, [key])),
-      closeOpenSessions: async ({ gatewayId, reason, endedAtMs }) =>
-        this.withClient(endedAtMs, (c) => q.closeOpenSessions(c, gatewayId, reason, endedAtMs)),
+      closeOpenSessions: async ({ gatewayId, reason, endedAtMs, startedByMs }) =>
+        this.withClient(endedAtMs, (c) => q.closeOpenSessions(c, gatewayId, reason, endedAtMs, startedByMs)),
       close: async () => null,
       recentSessions: ({ query }) => q.recentSessions(this.pool, query),
       recentRejections: ({ query }) => q.recentRejections(this.pool, query),

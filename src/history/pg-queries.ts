@@ -124,13 +124,13 @@ export async function quotaRowsFrom(db: Queryable, minKey: string): Promise<Quot
 }
 
 /** See HistoryStore.closeOpenSessions; endedAtMs null: at their last flushed time. */
-export async function closeOpenSessions(db: Queryable, gatewayId: string, reason: 'crash', endedAtMs: number | null): Promise<number> {
+export async function closeOpenSessions(db: Queryable, gatewayId: string, reason: 'crash', endedAtMs: number | null, startedByMs: number | null = null): Promise<number> {
   const { rowCount } = await db.query(
     `UPDATE sessions SET status = 'closed', close_reason = $2,
        ended_at = LEAST(updated_at, COALESCE($3::bigint, updated_at)),
        duration_ms = GREATEST(0, LEAST(updated_at, COALESCE($3::bigint, updated_at)) - started_at)
-     WHERE status = 'open' AND gateway_id = $1 AND ($3::bigint IS NULL OR started_at <= $3::bigint)`,
-    [gatewayId, reason, endedAtMs],
+     WHERE status = 'open' AND gateway_id = $1 AND ($4::bigint IS NULL OR started_at <= $4::bigint)`,
+    [gatewayId, reason, endedAtMs, startedByMs],
   );
   return rowCount ?? 0;
 }

@@ -50,7 +50,7 @@ export interface Requests {
   stats: { req: { query: StatsQuery; wallNowMs: number }; res: HistoryStats };
   searchSessions: { req: { query: SearchSessionsQuery; wallNowMs: number }; res: SessionHistoryRow[] };
   hourly: { req: { windowHours: number; gatewayId: string | null; wallNowMs: number }; res: HourlyRow[] };
-  closeOpenSessions: { req: { gatewayId: string; reason: 'crash'; endedAtMs: number }; res: number };
+  closeOpenSessions: { req: { gatewayId: string; reason: 'crash'; endedAtMs: number; startedByMs: number | null }; res: number };
   userUsage: { req: { user: string; wallNowMs: number }; res: UserUsage };
   quotaOf: { req: { key: string; wallNowMs: number }; res: QuotaRow[] };
   close: { req: Record<string, never>; res: null };

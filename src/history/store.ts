@@ -336,12 +336,13 @@ export class HistoryStore {
    * Closes the sessions another gateway left open when it died (learnt from the fleet): status closed, reason
    * `crash`, ended at their last flushed time (no later than endedAtMs) with their last flushed counters.
    * Resolves with the number of sessions closed. This gateway's own id is refused: its open rows are live.
+   * With startedByMs only rows started by then are closed (a late retry never ends a restarted gateway's).
    */
-  closeOpenSessions(gatewayId: string, reason: 'crash', endedAtMs: number): Promise<number> {
+  closeOpenSessions(gatewayId: string, reason: 'crash', endedAtMs: number, startedByMs: number | null = null): Promise<number> {
     if (gatewayId === this.gatewayId) {
       return Promise.reject(new QuicgateError('QG_ERR_HISTORY', `refusing to close this gateway's (${gatewayId}) own open sessions`));
     }
-    return this.query('closeOpenSessions', { gatewayId, reason, endedAtMs: toInt(endedAtMs) });
+    return this.query('closeOpenSessions', { gatewayId, reason, endedAtMs: toInt(endedAtMs), startedByMs: startedByMs === null ? null : toInt(startedByMs) });
   }
 
   userUsage(user: string): Promise<UserUsage> {

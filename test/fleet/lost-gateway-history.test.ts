@@ -5,12 +5,12 @@ import { captureLog } from '../support/log-capture.js';
 
 /** A store that refuses the first `failures` closes (PostgreSQL down), then records them. */
 function flakyStore(failures: number) {
-  const calls: Array<{ gatewayId: string; endedAtMs: number; ok: boolean }> = [];
+  const calls: Array<{ gatewayId: string; endedAtMs: number; startedByMs: number | null; ok: boolean }> = [];
   return {
     calls,
-    async closeOpenSessions(gatewayId: string, _reason: 'crash', endedAtMs: number): Promise<number> {
+    async closeOpenSessions(gatewayId: string, _reason: 'crash', endedAtMs: number, startedByMs: number | null): Promise<number> {
       const ok = calls.length >= failures;
-      calls.push({ gatewayId, endedAtMs, ok });
+      calls.push({ gatewayId, endedAtMs, startedByMs, ok });
       if (!ok) throw new Error('connect ECONNREFUSED');
       return 2;
     },
@@ -27,7 +27,8 @@ describe('LostGatewayHistory', () => {
     const store = flakyStore(0);
     const lost = new LostGatewayHistory({ history: store, clock, logger: captureLog('info').logger });
     await lost.lost('gw2');
-    expect(store.calls).toEqual([{ gatewayId: 'gw2', endedAtMs: clock.wallNow(), ok: true }]);
+    // Only rows started by the time the loss was found: a gateway restarted under the same id keeps its own.
+    expect(store.calls).toEqual([{ gatewayId: 'gw2', endedAtMs: clock.wallNow(), startedByMs: clock.wallNow(), ok: true }]);
     expect(lost.pending()).toEqual([]);
   });
 
@@ -69,7 +70,7 @@ describe('LostGatewayHistory', () => {
     const lost = new LostGatewayHistory({ history: store, clock, logger: captureLog('warn').logger, firstRetryMs: 1_000, maxRetryMs: 4_000 });
     const at: number[] = [];
     const close = store.closeOpenSessions.bind(store);
-    store.closeOpenSessions = (id, reason, endedAtMs) => (at.push(clock.now()), close(id, reason, endedAtMs));
+    store.closeOpenSessions = (id, reason, endedAtMs, startedByMs) => (at.push(clock.now()), close(id, reason, endedAtMs, startedByMs));
     await lost.lost('gw3');
     for (let i = 0; i < 60; i++) {
       clock.advance(500);

@@ -206,6 +206,8 @@ describe.each(BACKENDS)('HistoryStore on %s', (backend) => {
     dead.store.setSnapshotProvider(() => [{ id: 'd3', counters: c }]);
     await advance(clock, dead.store, 1000); // d3 flushed at now
     dead.store.setSnapshotProvider(null);
+    const d3 = await h.rows<{ started_at: number; status: string }>("SELECT started_at, status FROM sessions WHERE id = 'd3'");
+    expect(d3.map((r) => ({ startedAt: Number(r.started_at), status: r.status }))).toEqual([{ startedAt: clock.wallNow() - 1000, status: 'open' }]);
     expect(await alive.store.closeOpenSessions('gw-dead', 'crash', clock.wallNow() - 500)).toBe(1);
     expect((await alive.store.recentSessions({ limit: 10, gatewayId: 'gw-dead', user: 'alice' })).find((r) => r.id === 'd3')).toMatchObject({ endedAt: clock.wallNow() - 500 });
     // A late close (retried while the store was down) leaves rows started after the loss was found: those are a
@@ -214,7 +216,7 @@ describe.each(BACKENDS)('HistoryStore on %s', (backend) => {
     clock.advance(1000);
     dead.store.recordStart(startRecord('d4', 'alice', clock.wallNow()));
     await dead.store.flush();
-    expect(await alive.store.closeOpenSessions('gw-dead', 'crash', foundAt)).toBe(0);
+    expect(await alive.store.closeOpenSessions('gw-dead', 'crash', foundAt, foundAt)).toBe(0);
     expect((await alive.store.recentSessions({ limit: 10, gatewayId: 'gw-dead' })).find((r) => r.id === 'd4')).toMatchObject({ status: 'open' });
     let caught: unknown;
     try {
