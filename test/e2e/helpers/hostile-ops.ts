@@ -45,11 +45,16 @@ export type HostileEvent = Record<string, unknown> & { readonly event?: string }
 /** The hand-made client running in a namespace; its stdout JSON lines are collected as events. */
 export class HostileClient {
   readonly events: HostileEvent[] = [];
+  /** The end of its stderr (an uncaught refusal lands there), for the error when it exits early. */
+  private stderrTail = '';
   private readonly waiters = new Set<() => void>();
   readonly exited: Promise<void>;
 
   constructor(readonly child: ChildProcess) {
     let buffer = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      this.stderrTail = (this.stderrTail + chunk.toString()).slice(-2000);
+    });
     child.stdout!.on('data', (chunk: Buffer) => {
       buffer += chunk.toString();
       const lines = buffer.split('\n');
@@ -86,7 +91,8 @@ export class HostileClient {
           resolveEvent(hit);
         } else if (!this.running) {
           done();
-          reject(new Error(`hostile client exited before "${name}"; events: ${JSON.stringify(this.events)}`));
+          const how = `exit code ${String(this.child.exitCode)}, signal ${String(this.child.signalCode)}`;
+          reject(new Error(`hostile client exited before "${name}" (${how}); events: ${JSON.stringify(this.events)}; stderr: ${this.stderrTail.trim()}`));
         }
       };
       const timer = setTimeout(() => {
