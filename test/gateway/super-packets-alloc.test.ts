@@ -146,16 +146,21 @@ function bytesPerCopy(): number {
 function expectNoAllocationOfOurs(run: (n: number) => number): void {
   // Counted in segments, so the warm-up (20 runs of 10,000) is 10,000 segments, not super-packets, each.
   const segments = SUPERS * SEGMENTS;
-  let copies = 0;
-  const bytes = measureYoungBytes((n) => {
-    partialCopies = 0;
-    const sent = run(Math.ceil(n / SEGMENTS));
-    copies = partialCopies;
-    return sent;
-  }, segments);
-  const ours = bytes - copies * bytesPerCopy();
+  // The least of three measurements: an allocation per segment shows in every one, a stray GC or JIT object
+  // in one (CI14 saw 17 bytes per segment once on Node 22/24 where CI11 had passed with the same code).
+  let least = Infinity;
+  for (let attempt = 0; attempt < 3 && least >= 2; attempt++) {
+    let copies = 0;
+    const bytes = measureYoungBytes((n) => {
+      partialCopies = 0;
+      const sent = run(Math.ceil(n / SEGMENTS));
+      copies = partialCopies;
+      return sent;
+    }, segments);
+    least = Math.min(least, (bytes - copies * bytesPerCopy()) / segments);
+  }
   // A closure, an array or a promise per segment is 16 bytes or more (and a boxed double 16 bytes).
-  expect(ours / segments).toBeLessThan(2);
+  expect(least).toBeLessThan(2);
 }
 
 /** Per super-packet of 15 segments (20,042 IP bytes): 1.2 ms at 100 Mbit/s; offered every 0.8 ms. */
