@@ -18,7 +18,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type SqliteDatabase } from '../../src/history/sqlite.js';
 import type { Topology } from './helpers/netns.js';
-import { adminRequest, footprint, HostileClient, metricSamples, prng, sleep } from './helpers/hostile-ops.js';
+import { adminRequest, footprint, HostileClient, metricSamples, sleep } from './helpers/hostile-ops.js';
+import { seededRandom } from '../support/seeded-random.js';
 import { GatewayFiles, iperf, startClient, startGateway, type QuicgateProcess, type TestUser, startTestbed, stopTestbed, GATEWAY_URL, TRANSPORTS, withTransports } from './helpers/quicgate.js';
 
 const CYCLES = Number(process.env.QG_FAULT_CYCLES ?? 100);
@@ -120,7 +121,7 @@ describe.each(TRANSPORTS)('faults over %s', (transport) => {
   it(
     `survives ${CYCLES} connect/disconnect cycles with random SIGKILLs and admin kills, leaking nothing (seed ${SEED})`,
     async () => {
-      const random = prng(SEED);
+      const random = seededRandom(SEED);
       const poolFreeAtStart = metricSamples(await metrics(), 'quicgate_pool_free_addresses');
       const mark = gateway.lines.length;
       let started = 0;

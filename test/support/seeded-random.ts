@@ -1,6 +1,7 @@
 /**
- * A seeded source of numbers in [0, 1) for tests that need the same draws on every run (mulberry32; written by
- * hand because fast-check's arbitraries bias towards edge values, and a uniform stream is wanted here).
+ * A seeded source of numbers in [0, 1) for tests that need the same draws on every run, so a failing run can be
+ * repeated with its seed (mulberry32; written by hand because fast-check's arbitraries bias towards edge
+ * values, and a uniform stream is wanted here).
  */
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
