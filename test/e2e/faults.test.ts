@@ -15,7 +15,7 @@
  */
 import { existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type SqliteDatabase } from '../../src/history/sqlite.js';
 import type { Topology } from './helpers/netns.js';
 import { adminRequest, footprint, HostileClient, metricSamples, sleep } from './helpers/hostile-ops.js';
@@ -77,6 +77,27 @@ async function waitUntil(what: string, cond: () => Promise<boolean> | boolean, t
   }
 }
 
+/** Every client a test starts: a failed test's leftovers would hold qgc0 and their sessions into the next test. */
+const startedClients: (HostileClient | QuicgateProcess)[] = [];
+function tracked<T extends HostileClient | QuicgateProcess>(client: T): T {
+  startedClients.push(client);
+  return client;
+}
+
+/** Kills what a test left running (only a failed one does) and ends the sessions they held on the gateway. */
+async function killLeftovers(): Promise<void> {
+  const left = startedClients.splice(0).filter((c) => c.running);
+  if (left.length === 0) return;
+  for (const c of left) {
+    if (c instanceof HostileClient) c.child.kill('SIGKILL');
+    else c.signal('SIGKILL');
+  }
+  await Promise.all(left.map((c) => c.exited));
+  if (!gateway.running) return;
+  for (const s of await liveSessions()) await admin('DELETE', `/api/sessions/${s.id}`);
+  console.info(`[faults] killed ${left.length} client(s) a failed test left running, and their sessions`);
+}
+
 interface SessionRow {
   id: string;
   user: string;
@@ -116,6 +137,7 @@ describe.each(TRANSPORTS)('faults over %s', (transport) => {
     if (health.status !== 200) throw new Error(`gateway not healthy at start: ${JSON.stringify(health)}`);
   }, 90_000);
 
+  afterEach(killLeftovers, 30_000);
   afterAll(() => stopTestbed({ topo, files }));
 
   it(
@@ -138,7 +160,7 @@ describe.each(TRANSPORTS)('faults over %s', (transport) => {
             await waitUntil('sessions of the warm-up to end', async () => (await liveSessions()).length <= LANES, 15_000);
             baseline ??= footprint(gateway.pid);
           }
-          const client = HostileClient.start(topo, topo.clients[index]!, { mode: 'hold', transport, url, caFile: files.caFile, user, password: `${user}-pw` });
+          const client = tracked(HostileClient.start(topo, topo.clients[index]!, { mode: 'hold', transport, url, caFile: files.caFile, user, password: `${user}-pw` }));
           const assign = await client.waitEvent('assign');
           await sleep(random() * 300);
           const roll = random();
@@ -205,7 +227,7 @@ describe.each(TRANSPORTS)('faults over %s', (transport) => {
 
   it('brings every client back within its backoff after a restart under load, and the history keeps every session with its end', async () => {
     const names = ['alice', 'bob', 'carol'] as const;
-    const clients = names.map((name, i) => startClient(topo, topo.clients[i]!, files.clientConfig(name, name, `${name}-pw`, { transport }), name));
+    const clients = names.map((name, i) => tracked(startClient(topo, topo.clients[i]!, files.clientConfig(name, name, `${name}-pw`, { transport }), name)));
     await Promise.all(clients.map((c) => c.waitForMsg('tunnel up', 20_000)));
 
     for (const how of ['SIGTERM', 'SIGKILL'] as const) {
@@ -253,7 +275,7 @@ describe.each(TRANSPORTS)('faults over %s', (transport) => {
   });
 
   it('keeps forwarding while the history database is locked or corrupt, reports degraded health, and writes the rows after recovery', async () => {
-    const pinger = startClient(topo, topo.clients[0]!, files.clientConfig('alice', 'alice', 'alice-pw', { transport }), 'alice-db');
+    const pinger = tracked(startClient(topo, topo.clients[0]!, files.clientConfig('alice', 'alice', 'alice-pw', { transport }), 'alice-db'));
     await pinger.waitForMsg('tunnel up', 20_000);
 
     // 1. Another writer holds the database lock: writes fail (busy), records queue, health degrades.
@@ -262,7 +284,7 @@ describe.each(TRANSPORTS)('faults over %s', (transport) => {
     let lockedSessionId = '';
     try {
       const mark = gateway.lines.length;
-      const during = HostileClient.start(topo, topo.clients[1]!, { mode: 'hold', transport, url, caFile: files.caFile, user: 'bob', password: 'bob-pw' });
+      const during = tracked(HostileClient.start(topo, topo.clients[1]!, { mode: 'hold', transport, url, caFile: files.caFile, user: 'bob', password: 'bob-pw' }));
       lockedSessionId = String((await during.waitEvent('assign')).sessionId);
       await gateway.waitFor((l) => /history writes failing/.test(l.msg), 10_000, mark);
       const health = await admin('GET', '/healthz');
@@ -286,7 +308,7 @@ describe.each(TRANSPORTS)('faults over %s', (transport) => {
     const garbage = join(files.dataDir, 'garbage.tmp');
     writeFileSync(garbage, Buffer.alloc(64 * 1024, 0xa5));
     renameSync(garbage, dbFile());
-    const after = HostileClient.start(topo, topo.clients[1]!, { mode: 'hold', transport, url, caFile: files.caFile, user: 'bob', password: 'bob-pw' });
+    const after = tracked(HostileClient.start(topo, topo.clients[1]!, { mode: 'hold', transport, url, caFile: files.caFile, user: 'bob', password: 'bob-pw' }));
     const afterId = String((await after.waitEvent('assign')).sessionId);
     const ping = await topo.exec(topo.clients[0]!, 'ping', ['-c', '5', '-i', '0.2', '-W', '2', GW4]);
     expect(ping.stdout).toMatch(/5 received/);
