@@ -13,24 +13,13 @@
  *
  * Runs as root; fails (never skips) when it cannot.
  */
-import pg from 'pg';
+import { pgSessionRows, type PgSessionRow } from './helpers/history-rows.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet, stopFleet } from './helpers/fleet.js';
 import type { QuicgateProcess, TestUser } from './helpers/quicgate.js';
 
 const ALICE: TestUser = { name: 'alice', password: 'alice-pw', bandwidth: '50 Mbit/s' };
 const LEASE_MS = 3_000;
-
-interface Row {
-  id: string;
-  gateway_id: string;
-  user: string;
-  status: string;
-  close_reason: string | null;
-  started_at: string;
-  ended_at: string | null;
-  bytes_in: string;
-}
 
 interface PastSessions {
   readonly available: boolean;
@@ -67,15 +56,7 @@ describe('fleet: one history in PostgreSQL, a crashed gateway closed as crash', 
     await stopFleet(fleet);
   });
 
-  const rows = async (): Promise<Row[]> => {
-    const client = new pg.Client({ connectionString: fleet!.postgres!.url('quicgate') });
-    await client.connect();
-    try {
-      return (await client.query<Row>('SELECT id, gateway_id, "user", status, close_reason, started_at, ended_at, bytes_in FROM sessions ORDER BY started_at')).rows;
-    } finally {
-      await client.end();
-    }
-  };
+  const rows = (): Promise<PgSessionRow[]> => pgSessionRows(fleet!.postgres!.url('quicgate'));
   const client = (gateway: number, clientIndex: number, key: string): QuicgateProcess => {
     const c = fleet!.startClient(gateway, clientIndex, key, ALICE);
     clients.push(c);

@@ -8,7 +8,7 @@
  * Runs as root; fails (never skips) when it cannot.
  */
 import { hostname } from 'node:os';
-import pg from 'pg';
+import { pgSessionRows, type PgSessionRow } from './helpers/history-rows.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestPostgres, type TestPostgres } from '../support/postgres-server.js';
 import { adminRequest, sleep } from './helpers/hostile-ops.js';
@@ -25,24 +25,7 @@ let files: GatewayFiles;
 let gateway: QuicgateProcess;
 const admin = (method: string, path: string) => adminRequest(topo, TOKEN, method, path);
 
-interface Row {
-  id: string;
-  gateway_id: string;
-  user: string;
-  status: string;
-  close_reason: string | null;
-  bytes_in: string;
-}
-
-async function rows(): Promise<Row[]> {
-  const client = new pg.Client({ connectionString: dbUrl });
-  await client.connect();
-  try {
-    return (await client.query<Row>('SELECT id, gateway_id, "user", status, close_reason, bytes_in FROM sessions ORDER BY started_at')).rows;
-  } finally {
-    await client.end();
-  }
-}
+const rows = (): Promise<PgSessionRow[]> => pgSessionRows(dbUrl);
 
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
