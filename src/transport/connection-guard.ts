@@ -13,8 +13,8 @@
  *               admitted), {no_session} (its sessions ended and none came)
  *
  * It works on the node:http2 server the library creates (wt-lib findNodeHttp2Server), through its public
- * events only. HTTP/3 (QUIC over UDP) is not covered here: the library sets its QUIC handshake and idle
- * timeouts itself and exposes no per-connection hook; its session requests are bounded by h3-session-guard.ts.
+ * events only. The library's HTTP/3 (QUIC over UDP) has no per-connection hook: its connections are bounded on
+ * their datagrams by h3-connection-guard.ts, its session requests by h3-session-guard.ts.
  */
 import type { Http2Session } from 'node:http2';
 import type { Server, Socket } from 'node:net';

@@ -77,7 +77,7 @@ export interface WebTransportListener extends TunnelListener {
    * pin the renewed certificate fail on HTTP/3 and the old certificate expires under the listener.
    */
   updateCertificate(certPem: string, keyPem: string): Promise<void>;
-  /** Connections without a session, and what the guard closed (HTTP/2). */
+  /** Connections without a session, and what the guards closed (HTTP/2 and the library's HTTP/3 together). */
   connectionStats(): ConnectionGuardStats;
 }
 
