@@ -10,7 +10,9 @@
  * Only max_pending_per_source connections get their handshake; the others' Initials are dropped (counted once
  * per connection as limit_source); those held are cut at the handshake deadline (connect_timeout) and a session
  * request sent on them afterwards gets no answer; the good client keeps its tunnel; the gateway's fds and memory
- * stay bounded. Runs as root; fails (never skips) when it cannot.
+ * stay bounded. Initials QUICHE cannot decrypt (a spoofer's) count as connections too: within the bound, cut at
+ * the deadline as handshake_timeout and forgotten QUICHE's handshake limit later. Runs as root; fails (never
+ * skips) when it cannot.
  */
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,4 +106,24 @@ describe('HTTP/3 connections without a session request', () => {
     expect(end.rssKb - base.rssKb).toBeLessThan(40 * 1024);
     expect(gateway.lines.filter((l) => l.level >= 50)).toEqual([]);
   }, 120_000);
+
+  it('counts Initials QUICHE cannot decrypt within the bound, cuts them as handshake_timeout, and forgets them after QUICHE’s handshake limit', async () => {
+    const before = await metric('quicgate_connections_closed_total');
+    const cutBefore = (await metric('quicgate_h3_connections_cut')).get('') ?? 0;
+    const args = JSON.stringify({ host: '192.0.2.1', port: 4433, junkInitials: 40 });
+    // From the good client's host: its own connection sent its session request long ago and holds no place.
+    await topo.exec(topo.clients[1]!, process.execPath, [HOLDER, args], 60_000);
+    await sleep((HANDSHAKE_TIMEOUT_S + 1) * 1000);
+    const after = await metric('quicgate_connections_closed_total');
+    const delta = (reason: string): number => (after.get(`reason="${reason}"`) ?? 0) - (before.get(`reason="${reason}"`) ?? 0);
+    expect(delta('limit_source')).toBe(40 - PER_SOURCE);
+    expect(delta('handshake_timeout')).toBe(PER_SOURCE);
+    expect((await metric('quicgate_h3_connections_cut')).get('')).toBe(cutBefore + PER_SOURCE);
+    // QUICHE's handshake limit (10 s) + 5 s after their Initials they are forgotten; the good client was not touched.
+    await sleep(15_000 - (HANDSHAKE_TIMEOUT_S + 1) * 1000 + 2000);
+    expect((await metric('quicgate_h3_connections_cut')).get('')).toBe(cutBefore);
+    const ping = await topo.exec(topo.clients[1]!, 'ping', ['-c', '5', '-i', '0.3', '-W', '3', GW4]);
+    expect(Number(/(\d+) received/.exec(ping.stdout)?.[1] ?? 0)).toBeGreaterThanOrEqual(4);
+    expect(gateway.lines.filter((l) => l.level >= 50)).toEqual([]);
+  }, 60_000);
 });

@@ -7,7 +7,10 @@
 //   held: how many completed the QUIC handshake (held, no request), how many did not within connectTimeoutMs
 //   late: lateMs after the start, each held connection sends its session request at last (wrong password);
 //         answered = how many got any answer (a session or a refusal) within 5 s
-import { createHash } from 'node:crypto';
+// Or, with "junkInitials": N, N UDP sockets each send one 1200-byte QUIC v1 Initial that QUICHE cannot
+// decrypt (random IDs and payload, as a spoofer or a broken client would), then {"event":"junk"}.
+import { createHash, randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { WebTransport, quicheLoaded } from '@fails-components/webtransport';
@@ -17,6 +20,17 @@ const opts = JSON.parse(process.argv[2] ?? '{}');
 const out = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
 const started = Date.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+if (opts.junkInitials) {
+  for (let i = 0; i < opts.junkInitials; i++) {
+    const socket = createSocket('udp4');
+    const head = Buffer.concat([Buffer.from([0xc3, 0, 0, 0, 1, 8]), randomBytes(8), Buffer.from([8]), randomBytes(8), Buffer.from([0, 0x44, 0xd0])]);
+    await new Promise((r) => socket.send(Buffer.concat([head, randomBytes(1200 - head.length)]), opts.port, opts.host, r));
+    socket.close();
+  }
+  out({ event: 'junk', sent: opts.junkInitials });
+  process.exit(0);
+}
 
 // The certificate the gateway serves, checked against its CA over TLS (as quicgate's own HTTP/3 client does).
 const certificate = await new Promise((resolve, reject) => {
