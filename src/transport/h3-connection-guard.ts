@@ -31,8 +31,8 @@ export const QUICHE_IDLE_TIMEOUT_MS = 600_000;
 export const QUICHE_HANDSHAKE_LIMIT_MS = 10_000;
 /**
  * Slack: QUICHE's timers run on JS timers of a busy process, and a connection forgotten while QUICHE still holds
- * it could be revived by its peer. Measured on the module: gone 602-607 s after its last datagram once its
- * handshake was done, within 6.5 s of its only Initial before (docs/robustness.md).
+ * it could be revived by its peer. Measured on the module (bench/h3-linger.ts): gone 602-607 s after its last
+ * datagram once its handshake was done, 5.5-6.5 s after its only Initial before (docs/robustness.md).
  */
 const IDLE_SLACK_MS = 30_000;
 const HANDSHAKE_SLACK_MS = 5_000;
