@@ -114,12 +114,20 @@ export class MetricsExporter {
         this.set(snapshot().historyPending);
       },
     });
-    labelledGauge('quicgate_connections', 'Tunnel connections (HTTP/2) tracked by the connection guard: pending = no authenticated session yet, open = all.', ['state'], registers, (s) =>
+    labelledGauge('quicgate_connections', 'Tunnel connections tracked by the connection guards: pending = no authenticated session (HTTP/2, native QUIC) or no session request (library HTTP/3) yet, open = all, with cut HTTP/3 ones.', ['state'], registers, (s) =>
       s.connections === null ? [] : [[{ state: 'pending' }, s.connections.pending], [{ state: 'open' }, s.connections.open]],
     );
     monotonicCounter('quicgate_connections_closed_total', 'Tunnel connections without a session closed or reset by the gateway, by reason.', ['reason'], registers, (s) =>
       s.connections === null ? [] : withKnownKeys(GUARD_CLOSE_REASONS, s.connections.closed).map(([reason, n]) => [{ reason }, n]),
     );
+    new Gauge({
+      name: 'quicgate_h3_connections_cut',
+      help: 'Library HTTP/3 connections cut at connections.handshake_timeout without a session request: their datagrams are dropped until QUICHE has surely ended them; counted against connections.max_pending*.',
+      registers,
+      collect() {
+        this.set(snapshot().connections?.h3Cut ?? 0);
+      },
+    });
     new Gauge({
       name: 'quicgate_h3_sessions_pending',
       help: 'HTTP/3 session requests without an established tunnel (credentials being checked, session or control stream coming up).',

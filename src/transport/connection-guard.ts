@@ -13,8 +13,8 @@
  *               admitted), {no_session} (its sessions ended and none came)
  *
  * It works on the node:http2 server the library creates (wt-lib findNodeHttp2Server), through its public
- * events only. HTTP/3 (QUIC over UDP) is not covered here: the library sets its QUIC handshake and idle
- * timeouts itself and exposes no per-connection hook; its session requests are bounded by h3-session-guard.ts.
+ * events only. The library's HTTP/3 (QUIC over UDP) has no per-connection hook: its connections are bounded on
+ * their datagrams by h3-connection-guard.ts, its session requests by h3-session-guard.ts.
  */
 import type { Http2Session } from 'node:http2';
 import type { Server, Socket } from 'node:net';
@@ -54,6 +54,23 @@ export interface ConnectionGuardStats {
   readonly closed: Readonly<Record<GuardCloseReason, number>>;
   /** The HTTP/3 listener's session requests (h3-session-guard.ts), when it has one. */
   readonly h3?: H3SessionGuardStats;
+  /** HTTP/3 connections cut by h3-connection-guard.ts that QUICHE may still hold (included in `open`). */
+  readonly h3Cut?: number;
+}
+
+/** Several guards' stats as one: counts added, the HTTP/3 parts kept. */
+export function sumGuardStats(parts: readonly ConnectionGuardStats[]): ConnectionGuardStats {
+  const closed = Object.fromEntries(GUARD_CLOSE_REASONS.map((r) => [r, 0])) as Record<GuardCloseReason, number>;
+  for (const part of parts) for (const reason of GUARD_CLOSE_REASONS) closed[reason] += part.closed[reason] ?? 0;
+  const h3 = parts.find((p) => p.h3 !== undefined)?.h3;
+  const h3Cut = parts.find((p) => p.h3Cut !== undefined)?.h3Cut;
+  return {
+    pending: parts.reduce((a, p) => a + p.pending, 0),
+    open: parts.reduce((a, p) => a + p.open, 0),
+    closed,
+    ...(h3 === undefined ? {} : { h3 }),
+    ...(h3Cut === undefined ? {} : { h3Cut }),
+  };
 }
 
 interface Entry {

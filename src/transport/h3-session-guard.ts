@@ -9,8 +9,8 @@
  *   established() (the tunnel's WebTransportConnection is handed over) or ended() (refused, failed) ─► not pending
  *   deadline ─► the session (if it came up) is closed                                            refused{connect_timeout}
  *
- * Not reachable from here (the library's QUIC server has no per-connection accept hook and no handshake or idle
- * option, docs/robustness.md): QUIC connections that never send a CONNECT, and the QUIC handshake itself.
+ * QUIC connections that never send a CONNECT, and the QUIC handshake itself, are h3-connection-guard.ts's (on
+ * their datagrams: the library's QUIC server has no per-connection hook, docs/robustness.md).
  */
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { pendingRefusal, type ConnectionGuardOptions } from './connection-guard.js';

@@ -5,6 +5,7 @@
  * takes over; tests fail when they change). Behaviour that only exists through patches/ is marked "patched";
  * docs/webtransport-patch.md says why each patch hunk is there.
  */
+import { Socket as DgramSocket, type RemoteInfo } from 'node:dgram';
 import { Duplex } from 'node:stream';
 import { Server as TlsServer } from 'node:tls';
 import type { ReadableStream, WritableStream } from 'node:stream/web';
@@ -173,6 +174,34 @@ export function findNodeHttp2Server(server: WtServer): TlsServer | null {
   const transportInt = (server as unknown as { transportInt?: { serverInt?: unknown } }).transportInt;
   const serverInt = transportInt?.serverInt;
   return serverInt instanceof TlsServer ? serverInt : null;
+}
+
+/**
+ * The node:dgram socket under the library's Http3Server: `transportInt.socket.socketInt` (internals of
+ * @fails-components/webtransport 1.6.8 with its http3-quiche module 1.6.8, pinned; the socket is made after a
+ * DNS lookup, so it is there once the server is ready). test/transport/h3-connection-guard.test.ts fails when
+ * they change. Null when not found.
+ */
+export function findHttp3Socket(server: WtServer): DgramSocket | null {
+  const transportInt = (server as unknown as { transportInt?: { socket?: { socketInt?: unknown } } }).transportInt;
+  const socket = transportInt?.socket?.socketInt;
+  return socket instanceof DgramSocket ? socket : null;
+}
+
+/**
+ * Puts `gate` in front of the library's one 'message' listener on that socket (the module's serversocket.js:
+ * each datagram goes to QUICHE through cobj.recvPaket): a datagram for which `gate` returns false never reaches
+ * QUICHE. False (nothing changed) when the socket has not exactly one 'message' listener.
+ */
+export function gateHttp3Datagrams(socket: DgramSocket, gate: (msg: Buffer, rinfo: RemoteInfo) => boolean): boolean {
+  const listeners = socket.listeners('message') as ((msg: Buffer, rinfo: RemoteInfo) => void)[];
+  if (listeners.length !== 1) return false;
+  const deliver = listeners[0]!;
+  socket.removeListener('message', deliver);
+  socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+    if (gate(msg, rinfo)) deliver.call(socket, msg, rinfo);
+  });
+  return true;
 }
 
 /** The library's HTTP/2 session object (Http2WebTransportSession) behind a server session or a client WebTransport. */

@@ -12,7 +12,8 @@ import type { Logger } from 'pino';
 import { SERVER_DEFAULTS } from '../config/defaults.js';
 import type { ConnectionLimits } from '../config/types.js';
 import { QuicgateError } from '../errors.js';
-import { ConnectionGuard, type ConnectionGuardStats } from './connection-guard.js';
+import { ConnectionGuard, sumGuardStats, type ConnectionGuardStats } from './connection-guard.js';
+import { H3ConnectionGuard } from './h3-connection-guard.js';
 import { H3SessionGuard, type H3GuardReason, type H3Pending } from './h3-session-guard.js';
 import { detectHttp3 } from './http3.js';
 import { listenError } from './listen-error.js';
@@ -20,7 +21,7 @@ import { TicketStore } from './tickets.js';
 import type { AcceptedConnection, Admission, ConnectRequest, Refusal, TransportKind, TunnelListener } from './types.js';
 import { CONTROL_STREAM_TIMEOUT_MS, ERROR_HEADER, MESSAGE_HEADER, REFUSAL_CLOSE_CODE, TUNNEL_PATH, encodeRefusal, parseConnectRequest, sourceOf } from './wt-auth.js';
 import { WebTransportConnection } from './wt-connection.js';
-import { findHttp2SessionStream, findNodeHttp2Server, forgetRequest, loadWebTransportLibrary, type WtBidiStream, type WtRequestEvent, type WtRequestResult, type WtServer, type WtServerSession } from './wt-lib.js';
+import { findHttp2SessionStream, findHttp3Socket, findNodeHttp2Server, forgetRequest, gateHttp3Datagrams, loadWebTransportLibrary, type WtBidiStream, type WtRequestEvent, type WtRequestResult, type WtServer, type WtServerSession } from './wt-lib.js';
 
 export interface TunnelListenerOptions {
   readonly host: string;
@@ -76,7 +77,7 @@ export interface WebTransportListener extends TunnelListener {
    * pin the renewed certificate fail on HTTP/3 and the old certificate expires under the listener.
    */
   updateCertificate(certPem: string, keyPem: string): Promise<void>;
-  /** Connections without a session, and what the guard closed (HTTP/2). */
+  /** Connections without a session, and what the guards closed (HTTP/2 and the library's HTTP/3 together). */
   connectionStats(): ConnectionGuardStats;
 }
 
@@ -92,7 +93,9 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
   const throttle = options.throttle;
   const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
   const guard = new ConnectionGuard({ ...limits, sourceBlocked: throttle && ((address) => throttle.isBlocked(address)), logger });
-  // HTTP/3 has no per-connection hook: its session requests are bounded instead (h3-session-guard.ts).
+  // HTTP/3 has no per-connection hook: its QUIC connections are bounded by their datagrams until they send a
+  // session request (h3-connection-guard.ts), the session requests by h3-session-guard.ts.
+  const h3ConnectionGuard = new H3ConnectionGuard({ ...limits, sourceBlocked: throttle && ((address) => throttle.isBlocked(address)), logger });
   const h3Guard = new H3SessionGuard({ ...limits, sourceBlocked: throttle && ((address) => throttle.isBlocked(address)), logger });
   // The guard watches the HTTP/2 (TCP) connections only; an HTTP/3 peer's "address:port" is a UDP one.
   const guardFor = (kind: TransportKind): ConnectionGuard | undefined => (kind === 'h2' ? guard : undefined);
@@ -130,6 +133,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     }
     let pending: H3Pending | null = null;
     if (kind === 'h3') {
+      h3ConnectionGuard.sessionRequest(peer);
       const begun = h3Guard.begin(sourceOf(peer));
       if (typeof begun === 'string') return refuse(kind, h3GuardRefusal(begun));
       pending = begun;
@@ -251,6 +255,11 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     void acceptSessions('h3', h3);
     h3.startServer();
     await h3.ready;
+    const socket = findHttp3Socket(h3);
+    if (socket === null || !gateHttp3Datagrams(socket, (msg, rinfo) => h3ConnectionGuard.onDatagram(msg, rinfo.address, rinfo.port))) {
+      h3.stopServer();
+      throw new QuicgateError('QG_ERR_LISTEN', 'the WebTransport library has no UDP socket with one datagram listener where expected (internals changed)');
+    }
     return h3;
   };
 
@@ -280,7 +289,10 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
     onConnection(handler) {
       handlers.push(handler);
     },
-    connectionStats: () => ({ ...guard.stats(), h3: h3Guard.stats() }),
+    connectionStats: () => {
+      const { cut, ...h3Connections } = h3ConnectionGuard.stats();
+      return { ...sumGuardStats([guard.stats(), h3Connections]), h3: h3Guard.stats(), h3Cut: cut };
+    },
     async updateCertificate(certPem, keyPem) {
       cert = certPem;
       key = keyPem;
@@ -292,6 +304,8 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
       await Promise.all(live.map((c) => c.closed));
       try {
         servers[index]!.server.stopServer();
+        // The old QUICHE and its connections are gone with it.
+        h3ConnectionGuard.close();
         servers[index] = { kind: 'h3', server: await startH3() };
         logger.info({ closedSessions: live.length }, 'HTTP/3 listener restarted with the renewed certificate');
       } catch (err) {
@@ -311,6 +325,7 @@ export async function createTunnelListener(options: TunnelListenerOptions): Prom
       }
       tickets.clear();
       guard.close();
+      h3ConnectionGuard.close();
     },
   };
 }
