@@ -22,10 +22,12 @@ const ADMIN = resolve(import.meta.dirname, 'helpers/hostile-admin.mjs');
 const TOKEN = 'e2e-hostile-admin-token-0123456789';
 const GW4 = '198.18.0.1';
 const AUTH_PER_MINUTE = 40;
+// Hashes that cost time (scrypt N = 2^14, tens of ms): with the quick tests' N = 2^10 the hash is lost in a
+// login's TLS and HTTP time, and skipping it for unknown users would go unnoticed by the timing test below.
 const USERS: TestUser[] = [
-  { name: 'evil', password: 'evil-pw', bandwidth: 'unlimited' },
-  { name: 'good', password: 'good-pw', bandwidth: 'unlimited' },
-  { name: 'carol', password: 'carol-pw', bandwidth: 'unlimited' },
+  { name: 'evil', password: 'evil-pw', bandwidth: 'unlimited', hashLn: 14 },
+  { name: 'good', password: 'good-pw', bandwidth: 'unlimited', hashLn: 14 },
+  { name: 'carol', password: 'carol-pw', bandwidth: 'unlimited', hashLn: 14 },
 ];
 const SERVER_YAML = `
 listen: { address: 192.0.2.1, port: 4433 }
@@ -76,6 +78,11 @@ async function drops(): Promise<Record<string, number>> {
 function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+function lowerQuartile(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 4)]!;
 }
 
 // One testbed per transport, the same abuse on each.
@@ -175,17 +182,20 @@ describe.each(TRANSPORTS)('hostile clients over %s', (transport) => {
     expect(refusedLog.length).toBe(refused.length);
   });
 
-  it('takes as long for an unknown user as for a wrong password (medians of 15 each)', async () => {
+  it('takes as long for an unknown user as for a wrong password (lower quartiles of 15 each)', async () => {
     // Interleaved in rounds so that drift hits both sides alike. Source c4 stays within its budget (4 + 30 < 40).
+    // Lower quartiles: a busy machine only adds time (CI16 under load: medians 22.8 against 41.8 ms), while the
+    // password hash the check must not skip for an unknown user is in every attempt's floor.
     const unknown: number[] = [];
     const wrong: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      unknown.push(...(await logins(transport, topo.clients[3]!, 'nosuchuser', 'whatever', 5)).map((a) => (expect(a.status).toBe(401), a.ms)));
-      wrong.push(...(await logins(transport, topo.clients[3]!, 'carol', 'wrong-password', 5)).map((a) => (expect(a.status).toBe(401), a.ms)));
+    for (let round = 0; round < 5; round++) {
+      unknown.push(...(await logins(transport, topo.clients[3]!, 'nosuchuser', 'whatever', 3)).map((a) => (expect(a.status).toBe(401), a.ms)));
+      wrong.push(...(await logins(transport, topo.clients[3]!, 'carol', 'wrong-password', 3)).map((a) => (expect(a.status).toBe(401), a.ms)));
     }
-    const mu = median(unknown);
-    const mw = median(wrong);
-    expect(Math.max(mu, mw) / Math.min(mu, mw), `unknown user ${mu.toFixed(1)} ms, wrong password ${mw.toFixed(1)} ms`).toBeLessThan(1.6);
+    const qu = lowerQuartile(unknown);
+    const qw = lowerQuartile(wrong);
+    const detail = `lower quartiles: unknown user ${qu.toFixed(1)} ms, wrong password ${qw.toFixed(1)} ms; medians ${median(unknown).toFixed(1)} / ${median(wrong).toFixed(1)} ms`;
+    expect(Math.max(qu, qw) / Math.min(qu, qw), detail).toBeLessThan(1.6);
   });
 
   it('closes a half-open session (authenticated, then silent without closing) by the idle timeout', async () => {

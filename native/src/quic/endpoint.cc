@@ -645,12 +645,17 @@ class Endpoint : public Napi::ObjectWrap<Endpoint> {
         }
       }
       if (released_) return;
-      WriteDirty();
+      // JS first (the datagrams go to the TUN), then what ngtcp2 has to send (ACKs, JS's replies queued
+      // meanwhile): a received payload never waits behind the send of its ACK (strace: sendmsg before the
+      // TUN write on every idle ping, on both ends).
       Dispatch();
+      if (released_) return;
+      WriteDirty();
     }
     if (released_) return;
-    WriteDirty();
     Dispatch();
+    if (released_) return;
+    WriteDirty();
     Reschedule();
   }
 
@@ -830,9 +835,9 @@ class Endpoint : public Napi::ObjectWrap<Endpoint> {
   }
 
   void WriteDirty() {
-    std::vector<uint32_t> slots;
-    slots.swap(dirty_);
-    for (uint32_t slot : slots) {
+    writing_.clear();
+    writing_.swap(dirty_);  // both keep their capacity: no allocation per batch
+    for (uint32_t slot : writing_) {
       Conn* c = slots_[slot];
       if (c == nullptr) continue;
       c->dirty = false;
@@ -1080,7 +1085,7 @@ class Endpoint : public Napi::ObjectWrap<Endpoint> {
   std::shared_ptr<Credentials> cred_;
   ClientVerify verify_;
   std::vector<Conn*> slots_;
-  std::vector<uint32_t> freeSlots_, retiring_, dirty_;
+  std::vector<uint32_t> freeSlots_, retiring_, dirty_, writing_;
   size_t slotCap_ = 0, connections_ = 0;
   std::unordered_map<std::string, Conn*> byCid_;
   std::vector<Event> events_;

@@ -134,6 +134,8 @@ export interface TestUser {
   readonly password: string;
   readonly bandwidth: string;
   readonly maxSessions?: number;
+  /** scrypt cost exponent of the user's hash: 10 (cheap, quick tests) unless a test needs the hash to cost time. */
+  readonly hashLn?: number;
 }
 
 /** A temporary directory with server config, users file and data dir; removed by cleanup(). */
@@ -147,10 +149,11 @@ export class GatewayFiles {
   async writeUsers(users: readonly TestUser[]): Promise<void> {
     const lines = ['users:'];
     for (const u of users) {
-      let hash = this.hashes.get(u.name + u.password);
+      const key = `${u.name}\u0000${u.password}\u0000${u.hashLn ?? 10}`;
+      let hash = this.hashes.get(key);
       if (hash === undefined) {
-        hash = await hashPassword(u.password, { ln: 10, r: 8, p: 1 });
-        this.hashes.set(u.name + u.password, hash);
+        hash = await hashPassword(u.password, { ln: u.hashLn ?? 10, r: 8, p: 1 });
+        this.hashes.set(key, hash);
       }
       lines.push(`  - name: ${u.name}`, `    password_hash: "${hash}"`, `    bandwidth: ${u.bandwidth}`);
       if (u.maxSessions !== undefined) lines.push(`    max_sessions: ${u.maxSessions}`);
