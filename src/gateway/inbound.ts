@@ -7,7 +7,7 @@
  *                                 ▼                                                    ▼ drop client_to_client
  *                        user's shared bucket ──► over: shape ≤ delay, else drop ──► staged TUN write (one
  *                                                                                      writeBatch per task, all
- *                                                                                      sessions; refused: queue_full)
+ *                                                                                      sessions; refused: tun_full)
  *   super-packet (framing v2): same checks ──► no bucket: one TUN write for the unit (writeGso) / bucket:
  *                                              segmented natively, each segment charged as above
  *   end of datagram: one activity stamp.
@@ -63,7 +63,7 @@ export class InboundReceiver implements PacketReceiver {
         counters.packetsIn += packets;
       },
       refused() {
-        drops.queue_full++;
+        drops.tun_full++;
       },
       malformed() {
         drops.malformed++;

@@ -89,7 +89,7 @@ export class OutboundPipeline {
     if (session.connection.sendPacket(data, offset, length)) {
       session.counters.bytesOut += length;
       session.counters.packetsOut++;
-    } else this.drops.queue_full++;
+    } else this.drops.send_queue_full++;
   }
 
   private forwardSuper(
@@ -108,7 +108,7 @@ export class OutboundPipeline {
       if (connection.sendSuperPacket(data, offset, length, kind, gsoSize)) {
         session.counters.bytesOut += superPacketWireBytes(length, headerLength, gsoSize);
         session.counters.packetsOut += superPacketSegments(length, headerLength, gsoSize);
-      } else this.drops.queue_full++;
+      } else this.drops.send_queue_full++;
       return;
     }
     const splitter = this.splitter;
@@ -130,7 +130,7 @@ export class OutboundPipeline {
         if (connection.sendPacket(data, offset, length)) {
           counters.bytesOut += length;
           counters.packetsOut++;
-        } else drops.queue_full++;
+        } else drops.send_queue_full++;
       },
       flush() {
         connection.flush();

@@ -8,7 +8,7 @@
  *        ├─ the bucket cannot pay all waiting bytes + this one within the delay?
  *        │     flow below its fair share (budget / flows holding packets, itself counted): drop from the head
  *        │     of the fattest flow (rate_limit) until it fits; else drop this packet (rate_limit)
- *        ├─ copied into the user's packet store (packet-store.ts; full: queue_full), linked to its flow's tail
+ *        ├─ copied into the user's packet store (packet-store.ts; full: store_full), linked to its flow's tail
  *        ├─ flow was on no list: it joins the new-flow list with one quantum (sparse flows first)
  *        └─ timer armed for when the bucket can pay the next packet to go (brought forward for a new flow)
  *
@@ -222,7 +222,7 @@ export class UserScheduler {
     }
     const slot = store.put(data, offset, length, now, queue);
     if (slot < 0) {
-      this.drops.queue_full++; // the store is full of packets freed out of order (or a reload raised the rate)
+      this.drops.store_full++; // the store is full of packets freed out of order (or a reload raised the rate)
       return;
     }
     if (oversize) {
