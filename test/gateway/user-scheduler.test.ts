@@ -560,6 +560,26 @@ describe('UserScheduler fair: flows inside the limit (issue 13)', () => {
     expect(Math.abs(sim.totalBetween(13_000, 18_000) / (5 * high) - 1)).toBeLessThan(0.01);
   });
 
+  it('a limit raised while a flood keeps packets waiting (37 → 230 Mbit/s): the budget stays what the store was made for until it idles, shared by the flows, nothing dropped store_full', () => {
+    const low = 37 * MBIT;
+    const high = 230 * MBIT;
+    const sim = new Sim(low);
+    const flood = sim.flow(1200, 2 * low, { protocol: UDP }); // never lets the scheduler idle
+    const tcp = sim.flow(1400, low / 10).aimd(10); // another session
+    sim.run(3000);
+    const storeMadeFor = (low * DELAY) / 1000 + sim.bucket.burst; // rate × delay + burst at 37 Mbit/s
+    sim.bucket.setRate(high); // a reload, or a fleet share that grew
+    flood.rate = 2 * high;
+    sim.run(10_000);
+    expect(sim.scheduler.queuedPackets).toBeGreaterThan(0); // it never idled: the store is still the one made at 37 Mbit/s
+    expect(sim.scheduler.budget(sim.clock.now())).toBe(storeMadeFor);
+    expect([sim.drops.store_full, sim.drops.queue_full]).toEqual([0, 0]);
+    // With the ring refusing instead (no cap), the TCP flow got 0.085 beside 255,178 store_full drops. In the
+    // smaller room (16 ms at 230 Mbit/s) the responsive flow's sawtooth leaves it below half, above 0.3.
+    expect(share(tcp, 8000, 13_000, high)).toBeGreaterThanOrEqual(0.3);
+    expect(Math.abs(sim.totalBetween(8000, 13_000) / (5 * high) - 1)).toBeLessThan(0.01);
+  });
+
   it('8 responsive flows of one session and direction get 1/8 each (± 25 %), with the totals exact, at 3.3 and 37 Mbit/s', () => {
     for (const rate of [LIMIT_3_3, 37 * MBIT]) {
       const sim = new Sim(rate);
