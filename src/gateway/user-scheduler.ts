@@ -514,6 +514,8 @@ export class UserScheduler {
       this.table = null;
       return;
     }
+    // Kept: as large as the current rate needs (or at the 16 MiB cap), so the budget is the rate's own again.
+    this.storeBudget = (this.bucket.rate * this.delayMs) / 1000 + this.bucket.burst;
     this.idleSince = this.clock.now();
     if (this.trimTimer === null) this.trimTimer = this.clock.setTimeout(this.trimFire, IDLE_TRIM_MS);
   }
