@@ -20,14 +20,16 @@
  * Printed (receiver side, after the first 2 s): each flow's IP rate / L (goal >= 0.25), their total with the
  * TCP ACKs (estimated: one 52-byte ACK per two full segments; goal within +-3 %), the ping median vs idle
  * (goal <= +10 ms; p95 shown), each of the 8 flows x 8 (goal 1 +- 0.25), bob's rate / his limit (goal 0.9..1.05);
- * then all cases side by side (a column per transport) and the misses per transport.
+ * then all cases side by side (a column per transport) and the misses per transport. Each mix line ends with the
+ * gateway's drops by reason and the UDP datagrams the kernel dropped for full receive buffers in the gateway's
+ * and alice#1's namespaces (the underlay: a QUIC tunnel's congestion control answers those by sending less).
  * Bounded: about 2 x (DUR + 2) s per transport, limit and shaping, plus client restarts.
  */
 import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TunnelTransport } from '../test/e2e/helpers/quicgate.js';
 import { dropDelta, GW4, runBench, Verdicts, type BenchBed } from './lib/bed.js';
-import { ackShare, iperfJson, median, output, pingRtts, quantile, receiverIntervals, tcpIpPerPayload, type IperfJson } from './lib/measure.js';
+import { ackShare, iperfJson, median, output, pingRtts, quantile, receiverIntervals, tcpIpPerPayload, udpRcvbufErrors, type IperfJson } from './lib/measure.js';
 import { parseTransports, roundOrder, SideBySide } from './lib/per-transport.js';
 
 const LIMITS = (process.env.LIMITS ?? '3.3 37 230').split(/\s+/).filter(Boolean).map(Number);
@@ -75,6 +77,7 @@ async function mix(bed: BenchBed, transport: string, limit: number, shaping: str
   const L = limit * 1e6;
   const tcpIp = tcpIpPerPayload(bed.mtu);
   const drops0 = await bed.drops();
+  const rcvbuf0 = await Promise.all([udpRcvbufErrors(bed.topo, bed.topo.server), udpRcvbufErrors(bed.topo, bed.nsA1)]);
   const up = iperf(bed, bed.nsA1, 5301, []);
   const udp = iperf(bed, bed.nsA1, 5302, ['-u', '-b', `${0.5 * limit}M`, '-l', '1200']);
   const down = iperf(bed, bed.nsA2, 5303, ['-R']);
@@ -88,6 +91,7 @@ async function mix(bed: BenchBed, transport: string, limit: number, shaping: str
   const rtts = pingRtts(await pings);
   const med = median(rtts);
   const drops = dropDelta(drops0, await bed.drops());
+  const rcvbuf1 = await Promise.all([udpRcvbufErrors(bed.topo, bed.topo.server), udpRcvbufErrors(bed.topo, bed.nsA1)]);
   const vShares = verdict(shares.every((s) => s >= 0.25));
   const vTotal = verdict(Math.abs(total - 1) <= 0.03);
   const vPing = verdict(med - idleMedian <= 10);
@@ -96,7 +100,7 @@ async function mix(bed: BenchBed, transport: string, limit: number, shaping: str
     `${transport.padEnd(4)} ${row(limit, shaping, 'mix  ')} tcp_up ${shares[0]!.toFixed(3)} udp ${shares[1]!.toFixed(3)} (sent ${(((jd?.end.sum?.bits_per_second ?? NaN) * UDP_IP) / L).toFixed(3)}) tcp_down ${shares[2]!.toFixed(3)} [${vShares}]` +
       `  total ${total.toFixed(3)} (acks ~${acks.toFixed(3)}) [${vTotal}]` +
       `  ping median ${med.toFixed(1)} (+${(med - idleMedian).toFixed(1)}) p95 ${quantile(rtts, 0.95).toFixed(1)} ms, ${rtts.length} replies [${vPing}]` +
-      `  ${b.text}  | gateway drops: ${drops}`,
+      `  ${b.text}  | gateway drops: ${drops}; UDP receive-buffer drops: gateway ns ${rcvbuf1[0]! - rcvbuf0[0]!}, alice#1 ns ${rcvbuf1[1]! - rcvbuf0[1]!}`,
   );
   table.set(
     row(limit, shaping, 'mix (up/udp/down; total; ping +ms)'),

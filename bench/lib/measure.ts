@@ -45,6 +45,19 @@ export function iperfJson(topo: Topology, ns: string, host: string, port: number
   });
 }
 
+/**
+ * The namespace's UDP datagrams the kernel dropped for a full socket receive buffer (/proc/net/snmp `Udp:`
+ * RcvbufErrors, counted per network namespace); NaN when it cannot be read. For a QUIC tunnel these are losses
+ * its congestion control answers by sending less.
+ */
+export async function udpRcvbufErrors(topo: Topology, ns: string): Promise<number> {
+  const lines = (await output(topo, ns, 'cat', ['/proc/net/snmp'])).split('\n').filter((l) => l.startsWith('Udp: '));
+  if (lines.length < 2) return NaN;
+  const at = lines[0]!.split(/\s+/).indexOf('RcvbufErrors');
+  const value = Number(lines[1]!.split(/\s+/)[at]);
+  return at < 0 || !Number.isFinite(value) ? NaN : value;
+}
+
 /** Receiver-side per-second rates (bit/s): the server's intervals for uploads, the client's for -R. */
 export function receiverIntervals(j: IperfJson | undefined, reverse: boolean): number[] {
   if (j === undefined) return [];

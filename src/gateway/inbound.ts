@@ -7,7 +7,7 @@
  *                                 ▼                                                    ▼ drop client_to_client
  *                        user's shared bucket ──► over: shape ≤ delay, else drop ──► staged TUN write (one
  *                                                                                      writeBatch per task, all
- *                                                                                      sessions; refused: queue_full)
+ *                                                                                      sessions; refused: tun_full)
  *   super-packet (framing v2): same checks ──► no bucket: one TUN write for the unit (writeGso) / bucket:
  *                                              segmented natively, each segment charged as above
  *   end of datagram: one activity stamp.
@@ -26,9 +26,9 @@ import {
   ipv6SourceWord,
 } from '../packet/ip.js';
 import type { DropCounters } from './drops.js';
-import { newShaper, type TunnelPeer } from './peer.js';
+import type { TunnelPeer } from './peer.js';
 import type { RouteTable } from './route-table.js';
-import { shapeOrDrop, type ShaperSink } from './shaper.js';
+import { shapeOrDrop, ShapingQueue, type ShaperSink } from './shaper.js';
 
 export interface InboundOptions {
   readonly clock: Clock;
@@ -63,7 +63,7 @@ export class InboundReceiver implements PacketReceiver {
         counters.packetsIn += packets;
       },
       refused() {
-        drops.queue_full++;
+        drops.tun_full++;
       },
       malformed() {
         drops.malformed++;
@@ -150,7 +150,7 @@ export class InboundReceiver implements PacketReceiver {
       const queued = peer.inboundPending;
       if (queued !== 0 || !bucket.tryConsume(length, now)) {
         const { clock, shapingDelayMs, drops } = this.options;
-        const shaper = (peer.inShaper ??= newShaper(clock, shapingDelayMs, peer.session, this.sink));
+        const shaper = (peer.inShaper ??= new ShapingQueue(clock, this.sink, shapingDelayMs));
         shapeOrDrop(bucket, shaper, data, offset, length, now, shapingDelayMs, drops);
         return;
       }

@@ -19,9 +19,9 @@ import { GsoSplitter } from '../tun/gso.js';
 import { MAX_WIRE_SUPER_PACKET_BYTES } from '../transport/framing.js';
 import { checkIpPacket, ipv4Destination } from '../packet/ip.js';
 import type { DropCounters } from './drops.js';
-import { newShaper, type TunnelPeer } from './peer.js';
+import type { TunnelPeer } from './peer.js';
 import type { RouteTable } from './route-table.js';
-import { shapeOrDrop, type ShaperSink } from './shaper.js';
+import { shapeOrDrop, ShapingQueue, type ShaperSink } from './shaper.js';
 
 export class OutboundPipeline {
   private batchNumber = 0;
@@ -81,7 +81,7 @@ export class OutboundPipeline {
     if (bucket !== null) {
       const queued = peer.outboundPending;
       if (queued !== 0 || !bucket.tryConsume(length, now)) {
-        const shaper = (peer.outShaper ??= newShaper(this.clock, this.shapingDelayMs, session, this.sinkFor(peer)));
+        const shaper = (peer.outShaper ??= new ShapingQueue(this.clock, this.sinkFor(peer), this.shapingDelayMs));
         shapeOrDrop(bucket, shaper, data, offset, length, now, this.shapingDelayMs, this.drops);
         return;
       }
@@ -89,7 +89,7 @@ export class OutboundPipeline {
     if (session.connection.sendPacket(data, offset, length)) {
       session.counters.bytesOut += length;
       session.counters.packetsOut++;
-    } else this.drops.queue_full++;
+    } else this.drops.send_queue_full++;
   }
 
   private forwardSuper(
@@ -108,7 +108,7 @@ export class OutboundPipeline {
       if (connection.sendSuperPacket(data, offset, length, kind, gsoSize)) {
         session.counters.bytesOut += superPacketWireBytes(length, headerLength, gsoSize);
         session.counters.packetsOut += superPacketSegments(length, headerLength, gsoSize);
-      } else this.drops.queue_full++;
+      } else this.drops.send_queue_full++;
       return;
     }
     const splitter = this.splitter;
@@ -130,7 +130,7 @@ export class OutboundPipeline {
         if (connection.sendPacket(data, offset, length)) {
           counters.bytesOut += length;
           counters.packetsOut++;
-        } else drops.queue_full++;
+        } else drops.send_queue_full++;
       },
       flush() {
         connection.flush();

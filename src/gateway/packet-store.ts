@@ -9,7 +9,7 @@
  * Packets leave out of arrival order (the scheduler serves flows in turn), so a freed packet in the middle of
  * the ring keeps its bytes until every older packet is freed too. That is bounded: the scheduler holds at most
  * what the user's limit sends within the shaping delay and drops what waited longer, and the ring holds
- * several times that (see storeSize in user-scheduler.ts); a ring that is full anyway drops queue_full.
+ * several times that (see storeSize in user-scheduler.ts); a ring that is full anyway drops store_full.
  *
  * Written by hand: a byte ring that must not allocate per packet and frees packets out of order.
  */

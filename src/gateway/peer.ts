@@ -4,13 +4,9 @@
  * packets), and bookkeeping for per-batch work. Built once at connect; close() at session end takes the
  * queues out of the scheduler.
  */
-import type { Clock } from '../clock.js';
 import { ipv4ToWord, ipv6ToWords } from '../packet/ip.js';
 import type { Session } from './session.js';
-import { ShapingQueue, type ShaperSink } from './shaper.js';
-
-const MIN_SHAPER_BYTES = 256 * 1024;
-const MAX_SHAPER_BYTES = 16 * 1024 * 1024;
+import type { ShapingQueue } from './shaper.js';
 
 export class TunnelPeer {
   readonly hasV4: boolean;
@@ -48,16 +44,4 @@ export class TunnelPeer {
     this.outShaper = null;
     this.inShaper = null;
   }
-}
-
-/**
- * A shaping queue bounded for the session's current rate and the shaping delay (a bound only: the packets wait
- * in the user's scheduler's storage, made while packets wait). The scheduler keeps all of the user's packets
- * together within rate × delay; this bounds one session and direction on its own.
- */
-export function newShaper(clock: Clock, delayMs: number, session: Session, sink: ShaperSink): ShapingQueue {
-  const rate = session.bucket?.rate ?? 0;
-  // Room for twice the bytes the delay allows at the current rate, so a raised limit still fits.
-  const bytes = Math.min(MAX_SHAPER_BYTES, Math.max(MIN_SHAPER_BYTES, Math.ceil(rate * (delayMs / 1000) * 2)));
-  return new ShapingQueue(clock, sink, bytes, Math.max(64, Math.ceil(bytes / 64)));
 }

@@ -7,6 +7,12 @@
  * Flow: shapeOrDrop(packet) ──► over this queue's own bound: drop queue_full ──► the user's scheduler admits
  *       (or drops) it ──► scheduler: send() when the bucket pays for it ──► flush() once per release pass
  *
+ * The bound follows the user's bucket: it is sized again whenever the bucket's rate or burst differs from what
+ * it was sized for (a reload that raises the limit of a live session). A bound sized once at the first wait
+ * stayed at the old rate's size after a raise and, blind to flows, dropped every flow of the session while an
+ * unresponsive one filled it: a TCP upload beside a UDP stream in one session got 0.135 of 230 Mbit/s, raised
+ * from 37 (bench/results/2026-12-08-fairness-quic.txt).
+ *
  * The pipelines send a packet straight on (no queue) while pending is 0 and the bucket pays; the bucket
  * refuses while its fair scheduler holds packets of the user (bucket.ts), so no packet passes a waiting one.
  */
@@ -23,6 +29,19 @@ export interface ShaperSink {
 /** Salts of successive queues: a multiplicative step, so neighbouring queues land in unrelated flows. */
 let nextSalt = 0;
 
+const MIN_BOUND_BYTES = 256 * 1024;
+const MAX_BOUND_BYTES = 16 * 1024 * 1024;
+
+/**
+ * One session and direction's bound in bytes for a bucket of `rate` bytes/s and `burst` bytes: twice the most
+ * the user's scheduler lets wait over all flows (rate × delay + a full burst), so it stops only what the
+ * scheduler would not (super-packets admitted outside its budget); within 256 KiB .. 16 MiB. Packets: one per
+ * 64 bytes of it.
+ */
+export function queueBoundBytes(rate: number, burst: number, delayMs: number): number {
+  return Math.min(MAX_BOUND_BYTES, Math.max(MIN_BOUND_BYTES, Math.ceil(2 * ((rate * delayMs) / 1000 + burst))));
+}
+
 export class ShapingQueue {
   /** Mixed into the flow hash: the same 5-tuple in another session or direction is another flow. */
   readonly salt: number;
@@ -38,12 +57,17 @@ export class ShapingQueue {
   passMark = 0;
   nextTouched: ShapingQueue | null = null;
 
+  /** Most bytes and packets this queue may have waiting (queueBoundBytes), and the bucket figures they were sized for. */
+  private capacityBytes = 0;
+  private capacityPackets = 0;
+  private sizedRate = -1;
+  private sizedBurst = -1;
+
   constructor(
     readonly clock: Clock,
     private readonly sink: ShaperSink,
-    /** Most bytes and packets this queue may have waiting (the user's scheduler bounds all queues together). */
-    private readonly capacityBytes: number,
-    private readonly capacityPackets: number,
+    /** The shaping delay (the forwarder's): the bound is sized for what the bucket pays within it. */
+    private readonly delayMs: number,
   ) {
     nextSalt = (nextSalt + 0x9e3779b9) | 0;
     this.salt = nextSalt;
@@ -62,9 +86,23 @@ export class ShapingQueue {
     return this.isClosed;
   }
 
-  /** Whether this queue may take another packet of `length` bytes. */
-  hasRoom(length: number): boolean {
+  /** The bound in bytes as last sized (0 before the first hasRoom). */
+  get boundBytes(): number {
+    return this.capacityBytes;
+  }
+
+  /** Whether this queue may take another packet of `length` bytes that `bucket` is to pay for. */
+  hasRoom(length: number, bucket: TokenBucket): boolean {
+    // Two number compares per packet; sized again only when a reload changed the bucket (or swapped it).
+    if (bucket.rate !== this.sizedRate || bucket.burst !== this.sizedBurst) this.resize(bucket.rate, bucket.burst);
     return !this.isClosed && this.count < this.capacityPackets && this.bytesQueued + length <= this.capacityBytes;
+  }
+
+  private resize(rate: number, burst: number): void {
+    this.capacityBytes = queueBoundBytes(rate, burst, this.delayMs);
+    this.capacityPackets = Math.max(64, Math.ceil(this.capacityBytes / 64));
+    this.sizedRate = rate;
+    this.sizedBurst = burst;
   }
 
   /** Hand a released packet to the pipeline's sink. */
@@ -105,7 +143,7 @@ export function shapeOrDrop(
 ): void {
   // Offered load, for the fleet's shares (bucket.ts): counted here whether the packet waits or is dropped.
   bucket.offered += length;
-  if (!shaper.hasRoom(length)) {
+  if (!shaper.hasRoom(length, bucket)) {
     drops.queue_full++;
     return;
   }

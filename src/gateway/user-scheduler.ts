@@ -8,7 +8,7 @@
  *        ├─ the bucket cannot pay all waiting bytes + this one within the delay?
  *        │     flow below its fair share (budget / flows holding packets, itself counted): drop from the head
  *        │     of the fattest flow (rate_limit) until it fits; else drop this packet (rate_limit)
- *        ├─ copied into the user's packet store (packet-store.ts; full: queue_full), linked to its flow's tail
+ *        ├─ copied into the user's packet store (packet-store.ts; full: store_full), linked to its flow's tail
  *        ├─ flow was on no list: it joins the new-flow list with one quantum (sparse flows first)
  *        └─ timer armed for when the bucket can pay the next packet to go (brought forward for a new flow)
  *
@@ -32,7 +32,9 @@
  * fattest flow), never the others.
  *
  * Bounds: all of the user's flows hold at most what the bucket pays within the shaping delay (rate × delay +
- * its balance); a packet that still waits longer is dropped when its turn comes. Packets up to 65535 bytes: a
+ * its balance; after a raise of the rate while packets wait, what the storage was made for until it idles:
+ * the flows then share the smaller room instead of the ring refusing any packet, store_full); a packet that still
+ * waits longer is dropped when its turn comes. Packets up to 65535 bytes: a
  * packet larger than that budget (a TSO super-packet at a low rate) is admitted into an empty flow, outside the
  * budget, and may wait as long as the bucket takes to fill for it; it goes once the bucket is full and leaves
  * debt (bucket.ts), so the long-run rate stays exact. The debt beyond the burst is the super-packet's own time
@@ -103,6 +105,12 @@ export function storageSize(rate: number, burst: number, delayMs: number): { byt
 export class UserScheduler {
   private store: PacketStore<ShapingQueue> | null = null;
   private table: FlowTable | null = null;
+  /**
+   * The most bytes that may wait for the store as made (rate × delay + burst then; storageSize is three times
+   * that). A raise of the rate while packets wait keeps the store until it idles; until then the budget stays
+   * at this, so the flows share the smaller room fairly (makeRoom) instead of the ring refusing any packet.
+   */
+  private storeBudget = 0;
   /** Flows holding packets. */
   private active = 0;
   /** Packets and bytes waiting over all flows. */
@@ -189,11 +197,13 @@ export class UserScheduler {
   /**
    * Bytes that may wait in all of the user's flows for a packet arriving `now`: what the bucket pays within
    * the shaping delay, plus any tokens it already holds (debt is not held against it; see admit(), which
-   * computes it in place). Packets admitted as larger than the budget are not counted against it.
+   * computes it in place), at most what the store was made for (storeBudget). Packets admitted as larger than
+   * the budget are not counted against it.
    */
   budget(now: number): number {
     const available = this.bucket.available(now);
-    return (this.bucket.rate * this.delayMs) / 1000 + (available > 0 ? available : 0);
+    const limit = (this.bucket.rate * this.delayMs) / 1000 + (available > 0 ? available : 0);
+    return this.store === null || limit < this.storeBudget ? limit : this.storeBudget;
   }
 
   /** Queue a packet of `queue` (the caller checked queue.hasRoom), or drop it. */
@@ -208,7 +218,8 @@ export class UserScheduler {
     // Debt is not held against the budget: what a super-packet left is excess (excessMs), and what a timer's
     // early release left is less than a millisecond's worth.
     const available = bucket.available(now);
-    this.limit = (bucket.rate * this.delayMs) / 1000 + (available > 0 ? available : 0);
+    const limit = (bucket.rate * this.delayMs) / 1000 + (available > 0 ? available : 0);
+    this.limit = limit < this.storeBudget ? limit : this.storeBudget;
     const oversize = length > this.limit;
     if (oversize) {
       // Larger than all that may wait (a super-packet at a low rate): admitted only into an empty flow, alone.
@@ -222,7 +233,7 @@ export class UserScheduler {
     }
     const slot = store.put(data, offset, length, now, queue);
     if (slot < 0) {
-      this.drops.queue_full++; // the store is full of packets freed out of order (or a reload raised the rate)
+      this.drops.store_full++; // the store is full of packets freed out of order (or a reload raised the rate)
       return;
     }
     if (oversize) {
@@ -310,6 +321,7 @@ export class UserScheduler {
     const { bytes, slots, sets } = storageSize(this.bucket.rate, this.bucket.burst, this.delayMs);
     this.store = new PacketStore(bytes, slots);
     this.store.arrivalOffset = this.excessMs;
+    this.storeBudget = (this.bucket.rate * this.delayMs) / 1000 + this.bucket.burst;
     this.table = new FlowTable(sets);
     return this.table;
   }
@@ -502,6 +514,8 @@ export class UserScheduler {
       this.table = null;
       return;
     }
+    // Kept: as large as the current rate needs (or at the 16 MiB cap), so the budget is the rate's own again.
+    this.storeBudget = (this.bucket.rate * this.delayMs) / 1000 + this.bucket.burst;
     this.idleSince = this.clock.now();
     if (this.trimTimer === null) this.trimTimer = this.clock.setTimeout(this.trimFire, IDLE_TRIM_MS);
   }

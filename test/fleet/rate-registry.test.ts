@@ -80,7 +80,7 @@ describe('UserRegistry in a fleet', () => {
     expect(bucket.tryConsume(6000)).toBe(true);
     expect(bucket.tryConsume(6000)).toBe(false); // refused: not offered yet, the caller shapes it
     const sink = { send: () => undefined, flush: () => undefined };
-    const queue = new ShapingQueue(clock, sink, 1_000_000, 100);
+    const queue = new ShapingQueue(clock, sink, 100);
     const data = Buffer.alloc(6000);
     data[0] = 0x45;
     shapeOrDrop(bucket, queue, data, 0, 6000, clock.now(), 100, newDropCounters());

@@ -118,6 +118,25 @@ describe.each(VARIANTS)('gateway over in-memory parts ($name)', ({ networks }) =
     }
   });
 
+
+  it('counts a full queue by where it was full: the TUN refusing a write (tun_full), the tunnel refusing a packet (send_queue_full)', async () => {
+    const g = await setup({ networks });
+    const { client, assign, received } = await connect(g, 'bob', 'b');
+    g.tun.refuseWrite = () => true;
+    const up = packetFrom(own(assign), gw());
+    client.sendPacket(up, 0, up.length);
+    client.flush();
+    await until(() => g.gateway.drops.tun_full === 1, 'tun_full drop');
+    g.tun.refuseWrite = undefined;
+    // More full-size packets in one go than the link holds in flight plus the send queue's 1024 packets.
+    const down = packetFrom(gw(), own(assign), 1300);
+    const batch = Array.from({ length: 64 }, () => down);
+    for (let i = 0; i < 40; i++) g.tun.inject(batch);
+    const refused = g.gateway.drops.send_queue_full ?? 0;
+    expect(refused).toBeGreaterThan(0);
+    await until(() => received.length === 40 * 64 - refused, 'the packets the tunnel took');
+    expect(g.gateway.drops).toMatchObject({ queue_full: 0, store_full: 0, tun_full: 1, send_queue_full: refused });
+  });
   it('answers keepalives and refreshes activity', async () => {
     const clock = new FakeClock();
     const g = await setup({ networks }, clock);

@@ -3,7 +3,7 @@ import { FakeClock } from '../../src/clock.js';
 import { PacketStore } from '../../src/gateway/packet-store.js';
 import { ShapingQueue } from '../../src/gateway/shaper.js';
 
-const owner = new ShapingQueue(new FakeClock(), { send() {}, flush() {} }, 1 << 20, 1024);
+const owner = new ShapingQueue(new FakeClock(), { send() {}, flush() {} }, 50);
 
 function bytesOf(store: PacketStore<ShapingQueue>, slot: number): string {
   const at = store.offsets[slot]!;

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock, type Clock, type TimerHandle } from '../../src/clock.js';
 import { TokenBucket } from '../../src/gateway/bucket.js';
 import { newDropCounters } from '../../src/gateway/drops.js';
-import { shapeOrDrop, ShapingQueue } from '../../src/gateway/shaper.js';
+import { queueBoundBytes, shapeOrDrop, ShapingQueue } from '../../src/gateway/shaper.js';
 import { LATE_MS, REARM_MS, storageSize, UserScheduler } from '../../src/gateway/user-scheduler.js';
 import { flowHash } from '../../src/packet/flow-hash.js';
 import { measureAllocationQuietest } from '../support/alloc.js';
@@ -164,7 +164,7 @@ class Sim {
         flush() {
           for (const f of flows) if (f.queue === queue) f.flushes++;
         },
-      }, 1 << 20, 4096);
+      }, DELAY);
     const flow = new Flow(flows.length, queue, size, rate, options.bucket ?? (() => this.bucket), options.protocol ?? TCP, options.port ?? nextPort++);
     flows.push(flow);
     return flow;
@@ -235,7 +235,7 @@ describe('UserScheduler: rate', () => {
     for (const w of sim.windows(1000, 9)) expect(Math.abs(w - MBIT)).toBeLessThanOrEqual(1000);
     expect(f.offered).toBe(20 * MBIT);
     expect(sim.shaped).toBeGreaterThan(9 * MBIT / 1000 - 50); // about half of the packets (admission or CoDel)
-    expect(sim.drops.queue_full).toBe(0);
+    expect([sim.drops.queue_full, sim.drops.store_full]).toEqual([0, 0]);
   });
 
   it('holds the total of four queues (two sessions, both directions) at the limit, 10 Mbit/s offered 2.5 times over', () => {
@@ -537,6 +537,49 @@ describe('UserScheduler fair: flows inside the limit (issue 13)', () => {
     }
   });
 
+  it('a limit raised live (3.3 → 230 Mbit/s): the session queue bound follows the bucket, so the upload beside the UDP stream in its session keeps ≥ 0.25 and nothing is dropped queue_full', () => {
+    const { sim, tcpUp, udp, tcpDown } = issueMix(LIMIT_3_3, 'fair');
+    sim.run(3000);
+    const queue = tcpUp.queue; // the upload's and the UDP stream's session and direction
+    const before = queue.boundBytes;
+    const high = 230 * MBIT;
+    sim.bucket.setRate(high); // what a reload does to the live bucket (registry.setUserLimit)
+    udp.rate = high / 2;
+    let most = 0; // most bytes that session's queue held at once after the raise
+    for (let t = 0; t < 15_000; t += 10) {
+      sim.run(10);
+      most = Math.max(most, queue.queuedBytes);
+    }
+    expect(sim.drops.queue_full).toBe(0);
+    expect(queue.boundBytes).toBe(queueBoundBytes(high, sim.bucket.burst, DELAY));
+    // The UDP stream's own flow queue outgrew the bound sized at 3.3 Mbit/s: with that bound the upload's
+    // packets were dropped queue_full, blind to flows, and the upload backed off (0.135 in the bench, 37 → 230).
+    expect(most).toBeGreaterThan(before);
+    const shares = [tcpUp, udp, tcpDown].map((f) => share(f, 13_000, 18_000, high));
+    for (const x of shares) expect(x).toBeGreaterThanOrEqual(0.25);
+    expect(Math.abs(sim.totalBetween(13_000, 18_000) / (5 * high) - 1)).toBeLessThan(0.01);
+  });
+
+  it('a limit raised while a flood keeps packets waiting (37 → 230 Mbit/s): the budget stays what the store was made for until it idles, shared by the flows, nothing dropped store_full', () => {
+    const low = 37 * MBIT;
+    const high = 230 * MBIT;
+    const sim = new Sim(low);
+    const flood = sim.flow(1200, 2 * low, { protocol: UDP }); // never lets the scheduler idle
+    const tcp = sim.flow(1400, low / 10).aimd(10); // another session
+    sim.run(3000);
+    const storeMadeFor = (low * DELAY) / 1000 + sim.bucket.burst; // rate × delay + burst at 37 Mbit/s
+    sim.bucket.setRate(high); // a reload, or a fleet share that grew
+    flood.rate = 2 * high;
+    sim.run(10_000);
+    expect(sim.scheduler.queuedPackets).toBeGreaterThan(0); // it never idled: the store is still the one made at 37 Mbit/s
+    expect(sim.scheduler.budget(sim.clock.now())).toBe(storeMadeFor);
+    expect([sim.drops.store_full, sim.drops.queue_full]).toEqual([0, 0]);
+    // With the ring refusing instead (no cap), the TCP flow got 0.085 beside 255,178 store_full drops. In the
+    // smaller room (16 ms at 230 Mbit/s) the responsive flow's sawtooth leaves it below half, above 0.3.
+    expect(share(tcp, 8000, 13_000, high)).toBeGreaterThanOrEqual(0.3);
+    expect(Math.abs(sim.totalBetween(8000, 13_000) / (5 * high) - 1)).toBeLessThan(0.01);
+  });
+
   it('8 responsive flows of one session and direction get 1/8 each (± 25 %), with the totals exact, at 3.3 and 37 Mbit/s', () => {
     for (const rate of [LIMIT_3_3, 37 * MBIT]) {
       const sim = new Sim(rate);
@@ -717,7 +760,7 @@ describe('UserScheduler: storage', () => {
     for (let i = 0; i < 1000; i++) {
       const bucket = new TokenBucket(LIMIT_3_3, null, clock);
       bucket.consume(bucket.burst);
-      const q = new ShapingQueue(clock, { send() {}, flush() {} }, 1 << 20, 1024);
+      const q = new ShapingQueue(clock, { send() {}, flush() {} }, DELAY);
       shapeOrDrop(bucket, q, ipPacket(1400, TCP, 1000 + i), 0, 1400, 0, DELAY, drops);
       schedulers.push(bucket.scheduler!);
     }
@@ -741,7 +784,7 @@ describe('UserScheduler: per packet', () => {
       },
       flush() {},
     };
-    const queues = [0, 1, 2, 3].map(() => new ShapingQueue(clock, sink, 1 << 20, 1024));
+    const queues = [0, 1, 2, 3].map(() => new ShapingQueue(clock, sink, DELAY));
     const lengths = [1400, 60, 1400, 576, 1400, 40, 1400, 1200];
     // Each packet fills its own buffer: Node 20's Buffer#copy allocates a view for a copy of part of a buffer
     // (the queue's one copy in, as before this scheduler and as in the TUN writer); that is Node's, not ours.
