@@ -28,9 +28,10 @@ import {
   type StatsQuery,
 } from './queries.js';
 import type { HistoryStats, RejectionRow, SessionHistoryRow, UserUsage } from './records.js';
+import { liveEntries, type OpenRow } from './resume.js';
 import type { RetentionResult } from './retention.js';
 import { DAY_MS, HOUR_MS, QUOTA_MIN_KEEP_MS } from './retention.js';
-import type { BatchOp } from './writer.js';
+import type { BatchOp, LiveEntry } from './writer.js';
 
 type Queryable = Pool | PoolClient;
 
@@ -133,6 +134,17 @@ export async function closeOpenSessions(db: Queryable, gatewayId: string, reason
     [gatewayId, reason, endedAtMs, startedByMs],
   );
   return rowCount ?? 0;
+}
+
+/** This gateway's open sessions with their last written counters (what a restarted worker takes over). */
+export async function openSessionsOf(db: Queryable, gatewayId: string): Promise<Map<string, LiveEntry>> {
+  const { rows } = await db.query<OpenRow>(
+    `SELECT id, "user", ipv4, ipv6, peer, transport, started_at AS "startedAt", bytes_in AS "bytesIn",
+       packets_in AS "packetsIn", bytes_out AS "bytesOut", packets_out AS "packetsOut"
+     FROM sessions WHERE status = 'open' AND gateway_id = $1`,
+    [gatewayId],
+  );
+  return liveEntries(rows);
 }
 
 export async function recentSessions(db: Queryable, query: RecentSessionsQuery): Promise<SessionHistoryRow[]> {

@@ -1,0 +1,117 @@
+/**
+ * bench/history-write-cost.ts - what a history write costs the gateway's event loop (the thread that forwards
+ * packets), for each backend, side by side in one run: SQLite (its worker thread) and PostgreSQL (the backend
+ * named by BACKENDS; a real server started here from Debian's package, test/support/postgres-server.ts).
+ *
+ *   sudo npx tsx bench/history-write-cost.ts                  (as root the postmaster runs as `postgres`)
+ *   LIVE=1000,10000 CHURN=500 ROUNDS=3 sudo -E npx tsx bench/history-write-cost.ts
+ *
+ * Per scenario (LIVE live sessions whose counters all changed, CHURN sessions started and CHURN ended since
+ * the last write, the way a busy gateway's flush looks): ROUNDS flushes after a warm-up one, and per flush
+ *   wall      ms until the write is committed
+ *   busy      ms the event loop was not idle during it (performance.eventLoopUtilization: this thread's work,
+ *             i.e. time a packet could not be forwarded), and busy per 1,000 statements' worth of rows
+ *   worst     the worst event-loop delay during it (monitorEventLoopDelay, 1 ms resolution): the longest a
+ *             packet arriving then would have waited
+ * Printed as the median of the rounds. Nothing else should run on the machine meanwhile (short run: ~1 min).
+ */
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { systemClock } from '../src/clock.js';
+import type { HistoryConfig } from '../src/config/types.js';
+import type { TrafficCounters } from '../src/gateway/session.js';
+import { HistoryStore } from '../src/history/store.js';
+import { startTestPostgres } from '../test/support/postgres-server.js';
+
+const LIVE = (process.env.LIVE ?? '1000,10000').split(',').map(Number);
+const CHURN = Number(process.env.CHURN ?? 500);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const BACKENDS = (process.env.BACKENDS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
+
+interface Figures {
+  wallMs: number;
+  busyMs: number;
+  worstMs: number;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+async function scenario(config: HistoryConfig, live: number): Promise<Figures[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'qg-bench-history-'));
+  const store = await HistoryStore.open({ dataDir: dir, config, clock: systemClock, logger: pino({ level: 'warn' }), gatewayId: 'bench-gw' });
+  try {
+    const sessions = new Map<string, TrafficCounters>();
+    let next = 0;
+    const start = (): void => {
+      const id = `s${next++}`;
+      sessions.set(id, { bytesIn: 0, packetsIn: 0, bytesOut: 0, packetsOut: 0 });
+      store.recordStart({ id, user: `u${next % 200}`, ipv4: `198.18.${(next >> 8) & 255}.${next & 255}`, ipv6: null, peer: '192.0.2.9:50000', transport: 'quic', startedAt: Date.now() });
+    };
+    store.setSnapshotProvider(() => [...sessions].map(([id, counters]) => ({ id, counters })));
+    for (let i = 0; i < live; i++) start();
+    await store.flush(); // the live sessions' rows exist now
+    const out: Figures[] = [];
+    for (let round = 0; round <= ROUNDS; round++) {
+      for (const c of sessions.values()) {
+        c.bytesIn += 1500;
+        c.packetsIn += 1;
+        c.bytesOut += 3000;
+        c.packetsOut += 2;
+        store.addQuotaUsage(`u${c.packetsIn % 200}`, store.periodKey('day'), 4500);
+      }
+      const ended = [...sessions.keys()].slice(0, CHURN);
+      for (const id of ended) {
+        store.recordEnd({ id, endedAt: Date.now(), reason: 'client_closed', message: null, counters: sessions.get(id)! });
+        sessions.delete(id);
+      }
+      for (let i = 0; i < CHURN; i++) start();
+      const loop = monitorEventLoopDelay({ resolution: 1 });
+      loop.enable();
+      const elu0 = performance.eventLoopUtilization();
+      const t0 = performance.now();
+      await store.flush();
+      const wallMs = performance.now() - t0;
+      const elu = performance.eventLoopUtilization(elu0);
+      loop.disable();
+      if (store.health().pending !== 0) throw new Error(`${config.backend}: the flush left ${store.health().pending} pending (${store.health().lastError})`);
+      if (round > 0) out.push({ wallMs, busyMs: elu.active, worstMs: loop.max / 1e6 });
+    }
+    return out;
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const server = BACKENDS.includes('postgres') ? await startTestPostgres() : null;
+  try {
+    const base: HistoryConfig = {
+      enabled: true, retentionDays: 0, flushIntervalMs: 3_600_000, batchSize: 1_000_000, queueLimit: 1_000_000, busyTimeoutMs: 5000,
+      rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null,
+    };
+    console.log(`history write cost on the event loop: ${ROUNDS} rounds per line, medians; churn ${CHURN} starts + ${CHURN} ends per write; node ${process.version}`);
+    for (const live of LIVE) {
+      for (const backend of BACKENDS) {
+        const config: HistoryConfig =
+          backend === 'sqlite'
+            ? base
+            : { ...base, backend, postgres: { url: await server!.createDatabase(`bench_${live}_${Date.now()}`), poolSize: 4, connectTimeoutMs: 5000, queryTimeoutMs: 60_000 } };
+        const figures = await scenario(config, live);
+        const statements = live + 2 * CHURN;
+        const busy = median(figures.map((f) => f.busyMs));
+        console.log(
+          `${backend.padEnd(8)} live ${String(live).padStart(6)}  wall ${median(figures.map((f) => f.wallMs)).toFixed(1).padStart(8)} ms  ` +
+            `busy ${busy.toFixed(1).padStart(7)} ms (${((busy / statements) * 1000).toFixed(1)} ms per 1,000 rows)  worst loop delay ${median(figures.map((f) => f.worstMs)).toFixed(1)} ms`,
+        );
+      }
+    }
+  } finally {
+    await server?.dispose();
+  }
+}
+
+await main();
