@@ -1,7 +1,9 @@
 /**
  * bench/history-write-cost.ts - what a history write costs the gateway's event loop (the thread that forwards
- * packets), for each backend, side by side in one run: SQLite (its worker thread) and PostgreSQL (the backend
- * named by BACKENDS; a real server started here from Debian's package, test/support/postgres-server.ts).
+ * packets), side by side in one run: SQLite and PostgreSQL through the HistoryStore (each in its worker
+ * thread), and `postgres-main`: the same PostgreSQL backend (pg-backend.ts) called on this thread, as it ran
+ * before it moved into a worker (the A of the A/B), fed the same batches. PostgreSQL is a real server started
+ * here from Debian's package (test/support/postgres-server.ts). BACKENDS picks (default all three).
  *
  *   sudo npx tsx bench/history-write-cost.ts                  (as root the postmaster runs as `postgres`)
  *   LIVE=1000,10000 CHURN=500 ROUNDS=3 sudo -E npx tsx bench/history-write-cost.ts
@@ -23,13 +25,18 @@ import { pino } from 'pino';
 import { systemClock } from '../src/clock.js';
 import type { HistoryConfig } from '../src/config/types.js';
 import type { TrafficCounters } from '../src/gateway/session.js';
+import { PostgresBackend } from '../src/history/pg-backend.js';
+import type { WireBatch } from '../src/history/protocol.js';
+import type { CounterSnapshot } from '../src/history/records.js';
 import { HistoryStore } from '../src/history/store.js';
+import type { QueuedRecord, QuotaIncrement } from '../src/history/writer.js';
 import { startTestPostgres } from '../test/support/postgres-server.js';
 
 const LIVE = (process.env.LIVE ?? '1000,10000').split(',').map(Number);
 const CHURN = Number(process.env.CHURN ?? 500);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
-const BACKENDS = (process.env.BACKENDS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
+type Variant = 'sqlite' | 'postgres' | 'postgres-main';
+const BACKENDS = (process.env.BACKENDS ?? 'sqlite,postgres,postgres-main').split(',') as Variant[];
 
 interface Figures {
   wallMs: number;
@@ -39,9 +46,65 @@ interface Figures {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
-async function scenario(config: HistoryConfig, live: number): Promise<Figures[]> {
-  const dir = mkdtempSync(join(tmpdir(), 'qg-bench-history-'));
+/** What the scenario drives: the HistoryStore's recording calls and one flush. */
+interface Writer {
+  setSnapshotProvider(fn: () => Iterable<CounterSnapshot>): void;
+  recordStart: HistoryStore['recordStart'];
+  recordEnd: HistoryStore['recordEnd'];
+  addQuotaUsage(user: string, key: string, bytes: number): void;
+  periodKey: HistoryStore['periodKey'];
+  flush(): Promise<void>;
+  pending(): number;
+  close(): Promise<void>;
+}
+
+async function storeWriter(config: HistoryConfig, dir: string): Promise<Writer> {
   const store = await HistoryStore.open({ dataDir: dir, config, clock: systemClock, logger: pino({ level: 'warn' }), gatewayId: 'bench-gw' });
+  return {
+    setSnapshotProvider: (fn) => store.setSnapshotProvider(fn),
+    recordStart: (r) => store.recordStart(r),
+    recordEnd: (r) => store.recordEnd(r),
+    addQuotaUsage: (u, k, b) => store.addQuotaUsage(u, k, b),
+    periodKey: (p, w) => store.periodKey(p, w),
+    flush: () => store.flush(),
+    pending: () => store.health().pending,
+    close: () => store.close(),
+  };
+}
+
+/** PostgresBackend on this thread, given the batches the store would send (records, snapshots, quota; one write). */
+async function mainThreadPgWriter(config: HistoryConfig, reference: Writer): Promise<Writer> {
+  const backend = new PostgresBackend({ config: config.postgres!, gatewayId: 'bench-gw', logger: pino({ level: 'warn' }) });
+  await backend.call('open', { wallNowMs: Date.now(), quotaFrom: reference.periodKey('month') }, null);
+  let records: QueuedRecord[] = [];
+  const quota = new Map<string, QuotaIncrement>();
+  let provider: () => Iterable<CounterSnapshot> = () => [];
+  return {
+    setSnapshotProvider: (fn) => void (provider = fn),
+    recordStart: (r) => void records.push({ kind: 'start', record: r }),
+    recordEnd: (r) => void records.push({ kind: 'end', record: { ...r, counters: { ...r.counters } } }),
+    addQuotaUsage(user, periodKey, bytes) {
+      const k = `${user}\u0000${periodKey}`;
+      quota.set(k, { user, periodKey, bytes: (quota.get(k)?.bytes ?? 0) + bytes });
+    },
+    periodKey: reference.periodKey,
+    async flush() {
+      const wallNowMs = Date.now();
+      const snapshots = [...provider()].map((s) => ({ id: s.id, counters: { ...s.counters } }));
+      const batch: WireBatch = { records, snapshots, quota: [...quota.values()], rejections: [], wallNowMs };
+      await backend.call('write', { batch, quotaKeys: [reference.periodKey('day', wallNowMs), reference.periodKey('month', wallNowMs)] }, null);
+      records = [];
+      quota.clear();
+    },
+    pending: () => records.length + quota.size,
+    close: () => backend.stop(2000),
+  };
+}
+
+async function scenario(variant: Variant, config: HistoryConfig, live: number): Promise<Figures[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'qg-bench-history-'));
+  const reference = await storeWriter({ ...config, backend: 'sqlite', postgres: null }, dir); // for periodKey only, and SQLite's own runs
+  const store = variant === 'postgres-main' ? await mainThreadPgWriter(config, reference) : variant === 'postgres' ? await storeWriter(config, dir) : reference;
   try {
     const sessions = new Map<string, TrafficCounters>();
     let next = 0;
@@ -76,18 +139,19 @@ async function scenario(config: HistoryConfig, live: number): Promise<Figures[]>
       const wallMs = performance.now() - t0;
       const elu = performance.eventLoopUtilization(elu0);
       loop.disable();
-      if (store.health().pending !== 0) throw new Error(`${config.backend}: the flush left ${store.health().pending} pending (${store.health().lastError})`);
+      if (store.pending() !== 0) throw new Error(`${variant}: the flush left ${store.pending()} pending`);
       if (round > 0) out.push({ wallMs, busyMs: elu.active, worstMs: loop.max / 1e6 });
     }
     return out;
   } finally {
     await store.close();
+    if (store !== reference) await reference.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 async function main(): Promise<void> {
-  const server = BACKENDS.includes('postgres') ? await startTestPostgres() : null;
+  const server = BACKENDS.some((b) => b !== 'sqlite') ? await startTestPostgres() : null;
   try {
     const base: HistoryConfig = {
       enabled: true, retentionDays: 0, flushIntervalMs: 3_600_000, batchSize: 1_000_000, queueLimit: 1_000_000, busyTimeoutMs: 5000,
@@ -99,12 +163,12 @@ async function main(): Promise<void> {
         const config: HistoryConfig =
           backend === 'sqlite'
             ? base
-            : { ...base, backend, postgres: { url: await server!.createDatabase(`bench_${live}_${Date.now()}`), poolSize: 4, connectTimeoutMs: 5000, queryTimeoutMs: 60_000 } };
-        const figures = await scenario(config, live);
+            : { ...base, backend: 'postgres', postgres: { url: await server!.createDatabase(`bench_${live}_${Date.now()}`), poolSize: 4, connectTimeoutMs: 5000, queryTimeoutMs: 60_000 } };
+        const figures = await scenario(backend, config, live);
         const statements = live + 2 * CHURN;
         const busy = median(figures.map((f) => f.busyMs));
         console.log(
-          `${backend.padEnd(8)} live ${String(live).padStart(6)}  wall ${median(figures.map((f) => f.wallMs)).toFixed(1).padStart(8)} ms  ` +
+          `${backend.padEnd(13)} live ${String(live).padStart(6)}  wall ${median(figures.map((f) => f.wallMs)).toFixed(1).padStart(8)} ms  ` +
             `busy ${busy.toFixed(1).padStart(7)} ms (${((busy / statements) * 1000).toFixed(1)} ms per 1,000 rows)  worst loop delay ${median(figures.map((f) => f.worstMs)).toFixed(1)} ms`,
         );
       }
