@@ -15,6 +15,8 @@
  *             i.e. time a packet could not be forwarded), and busy per 1,000 statements' worth of rows
  *   worst     the worst event-loop delay during it (monitorEventLoopDelay, 1 ms resolution): the longest a
  *             packet arriving then would have waited
+ *   cpu       CPU time of the whole process during it (process.cpuUsage: every thread, GC included): what the
+ *             write costs the machine's cores wherever it runs
  * Printed as the median of the rounds. Nothing else should run on the machine meanwhile (short run: ~1 min).
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -42,6 +44,7 @@ interface Figures {
   wallMs: number;
   busyMs: number;
   worstMs: number;
+  cpuMs: number;
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -134,13 +137,15 @@ async function scenario(variant: Variant, config: HistoryConfig, live: number): 
       const loop = monitorEventLoopDelay({ resolution: 1 });
       loop.enable();
       const elu0 = performance.eventLoopUtilization();
+      const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       await store.flush();
       const wallMs = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
       const elu = performance.eventLoopUtilization(elu0);
       loop.disable();
       if (store.pending() !== 0) throw new Error(`${variant}: the flush left ${store.pending()} pending`);
-      if (round > 0) out.push({ wallMs, busyMs: elu.active, worstMs: loop.max / 1e6 });
+      if (round > 0) out.push({ wallMs, busyMs: elu.active, worstMs: loop.max / 1e6, cpuMs: (cpu.user + cpu.system) / 1000 });
     }
     return out;
   } finally {
@@ -169,7 +174,7 @@ async function main(): Promise<void> {
         const busy = median(figures.map((f) => f.busyMs));
         console.log(
           `${backend.padEnd(13)} live ${String(live).padStart(6)}  wall ${median(figures.map((f) => f.wallMs)).toFixed(1).padStart(8)} ms  ` +
-            `busy ${busy.toFixed(1).padStart(7)} ms (${((busy / statements) * 1000).toFixed(1)} ms per 1,000 rows)  worst loop delay ${median(figures.map((f) => f.worstMs)).toFixed(1)} ms`,
+            `busy ${busy.toFixed(1).padStart(7)} ms (${((busy / statements) * 1000).toFixed(1)} ms per 1,000 rows)  worst loop delay ${median(figures.map((f) => f.worstMs)).toFixed(1)} ms  cpu ${median(figures.map((f) => f.cpuMs)).toFixed(0)} ms`,
         );
       }
     }
