@@ -24,7 +24,9 @@ import * as q from './pg-queries.js';
 import { redactUrl } from './pg-url.js';
 import type { RequestKind, Requests, WireBatch } from './protocol.js';
 import type { HistoryStartupEvent } from './records.js';
-import { LiveSessions, planBatch, singleParts, type Batch } from './writer.js';
+import { LiveSessions, planBatch, singleParts, type Batch, type BatchOp } from './writer.js';
+
+type CounterRow = Extract<BatchOp, { op: 'updateCounters' }>['row'];
 
 export interface PostgresBackendOptions {
   readonly config: HistoryPostgresConfig;
@@ -238,7 +240,19 @@ export class PostgresBackend implements HistoryBackend {
   /** The batch's ops in order; LiveSessions advances with each part (restored by the caller on rollback). */
   private async runPlan(client: pg.PoolClient, batch: Batch): Promise<void> {
     const plan = planBatch(batch, this.live);
-    for (const op of plan.ops) await q.runOp(client, this.gatewayId, op);
+    // The live sessions' counters (one op each, consecutive in the plan) go as one statement: a round trip and
+    // a message per session cost the thread ~50 µs each; every other op runs on its own, in order.
+    let counters: CounterRow[] = [];
+    for (const op of plan.ops) {
+      if (op.op === 'updateCounters') {
+        counters.push(op.row);
+        continue;
+      }
+      if (counters.length > 0) await q.updateCountersMany(client, counters);
+      counters = [];
+      await q.runOp(client, this.gatewayId, op);
+    }
+    if (counters.length > 0) await q.updateCountersMany(client, counters);
     this.live.apply(plan.staged);
   }
 }

@@ -48,16 +48,9 @@ export async function runOp(client: PoolClient, gatewayId: string, op: BatchOp):
       });
       return;
     }
-    case 'updateCounters': {
-      const r = op.row;
-      await client.query({
-        name: 'qg_update_counters',
-        text: `UPDATE sessions SET bytes_in = $2, packets_in = $3, bytes_out = $4, packets_out = $5, updated_at = $6
-               WHERE id = $1 AND status = 'open'`,
-        values: [r.id, r.bytesIn, r.packetsIn, r.bytesOut, r.packetsOut, r.at],
-      });
+    case 'updateCounters':
+      await updateCountersMany(client, [op.row]);
       return;
-    }
     case 'endSession': {
       const r = op.row;
       await client.query({
@@ -107,6 +100,19 @@ export async function runOp(client: PoolClient, gatewayId: string, op: BatchOp):
       return;
     }
   }
+}
+
+/** Many live sessions' counters in one statement (what the updateCounters op does, row by row, on SQLite). */
+export async function updateCountersMany(client: PoolClient, rows: readonly Extract<BatchOp, { op: 'updateCounters' }>['row'][]): Promise<void> {
+  await client.query({
+    name: 'qg_update_counters_many',
+    text: `UPDATE sessions AS s SET bytes_in = v.bytes_in, packets_in = v.packets_in, bytes_out = v.bytes_out,
+             packets_out = v.packets_out, updated_at = v.at
+           FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+             AS v(id, bytes_in, packets_in, bytes_out, packets_out, at)
+           WHERE s.id = v.id AND s.status = 'open'`,
+    values: [rows.map((r) => r.id), rows.map((r) => r.bytesIn), rows.map((r) => r.packetsIn), rows.map((r) => r.bytesOut), rows.map((r) => r.packetsOut), rows.map((r) => r.at)],
+  });
 }
 
 const quotaRows = z.array(z.object({ user: z.string(), period_key: z.string(), bytes: z.number().int().nonnegative() }));
