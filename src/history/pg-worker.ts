@@ -1,6 +1,6 @@
 /**
  * The PostgreSQL history worker thread: runs the PostgresBackend (pg's pool, the batch's statements, the
- * answers' parsing) so that this work, 46-64 µs of CPU per row written, and whatever a stalled server
+ * answers' parsing) so that this work (~130 ms per write at 10,000 live sessions), and whatever a stalled server
  * leaves pending, stay off the gateway's event loop. Writes keep their order on the backend's chain; read
  * queries run beside it. Started, supervised and restarted like the SQLite worker (worker-supervisor.ts).
  */
