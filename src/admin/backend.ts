@@ -89,7 +89,7 @@ export interface MetricsSnapshot {
   readonly connections: ConnectionGuardStats | null;
   /** History records dropped since start (queue full while the database failed or stalled, refused rows). */
   readonly historyDropped: number;
-  /** SQLite history worker thread restarts since start (it was lost: crash, out of memory, terminated). */
+  /** History worker thread restarts since start (it was lost: crash, out of memory, terminated). */
   readonly historyWorkerRestarts: number;
   /** Config fleet: the shared session caps (null: this gateway alone). */
   readonly fleetSessions?: FleetSessionMetrics | null;

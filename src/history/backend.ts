@@ -1,6 +1,7 @@
 /**
- * Where a HistoryStore's requests go: the SQLite worker thread (worker-backend.ts) or PostgreSQL on this
- * thread (pg-backend.ts). The store keeps the queue, batching, backoff and metrics; a backend only answers.
+ * Where a HistoryStore's requests go: the history worker thread (worker-backend.ts on the gateway's thread,
+ * which runs SQLite's engine or the PostgreSQL backend, pg-backend.ts, in the thread). The store keeps the
+ * queue, batching, backoff and metrics; a backend only answers.
  */
 import type { RequestKind, Requests } from './protocol.js';
 
@@ -9,7 +10,7 @@ export interface HistoryBackend {
   readonly location: string;
   /** Other gateways write to the same database: quota totals are read back after every write. */
   readonly shared: boolean;
-  /** Times the backend's worker was started again after it was lost (SQLite's thread; PostgreSQL has none: 0). */
+  /** Times the backend's worker thread was started again after it was lost. */
   readonly restarts: number;
   /** Why the backend takes no requests right now (its worker lost, being restarted), or null when it does. */
   readonly unavailable: string | null;

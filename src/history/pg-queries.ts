@@ -28,9 +28,10 @@ import {
   type StatsQuery,
 } from './queries.js';
 import type { HistoryStats, RejectionRow, SessionHistoryRow, UserUsage } from './records.js';
+import { liveEntries, type OpenRow } from './resume.js';
 import type { RetentionResult } from './retention.js';
 import { DAY_MS, HOUR_MS, QUOTA_MIN_KEEP_MS } from './retention.js';
-import type { BatchOp } from './writer.js';
+import type { BatchOp, LiveEntry } from './writer.js';
 
 type Queryable = Pool | PoolClient;
 
@@ -47,16 +48,9 @@ export async function runOp(client: PoolClient, gatewayId: string, op: BatchOp):
       });
       return;
     }
-    case 'updateCounters': {
-      const r = op.row;
-      await client.query({
-        name: 'qg_update_counters',
-        text: `UPDATE sessions SET bytes_in = $2, packets_in = $3, bytes_out = $4, packets_out = $5, updated_at = $6
-               WHERE id = $1 AND status = 'open'`,
-        values: [r.id, r.bytesIn, r.packetsIn, r.bytesOut, r.packetsOut, r.at],
-      });
+    case 'updateCounters':
+      await updateCountersMany(client, [op.row]);
       return;
-    }
     case 'endSession': {
       const r = op.row;
       await client.query({
@@ -108,6 +102,19 @@ export async function runOp(client: PoolClient, gatewayId: string, op: BatchOp):
   }
 }
 
+/** Many live sessions' counters in one statement (what the updateCounters op does, row by row, on SQLite). */
+export async function updateCountersMany(client: PoolClient, rows: readonly Extract<BatchOp, { op: 'updateCounters' }>['row'][]): Promise<void> {
+  await client.query({
+    name: 'qg_update_counters_many',
+    text: `UPDATE sessions AS s SET bytes_in = v.bytes_in, packets_in = v.packets_in, bytes_out = v.bytes_out,
+             packets_out = v.packets_out, updated_at = v.at
+           FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+             AS v(id, bytes_in, packets_in, bytes_out, packets_out, at)
+           WHERE s.id = v.id AND s.status = 'open'`,
+    values: [rows.map((r) => r.id), rows.map((r) => r.bytesIn), rows.map((r) => r.packetsIn), rows.map((r) => r.bytesOut), rows.map((r) => r.packetsOut), rows.map((r) => r.at)],
+  });
+}
+
 const quotaRows = z.array(z.object({ user: z.string(), period_key: z.string(), bytes: z.number().int().nonnegative() }));
 
 /** The fleet's stored usage of the period keys (exactly these keys). */
@@ -133,6 +140,17 @@ export async function closeOpenSessions(db: Queryable, gatewayId: string, reason
     [gatewayId, reason, endedAtMs, startedByMs],
   );
   return rowCount ?? 0;
+}
+
+/** This gateway's open sessions with their last written counters (what a restarted worker takes over). */
+export async function openSessionsOf(db: Queryable, gatewayId: string): Promise<Map<string, LiveEntry>> {
+  const { rows } = await db.query<OpenRow>(
+    `SELECT id, "user", ipv4, ipv6, peer, transport, started_at AS "startedAt", bytes_in AS "bytesIn",
+       packets_in AS "packetsIn", bytes_out AS "bytesOut", packets_out AS "packetsOut"
+     FROM sessions WHERE status = 'open' AND gateway_id = $1`,
+    [gatewayId],
+  );
+  return liveEntries(rows);
 }
 
 export async function recentSessions(db: Queryable, query: RecentSessionsQuery): Promise<SessionHistoryRow[]> {

@@ -1,10 +1,12 @@
 /**
- * Messages between the HistoryStore (gateway thread) and the history worker (worker.ts). Plain data only
- * (structured clone); errors cross as WireError, since a clone keeps neither their class nor their `code`.
+ * Messages between the HistoryStore (gateway thread) and the history worker (worker.ts for SQLite, pg-worker.ts
+ * for PostgreSQL). Plain data only (structured clone); errors cross as WireError, since a clone keeps neither
+ * their class nor their `code`.
  *
- *   store ─► worker   { id, req }            one at a time per kind of work, answered in order
+ *   store ─► worker   { id, req }            writes answered in order (SQLite: every request in order)
  *   worker ─► store   { id, ok, value|error } or { log } (a pino line to re-emit on the gateway's logger)
  */
+import type { HistoryPostgresConfig } from '../config/types.js';
 import type { QueuedRecord, QuotaIncrement } from './writer.js';
 import type { QuotaRow } from './engine.js';
 import type { HourlyRow, RecentRejectionsQuery, RecentSessionsQuery, SearchSessionsQuery, StatsQuery } from './queries.js';
@@ -19,10 +21,22 @@ import type {
 } from './records.js';
 import type { RetentionResult } from './retention.js';
 
-export interface WorkerInit {
+/** What a history worker thread is started with: which backend it runs, and that backend's settings. */
+export type WorkerInit = SqliteWorkerInit | PostgresWorkerInit;
+
+export interface SqliteWorkerInit {
+  readonly backend: 'sqlite';
   readonly file: string;
   readonly dataDir: string;
   readonly busyTimeoutMs: number;
+  readonly logLevel: string;
+  readonly gatewayId: string;
+}
+
+export interface PostgresWorkerInit {
+  readonly backend: 'postgres';
+  /** As configured; the URL may hold a password: it stays in the thread's pool, logged only redacted. */
+  readonly postgres: HistoryPostgresConfig;
   readonly logLevel: string;
   readonly gatewayId: string;
 }
@@ -57,7 +71,7 @@ export interface Requests {
 }
 export type RequestKind = keyof Requests;
 
-/** What only the SQLite worker thread does, besides Requests (worker-backend.ts sends it, nobody else). */
+/** What only a worker thread does, besides Requests (worker-backend.ts sends it, nobody else). */
 export interface WorkerRequests extends Requests {
   /** A restarted thread's open (resume.ts): no crash recovery; this gateway's open rows become its live sessions. */
   resume: { req: { wallNowMs: number }; res: { events: HistoryStartupEvent[]; liveSessions: number } };
@@ -71,7 +85,7 @@ export type ToWorker = {
 export interface WireError {
   /** QuicgateError code (QG_ERR_*), or null. */
   readonly qgCode: string | null;
-  /** SQLite or errno code, or null. */
+  /** SQLite, PostgreSQL (SQLSTATE) or errno code, or null. */
   readonly code: string | null;
   readonly message: string;
 }

@@ -66,7 +66,7 @@ export interface HistoryHealth {
   readonly pending: number;
   /** Records dropped since start because the queue was full (or the store closed, or the database refused one). */
   readonly dropped: number;
-  /** Times the SQLite worker thread was started again after it was lost (a crash, out of memory, terminated). */
+  /** Times the history worker thread was started again after it was lost (a crash, out of memory, terminated). */
   readonly workerRestarts: number;
 }
 

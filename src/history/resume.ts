@@ -1,5 +1,6 @@
 /**
- * What a restarted history worker takes over (worker-backend.ts restarts it; engine.ts resume() calls this).
+ * What a restarted history worker takes over (worker-backend.ts restarts it; engine.ts resume() calls this;
+ * on PostgreSQL pg-backend.ts resume() reads the same rows with pg-queries.ts openSessionsOf).
  * The first open of a run closed every session an earlier process left open (reason 'crash'), and only this
  * process writes the file, so this gateway's rows still open now are this run's live sessions: they must not
  * be closed as crashed. They become the engine's live sessions again, with the counters last written for
@@ -9,7 +10,8 @@ import type { SessionStartRecord } from './records.js';
 import type { SqliteDatabase } from './sqlite.js';
 import type { LiveEntry, LiveSessions } from './writer.js';
 
-interface OpenRow {
+/** An open session row as the SQLite and PostgreSQL queries select it (the columns' aliases). */
+export interface OpenRow {
   id: string;
   user: string;
   ipv4: string | null;
@@ -32,6 +34,13 @@ export function adoptOpenSessions(db: SqliteDatabase, gatewayId: string, live: L
        FROM sessions WHERE status = 'open' AND gateway_id = ?`,
     )
     .all(gatewayId) as unknown as OpenRow[];
+  const entries = liveEntries(rows);
+  live.apply(entries);
+  return entries.size;
+}
+
+/** The rows as live sessions, each with the counters last written for it. */
+export function liveEntries(rows: readonly OpenRow[]): Map<string, LiveEntry> {
   const entries = new Map<string, LiveEntry>();
   for (const r of rows) {
     const start: SessionStartRecord = {
@@ -46,6 +55,5 @@ export function adoptOpenSessions(db: SqliteDatabase, gatewayId: string, live: L
     const written = { bytesIn: Number(r.bytesIn), packetsIn: Number(r.packetsIn), bytesOut: Number(r.bytesOut), packetsOut: Number(r.packetsOut) };
     entries.set(start.id, { start, written });
   }
-  live.apply(entries);
-  return entries.size;
+  return entries;
 }

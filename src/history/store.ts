@@ -1,9 +1,9 @@
 /**
- * HistoryStore: the session history in `<dataDir>/history.sqlite`, written by a worker thread.
+ * HistoryStore: the session history (`<dataDir>/history.sqlite`, or a PostgreSQL), written by a worker thread.
  *
  *   record*() / addQuotaUsage()  ── copy into memory (bounded queue, quota and rejection counts), no I/O ──┐
  *   every flushIntervalMs, or soon after the queue reaches batchSize, or flush()/close():
- *     ONE write at a time goes to the worker (worker.ts → engine.ts): up to MAX_CHUNK queued records, the live
+ *     ONE write at a time goes to the worker (worker-backend.ts): up to MAX_CHUNK queued records, the live
  *     sessions' counters, quota increments and rejection counts, in one transaction; forgotten here when the
  *     worker says it committed.
  *   failure ─► degraded: records stay queued (bounded: queueLimit, overflow dropped and counted), retried with
@@ -12,9 +12,11 @@
  *     keep queueing up to the bound, then are dropped and counted. Nothing here ever waits for the database.
  *   retention: once at open, then on a Clock interval.  Queries: async, answered by the worker in order.
  *
- * Two backends answer the store's requests (backend.ts), with the same queue, batching and failure handling:
- *   sqlite (default)  `<dataDir>/history.sqlite` in a worker thread (worker-backend.ts): SQLite is synchronous.
- *   postgres          a PostgreSQL shared by the fleet (pg-backend.ts), on this thread: pg is async I/O.
+ * Two backends answer the store's requests, each in its own worker thread (worker-backend.ts, restarted when
+ * lost by worker-supervisor.ts), with the same queue, batching and failure handling:
+ *   sqlite (default)  `<dataDir>/history.sqlite` (worker.ts → engine.ts): SQLite is synchronous.
+ *   postgres          a PostgreSQL shared by the fleet (pg-worker.ts → pg-backend.ts): pg is async I/O, but its
+ *                     per-row protocol work is CPU the forwarding thread cannot spare (docs/robustness.md).
  * Every row carries this gateway's id, so a shared database answers fleet-wide and can filter by gateway.
  */
 import path from 'node:path';
@@ -26,8 +28,7 @@ import { errorText, withTimeout, type HistoryBackend } from './backend.js';
 import type { TrafficCounters } from '../gateway/session.js';
 import { HISTORY_FILE } from './db.js';
 import type { QuotaRow } from './engine.js';
-import { PostgresBackend } from './pg-backend.js';
-import type { RequestKind, Requests } from './protocol.js';
+import type { RequestKind, Requests, WorkerInit } from './protocol.js';
 import type { HourlyRow, RecentRejectionsQuery, RecentSessionsQuery, SearchSessionsQuery, StatsQuery } from './queries.js';
 import { periodKey, type QuotaPeriod } from './quota.js';
 import type {
@@ -68,7 +69,7 @@ export interface HistoryStoreOptions {
   readonly queryTimeoutMs?: number;
   /** Called after each committed write (for metrics). */
   readonly onFlush?: (report: FlushReport) => void;
-  /** SQLite: delay before restarting a lost worker thread (doubling up to maxMs). Default 1 s .. 60 s. */
+  /** Delay before restarting a lost worker thread (doubling up to maxMs). Default 1 s .. 60 s. */
   readonly workerRestart?: { readonly initialMs: number; readonly maxMs: number };
 }
 
@@ -94,7 +95,7 @@ export class HistoryStore {
   private readonly retentionIntervalMs: number;
   private readonly onFlush: ((report: FlushReport) => void) | undefined;
 
-  /** Where requests go (exposed for tests that kill the SQLite worker thread). */
+  /** Where requests go (exposed for tests that kill the worker thread). */
   readonly backend: HistoryBackend;
 
   private events: readonly HistoryStartupEvent[] = [];
@@ -163,30 +164,32 @@ export class HistoryStore {
         'history: rejection rows for this hour at their limit; further sources are counted under source "*"',
       ),
     );
+    let init: WorkerInit;
     if (opts.config.backend === 'postgres') {
       if (opts.config.postgres === null) throw new QuicgateError('QG_ERR_HISTORY', 'history.backend is postgres but history.postgres is not set');
-      this.backend = new PostgresBackend({ config: opts.config.postgres, gatewayId: opts.gatewayId, logger: opts.logger });
+      init = { backend: 'postgres', postgres: opts.config.postgres, logLevel: this.logger.level, gatewayId: opts.gatewayId };
     } else {
-      const init = {
+      init = {
+        backend: 'sqlite',
         file: path.join(opts.dataDir, HISTORY_FILE),
         dataDir: opts.dataDir,
         busyTimeoutMs: opts.busyTimeoutMs ?? opts.config.busyTimeoutMs,
         logLevel: this.logger.level,
         gatewayId: opts.gatewayId,
       };
-      this.backend = new WorkerBackend({
-        init,
-        clock: opts.clock,
-        logger: opts.logger,
-        restartBackoff: opts.workerRestart,
-        resumeTimeoutMs: OPEN_TIMEOUT_MS,
-        // Records stay queued (bounded) while the thread is restarted; the supervisor logs the loss.
-        onLost: (message) => {
-          if (this.closing === null) this.lastError = message;
-        },
-        onBack: () => this.backendBack(),
-      });
     }
+    this.backend = new WorkerBackend({
+      init,
+      clock: opts.clock,
+      logger: opts.logger,
+      restartBackoff: opts.workerRestart,
+      resumeTimeoutMs: OPEN_TIMEOUT_MS,
+      // Records stay queued (bounded) while the thread is restarted; the supervisor logs the loss.
+      onLost: (message) => {
+        if (this.closing === null) this.lastError = message;
+      },
+      onBack: () => this.backendBack(),
+    });
     this.location = this.backend.location;
     this.quotaFresh = !this.backend.shared;
   }

@@ -1,14 +1,17 @@
 /**
- * The SQLite history's backend: requests go to the history worker thread (worker.ts → engine.ts) and come
- * back in order. SQLite is synchronous, so a slow disk, another process's lock or a WAL checkpoint blocks that
- * thread, never the event loop that forwards packets. The worker's log lines are re-emitted on our logger.
- * A lost thread (crash, out of memory, terminated) is restarted by worker-supervisor.ts once the history has
- * opened; the new thread resumes the file (resume.ts) before it takes requests again.
+ * The history's backend on the gateway's thread: requests go to the history worker thread and come back
+ * matched by id. SQLite (worker.ts → engine.ts) is synchronous, so a slow disk, another process's lock or a
+ * WAL checkpoint blocks that thread, never the event loop that forwards packets; PostgreSQL (pg-worker.ts →
+ * pg-backend.ts) keeps pg's per-row CPU work and a stalled server's pending queries there. The worker's log
+ * lines are re-emitted on our logger. A lost thread (crash, out of memory, terminated) is restarted by
+ * worker-supervisor.ts once the history has opened; the new thread resumes the database (resume.ts) before it
+ * takes requests again.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { ErrorCodes, QuicgateError, type ErrorCode } from '../errors.js';
 import { withTimeout, type HistoryBackend } from './backend.js';
+import { redactUrl } from './pg-url.js';
 import type { FromWorker, RequestKind, Requests, ToWorker, WireError, WorkerInit, WorkerRequestKind, WorkerRequests } from './protocol.js';
 import { WorkerSupervisor } from './worker-supervisor.js';
 
@@ -34,14 +37,17 @@ export interface WorkerBackendOptions {
 
 export class WorkerBackend implements HistoryBackend {
   readonly location: string;
-  readonly shared = false;
+  /** PostgreSQL is shared by the fleet; a SQLite file has this gateway as its only writer. */
+  readonly shared: boolean;
   /** The thread and its restarts (exposed for tests that kill it). */
   readonly supervisor: WorkerSupervisor;
   private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
 
   constructor(private readonly opts: WorkerBackendOptions) {
-    this.location = opts.init.file;
+    const init = opts.init;
+    this.location = init.backend === 'sqlite' ? init.file : redactUrl(init.postgres.url);
+    this.shared = init.backend === 'postgres';
     this.supervisor = new WorkerSupervisor({
       init: opts.init,
       clock: opts.clock,

@@ -1,6 +1,6 @@
 /**
- * Keeps the SQLite history's worker thread (worker.ts) running: the one owner of the Worker object
- * (worker-backend.ts holds the requests and answers).
+ * Keeps the history's worker thread running (worker.ts for SQLite, pg-worker.ts for PostgreSQL): the one owner
+ * of the Worker object (worker-backend.ts holds the requests and answers).
  *
  *   start ─► thread up ─► messages relayed (onMessage)
  *   supervise(): from now on (the history opened) a lost thread is restarted; before, a loss is final
@@ -184,11 +184,15 @@ export class WorkerSupervisor {
   }
 }
 
-/** Starts worker.js next to this module; from the TypeScript sources (tests, tsx) through tsx's loader. */
+/** The thread's module for each backend, next to this one. */
+const ENTRY: Readonly<Record<WorkerInit['backend'], string>> = { sqlite: 'worker', postgres: 'pg-worker' };
+
+/** Starts the backend's worker .js next to this module; from the TypeScript sources (tests, tsx) through tsx's loader. */
 function startWorker(init: WorkerInit): Worker {
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./worker.js', here), { workerData: init });
-  const url = JSON.stringify(new URL('./worker.ts', here).href);
+  const entry = ENTRY[init.backend];
+  if (!here.endsWith('.ts')) return new Worker(new URL(`./${entry}.js`, here), { workerData: init });
+  const url = JSON.stringify(new URL(`./${entry}.ts`, here).href);
   return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${url}); })`, {
     eval: true,
     workerData: init,

@@ -3,25 +3,18 @@
  * disk, a held lock or a WAL checkpoint blocks this thread only, never the gateway's event loop. Requests are
  * handled one by one in arrival order; each gets exactly one answer. Log lines go back to the gateway's logger.
  */
-import { parentPort, workerData } from 'node:worker_threads';
-import { pino } from 'pino';
-import { QuicgateError } from '../errors.js';
 import { closeOpenSessions, describeError } from './db.js';
 import { HistoryEngine } from './engine.js';
-import type { FromWorker, ToWorker, WireError, WorkerInit, WorkerRequests } from './protocol.js';
+import type { SqliteWorkerInit } from './protocol.js';
 import { hourlySeries, recentRejections, recentSessions, searchSessions, userUsage, windowStats } from './queries.js';
 import { applyRetention } from './retention.js';
+import { workerThread, type WorkerHandlers } from './worker-port.js';
 
-const port = parentPort;
-if (port === null) throw new Error('src/history/worker.ts runs as a worker thread (HistoryStore starts it)');
-const init = workerData as WorkerInit;
-const post = (msg: FromWorker): void => port.postMessage(msg);
-const logger = pino({ level: init.logLevel }, { write: (line: string) => post({ log: line }) });
+const thread = workerThread<SqliteWorkerInit>('sqlite');
+const { init, logger } = thread;
 const engine = new HistoryEngine({ file: init.file, dataDir: init.dataDir, busyTimeoutMs: init.busyTimeoutMs, logger, gatewayId: init.gatewayId });
 
-type Handlers = { [K in keyof WorkerRequests]: (req: WorkerRequests[K]['req']) => WorkerRequests[K]['res'] };
-
-const handlers: Handlers = {
+const handlers: WorkerHandlers = {
   open: ({ wallNowMs, quotaFrom }) => {
     const events = engine.open(wallNowMs);
     return { events, quota: engine.quotaRowsFrom(quotaFrom, wallNowMs), error: null };
@@ -50,21 +43,4 @@ const handlers: Handlers = {
   },
 };
 
-port.on('message', (msg: ToWorker) => {
-  try {
-    const handler = handlers[msg.kind] as (req: unknown) => unknown;
-    post({ id: msg.id, ok: true, value: handler(msg.req) });
-  } catch (err) {
-    post({ id: msg.id, ok: false, error: wireError(err) });
-  }
-  if (msg.kind === 'close') port.close();
-});
-
-function wireError(err: unknown): WireError {
-  const code = (err as { code?: unknown } | null)?.code;
-  return {
-    qgCode: err instanceof QuicgateError ? err.code : null,
-    code: typeof code === 'string' && !(err instanceof QuicgateError) ? code : null,
-    message: err instanceof QuicgateError ? err.message : describeError(err),
-  };
-}
+thread.serve(handlers, describeError);

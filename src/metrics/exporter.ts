@@ -148,7 +148,7 @@ export class MetricsExporter {
     );
     monotonicCounter(
       'quicgate_history_worker_restarts_total',
-      'SQLite history worker thread restarts since start: the thread was lost (uncaught error, out of memory, terminated) and started again.',
+      'History worker thread restarts since start (SQLite or PostgreSQL backend): the thread was lost (uncaught error, out of memory, terminated) and started again.',
       [],
       registers,
       (s) => [[{}, s.historyWorkerRestarts]],

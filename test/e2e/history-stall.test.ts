@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type SqliteDatabase } from '../../src/history/sqlite.js';
 import type { Topology } from './helpers/netns.js';
-import { adminRequest, HostileClient, metricSamples, sleep } from './helpers/hostile-ops.js';
+import { adminRequest, HostileClient, median, metricSamples, pingFrom, sleep } from './helpers/hostile-ops.js';
 import { GATEWAY_URL, GatewayFiles, startClient, startTestbed, stopTestbed, type QuicgateProcess, type TestUser } from './helpers/quicgate.js';
 
 const TOKEN = 'e2e-stall-admin-token-0123456789';
@@ -40,19 +40,7 @@ let files: GatewayFiles;
 let gateway: QuicgateProcess;
 const admin = (method: string, path: string) => adminRequest(topo, TOKEN, method, path);
 
-interface PingResult {
-  received: number;
-  rtts: number[];
-}
-
-async function ping(count: number): Promise<PingResult> {
-  const out = await topo.exec(topo.clients[0]!, 'ping', ['-c', String(count), '-i', '0.1', '-W', '5', GW4]);
-  const rtts = [...out.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
-  const received = Number(/(\d+) received/.exec(out.stdout)?.[1] ?? 0);
-  return { received, rtts };
-}
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const ping = (count: number) => pingFrom(topo, topo.clients[0]!, GW4, count);
 
 function sessionIds(): string[] {
   const db = openDatabase(join(files.dataDir, 'history.sqlite'), { readonly: true });

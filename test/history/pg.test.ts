@@ -208,6 +208,27 @@ describe('HistoryStore on PostgreSQL', () => {
     await b.store.close();
   });
 
+  it("a write's live counters go as one statement: every open row updated, an ended one untouched, traffic once", async () => {
+    const { store } = await h.open(clock);
+    const live = new Map<string, TrafficCounters>();
+    for (let i = 0; i < 300; i++) {
+      store.recordStart(startRecord(`s${String(i).padStart(3, '0')}`, i % 2 === 0 ? 'alice' : 'bob', clock.wallNow() + i));
+      live.set(`s${String(i).padStart(3, '0')}`, counters(0, 0));
+    }
+    store.setSnapshotProvider(() => [...live].map(([id, c]) => ({ id, counters: c })));
+    await store.flush();
+    for (const [id, c] of live) live.set(id, counters(Number(id.slice(1)) + 1, 2 * (Number(id.slice(1)) + 1)));
+    // s000 ends in the same write: its end is written, its snapshot left out (the row stays closed).
+    store.recordEnd({ id: 's000', endedAt: clock.wallNow() + 500, reason: 'client_closed', message: null, counters: counters(7, 8) });
+    await advance(clock, store, 1000);
+    const rows = await h.rows<{ id: string; status: string; bytes_in: number; bytes_out: number }>('SELECT id, status, bytes_in, bytes_out FROM sessions ORDER BY id');
+    expect(rows[0]).toEqual({ id: 's000', status: 'closed', bytes_in: 7, bytes_out: 8 });
+    expect(rows.slice(1)).toEqual([...Array(299).keys()].map((k) => ({ id: `s${String(k + 1).padStart(3, '0')}`, status: 'open', bytes_in: k + 2, bytes_out: 2 * (k + 2) })));
+    // Each byte once: s000's 7, the others' 2 .. 300.
+    expect(await h.rows('SELECT SUM(bytes_in) AS b FROM traffic_hourly')).toEqual([{ b: 7 + (300 * 301) / 2 - 1 }]);
+    await store.close();
+  });
+
   it('opening fails with QG_ERR_HISTORY on a schema newer than it knows (not a reason to retry for ever)', async () => {
     const first = await h.open(clock);
     await first.store.close();

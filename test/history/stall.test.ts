@@ -1,7 +1,8 @@
 /**
  * A history database that does not answer (another connection holds the write lock and the writer waits out a
  * long busy timeout in SQLite's busy handler: a real stall, in the writer thread) must not delay the event loop,
- * nor forwarding through a real Gateway over the in-memory TUN and transport.
+ * nor forwarding through a real Gateway over the in-memory TUN and transport. The same for a real PostgreSQL
+ * whose processes are all SIGSTOPped (a hung server: the write's connection open, nothing answers).
  */
 import path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -13,6 +14,7 @@ import { settle, until } from '../support/wait.js';
 import { samples, startHarness, type Harness, REMOTE } from '../gateway/operator-harness.js';
 import type { UserConfig } from '../../src/config/types.js';
 import { testPasswordHash, userConfig } from '../support/config-fixture.js';
+import { useBackend } from './helpers/backends.js';
 import { FakeClock, openStore, rawRows, startRecord, tempDir } from './helpers/fixtures.js';
 
 /** How long the writer would wait on the lock (busy timeout): what a blocked event loop would add. */
@@ -171,5 +173,49 @@ describe('a stalled history database', () => {
       expect(harness.surface.history!.health()).toMatchObject({ ok: true, pending: 0, dropped: 0 });
       expect(harness.rows<{ id: string }>('SELECT id FROM sessions ORDER BY id').map((r) => r.id).sort()).toEqual([a.session.id, b.session.id].sort());
     });
+  });
+});
+
+describe('a hung PostgreSQL (every server process SIGSTOPped)', () => {
+  const h = useBackend('postgres');
+  afterEach(() => {
+    if (h.server.running) h.server.resume();
+  });
+
+  it('does not block the event loop: records queue (bounded, drops counted), queries fail in time, health says stalled, rows follow', async () => {
+    const clock = new FakeClock(Date.UTC(2026, 10, 23, 10, 0, 0));
+    const config = h.config();
+    // pg's own query timeout far beyond the stall: the write stays out until the server runs again.
+    const { store } = await h.open(clock, { config: { ...config, postgres: { ...config.postgres!, queryTimeoutMs: 60_000 } }, maxPending: 5, stallAfterMs: 2000, queryTimeoutMs: 1000 });
+    store.recordStart(startRecord('s1', 'alice', clock.wallNow()));
+    await store.flush();
+    h.server.pause();
+    try {
+      store.recordStart(startRecord('s2', 'alice', clock.wallNow() + 2));
+      const before = performance.now();
+      clock.advance(1000); // the flush timer sends the write to the worker; it waits for the hung server
+      const blockedMs = performance.now() - before;
+      const worst = await worstLoopDelay(WINDOW_MS / 2);
+      const queryStarted = performance.now();
+      const query = await store.recentSessions({ limit: 10 }).then(() => 'answered', (err: unknown) => (err as Error).message);
+      const queryMs = performance.now() - queryStarted;
+      console.log(`[stall] PostgreSQL hung: timer call ${blockedMs.toFixed(1)} ms, worst event-loop delay ${worst.toFixed(1)} ms, a history query failed after ${queryMs.toFixed(0)} ms`);
+      expect(blockedMs).toBeLessThan(BOUND_MS);
+      expect(worst).toBeLessThan(BOUND_MS);
+      expect(query).toMatch(/did not answer within 1000 ms/);
+      expect(queryMs).toBeLessThan(BOUND_MS + 1000);
+
+      clock.advance(2500);
+      expect(store.health()).toMatchObject({ ok: false, degraded: true, lastError: expect.stringMatching(/stalled/) });
+      for (let i = 3; i <= 10; i++) store.recordStart(startRecord(`s${i}`, 'bob', clock.wallNow() + i));
+      expect(store.health()).toMatchObject({ pending: 5, dropped: 4 }); // s2 (out) .. s6 kept, s7 .. s10 dropped
+    } finally {
+      h.server.resume();
+    }
+    await store.settled(); // the write out since the pause is answered now
+    await store.flush();
+    expect(store.health()).toMatchObject({ ok: true, degraded: false, pending: 0, dropped: 4 });
+    expect((await h.rows<{ id: string }>('SELECT id FROM sessions ORDER BY id')).map((r) => r.id)).toEqual(['s1', 's2', 's3', 's4', 's5', 's6']);
+    await store.close();
   });
 });

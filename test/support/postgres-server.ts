@@ -4,11 +4,13 @@
  * file system, so a gateway in a network namespace of its own reaches the server through it (socketUrl). As root it runs as the `postgres` user
  * (the postmaster refuses root). stop() is an immediate shutdown (SIGQUIT: no checkpoint, like an outage) and
  * start() brings it back on the same port and data. dispose() stops it and removes the directory; a process
- * exit handler does the same should a test fail before dispose(). fsync is off (the OS keeps what a killed
+ * exit handler does the same should a test fail before dispose(). pause() SIGSTOPs the postmaster and every
+ * process it forked (a server that hangs: connections stay open, nothing answers, new connections wait in the
+ * listen backlog), resume() SIGCONTs them; dispose() resumes first. fsync is off (the OS keeps what a killed
  * postmaster wrote); commits stay synchronous, so a stop loses no committed row.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -27,6 +29,10 @@ export interface TestPostgres {
   start(): Promise<void>;
   /** Immediate shutdown (SIGQUIT to the postmaster): connections drop, nothing is checkpointed. */
   stop(): Promise<void>;
+  /** SIGSTOP to the postmaster and all its processes: the server hangs (no answer, no error) until resume(). */
+  pause(): void;
+  /** SIGCONT to the processes pause() stopped (and any forked since): the server answers again. */
+  resume(): void;
   /** Stop and remove the directory. */
   dispose(): Promise<void>;
   /** Whether the server is running now. */
@@ -59,9 +65,25 @@ export async function startTestPostgres(): Promise<TestPostgres> {
 
   let removed = false;
   let child: ChildProcess | null = null;
+  let paused = false;
+  /** The postmaster first, then the processes it forked (backends, checkpointer, walwriter, ...). */
+  const serverPids = (): number[] => {
+    const root = child?.pid;
+    return root === undefined ? [] : [root, ...childPids(root)];
+  };
+  const signalAll = (signal: NodeJS.Signals): void => {
+    for (const pid of serverPids()) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // exited meanwhile
+      }
+    }
+  };
   const removeNow = (): void => {
     if (removed) return;
     removed = true;
+    if (paused) signalAll('SIGCONT');
     child?.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   };
@@ -128,7 +150,18 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     },
     start,
     stop,
+    pause() {
+      if (child === null) throw new Error('pause(): the test PostgreSQL is not running');
+      paused = true;
+      signalAll('SIGSTOP');
+    },
+    resume() {
+      paused = false;
+      signalAll('SIGCONT');
+    },
     async dispose() {
+      if (paused) signalAll('SIGCONT');
+      paused = false;
       await stop();
       removeNow();
       process.removeListener('exit', removeNow);
@@ -137,6 +170,22 @@ export async function startTestPostgres(): Promise<TestPostgres> {
       return child !== null;
     },
   };
+}
+
+/** The processes whose parent is `pid` (from /proc: no tool needed). */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // Field 4 of /proc/<pid>/stat is the parent; the name (field 2) is in parentheses and may hold spaces.
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }
 
 function postgresUser(): { uid: number; gid: number } {

@@ -110,3 +110,18 @@ export class HostileClient {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export interface PingResult {
+  readonly received: number;
+  /** Round-trip times of the replies, ms. */
+  readonly rtts: number[];
+}
+
+/** `count` pings every `intervalS` from namespace `ns` (each waits up to 5 s): replies and their times. */
+export async function pingFrom(topo: Topology, ns: string, target: string, count: number, intervalS = 0.1): Promise<PingResult> {
+  const out = await topo.exec(ns, 'ping', ['-c', String(count), '-i', String(intervalS), '-W', '5', target]);
+  const rtts = [...out.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  return { received: Number(/(\d+) received/.exec(out.stdout)?.[1] ?? 0), rtts };
+}
+
+export const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
