@@ -12,9 +12,10 @@ import { GUARD_CLOSE_REASONS } from '../transport/connection-guard.js';
 import { registerFleetMetrics, type FleetMetricsSource } from './fleet.js';
 import { H3_GUARD_REASONS } from '../transport/h3-session-guard.js';
 import { HighWaterMarks } from './monotonic.js';
+import { registerProcessMemoryMetrics } from './process-memory.js';
 
 export interface MetricsExporterOptions {
-  /** Also export prom-client's process metrics (CPU, memory, event loop lag, GC). Default true. */
+  /** Also export prom-client's process metrics (CPU, memory, event loop lag, GC) and ours (process-memory.ts). Default true. */
   readonly defaultMetrics?: boolean;
   /** Upper bounds of the session duration histogram, seconds. */
   readonly durationBuckets?: readonly number[];
@@ -184,7 +185,10 @@ export class MetricsExporter {
       offFleet();
     };
 
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      registerProcessMemoryMetrics(this.registry);
+    }
 
     // Helpers close over `snapshot`, so they live here rather than as module functions taking it around.
     function monotonicCounter<K extends string>(
