@@ -5,10 +5,11 @@
 // On SIGUSR2 it forces full garbage collections (several, with macrotask turns in between so that weak
 // callbacks and finalizers that free native memory - e.g. of closed HTTP/2 sessions - have run), then writes
 // ONE JSON line to stderr:
-//   {"msg":"memprobe","seq":n,"rss":…,"rssAnon":…,"rssFile":…,"heapUsed":…,"heapTotal":…,"external":…,
+//   {"msg":"memprobe","seq":n,"rss":…,"rssAnon":…,"rssFile":…,"heapUsed":…,"heapTotal":…,"heapPhysical":…,"external":…,
 //    "arrayBuffers":…,"newSpace":…,"oldSpace":…,"malloc":{inUse,free,mmapped,arenaBytes,topReleasable,arenas}|null}
 // (bytes; rss/rssAnon/rssFile from /proc/self/smaps_rollup, malloc from glibc's mallinfo2 through the TUN addon,
-// the rest from process.memoryUsage() and v8.getHeapSpaceStatistics()). Nothing of the measured program
+// heapPhysical = V8's resident heap pages (v8.getHeapStatistics), the rest from process.memoryUsage() and
+// v8.getHeapSpaceStatistics()). Nothing of the measured program
 // changes: the probe only adds this handler (and loads dist/gateway/native-memory.js: `npm run build` first).
 // MEMPROBE_TRIM_FROM=n: from the n-th probe on, it then calls malloc_trim(0) and adds
 // "trimmed":{released,ms,rss,rssAnon,malloc} measured after it (this changes the program: the allocator gives
@@ -47,6 +48,7 @@ async function probe() {
     ...status(),
     heapUsed: mu.heapUsed,
     heapTotal: mu.heapTotal,
+    heapPhysical: v8.getHeapStatistics().total_physical_size,
     external: mu.external,
     arrayBuffers: mu.arrayBuffers,
     newSpace: spaces.new_space ?? 0,

@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AdminBackend, MetricsSnapshot } from '../admin/backend.js';
+import type { AllocatorTrimStats } from '../gateway/allocator-trim.js';
 import { DROP_REASONS } from '../gateway/drops.js';
 import { END_REASONS, REJECT_REASONS } from '../gateway/session.js';
 import { GUARD_CLOSE_REASONS } from '../transport/connection-guard.js';
@@ -21,6 +22,8 @@ export interface MetricsExporterOptions {
   readonly durationBuckets?: readonly number[];
   /** The gateway's fleet parts (config `fleet`): link and lease metrics (fleet.ts); null or absent alone. */
   readonly fleet?: FleetMetricsSource | null;
+  /** The allocator trimmer (config `memory.trim_after_freed`): its trims are counted; null or absent: none. */
+  readonly trimmer?: { readonly stats: AllocatorTrimStats } | null;
 }
 
 /** 1 s … 7 days: sessions range from failed handshakes to week-long tunnels. */
@@ -187,7 +190,7 @@ export class MetricsExporter {
 
     if (options.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry });
-      registerProcessMemoryMetrics(this.registry);
+      registerProcessMemoryMetrics(this.registry, options.trimmer ?? null);
     }
 
     // Helpers close over `snapshot`, so they live here rather than as module functions taking it around.

@@ -5,11 +5,15 @@
  * `..._retained_bytes` and RSS (docs/robustness.md). Read on scrape: mallinfo2 walks the arenas' free lists,
  * a scrape's work, never per packet.
  */
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { AllocatorTrimStats } from '../gateway/allocator-trim.js';
 import { mallocStats, residentMemory } from '../gateway/native-memory.js';
 
-/** Registers the gauges on `registry`; without the TUN addon or glibc the malloc series stay absent. */
-export function registerProcessMemoryMetrics(registry: Registry): void {
+/**
+ * Registers the gauges on `registry`; without the TUN addon or glibc the malloc series stay absent. With a
+ * trimmer (config `memory.trim_after_freed`), also its trims and what they gave back.
+ */
+export function registerProcessMemoryMetrics(registry: Registry, trimmer: { readonly stats: AllocatorTrimStats } | null): void {
   const registers = [registry];
   const malloc = (name: string, help: string, value: (m: NonNullable<ReturnType<typeof mallocStats>>) => number): void => {
     new Gauge({
@@ -41,6 +45,25 @@ export function registerProcessMemoryMetrics(registry: Registry): void {
       if (resident === null) return;
       this.set({ kind: 'anon' }, resident.anon);
       this.set({ kind: 'file' }, resident.file);
+    },
+  });
+  if (trimmer === null) return;
+  new Counter({
+    name: 'quicgate_process_malloc_trims_total',
+    help: 'malloc_trim calls after a fall of malloc in-use bytes by memory.trim_after_freed (a subsiding flood).',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(trimmer.stats.trims);
+    },
+  });
+  new Counter({
+    name: 'quicgate_process_malloc_trim_released_bytes_total',
+    help: 'Resident anonymous memory those trims gave back to the system.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(trimmer.stats.releasedBytes);
     },
   });
 }

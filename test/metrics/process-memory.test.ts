@@ -13,7 +13,7 @@ function sample(text: string, series: string): number {
 describe('process memory metrics', () => {
   it('exports malloc in use / retained / arenas and resident anon / file from the scrape', async () => {
     const registry = new Registry();
-    registerProcessMemoryMetrics(registry);
+    registerProcessMemoryMetrics(registry, null);
     const before = mallocStats()!;
     const text = await registry.metrics();
     const inUse = sample(text, 'quicgate_process_malloc_inuse_bytes');
