@@ -83,6 +83,7 @@ interface MemProbe {
   readonly external: number;
   readonly arrayBuffers: number;
   readonly malloc: MallocFigures | null;
+  readonly mallocStatsMs: number;
   readonly trimmed?: { readonly rss: number; readonly rssAnon: number; readonly ms: number; readonly malloc: MallocFigures | null };
 }
 
@@ -236,7 +237,7 @@ function breakdown(raw: number, p: MemProbe): string {
   // What anonymous memory neither V8's resident heap nor the allocator's chunks (in use + free) account for:
   // thread stacks, V8's code and metadata pages, free allocator memory already given back (then negative).
   const other = p.malloc === null ? '' : `, other anon ${m(p.rssAnon - p.heapPhysical - p.malloc.inUse - p.malloc.free)}`;
-  const malloc = p.malloc === null ? 'malloc n/a' : `malloc in use ${m(p.malloc.inUse)}, free ${m(p.malloc.free)} (${p.malloc.arenas} arenas)${other}`;
+  const malloc = p.malloc === null ? 'malloc n/a' : `malloc in use ${m(p.malloc.inUse)}, free ${m(p.malloc.free)} (${p.malloc.arenas} arenas; read in ${p.mallocStatsMs.toFixed(2)} ms)${other}`;
   const trimmed = p.trimmed === undefined ? '' : `; after malloc_trim (${p.trimmed.ms.toFixed(1)} ms) RSS ${m(p.trimmed.rss)} (anon ${m(p.trimmed.rssAnon)})`;
   return (
     `RSS ${m(raw)} MiB; after GC RSS ${m(p.rss)} (anon ${m(p.rssAnon)}, file ${m(p.rssFile)}), heap used ${m(p.heapUsed)} of ${m(p.heapTotal)} (resident ${m(p.heapPhysical)}), ` +

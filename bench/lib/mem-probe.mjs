@@ -6,7 +6,7 @@
 // callbacks and finalizers that free native memory - e.g. of closed HTTP/2 sessions - have run), then writes
 // ONE JSON line to stderr:
 //   {"msg":"memprobe","seq":n,"rss":…,"rssAnon":…,"rssFile":…,"heapUsed":…,"heapTotal":…,"heapPhysical":…,"external":…,
-//    "arrayBuffers":…,"newSpace":…,"oldSpace":…,"malloc":{inUse,free,mmapped,arenaBytes,topReleasable,arenas}|null}
+//    "arrayBuffers":…,"newSpace":…,"oldSpace":…,"malloc":{inUse,free,mmapped,arenaBytes,topReleasable,arenas}|null,"mallocStatsMs":…}
 // (bytes; rss/rssAnon/rssFile from /proc/self/smaps_rollup, malloc from glibc's mallinfo2 through the TUN addon,
 // heapPhysical = V8's resident heap pages (v8.getHeapStatistics), the rest from process.memoryUsage() and
 // v8.getHeapSpaceStatistics()). Nothing of the measured program
@@ -55,6 +55,9 @@ async function probe() {
     oldSpace: spaces.old_space ?? 0,
     malloc: mallocStats(),
   };
+  const s0 = process.hrtime.bigint();
+  mallocStats();
+  line.mallocStatsMs = Number(process.hrtime.bigint() - s0) / 1e6; // what one sample costs (walks the free lists)
   if (trimFrom > 0 && n >= trimFrom) {
     const t0 = process.hrtime.bigint();
     const released = mallocTrim();

@@ -32,9 +32,12 @@ function allocatorAddon(): NativeTunAddon | null {
   return addon;
 }
 
-/** The allocator's figures, or null without the addon (or a build before mallocStats) or without glibc. */
-export function mallocStats(): NativeMallocStats | null {
-  return allocatorAddon()?.mallocStats?.() ?? null;
+/**
+ * The allocator's figures, or null without the addon (or a build before mallocStats) or without glibc.
+ * countArenas false skips malloc_info (arenas is then -1): the trimmer's frequent samples need only the bytes.
+ */
+export function mallocStats(countArenas = true): NativeMallocStats | null {
+  return allocatorAddon()?.mallocStats?.(countArenas) ?? null;
 }
 
 /** malloc_trim(0); null where it is not available, else whether memory went back to the system. */

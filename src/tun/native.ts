@@ -69,12 +69,12 @@ export interface NativeTunAddon {
     lengths: Uint32Array,
   ): number;
   /** glibc's allocator figures (native/src/alloc.cc); null where the C library has no mallinfo2. Absent in an older build. */
-  mallocStats?: () => NativeMallocStats | null;
+  mallocStats?: (countArenas?: boolean) => NativeMallocStats | null;
   /** malloc_trim(0): true when memory went back to the system. Absent in an older build. */
   mallocTrim?: () => boolean;
 }
 
-/** mallinfo2 of the whole process, bytes (arenas: a count, -1 when malloc_info failed); see native/src/alloc.cc. */
+/** mallinfo2 of the whole process, bytes (arenas: a count, -1 when not counted or malloc_info failed); see native/src/alloc.cc. */
 export interface NativeMallocStats {
   /** Handed out and not freed (uordblks + hblkhd). */
   readonly inUse: number;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/clock.js';
+import { FakeClock, type Clock } from '../../src/clock.js';
 import { AllocatorTrimmer } from '../../src/gateway/allocator-trim.js';
 import type { NativeMallocStats, ResidentMemory } from '../../src/gateway/native-memory.js';
 import { captureLog } from '../support/log-capture.js';
@@ -56,6 +56,26 @@ describe('AllocatorTrimmer', () => {
     expect(a.trims).toBe(2);
     trimmer.stop();
     expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('samples less often when a sample is dear (1,000 times its cost, at least the interval)', () => {
+    const fake = new FakeClock();
+    let skew = 0;
+    const clock: Clock = { now: () => fake.now() + skew, wallNow: () => fake.wallNow(), setTimeout: (fn, ms) => fake.setTimeout(fn, ms), setInterval: (fn, ms) => fake.setInterval(fn, ms) };
+    const a = allocator();
+    let samples = 0;
+    const stats = (): NativeMallocStats => {
+      samples++;
+      skew += 20; // a fragmented heap: mallinfo2 takes 20 ms
+      return a.stats();
+    };
+    const trimmer = new AllocatorTrimmer({ thresholdBytes: 32 * MiB, clock, logger: captureLog().logger, intervalMs: 5000, stats, trim: a.trim, resident: a.resident });
+    trimmer.start();
+    expect(samples).toBe(1); // the check at start
+    fake.advance(60_000); // samples at 5 s, then every 20 s: 25 s, 45 s
+    expect(samples).toBe(4);
+    trimmer.stop();
+    expect(fake.pendingTimers).toBe(0);
   });
 
   it('does nothing without allocator figures (no addon, not glibc), and says so once', () => {
