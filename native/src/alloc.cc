@@ -14,12 +14,15 @@
 //       topReleasable keepcost: free bytes at the top of the main heap that a trim returns at once
 //       arenas        malloc arenas (main + per-thread), counted from malloc_info's <heap nr=...> entries
 //   mallocTrim() -> true when malloc_trim(0) gave memory back to the system (whole free pages of all arenas)
+//   pageSize         sysconf(_SC_PAGESIZE), to read /proc/self/statm (pages) in bytes
 
 #include "alloc.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include <unistd.h>
 
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
 #include <malloc.h>
@@ -81,6 +84,7 @@ Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
 void RegisterMalloc(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocStats", Napi::Function::New(env, MallocStats, "mallocStats"));
   exports.Set("mallocTrim", Napi::Function::New(env, MallocTrim, "mallocTrim"));
+  exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
 }
 
 }  // namespace quicgate

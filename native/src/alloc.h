@@ -6,7 +6,7 @@
 
 namespace quicgate {
 
-// Adds mallocStats() and mallocTrim() to the addon's exports.
+// Adds mallocStats(), mallocTrim() and pageSize to the addon's exports.
 void RegisterMalloc(Napi::Env env, Napi::Object exports);
 
 }  // namespace quicgate

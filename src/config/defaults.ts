@@ -36,7 +36,7 @@ export const SERVER_DEFAULTS = {
   handshakeTimeoutMs: 5_000,
   maxPendingConnections: 1024,
   maxPendingConnectionsPerSource: 32,
-  trimAfterFreedBytes: 32 * 1024 * 1024,
+  trimAfterFreedBytes: 16 * 1024 * 1024,
   adminListen: '127.0.0.1',
   adminPort: 9090,
   historyEnabled: true,

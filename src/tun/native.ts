@@ -72,6 +72,8 @@ export interface NativeTunAddon {
   mallocStats?: (countArenas?: boolean) => NativeMallocStats | null;
   /** malloc_trim(0): true when memory went back to the system. Absent in an older build. */
   mallocTrim?: () => boolean;
+  /** sysconf(_SC_PAGESIZE). Absent in an older build. */
+  readonly pageSize?: number;
 }
 
 /** mallinfo2 of the whole process, bytes (arenas: a count, -1 when not counted or malloc_info failed); see native/src/alloc.cc. */

@@ -1,77 +1,101 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock, type Clock } from '../../src/clock.js';
 import { AllocatorTrimmer } from '../../src/gateway/allocator-trim.js';
-import type { NativeMallocStats, ResidentMemory } from '../../src/gateway/native-memory.js';
+import type { NativeMallocStats } from '../../src/gateway/native-memory.js';
 import { captureLog } from '../support/log-capture.js';
 
 const MiB = 1024 * 1024;
 
-/** An allocator double: in-use bytes set by the test, trims counted, resident anon falls by what was freed. */
-function allocator(): { inUse: number; trims: number; anon: number; stats: () => NativeMallocStats; trim: () => boolean; resident: () => ResidentMemory } {
-  const a = {
-    inUse: 20 * MiB,
+/**
+ * A process double: resident anonymous memory = V8 heap + malloc in use + what the allocator keeps free
+ * (`kept`, plus 4 MiB of stacks and such); a trim gives `kept` back.
+ */
+function processDouble() {
+  const p = {
+    heap: 30 * MiB,
+    inUse: 13 * MiB,
+    kept: 0,
     trims: 0,
-    anon: 100 * MiB,
-    stats: (): NativeMallocStats => ({ inUse: a.inUse, free: 0, mmapped: 0, arenaBytes: 0, topReleasable: 0, arenas: 4 }),
+    stats: (): NativeMallocStats => ({ inUse: p.inUse, free: p.kept, mmapped: 0, arenaBytes: 0, topReleasable: 0, arenas: -1 }),
     trim: (): boolean => {
-      a.trims++;
-      a.anon -= 10 * MiB;
+      p.trims++;
+      p.kept = 0;
       return true;
     },
-    resident: (): ResidentMemory => ({ rss: a.anon + 50 * MiB, anon: a.anon, file: 50 * MiB }),
+    anonResident: (): number => p.heap + p.inUse + p.kept + 4 * MiB,
+    heapResident: (): number => p.heap,
   };
-  return a;
+  return p;
 }
 
 describe('AllocatorTrimmer', () => {
-  it('trims once in-use bytes fell by the threshold from their peak, and not again before the gap', () => {
+  it('trims once the freed memory kept resident grew by the threshold, not for live memory, and not again before the gap', () => {
     const clock = new FakeClock();
     const log = captureLog();
-    const a = allocator();
-    const trimmer = new AllocatorTrimmer({ thresholdBytes: 32 * MiB, clock, logger: log.logger, intervalMs: 5000, minGapMs: 30_000, ...a });
+    const p = processDouble();
+    const trimmer = new AllocatorTrimmer({ thresholdBytes: 16 * MiB, clock, logger: log.logger, intervalMs: 5000, minGapMs: 10_000, ...p });
     trimmer.start();
 
-    a.inUse = 120 * MiB; // a flood: 1,000 connections with TLS and HTTP/2 state
+    // A flood: live TLS and HTTP/2 state (in use) and V8 objects grow RSS, but nothing is kept yet.
+    p.inUse += 60 * MiB;
+    p.heap += 20 * MiB;
     clock.advance(5000);
-    a.inUse = 100 * MiB; // falling, not yet by 32 MiB
+    expect(p.trims).toBe(0);
+    // It subsides: the state is freed and the allocator keeps it.
+    p.inUse -= 60 * MiB;
+    p.heap -= 20 * MiB;
+    p.kept = 60 * MiB;
     clock.advance(5000);
-    expect(a.trims).toBe(0);
-    a.inUse = 21 * MiB; // the flood is over
-    clock.advance(5000);
-    expect(a.trims).toBe(1);
-    expect(trimmer.stats).toEqual({ trims: 1, releasedBytes: 10 * MiB });
-    expect(log.matching('malloc_trim')).toMatchObject([{ freedBytes: 99 * MiB, releasedBytes: 10 * MiB, mallocInUseBytes: 21 * MiB }]);
+    expect(p.trims).toBe(1);
+    expect(trimmer.stats).toEqual({ trims: 1, releasedBytes: 60 * MiB });
+    expect(log.matching('malloc_trim')).toMatchObject([{ retainedBytes: 60 * MiB + 4 * MiB, releasedBytes: 60 * MiB, mallocInUseBytes: 13 * MiB }]);
 
-    // A second flood right after: its fall waits for the gap (30 s from the first trim), then trims.
-    a.inUse = 90 * MiB;
-    clock.advance(5000);
-    a.inUse = 22 * MiB;
-    clock.advance(5000);
-    expect(a.trims).toBe(1);
-    clock.advance(20_000);
-    expect(a.trims).toBe(2);
+    // A second flood right after: kept again at once, but the trim waits for the gap (10 s from the first).
+    p.kept = 40 * MiB;
+    clock.advance(4000);
+    expect(p.trims).toBe(1);
+    clock.advance(6000);
+    expect(p.trims).toBe(2);
 
-    // Quiet: in-use steady, no trims.
+    // Below the threshold, and live growth (many sessions): no trims.
+    p.kept = 10 * MiB;
+    p.inUse += 200 * MiB;
     clock.advance(120_000);
-    expect(a.trims).toBe(2);
+    expect(p.trims).toBe(2);
     trimmer.stop();
     expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('measures from the lowest level since the last trim, so memory given back by itself lowers the bar', () => {
+    const clock = new FakeClock();
+    const p = processDouble();
+    p.kept = 30 * MiB; // at start the allocator already keeps 30 MiB
+    const trimmer = new AllocatorTrimmer({ thresholdBytes: 16 * MiB, clock, logger: captureLog().logger, intervalMs: 5000, ...p });
+    trimmer.start();
+    clock.advance(5000);
+    expect(p.trims).toBe(0);
+    p.kept = 0; // returned (e.g. the top of the heap, by free itself)
+    clock.advance(5000);
+    p.kept = 20 * MiB;
+    clock.advance(5000);
+    expect(p.trims).toBe(1);
+    trimmer.stop();
   });
 
   it('samples less often when a sample is dear (1,000 times its cost, at least the interval)', () => {
     const fake = new FakeClock();
     let skew = 0;
     const clock: Clock = { now: () => fake.now() + skew, wallNow: () => fake.wallNow(), setTimeout: (fn, ms) => fake.setTimeout(fn, ms), setInterval: (fn, ms) => fake.setInterval(fn, ms) };
-    const a = allocator();
+    const p = processDouble();
     let samples = 0;
     const stats = (): NativeMallocStats => {
       samples++;
       skew += 20; // a fragmented heap: mallinfo2 takes 20 ms
-      return a.stats();
+      return p.stats();
     };
-    const trimmer = new AllocatorTrimmer({ thresholdBytes: 32 * MiB, clock, logger: captureLog().logger, intervalMs: 5000, stats, trim: a.trim, resident: a.resident });
+    const trimmer = new AllocatorTrimmer({ thresholdBytes: 16 * MiB, clock, logger: captureLog().logger, intervalMs: 5000, ...p, stats });
     trimmer.start();
-    expect(samples).toBe(1); // the check at start
+    expect(samples).toBe(1); // the level at start
     fake.advance(60_000); // samples at 5 s, then every 20 s: 25 s, 45 s
     expect(samples).toBe(4);
     trimmer.stop();
