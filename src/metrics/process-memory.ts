@@ -50,7 +50,7 @@ export function registerProcessMemoryMetrics(registry: Registry, trimmer: { read
   if (trimmer === null) return;
   new Counter({
     name: 'quicgate_process_malloc_trims_total',
-    help: 'malloc_trim calls after a fall of malloc in-use bytes by memory.trim_after_freed (a subsiding flood).',
+    help: 'malloc_trim calls once memory.trim_after_freed of freed memory was kept resident (after a flood).',
     registers,
     collect() {
       this.reset();
