@@ -5,7 +5,7 @@
   "targets": [
     {
       "target_name": "quicgate_tun",
-      "sources": ["src/tun.cc", "src/gro.cc", "src/gso.cc"],
+      "sources": ["src/tun.cc", "src/gro.cc", "src/gso.cc", "src/alloc.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "libraries": ["-ldl"],

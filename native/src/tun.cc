@@ -16,6 +16,7 @@
 //                       segmented here and written packet by packet
 //   gsoSplit(...)       (module function) software segmentation into a caller's batch, for paths that need
 //                       real packets
+//   mallocStats() / mallocTrim()  (module functions, alloc.cc) the C allocator's figures and malloc_trim(0)
 //   close()             stop + close the uv_poll handle BEFORE closing the fd; idempotent
 //
 // The library pins itself in memory (RTLD_NODELETE): a worker that ends with a device open unloads its addons
@@ -27,6 +28,7 @@
 #include <napi.h>
 #include "gro.h"
 #include "gso.h"
+#include "alloc.h"
 #include <uv.h>
 
 #include <algorithm>
@@ -626,6 +628,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   PinLibrary();
   exports.Set("Tun", Tun::Define(env));
   exports.Set("gsoSplit", Napi::Function::New(env, GsoSplit, "gsoSplit"));
+  quicgate::RegisterMalloc(env, exports);
   return exports;
 }
 

@@ -36,6 +36,7 @@ export const SERVER_DEFAULTS = {
   handshakeTimeoutMs: 5_000,
   maxPendingConnections: 1024,
   maxPendingConnectionsPerSource: 32,
+  trimAfterFreedBytes: 16 * 1024 * 1024,
   adminListen: '127.0.0.1',
   adminPort: 9090,
   historyEnabled: true,
@@ -157,6 +158,7 @@ export function resolveServerConfig(file: ServerFile, ctx: ServerResolveContext)
       maxPending: file.connections?.max_pending ?? d.maxPendingConnections,
       maxPendingPerSource: file.connections?.max_pending_per_source ?? d.maxPendingConnectionsPerSource,
     },
+    memory: { trimAfterFreedBytes: file.memory?.trim_after_freed === undefined ? d.trimAfterFreedBytes : file.memory.trim_after_freed },
     // data_dir from a file is relative to that file; the default is relative to the working directory.
     dataDir: file.data_dir === undefined ? resolve(d.dataDir) : relative(file.data_dir),
     admin: {

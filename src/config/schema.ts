@@ -244,6 +244,7 @@ export const ServerFileSchema = z.strictObject({
       max_pending_per_source: positiveInt.optional(),
     })
     .optional(),
+  memory: z.strictObject({ trim_after_freed: size.nullable().optional() }).optional(),
   admin: z
     .strictObject({
       enabled: boolean.optional(),
@@ -338,6 +339,8 @@ export const RELOAD_EFFECTS: { readonly [K in keyof ServerConfig]: { readonly ke
   transports: { key: 'transports', effect: 'restart' },
   // The connection guard is made with these bounds when the listener starts.
   connections: { key: 'connections', effect: 'restart' },
+  // The allocator trimmer is started with it (src/gateway/allocator-trim.ts).
+  memory: { key: 'memory', effect: 'restart' },
   authAttempts: { key: 'auth_attempts', effect: 'live' },
   dataDir: { key: 'data_dir', effect: 'restart' },
   admin: { key: 'admin', effect: 'restart' },

@@ -121,6 +121,8 @@ export interface ServerConfig {
   readonly transports: { readonly h2: boolean; readonly h3: 'auto' | 'off'; readonly quic: 'auto' | 'off' };
   readonly authAttempts: { readonly perSourcePerMinute: number };
   readonly connections: ConnectionLimits;
+  /** Give freed C-allocator memory back after this many bytes were freed (src/gateway/allocator-trim.ts); null: never. */
+  readonly memory: { readonly trimAfterFreedBytes: number | null };
   readonly dataDir: string;
   readonly admin: AdminConfig;
   readonly history: HistoryConfig;

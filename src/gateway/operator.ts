@@ -4,6 +4,7 @@
  *   history (config.history.enabled; cannot open ─► logged, run without it, health degraded)
  *     ─► recorder (session starts/ends/rejections, live counters per flush)
  *   quota enforcer (Clock interval) ─► SessionManager admission check
+ *   allocator trimmer (config.memory.trim_after_freed; Clock interval: malloc_trim after a flood subsides)
  *   GatewayBackend ─► MetricsExporter ─► admin HTTP server (only with admin.token)
  *
  * stop(): admin server closed, gateway stopped (its sessions end and are recorded), timers cancelled, then the
@@ -18,6 +19,7 @@ import { LostGatewayHistory } from '../fleet/lost-gateway-history.js';
 import { FleetQuotaCounter } from '../fleet/quota-counter.js';
 import { HistoryStore } from '../history/index.js';
 import { MetricsExporter, type MetricsExporterOptions } from '../metrics/exporter.js';
+import { AllocatorTrimmer } from './allocator-trim.js';
 import { attachHistoryRecorder, type HistoryRecorder } from './history-recorder.js';
 import { GatewayBackend } from './operator-backend.js';
 import { QuotaEnforcer } from './quota.js';
@@ -93,6 +95,9 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
   const offGatewayLost = lostHistory === null ? () => undefined : fleet!.onGatewayLost((id) => lostHistory.lost(id));
   gateway.sessions.setAdmissionCheck(quota.admissionCheck);
   quota.start();
+  const { trimAfterFreedBytes } = config.memory;
+  const trimmer = trimAfterFreedBytes === null ? null : new AllocatorTrimmer({ thresholdBytes: trimAfterFreedBytes, clock, logger });
+  trimmer?.start();
 
   const backend = new GatewayBackend({
     gateway,
@@ -113,7 +118,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
       return result;
     },
   });
-  const metrics = new MetricsExporter(backend, { ...opts.metrics, fleet: gateway.fleet });
+  const metrics = new MetricsExporter(backend, { ...opts.metrics, fleet: gateway.fleet, trimmer });
 
   let admin: AdminServer | null;
   try {
@@ -130,6 +135,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
     gateway.sessions.setAdmissionCheck(null);
     offGatewayLost();
     lostHistory?.stop();
+    trimmer?.stop();
     quota.stop();
     metrics.close();
     backend.close();
@@ -152,6 +158,7 @@ export async function attachOperatorSurface(gateway: Gateway, opts: OperatorOpti
         await gateway.stop('server_shutdown');
         offGatewayLost();
         lostHistory?.stop();
+        trimmer?.stop();
         quota.stop();
         metrics.close();
         backend.close();

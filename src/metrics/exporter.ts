@@ -6,20 +6,24 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AdminBackend, MetricsSnapshot } from '../admin/backend.js';
+import type { AllocatorTrimStats } from '../gateway/allocator-trim.js';
 import { DROP_REASONS } from '../gateway/drops.js';
 import { END_REASONS, REJECT_REASONS } from '../gateway/session.js';
 import { GUARD_CLOSE_REASONS } from '../transport/connection-guard.js';
 import { registerFleetMetrics, type FleetMetricsSource } from './fleet.js';
 import { H3_GUARD_REASONS } from '../transport/h3-session-guard.js';
 import { HighWaterMarks } from './monotonic.js';
+import { registerProcessMemoryMetrics } from './process-memory.js';
 
 export interface MetricsExporterOptions {
-  /** Also export prom-client's process metrics (CPU, memory, event loop lag, GC). Default true. */
+  /** Also export prom-client's process metrics (CPU, memory, event loop lag, GC) and ours (process-memory.ts). Default true. */
   readonly defaultMetrics?: boolean;
   /** Upper bounds of the session duration histogram, seconds. */
   readonly durationBuckets?: readonly number[];
   /** The gateway's fleet parts (config `fleet`): link and lease metrics (fleet.ts); null or absent alone. */
   readonly fleet?: FleetMetricsSource | null;
+  /** The allocator trimmer (config `memory.trim_after_freed`): its trims are counted; null or absent: none. */
+  readonly trimmer?: { readonly stats: AllocatorTrimStats } | null;
 }
 
 /** 1 s … 7 days: sessions range from failed handshakes to week-long tunnels. */
@@ -192,7 +196,10 @@ export class MetricsExporter {
       offFleet();
     };
 
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      registerProcessMemoryMetrics(this.registry, options.trimmer ?? null);
+    }
 
     // Helpers close over `snapshot`, so they live here rather than as module functions taking it around.
     function monotonicCounter<K extends string>(

@@ -68,6 +68,27 @@ export interface NativeTunAddon {
     stride: number,
     lengths: Uint32Array,
   ): number;
+  /** glibc's allocator figures (native/src/alloc.cc); null where the C library has no mallinfo2. Absent in an older build. */
+  mallocStats?: (countArenas?: boolean) => NativeMallocStats | null;
+  /** malloc_trim(0): true when memory went back to the system. Absent in an older build. */
+  mallocTrim?: () => boolean;
+  /** sysconf(_SC_PAGESIZE). Absent in an older build. */
+  readonly pageSize?: number;
+}
+
+/** mallinfo2 of the whole process, bytes (arenas: a count, -1 when not counted or malloc_info failed); see native/src/alloc.cc. */
+export interface NativeMallocStats {
+  /** Handed out and not freed (uordblks + hblkhd). */
+  readonly inUse: number;
+  /** Freed, kept in the arenas (fordblks); resident or already given back page-wise by a trim. */
+  readonly free: number;
+  /** Of inUse: chunks in their own mappings (hblkhd). */
+  readonly mmapped: number;
+  /** Obtained from the system by the arenas (arena). */
+  readonly arenaBytes: number;
+  /** Free at the top of the main heap (keepcost). */
+  readonly topReleasable: number;
+  readonly arenas: number;
 }
 
 const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'quicgate_tun.node');

@@ -100,6 +100,13 @@ ${users('alice')}`);
     expect(c.users[0]).toMatchObject({ name: 'alice', bandwidth: 1_250_000, burst: null, maxSessions: null, disabled: false, quota: null });
   });
 
+  it('reads memory.trim_after_freed as a size, null as never, 16 MiB by default, and refuses 0', async () => {
+    expect((await parse('')).memory).toEqual({ trimAfterFreedBytes: 16 * 1024 * 1024 });
+    expect((await parse('memory: { trim_after_freed: 8 MiB }\n')).memory).toEqual({ trimAfterFreedBytes: 8 * 1024 * 1024 });
+    expect((await parse('memory: { trim_after_freed: null }\n')).memory).toEqual({ trimAfterFreedBytes: null });
+    expect(problemAt(await problems(() => parse('memory: { trim_after_freed: 0 }\n')), 'memory.trim_after_freed').message).toMatch(/size above zero/);
+  });
+
   it('turns IPv6 off with ipv6: null, which then allows a smaller MTU', async () => {
     const c = await parse('tunnel:\n  ipv6: null\n  mtu: 576\n');
     expect(c.networks.ipv6).toBeNull();

@@ -65,6 +65,7 @@ export function serverConfig(overrides: Partial<ServerConfig> = {}): ServerConfi
     transports: { h2: true, h3: 'off', quic: 'auto' },
     authAttempts: { perSourcePerMinute: 30 },
     connections: { handshakeTimeoutMs: 5000, maxPending: 1024, maxPendingPerSource: 32 },
+    memory: { trimAfterFreedBytes: null },
     dataDir: '/nonexistent/quicgate-test',
     admin: { enabled: false, listen: '127.0.0.1', port: 0, token: null },
     history: { enabled: false, retentionDays: 0, flushIntervalMs: 1000, batchSize: 100, queueLimit: 100_000, busyTimeoutMs: 20, rejectionRowsPerHour: 1000, backend: 'sqlite', postgres: null },

@@ -4,6 +4,8 @@
 //                           "garbage":200,"holdMs":20000,"concurrency":64}'
 //   idle:      TLS connections with ALPN h2 that then send nothing, all held at once for up to holdMs;
 //              reports how many completed TLS, were reset, were closed by the gateway and when
+//   localAddresses: ["192.0.2.100", …] the idle connections' source addresses, round robin (a flood from
+//              many sources; the addresses must be on the namespace's interface); default: the route's own
 //   passwords: HTTP/2 CONNECT requests with a wrong password, each on its own connection (as a guesser
 //              would), `concurrency` at a time; reports the answers by status (or "reset" when refused at accept)
 //   garbage:   TLS connections that send 4 KiB of random bytes after the handshake
@@ -31,9 +33,11 @@ async function idle(n, holdMs) {
   const result = { event: 'idle', attempted: n, tls: 0, resetBeforeTls: 0, closedByGateway: 0, stillOpen: 0, lastCloseMs: 0 };
   const sockets = [];
   const closedAll = [];
-  await pool(n, opts.concurrency ?? 64, () =>
+  const sources = opts.localAddresses ?? [];
+  await pool(n, opts.concurrency ?? 64, (i) =>
     new Promise((resolve) => {
-      const s = tlsConnect({ ...tlsOptions, ALPNProtocols: ['h2'] });
+      const local = sources.length > 0 ? { localAddress: sources[i % sources.length] } : {};
+      const s = tlsConnect({ ...tlsOptions, ...local, ALPNProtocols: ['h2'] });
       let secure = false;
       let ours = false;
       sockets.push({ s, mine: () => (ours = true) });

@@ -273,14 +273,20 @@ export async function stopTestbed(testbed: Partial<Testbed>): Promise<void> {
   testbed.files?.cleanup();
 }
 
-export async function startTestbed(clientCount: number, users: readonly TestUser[], serverYaml: string, gatewayEnv?: NodeJS.ProcessEnv): Promise<Testbed> {
+export async function startTestbed(
+  clientCount: number,
+  users: readonly TestUser[],
+  serverYaml: string,
+  gatewayEnv?: NodeJS.ProcessEnv,
+  gatewayNodeArgs?: readonly string[],
+): Promise<Testbed> {
   await requireNetnsSupport();
   await removeStaleNamespaces();
   const topo = await Topology.create(clientCount);
   const files = new GatewayFiles();
   await files.writeUsers(users);
   files.writeServer(serverYaml);
-  const gateway = startGateway(topo, files, gatewayEnv === undefined ? {} : { env: gatewayEnv });
+  const gateway = startGateway(topo, files, { ...(gatewayEnv === undefined ? {} : { env: gatewayEnv }), ...(gatewayNodeArgs === undefined ? {} : { nodeArgs: gatewayNodeArgs }) });
   await gateway.waitReady();
   return { topo, files, gateway };
 }
