@@ -144,12 +144,21 @@ ${yaml.trim()}`));
     setServer(options.serverYaml);
     const gw = startGateway(t, f, { nodeArgs: nodeArgs('GW_NODE_ARGS') });
     await gw.waitForMsg('gateway up');
-    for (const port of options.iperfPorts) {
-      const server = t.spawn(t.server, 'iperf3', ['-s', '-J', '-B', GW4, '-p', String(port)]);
-      // Its JSON report per test goes nowhere, but must be read: a full pipe would stall the server.
-      server.stdout!.resume();
-      server.stderr!.resume();
-    }
+    let iperfServers: ReturnType<typeof t.spawn>[] = [];
+    const startIperfServers = async (): Promise<void> => {
+      const old = iperfServers;
+      for (const server of old) server.kill('SIGKILL');
+      await Promise.all(old.map((server) => (server.exitCode === null && server.signalCode === null ? new Promise((r) => server.once('exit', r)) : null)));
+      iperfServers = options.iperfPorts.map((port) => {
+        const server = t.spawn(t.server, 'iperf3', ['-s', '-J', '-B', GW4, '-p', String(port)]);
+        // Its JSON report per test goes nowhere, but must be read: a full pipe would stall the server.
+        server.stdout!.resume();
+        server.stderr!.resume();
+        return server;
+      });
+      await sleep(300);
+    };
+    await startIperfServers();
     let running: QuicgateProcess[] = [];
     const bed: { -readonly [K in keyof BenchBed]: BenchBed[K] } = {
       topo: t,
@@ -171,6 +180,9 @@ ${yaml.trim()}`));
       async useTransport(transport) {
         if (this.transport === transport) return false;
         await this.stopClients();
+        // Fresh iperf3 servers: a test whose last control bytes were cut with the old tunnels leaves its server
+        // "busy running a test" for good (fairness.ts: every later test on that port failed).
+        await startIperfServers();
         const clients = ([
           [nsA1, 'alice', 'alice1'],
           [nsA2, 'alice', 'alice2'],

@@ -75,7 +75,7 @@ export class QuicgateProcess {
         }
         if (!this.running) {
           done();
-          reject(new Error(`${this.label} exited before the awaited log line; last output:\n${this.stderrText.slice(-15).join('\n')}`));
+          reject(new Error(`${this.label} exited (code ${String(this.child.exitCode)}, signal ${String(this.child.signalCode)}) before the awaited log line; last output:\n${this.stderrText.slice(-15).join('\n')}`));
           return true;
         }
         return false;
