@@ -119,13 +119,18 @@ export class FleetAddressBook implements SessionAddresses {
     if (this.redis.state === 'up') void this.maintain();
   }
 
+  /** Resolves when every release sent so far has been answered by Redis (or failed). Never rejects. */
+  async releasesAnswered(): Promise<void> {
+    await Promise.all(this.releasing);
+  }
+
   /** Stops renewing and releases the reserve (sessions release their own addresses as they end). */
   async stop(): Promise<void> {
     this.timer?.cancel();
     this.timer = null;
     this.redis.off('state', this.onState);
     await this.maintaining;
-    await Promise.all(this.releasing);
+    await this.releasesAnswered();
     const reserve = this.reserve.splice(0);
     for (const pair of reserve) this.pool.release(pair);
     if (this.redis.state === 'up') await this.claims.release(reserve.flatMap(addressesOf)).catch(() => undefined);

@@ -138,6 +138,7 @@ describe('FleetAddressBook (real redis-server)', () => {
     const [a, b] = await startGateways(2);
     const first = await connect(a!, 'alice');
     disconnect(a!, first.id, 'alice');
+    await a!.book.releasesAnswered();
     const again = await connect(b!, 'alice');
     expect(again.allocation).toEqual(first.allocation);
     // And bob on A meanwhile does not get alice's address.
@@ -153,6 +154,8 @@ describe('FleetAddressBook (real redis-server)', () => {
     expect(second.allocation.ipv4).not.toBe('198.18.0.200');
     disconnect(a!, onA.id, 'stan');
     disconnect(b!, second.id, 'stan');
+    // A's release of the static address goes to Redis after disconnect returns (CI18: B's claim came first).
+    await Promise.all([a!.book.releasesAnswered(), b!.book.releasesAnswered()]);
     const onB = await connect(b!, STATIC_USER);
     expect(onB.allocation).toEqual({ ipv4: '198.18.0.200', ipv6: '2001:db8:1::200' });
   });
